@@ -54,7 +54,7 @@ pub fn verify(dir: &Path) -> Result<VerifyReport> {
         }
         let walk = walk_segment(&seg.path, seg.base)?;
         let next_base = segments.get(i + 1).map(|s| s.base);
-        let end = walk.end_offset;
+        let mut end = walk.end_offset;
         if let Err(e) = walk.header {
             report.problems.push(Problem {
                 segment: seg.path.clone(),
@@ -70,6 +70,8 @@ pub fn verify(dir: &Path) -> Result<VerifyReport> {
                 None => (ProblemKind::TornTail { bytes: tail.bytes }, end..end),
                 Some(next) => (ProblemKind::TruncatedSegment, end..next.max(end)),
             };
+            // The lost offsets are accounted for here, not again as a gap.
+            end = offsets.end;
             report.problems.push(Problem {
                 segment: seg.path.clone(),
                 position: tail.position,

@@ -179,7 +179,9 @@ impl Scanner {
         }
         let size = want.max(CHUNK);
         if self.buf.len() < size {
-            self.buf.resize(size, 0);
+            // Old contents are about to be replaced; a fresh zeroed allocation is
+            // calloc's lazy zero pages rather than a memset of the whole chunk.
+            self.buf = vec![0; size];
         }
         self.buf_pos = pos;
         self.filled = 0;
