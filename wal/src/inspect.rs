@@ -32,6 +32,12 @@ impl VerifyReport {
 /// Walks every segment, checks every checksum and the offset sequence, and lists
 /// every problem. It reads the whole log: use it for audits, not on a hot path.
 pub fn verify(dir: &Path) -> Result<VerifyReport> {
+    verify_with_progress(dir, |_| {})
+}
+
+/// [`verify`], calling `progress` with the bytes checked so far after each segment
+/// (for a progress bar: the total is [`Stat::bytes`]).
+pub fn verify_with_progress(dir: &Path, mut progress: impl FnMut(u64)) -> Result<VerifyReport> {
     let segments = segment::list(dir)?;
     let mut report = VerifyReport {
         segments: segments.len(),
@@ -80,6 +86,7 @@ pub fn verify(dir: &Path) -> Result<VerifyReport> {
             });
         }
         report.next_offset = end.max(seg.base);
+        progress(report.bytes);
     }
     Ok(report)
 }

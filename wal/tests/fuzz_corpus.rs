@@ -3,6 +3,21 @@
 
 mod support;
 
+/// Inputs the fuzzer once stopped on, kept as regressions.
+const FOUND_BY_FUZZING: &[&[u8]] = &[
+    // A cut exactly at a frame boundary: a valid, shorter log, not damage.
+    b"\x01\x6e\x02\x00\x00\x00\x00\x79\x00\x00\x79\xff\xfc\x00",
+    // The same bit chosen twice: two flips that cancel out.
+    b"\x00\xf8\x09\x2a",
+];
+
+#[test]
+fn inputs_found_by_fuzzing_still_pass() {
+    for input in FOUND_BY_FUZZING {
+        support::mutated_log::check(input);
+    }
+}
+
 #[test]
 fn reader_never_panics_nor_returns_unverified_bytes() {
     let mut rng = fastrand::Rng::with_seed(0x5EED);

@@ -1,0 +1,113 @@
+//! The command line: argument parsing, logging setup, exit codes. Thin by design:
+//! each command calls into a stage and prints what it returns.
+
+mod wal;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Exit codes, documented in `docs/operations.md`.
+pub mod exit {
+    /// The command did what was asked.
+    pub const OK: u8 = 0;
+    /// It failed (I/O error, bad input, …); stderr says why.
+    pub const FAILED: u8 = 1;
+    /// The command line was wrong (clap's own code).
+    pub const USAGE: u8 = 2;
+    /// A check ran to the end and found damage or findings (e.g. `wal verify`).
+    pub const FOUND_PROBLEMS: u8 = 3;
+}
+
+/// bml, the Binance Minute Lake: a complete, correct 1-minute history of Binance
+/// USD-M futures, kept as an event-sourced write-ahead log and derived Parquet.
+#[derive(Debug, Parser)]
+#[command(name = "bml", version, propagate_version = true, max_term_width = 100)]
+pub struct Cli {
+    /// Where bml keeps its state: the log in `<data-dir>/wal/`, later the lake
+    /// and the ledger beside it.
+    #[arg(long, global = true, env = "BML_DATA_DIR", default_value = "./data")]
+    data_dir: PathBuf,
+
+    /// More log output on stderr (-v debug, -vv trace). RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+
+    /// Only warnings and errors on stderr; no progress bars.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    quiet: bool,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create the data dir and an empty log, or check an existing one (idempotent).
+    /// Reports what recovery had to repair after a crash.
+    InitState,
+    /// Inspect the write-ahead log: its segments, its integrity, its records.
+    #[command(subcommand)]
+    Wal(wal::WalCommand),
+}
+
+/// What a command hands back: its exit code.
+type Outcome = anyhow::Result<u8>;
+
+/// Runs the command line and turns the outcome into an exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose, cli.quiet);
+    let ui = Ui { quiet: cli.quiet };
+    let outcome = match &cli.command {
+        Command::InitState => wal::init_state(&cli.data_dir.join("wal")),
+        Command::Wal(cmd) => wal::run(cmd, &cli.data_dir.join("wal"), &ui),
+    };
+    match outcome {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(exit::FAILED)
+        }
+    }
+}
+
+/// How commands talk to the person at the terminal.
+struct Ui {
+    quiet: bool,
+}
+
+impl Ui {
+    /// A progress bar over `total` bytes, hidden when quiet or not on a terminal.
+    fn bytes_bar(&self, total: u64, message: &'static str) -> indicatif::ProgressBar {
+        if self.quiet {
+            return indicatif::ProgressBar::hidden();
+        }
+        let bar = indicatif::ProgressBar::new(total);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{msg} [{bar:40}] {binary_bytes}/{binary_total_bytes} ({binary_bytes_per_sec}, {eta})",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
+        );
+        bar.set_message(message);
+        bar
+    }
+}
+
+fn init_logging(verbose: u8, quiet: bool) {
+    let default = match (quiet, verbose) {
+        (true, _) => "warn",
+        (false, 0) => "info",
+        (false, 1) => "debug",
+        (false, _) => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}

@@ -1,0 +1,132 @@
+//! `bml wal …` run as a user runs it: the real binary, a real log directory.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use bml_wal::{Options, SyncPolicy, Wal};
+
+fn bml(data_dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_bml"))
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(args)
+        .output()
+        .expect("run bml")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A log of 50 records across several segments, with the writer still open.
+fn small_log(data_dir: &Path) -> Wal {
+    let wal = Wal::open(
+        data_dir.join("wal"),
+        Options {
+            sync: SyncPolicy::Never,
+            segment_bytes: 512,
+        },
+    )
+    .unwrap();
+    for i in 0..50u32 {
+        wal.append(format!("record number {i}").as_bytes()).unwrap();
+    }
+    wal
+}
+
+#[test]
+fn stat_shows_segments_and_offsets() {
+    let data = tempfile::tempdir().unwrap();
+    let _writer = small_log(data.path());
+    let out = bml(data.path(), &["wal", "stat"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("next offset    50"), "{stdout}");
+    assert!(stdout.contains("00000000000000000000.wal"), "{stdout}");
+}
+
+#[test]
+fn verify_is_clean_beside_a_live_writer_and_exits_3_on_damage() {
+    let data = tempfile::tempdir().unwrap();
+    let writer = small_log(data.path());
+    let out = bml(data.path(), &["wal", "verify"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("clean: "),
+        "{}",
+        text(&out.stdout)
+    );
+    drop(writer);
+
+    let first = data.path().join("wal/00000000000000000000.wal");
+    let mut image = std::fs::read(&first).unwrap();
+    image[60] ^= 0x01;
+    std::fs::write(&first, image).unwrap();
+    let out = bml(data.path(), &["wal", "verify"]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("BAD  ") && stdout.contains("00000000000000000000.wal, byte 24"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("offsets 0..1 unreadable"), "{stdout}");
+
+    let out = bml(data.path(), &["wal", "dump"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("corrupt log at offset 0") && stderr.contains("byte 24"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn dump_prints_offsets_lengths_and_bytes() {
+    let data = tempfile::tempdir().unwrap();
+    let _writer = small_log(data.path());
+    let out = bml(
+        data.path(),
+        &["wal", "dump", "--from", "48", "--limit", "5"],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{stdout}");
+    let hex: String = b"record number 48"
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert!(
+        lines[0].trim_start().starts_with("48") && lines[0].contains(&hex),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn a_missing_log_is_a_plain_error() {
+    let data = tempfile::tempdir().unwrap();
+    let out = bml(data.path(), &["wal", "stat"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("no log at"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn init_state_creates_the_log_and_is_idempotent() {
+    let data = tempfile::tempdir().unwrap();
+    let root = data.path().join("fresh");
+    for _ in 0..2 {
+        let out = bml(&root, &["init-state"]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert!(
+            text(&out.stdout).contains("next offset 0"),
+            "{}",
+            text(&out.stdout)
+        );
+    }
+    let out = bml(&root, &["wal", "verify"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+}
