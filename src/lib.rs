@@ -1,8 +1,14 @@
 //! bml, the Binance Minute Lake: a complete, checked 1-minute history of Binance
 //! USD-M futures, kept event-sourced. Data flows one way:
-//! sources → write-ahead log (`bml-wal`) → materializer → lake and ledger.
+//! sources → write-ahead log (`bml-wal`, typed by [`eventlog`]) → materializer →
+//! lake and ledger.
 //!
-//! This crate holds the stages; `cli` wires them and nothing below it knows
-//! about the command line.
+//! - [`event`]: the vocabulary of the log (market facts and coverage facts).
+//! - [`eventlog`]: records in and out of the log.
+//! - [`sources`]: the appenders (Vision so far).
+//! - [`cli`]: wires the stages to the command line; nothing below it knows it.
 
 pub mod cli;
+pub mod event;
+pub mod eventlog;
+pub mod sources;

@@ -71,7 +71,7 @@ fn verify_is_clean_beside_a_live_writer_and_exits_3_on_damage() {
     );
     assert!(stdout.contains("offsets 0..1 unreadable"), "{stdout}");
 
-    let out = bml(data.path(), &["wal", "dump"]);
+    let out = bml(data.path(), &["wal", "dump", "--raw"]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = text(&out.stderr);
     assert!(
@@ -81,12 +81,12 @@ fn verify_is_clean_beside_a_live_writer_and_exits_3_on_damage() {
 }
 
 #[test]
-fn dump_prints_offsets_lengths_and_bytes() {
+fn raw_dump_prints_offsets_lengths_and_bytes() {
     let data = tempfile::tempdir().unwrap();
     let _writer = small_log(data.path());
     let out = bml(
         data.path(),
-        &["wal", "dump", "--from", "48", "--limit", "5"],
+        &["wal", "dump", "--raw", "--from", "48", "--limit", "5"],
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);

@@ -1,6 +1,7 @@
 //! The command line: argument parsing, logging setup, exit codes. Thin by design:
 //! each command calls into a stage and prints what it returns.
 
+mod ingest;
 mod wal;
 
 use std::path::PathBuf;
@@ -47,6 +48,9 @@ enum Command {
     /// Create the data dir and an empty log, or check an existing one (idempotent).
     /// Reports what recovery had to repair after a crash.
     InitState,
+    /// Fetch from a source and append to the log (nothing else: no Parquet).
+    #[command(subcommand)]
+    Ingest(ingest::IngestCommand),
     /// Inspect the write-ahead log: its segments, its integrity, its records.
     #[command(subcommand)]
     Wal(wal::WalCommand),
@@ -61,6 +65,7 @@ pub fn main() -> ExitCode {
     init_logging(cli.verbose, cli.quiet);
     let ui = Ui { quiet: cli.quiet };
     let outcome = match &cli.command {
+        Command::Ingest(cmd) => ingest::run(cmd, &cli.data_dir, &ui),
         Command::InitState => wal::init_state(&cli.data_dir.join("wal")),
         Command::Wal(cmd) => wal::run(cmd, &cli.data_dir.join("wal"), &ui),
     };
@@ -79,6 +84,15 @@ struct Ui {
 }
 
 impl Ui {
+    /// Where a stage draws its progress bars (nowhere when quiet).
+    fn progress(&self) -> indicatif::MultiProgress {
+        if self.quiet {
+            indicatif::MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::hidden())
+        } else {
+            indicatif::MultiProgress::new()
+        }
+    }
+
     /// A progress bar over `total` bytes, hidden when quiet or not on a terminal.
     fn bytes_bar(&self, total: u64, message: &'static str) -> indicatif::ProgressBar {
         if self.quiet {

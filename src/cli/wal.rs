@@ -7,6 +7,7 @@ use anyhow::{bail, Context};
 use clap::Subcommand;
 
 use super::{exit, Outcome, Ui};
+use crate::event::{Record, RecordClass, Source, Visibility};
 
 #[derive(Debug, Subcommand)]
 pub(super) enum WalCommand {
@@ -16,7 +17,9 @@ pub(super) enum WalCommand {
     /// damaged record (segment file, byte position, offsets) and exits with 3 if
     /// there is any. Safe beside a running writer.
     Verify,
-    /// Print records: offset, length and the bytes in hex.
+    /// Print records decoded: offset, symbol, source, events. Vision rows whose
+    /// archive never got its "ingested" marker are flagged UNCOMMITTED (readers
+    /// ignore them).
     Dump {
         /// First offset to print.
         #[arg(long, default_value_t = 0)]
@@ -24,6 +27,9 @@ pub(super) enum WalCommand {
         /// How many records at most.
         #[arg(long, default_value_t = 20)]
         limit: u64,
+        /// Print length and bytes in hex instead of decoding.
+        #[arg(long)]
+        raw: bool,
     },
 }
 
@@ -37,7 +43,7 @@ pub(super) fn run(cmd: &WalCommand, dir: &Path, ui: &Ui) -> Outcome {
     match cmd {
         WalCommand::Stat => stat(dir),
         WalCommand::Verify => verify(dir, ui),
-        WalCommand::Dump { from, limit } => dump(dir, *from, *limit),
+        WalCommand::Dump { from, limit, raw } => dump(dir, *from, *limit, *raw),
     }
 }
 
@@ -124,25 +130,74 @@ fn verify(dir: &Path, ui: &Ui) -> Outcome {
     })
 }
 
-fn dump(dir: &Path, from: u64, limit: u64) -> Outcome {
+fn dump(dir: &Path, from: u64, limit: u64, raw: bool) -> Outcome {
     const SHOWN: usize = 64;
+    let visibility = if raw {
+        Visibility::new()
+    } else {
+        committed_vision_rows(dir)?
+    };
     let mut reader = bml_wal::Reader::open(dir, from)?;
     let mut out = std::io::stdout().lock();
     for _ in 0..limit {
         let Some(record) = reader.next()? else { break };
-        let hex: String = record
-            .data
-            .iter()
-            .take(SHOWN)
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        let more = if record.data.len() > SHOWN { "…" } else { "" };
+        if raw {
+            let hex: String = record
+                .data
+                .iter()
+                .take(SHOWN)
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            let more = if record.data.len() > SHOWN { "…" } else { "" };
+            writeln!(
+                out,
+                "{:>12}  {:>8} B  {hex}{more}",
+                record.offset,
+                record.data.len()
+            )?;
+            continue;
+        }
+        let decoded = Record::decode(record.data)
+            .with_context(|| format!("decoding the record at offset {}", record.offset))?;
+        let flag = if visibility.admits(record.offset, &decoded) {
+            ""
+        } else {
+            "  UNCOMMITTED"
+        };
+        let source = match &decoded.source {
+            Source::Vision { file, .. } => format!("vision:{file}"),
+            Source::Rest { endpoint } => format!("rest:{endpoint}"),
+            Source::WebSocket { stream, connection } => format!("ws:{stream}#{connection}"),
+        };
         writeln!(
             out,
-            "{:>12}  {:>8} B  {hex}{more}",
+            "{:>12}  {}  {source}  {} event(s){flag}",
             record.offset,
-            record.data.len()
+            decoded.symbol,
+            decoded.events.len()
         )?;
+        for event in decoded.events.iter().take(3) {
+            writeln!(out, "{:>14}{event:?}", "")?;
+        }
+        if decoded.events.len() > 3 {
+            writeln!(out, "{:>14}… {} more", "", decoded.events.len() - 3)?;
+        }
     }
     Ok(exit::OK)
+}
+
+/// The committed ranges of Vision rows, from every coverage record in the log.
+fn committed_vision_rows(dir: &Path) -> anyhow::Result<Visibility> {
+    let data_dir = dir.parent().unwrap_or(dir);
+    let mut visibility = Visibility::new();
+    crate::eventlog::scan(
+        data_dir,
+        0,
+        |c| c == RecordClass::Coverage,
+        |offset, record| {
+            visibility.observe(offset, &record);
+            Ok(())
+        },
+    )?;
+    Ok(visibility)
 }

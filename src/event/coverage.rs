@@ -1,0 +1,99 @@
+//! Coverage and lineage facts: what the appenders know about *what they fetched*,
+//! as opposed to the market data itself. The materializer needs them to tell
+//! "no trade happened" from "nobody was looking", and a user needs them to see
+//! why a column is NULL.
+
+use serde::{Deserialize, Serialize};
+
+use super::Sha256;
+
+/// The Binance Vision archive kinds bml reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(any(test, feature = "arbitrary"), derive(arbitrary::Arbitrary))]
+pub enum VisionKind {
+    /// Daily 1m trade klines.
+    Klines,
+    /// Daily 1m mark price klines.
+    MarkPriceKlines,
+    /// Daily 1m index price klines.
+    IndexPriceKlines,
+    /// Daily 1m premium index klines.
+    PremiumIndexKlines,
+    /// Daily aggTrades.
+    AggTrades,
+    /// Daily bookTicker (not published after 2024-03-31).
+    BookTicker,
+    /// Daily metrics (open interest, ratios; 5-minute points).
+    Metrics,
+    /// Daily bookDepth.
+    BookDepth,
+    /// Monthly funding rates.
+    FundingRate,
+}
+
+/// An archive was appended completely. Written after its last row, in the same
+/// durable commit: rows of that file are valid only in `first_offset..` this
+/// record's own offset. Rows with no marker (a crash midway) are ignored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(any(test, feature = "arbitrary"), derive(arbitrary::Arbitrary))]
+pub struct VisionFileIngested {
+    /// Archive kind.
+    pub kind: VisionKind,
+    /// Day (`YYYY-MM-DD`) or month (`YYYY-MM`) it covers.
+    pub period: String,
+    /// Archive file name, e.g. `BTCUSDT-aggTrades-2024-03-01.zip`.
+    pub file: String,
+    /// SHA-256 of the archive, as verified against its `.CHECKSUM`.
+    pub sha256: Sha256,
+    /// CSV data rows appended (header excluded).
+    pub rows: u64,
+    /// Log offset of the first row record of this file.
+    pub first_offset: u64,
+    /// When this replaces an earlier ingest whose archive had another SHA-256
+    /// (Binance re-published the file), that SHA-256.
+    pub replaces: Option<Sha256>,
+}
+
+/// An archive the exchange does not have (HTTP 404, or absent from a local dir).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(any(test, feature = "arbitrary"), derive(arbitrary::Arbitrary))]
+pub struct VisionFileMissing {
+    /// Archive kind.
+    pub kind: VisionKind,
+    /// Day or month.
+    pub period: String,
+    /// Where it was looked for.
+    pub url: String,
+    /// HTTP status (404), or 0 for a local directory.
+    pub http_status: u16,
+}
+
+/// A REST endpoint was read completely over a time range: every element in
+/// `[start_ms, end_ms)` that the exchange has is in the log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(any(test, feature = "arbitrary"), derive(arbitrary::Arbitrary))]
+pub struct RestRangeComplete {
+    /// Endpoint path, e.g. `/fapi/v1/aggTrades`.
+    pub endpoint: String,
+    /// Range start, inclusive.
+    pub start_ms: i64,
+    /// Range end, exclusive.
+    pub end_ms: i64,
+    /// Elements appended for the range.
+    pub rows: u64,
+}
+
+/// A live stream connected or dropped. LIVE_ONLY columns are "covered" exactly
+/// while their stream was connected.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(any(test, feature = "arbitrary"), derive(arbitrary::Arbitrary))]
+pub struct StreamStatus {
+    /// Stream name, e.g. `btcusdt@forceOrder`.
+    pub stream: String,
+    /// Which connection (counts up per collector run), to pair connect with drop.
+    pub connection: u64,
+    /// Exchange time of the change, when known; else local time.
+    pub time: i64,
+    /// Why it dropped (empty on connect).
+    pub reason: String,
+}

@@ -1,0 +1,190 @@
+//! Exact decimals, as the exchange wrote them.
+//!
+//! Binance sends prices and quantities as decimal text ("60000.10", "0.00123000").
+//! A binary float cannot hold most of them exactly, and sums of floats depend on
+//! the order of addition, which would make the lake depend on log order. So the
+//! log keeps a scaled integer: "0.00123000" is mantissa 123000 at scale 8. The
+//! scale keeps trailing zeros, so `to_string()` gives back the original text.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// The largest scale accepted: 18 fractional digits (Binance uses at most 8).
+pub const MAX_SCALE: u8 = 18;
+
+/// A decimal number `mantissa × 10^-scale`, kept exactly.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(any(test, feature = "arbitrary"), derive(arbitrary::Arbitrary))]
+pub struct Decimal {
+    mantissa: i64,
+    scale: u8,
+}
+
+/// Why text is not a decimal we accept.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecimalError {
+    /// Empty text, a lone sign or point, or a character that is not a digit.
+    #[error("not a plain decimal number")]
+    Syntax,
+    /// More than [`MAX_SCALE`] digits after the point.
+    #[error("more than {MAX_SCALE} fractional digits")]
+    Scale,
+    /// More digits than fit in 64 bits.
+    #[error("too many digits")]
+    Overflow,
+}
+
+impl Decimal {
+    /// Zero at scale 0.
+    pub const ZERO: Decimal = Decimal {
+        mantissa: 0,
+        scale: 0,
+    };
+
+    /// `mantissa × 10^-scale`.
+    pub fn new(mantissa: i64, scale: u8) -> Result<Decimal, DecimalError> {
+        if scale > MAX_SCALE {
+            return Err(DecimalError::Scale);
+        }
+        Ok(Decimal { mantissa, scale })
+    }
+
+    /// Parses plain decimal text: optional `-`, digits, optionally `.` and digits.
+    /// No exponents, no `+`, no spaces: anything unusual is an error, not a guess.
+    pub fn parse(text: &[u8]) -> Result<Decimal, DecimalError> {
+        let (negative, digits) = match text.split_first() {
+            Some((b'-', rest)) => (true, rest),
+            _ => (false, text),
+        };
+        let (int, frac) = match digits.iter().position(|&b| b == b'.') {
+            Some(dot) => (&digits[..dot], &digits[dot + 1..]),
+            None => (digits, &digits[digits.len()..]),
+        };
+        if int.is_empty() && frac.is_empty() {
+            return Err(DecimalError::Syntax);
+        }
+        if digits.contains(&b'.') && frac.is_empty() {
+            return Err(DecimalError::Syntax);
+        }
+        if frac.len() > MAX_SCALE as usize {
+            return Err(DecimalError::Scale);
+        }
+        let mut mantissa: i64 = 0;
+        for &b in int.iter().chain(frac) {
+            if !b.is_ascii_digit() {
+                return Err(DecimalError::Syntax);
+            }
+            mantissa = mantissa
+                .checked_mul(10)
+                .and_then(|m| m.checked_add(i64::from(b - b'0')))
+                .ok_or(DecimalError::Overflow)?;
+        }
+        Ok(Decimal {
+            mantissa: if negative { -mantissa } else { mantissa },
+            scale: frac.len() as u8,
+        })
+    }
+
+    /// The scaled integer.
+    pub fn mantissa(self) -> i64 {
+        self.mantissa
+    }
+
+    /// Digits after the point.
+    pub fn scale(self) -> u8 {
+        self.scale
+    }
+
+    /// True for any zero, whatever its scale.
+    pub fn is_zero(self) -> bool {
+        self.mantissa == 0
+    }
+
+    /// The nearest `f64`, for output columns only. Goes through the decimal text,
+    /// which Rust parses correctly rounded (dividing by a power of ten would not be).
+    pub fn to_f64(self) -> f64 {
+        self.to_string()
+            .parse()
+            .expect("decimal text parses as f64")
+    }
+}
+
+impl fmt::Display for Decimal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let sign = if self.mantissa < 0 { "-" } else { "" };
+        let digits = self.mantissa.unsigned_abs().to_string();
+        let scale = self.scale as usize;
+        if scale == 0 {
+            return write!(f, "{sign}{digits}");
+        }
+        let padded = format!("{digits:0>width$}", width = scale + 1);
+        let (int, frac) = padded.split_at(padded.len() - scale);
+        write!(f, "{sign}{int}.{frac}")
+    }
+}
+
+impl fmt::Debug for Decimal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{self}")
+    }
+}
+
+impl std::str::FromStr for Decimal {
+    type Err = DecimalError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Decimal::parse(s.as_bytes())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_prints_back_the_exact_text() {
+        for text in [
+            "0",
+            "7195.24000000",
+            "-0.00003449",
+            "0.001",
+            "1.0",
+            "542.0",
+            "80006.00000000",
+            "-12",
+        ] {
+            let d = Decimal::parse(text.as_bytes()).unwrap();
+            assert_eq!(d.to_string(), text);
+        }
+        let d = Decimal::parse(b"0.00123000").unwrap();
+        assert_eq!((d.mantissa(), d.scale()), (123000, 8));
+        assert_eq!(Decimal::parse(b".5").unwrap().to_string(), "0.5");
+    }
+
+    #[test]
+    fn refuses_what_is_not_plain_decimal_text() {
+        for bad in [
+            "", "-", ".", "1.", "1e5", "+1", " 1", "1,5", "0x10", "NaN", "--1", "1.2.3",
+        ] {
+            assert!(Decimal::parse(bad.as_bytes()).is_err(), "{bad:?}");
+        }
+        assert_eq!(
+            Decimal::parse(b"99999999999999999999"),
+            Err(DecimalError::Overflow)
+        );
+        assert_eq!(
+            Decimal::parse(b"0.1234567890123456789"),
+            Err(DecimalError::Scale)
+        );
+    }
+
+    #[test]
+    fn converts_to_the_nearest_float() {
+        assert_eq!(Decimal::parse(b"0.1").unwrap().to_f64(), 0.1);
+        assert_eq!(
+            Decimal::parse(b"-0.00003449").unwrap().to_f64(),
+            -0.00003449
+        );
+    }
+}

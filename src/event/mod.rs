@@ -1,0 +1,268 @@
+//! The event vocabulary: everything bml ever writes into the log.
+//!
+//! A log record is one [`Record`]: an envelope (symbol, source, local receive time)
+//! and one or more [`Event`]s from that one fetch (a REST page, a chunk of a Vision
+//! file, a WebSocket message). The encoding is a format-version byte, a class byte
+//! (market data or coverage, so scanners can skip data cheaply) and the postcard
+//! encoding of the record. Postcard encodes enum variants by index, so variants
+//! are only ever *appended*, never reordered or changed: a log written today must
+//! decode in ten years. `tests/event_golden.rs` pins the bytes.
+
+mod coverage;
+mod decimal;
+mod market;
+mod visibility;
+
+use serde::{Deserialize, Serialize};
+
+pub use coverage::{
+    RestRangeComplete, StreamStatus, VisionFileIngested, VisionFileMissing, VisionKind,
+};
+pub use decimal::{Decimal, DecimalError};
+pub use market::{
+    AggTrade, BookDepth, BookTicker, DepthDiff, DepthSnapshot, FundingRate, Kline, KlineKind,
+    Level, Liquidation, LongShortRatio, MarkPrice, Metrics, OpenInterest, OpenInterestSource,
+    PremiumIndex, RatioKind, Side,
+};
+pub use visibility::Visibility;
+
+/// The event encoding this build writes (first byte of every record).
+pub const FORMAT_VERSION: u8 = 1;
+
+/// A SHA-256 digest (of a Vision archive). Printed in hex.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(any(test, feature = "arbitrary"), derive(arbitrary::Arbitrary))]
+pub struct Sha256(pub [u8; 32]);
+
+impl std::fmt::Display for Sha256 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+impl std::fmt::Debug for Sha256 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{self}")
+    }
+}
+
+/// Where the events of a record came from.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(any(test, feature = "arbitrary"), derive(arbitrary::Arbitrary))]
+pub enum Source {
+    /// A Binance Vision archive, by file name and verified SHA-256.
+    Vision {
+        /// Archive file name.
+        file: String,
+        /// Its SHA-256 (all zeros in a record saying the archive is missing).
+        sha256: Sha256,
+    },
+    /// A REST endpoint (path, e.g. `/fapi/v1/klines`).
+    Rest {
+        /// Endpoint path.
+        endpoint: String,
+    },
+    /// A WebSocket stream on one connection.
+    WebSocket {
+        /// Stream name.
+        stream: String,
+        /// Connection number (see [`StreamStatus`]).
+        connection: u64,
+    },
+}
+
+/// One fact.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(any(test, feature = "arbitrary"), derive(arbitrary::Arbitrary))]
+pub enum Event {
+    /// A kline of any kind.
+    Kline(Kline),
+    /// An aggregated trade.
+    AggTrade(AggTrade),
+    /// A best bid/ask update.
+    BookTicker(BookTicker),
+    /// A Vision metrics row.
+    Metrics(Metrics),
+    /// A Vision bookDepth row.
+    BookDepth(BookDepth),
+    /// A settled funding rate.
+    FundingRate(FundingRate),
+    /// A premiumIndex poll.
+    PremiumIndex(PremiumIndex),
+    /// An open-interest point.
+    OpenInterest(OpenInterest),
+    /// A long/short ratio point.
+    LongShortRatio(LongShortRatio),
+    /// A liquidation.
+    Liquidation(Liquidation),
+    /// An order-book diff.
+    DepthDiff(DepthDiff),
+    /// An order-book snapshot.
+    DepthSnapshot(DepthSnapshot),
+    /// A mark price stream update.
+    MarkPrice(MarkPrice),
+    /// Coverage: a Vision archive was appended completely.
+    VisionFileIngested(VisionFileIngested),
+    /// Coverage: a Vision archive does not exist.
+    VisionFileMissing(VisionFileMissing),
+    /// Coverage: a REST range was read completely.
+    RestRangeComplete(RestRangeComplete),
+    /// Coverage: a stream connected.
+    StreamConnected(StreamStatus),
+    /// Coverage: a stream dropped.
+    StreamDisconnected(StreamStatus),
+}
+
+impl Event {
+    /// True for coverage and lineage facts, false for market data.
+    pub fn is_coverage(&self) -> bool {
+        matches!(
+            self,
+            Event::VisionFileIngested(_)
+                | Event::VisionFileMissing(_)
+                | Event::RestRangeComplete(_)
+                | Event::StreamConnected(_)
+                | Event::StreamDisconnected(_)
+        )
+    }
+}
+
+/// One log record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(any(test, feature = "arbitrary"), derive(arbitrary::Arbitrary))]
+pub struct Record {
+    /// Upper-case symbol, e.g. `BTCUSDT`.
+    pub symbol: String,
+    /// Where the events came from.
+    pub source: Source,
+    /// Local receive time, epoch ms (UTC). May be behind exchange times (clock skew).
+    pub received_ms: i64,
+    /// The facts, in the order the source gave them. Never empty.
+    pub events: Vec<Event>,
+}
+
+/// Whether a record holds market data or coverage facts (the second byte).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordClass {
+    /// Market data events only.
+    Data = 0,
+    /// At least one coverage event.
+    Coverage = 1,
+}
+
+/// Why bytes from the log are not a record this build can read.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// Empty or one-byte input.
+    #[error("record too short ({0} bytes)")]
+    Short(usize),
+    /// Written by a newer bml.
+    #[error("event format version {0} is newer than this build reads ({FORMAT_VERSION})")]
+    Version(u8),
+    /// Unknown class byte.
+    #[error("unknown record class {0}")]
+    Class(u8),
+    /// The postcard payload does not decode.
+    #[error("undecodable record: {0}")]
+    Payload(#[from] postcard::Error),
+}
+
+impl Record {
+    /// The class byte this record is stored with.
+    pub fn class(&self) -> RecordClass {
+        if self.events.iter().any(Event::is_coverage) {
+            RecordClass::Coverage
+        } else {
+            RecordClass::Data
+        }
+    }
+
+    /// Appends the encoding of this record to `out`.
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
+        out.push(FORMAT_VERSION);
+        out.push(self.class() as u8);
+        let buf = std::mem::take(out);
+        *out = postcard::to_extend(self, buf).expect("serializing into a Vec cannot fail");
+    }
+
+    /// The encoding of this record.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.encode_into(&mut out);
+        out
+    }
+
+    /// Decodes a record, checking version and class.
+    pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
+        let class = peek_class(bytes)?;
+        let (record, rest): (Record, &[u8]) = postcard::take_from_bytes(&bytes[2..])?;
+        if !rest.is_empty() {
+            return Err(DecodeError::Payload(
+                postcard::Error::DeserializeUnexpectedEnd,
+            ));
+        }
+        if record.class() != class {
+            return Err(DecodeError::Class(class as u8));
+        }
+        Ok(record)
+    }
+}
+
+/// The class of an encoded record, from its first two bytes only.
+pub fn peek_class(bytes: &[u8]) -> Result<RecordClass, DecodeError> {
+    match bytes {
+        [] | [_] => Err(DecodeError::Short(bytes.len())),
+        [v, _, ..] if *v != FORMAT_VERSION => Err(DecodeError::Version(*v)),
+        [_, 0, ..] => Ok(RecordClass::Data),
+        [_, 1, ..] => Ok(RecordClass::Coverage),
+        [_, c, ..] => Err(DecodeError::Class(*c)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use arbitrary::{Arbitrary, Unstructured};
+
+    use super::*;
+
+    /// Any record encodes and decodes to itself (random records from random bytes).
+    #[test]
+    fn every_record_round_trips() {
+        let mut rng = fastrand::Rng::with_seed(42);
+        let mut tried = 0;
+        while tried < 5000 {
+            let bytes: Vec<u8> = (0..rng.usize(16..4096)).map(|_| rng.u8(..)).collect();
+            let Ok(mut record) = Record::arbitrary(&mut Unstructured::new(&bytes)) else {
+                continue;
+            };
+            if record.events.is_empty() {
+                record.events.push(Event::AggTrade(AggTrade {
+                    agg_trade_id: 1,
+                    price: Decimal::ZERO,
+                    quantity: Decimal::ZERO,
+                    first_trade_id: 1,
+                    last_trade_id: 1,
+                    transact_time: 0,
+                    is_buyer_maker: false,
+                }));
+            }
+            let encoded = record.encode();
+            assert_eq!(Record::decode(&encoded).unwrap(), record);
+            tried += 1;
+        }
+    }
+
+    #[test]
+    fn refuses_other_versions_and_garbage() {
+        assert!(matches!(Record::decode(&[]), Err(DecodeError::Short(0))));
+        assert!(matches!(
+            Record::decode(&[2, 0, 0]),
+            Err(DecodeError::Version(2))
+        ));
+        assert!(matches!(
+            Record::decode(&[1, 7, 0]),
+            Err(DecodeError::Class(7))
+        ));
+        assert!(Record::decode(&[1, 0, 0xff, 0xff]).is_err());
+    }
+}

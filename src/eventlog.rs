@@ -1,0 +1,125 @@
+//! The log as the rest of bml sees it: [`Record`]s in, `(offset, Record)` out.
+//! A thin typed layer over `bml-wal`, which knows nothing of events.
+
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use bml_wal::{Options, SyncPolicy, Wal};
+
+use crate::event::{peek_class, Record, RecordClass};
+
+/// Append a batch once this many encoded bytes are waiting: one frame, one write.
+const BATCH_BYTES: usize = 1 << 20;
+
+/// Where the log of a data dir lives.
+pub fn wal_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("wal")
+}
+
+/// The writer side: encodes records and appends them in batches.
+pub struct EventLog {
+    wal: Wal,
+    pending: Vec<Vec<u8>>,
+    pending_bytes: usize,
+    first_pending: u64,
+}
+
+impl EventLog {
+    /// Opens the log of `data_dir` for appending. Appends are written to the OS
+    /// at once and made durable by [`EventLog::commit`]: an appender commits at
+    /// the points where its work is whole (a Vision file, a REST page).
+    pub fn open(data_dir: &Path) -> anyhow::Result<EventLog> {
+        let dir = wal_dir(data_dir);
+        let wal = Wal::open(
+            &dir,
+            Options {
+                sync: SyncPolicy::Never,
+                ..Options::default()
+            },
+        )
+        .with_context(|| format!("opening the log at {}", dir.display()))?;
+        if let Some(torn) = &wal.recovery().truncated {
+            tracing::warn!(
+                segment = %torn.segment.display(),
+                bytes = torn.bytes,
+                "cut a torn tail left by a crash; appends continue at offset {}",
+                torn.offset
+            );
+        }
+        for problem in &wal.recovery().problems {
+            tracing::error!("damaged record in the log (kept for inspection): {problem}");
+        }
+        let next = wal.next_offset();
+        Ok(EventLog {
+            wal,
+            pending: Vec::new(),
+            pending_bytes: 0,
+            first_pending: next,
+        })
+    }
+
+    /// The offset the next record will get.
+    pub fn next_offset(&self) -> u64 {
+        self.first_pending + self.pending.len() as u64
+    }
+
+    /// Queues a record; returns its offset. It reaches the OS within a batch and
+    /// is durable after the next [`EventLog::commit`].
+    pub fn push(&mut self, record: &Record) -> anyhow::Result<u64> {
+        let offset = self.next_offset();
+        let mut bytes = Vec::with_capacity(256);
+        record.encode_into(&mut bytes);
+        self.pending_bytes += bytes.len();
+        self.pending.push(bytes);
+        if self.pending_bytes >= BATCH_BYTES {
+            self.flush()?;
+        }
+        Ok(offset)
+    }
+
+    /// Writes queued records to the log (not synced).
+    pub fn flush(&mut self) -> anyhow::Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let range: Range<u64> = self.wal.append_batch(&self.pending)?;
+        debug_assert_eq!(range.start, self.first_pending);
+        self.first_pending = range.end;
+        self.pending.clear();
+        self.pending_bytes = 0;
+        Ok(())
+    }
+
+    /// Writes queued records and syncs: everything pushed so far is durable.
+    pub fn commit(&mut self) -> anyhow::Result<()> {
+        self.flush()?;
+        self.wal.sync()?;
+        Ok(())
+    }
+}
+
+/// Reads `(offset, Record)` from `from` to the end of the log, decoding only the
+/// records `wanted` accepts by class (so a scan for coverage skips data cheaply).
+pub fn scan(
+    data_dir: &Path,
+    from: u64,
+    wanted: impl Fn(RecordClass) -> bool,
+    mut each: impl FnMut(u64, Record) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let dir = wal_dir(data_dir);
+    if !dir.exists() {
+        return Ok(());
+    }
+    let mut reader = bml_wal::Reader::open(&dir, from)?;
+    while let Some(raw) = reader.next()? {
+        let class =
+            peek_class(raw.data).with_context(|| format!("record at offset {}", raw.offset))?;
+        if wanted(class) {
+            let record = Record::decode(raw.data)
+                .with_context(|| format!("record at offset {}", raw.offset))?;
+            each(raw.offset, record)?;
+        }
+    }
+    Ok(())
+}

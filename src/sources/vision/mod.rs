@@ -1,0 +1,397 @@
+//! The Vision appender: Binance Vision daily (and monthly funding) archives into
+//! the log. Per archive: read its `.CHECKSUM`, skip it if the log holds that
+//! SHA-256 already, fetch and hash it, check the zip holds exactly its CSV, then
+//! stream rows into records (one symbol-hour and at most 4096 rows each), and
+//! finish with a `VisionFileIngested` marker and one sync. Rows count only once
+//! their marker is in the log, so a file is all-or-nothing whatever happens
+//! midway (see `event::Visibility`).
+
+mod archive;
+mod catalog;
+pub mod rows;
+
+use std::io::{BufReader, Read};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use chrono::{Datelike, NaiveDate};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+
+pub use archive::{FileSpec, Store};
+pub use catalog::Catalog;
+
+use crate::event::{
+    Event, Record, Sha256, Source, VisionFileIngested, VisionFileMissing, VisionKind,
+};
+use crate::eventlog::EventLog;
+use archive::{Archive, Lookup};
+
+/// Rows per record at most; records also never span an hour.
+const ROWS_PER_RECORD: usize = 4096;
+
+/// The last day Vision published bookTicker archives.
+const LAST_BOOK_TICKER_DAY: (i32, u32, u32) = (2024, 3, 31);
+
+/// Every kind, in ingest order.
+pub const ALL_KINDS: [VisionKind; 9] = [
+    VisionKind::Klines,
+    VisionKind::MarkPriceKlines,
+    VisionKind::IndexPriceKlines,
+    VisionKind::PremiumIndexKlines,
+    VisionKind::AggTrades,
+    VisionKind::BookTicker,
+    VisionKind::Metrics,
+    VisionKind::BookDepth,
+    VisionKind::FundingRate,
+];
+
+/// Vision's name for a kind (its directory name), as used on the command line.
+pub fn kind_name(kind: VisionKind) -> &'static str {
+    match kind {
+        VisionKind::Klines => "klines",
+        VisionKind::MarkPriceKlines => "markPriceKlines",
+        VisionKind::IndexPriceKlines => "indexPriceKlines",
+        VisionKind::PremiumIndexKlines => "premiumIndexKlines",
+        VisionKind::AggTrades => "aggTrades",
+        VisionKind::BookTicker => "bookTicker",
+        VisionKind::Metrics => "metrics",
+        VisionKind::BookDepth => "bookDepth",
+        VisionKind::FundingRate => "fundingRate",
+    }
+}
+
+/// The kind called `name` (Vision's spelling, any case).
+pub fn kind_from_name(name: &str) -> Option<VisionKind> {
+    ALL_KINDS
+        .into_iter()
+        .find(|k| kind_name(*k).eq_ignore_ascii_case(name))
+}
+
+/// The archives covering `start..=end` for `symbols` and `kinds`: one per day for
+/// daily kinds, one per month for funding. bookTicker days after 2024-03-31 are
+/// left out (Vision never published them; that gap is known, not missing).
+pub fn plan(
+    symbols: &[String],
+    start: NaiveDate,
+    end: NaiveDate,
+    kinds: &[VisionKind],
+) -> Vec<FileSpec> {
+    let last_book_ticker = NaiveDate::from_ymd_opt(
+        LAST_BOOK_TICKER_DAY.0,
+        LAST_BOOK_TICKER_DAY.1,
+        LAST_BOOK_TICKER_DAY.2,
+    )
+    .expect("valid date");
+    let mut specs = Vec::new();
+    for symbol in symbols {
+        for &kind in kinds {
+            let mut periods: Vec<String> = Vec::new();
+            for day in start.iter_days().take_while(|d| *d <= end) {
+                let period = match kind {
+                    VisionKind::FundingRate => format!("{:04}-{:02}", day.year(), day.month()),
+                    VisionKind::BookTicker if day > last_book_ticker => continue,
+                    _ => day.format("%Y-%m-%d").to_string(),
+                };
+                if periods.last() != Some(&period) {
+                    periods.push(period);
+                }
+            }
+            specs.extend(periods.into_iter().map(|period| FileSpec {
+                kind,
+                symbol: symbol.to_uppercase(),
+                period,
+            }));
+        }
+    }
+    specs
+}
+
+/// How one archive went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Appended: rows and archive bytes.
+    Ingested {
+        /// Data rows.
+        rows: u64,
+        /// Archive size.
+        bytes: u64,
+        /// It replaced an ingest of a different SHA-256 (re-published upstream).
+        replaced: bool,
+    },
+    /// The log already holds this archive with this SHA-256.
+    AlreadyIngested,
+    /// The archive does not exist (recorded in the log once).
+    Missing,
+    /// It failed; nothing of it is visible. The text names file, line, field or URL.
+    Failed(String),
+}
+
+/// What a run did.
+#[derive(Debug, Default)]
+pub struct Summary {
+    /// Each archive and how it went, in plan order.
+    pub files: Vec<(String, Outcome)>,
+    /// Wall time.
+    pub elapsed: Duration,
+}
+
+impl Summary {
+    /// Rows appended.
+    pub fn rows(&self) -> u64 {
+        self.files
+            .iter()
+            .map(|(_, o)| match o {
+                Outcome::Ingested { rows, .. } => *rows,
+                _ => 0,
+            })
+            .sum()
+    }
+
+    /// Archive bytes read.
+    pub fn bytes(&self) -> u64 {
+        self.files
+            .iter()
+            .map(|(_, o)| match o {
+                Outcome::Ingested { bytes, .. } => *bytes,
+                _ => 0,
+            })
+            .sum()
+    }
+
+    /// Archives with the given outcome kind.
+    pub fn count(&self, which: fn(&Outcome) -> bool) -> usize {
+        self.files.iter().filter(|(_, o)| which(o)).count()
+    }
+}
+
+/// Ingests the planned archives into `log`. A failing archive is reported and
+/// skipped (nothing of it becomes visible); the others go on.
+pub fn ingest(
+    log: &mut EventLog,
+    catalog: &mut Catalog,
+    store: &Store,
+    specs: &[FileSpec],
+    tmp_dir: &Path,
+    progress: &MultiProgress,
+) -> Summary {
+    let started = Instant::now();
+    let overall = progress.add(ProgressBar::new(specs.len() as u64));
+    overall.set_style(
+        ProgressStyle::with_template("{prefix:>10} [{bar:30}] {pos}/{len} archives, {elapsed}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    overall.set_prefix("vision");
+    let mut summary = Summary::default();
+    for spec in specs {
+        let file = spec.file_name();
+        let outcome = match ingest_file(log, catalog, store, spec, tmp_dir, progress) {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                let message = format!("{e:#}");
+                tracing::error!(file = %file, "{message}");
+                Outcome::Failed(message)
+            }
+        };
+        match &outcome {
+            Outcome::Ingested {
+                rows,
+                replaced: true,
+                ..
+            } => {
+                tracing::warn!(file = %file, rows, "re-ingested: Binance re-published this archive with a new SHA-256")
+            }
+            Outcome::Ingested { rows, .. } => tracing::info!(file = %file, rows, "ingested"),
+            Outcome::AlreadyIngested => tracing::debug!(file = %file, "already in the log"),
+            Outcome::Missing => tracing::warn!(file = %file, "archive does not exist"),
+            Outcome::Failed(_) => {}
+        }
+        summary.files.push((file, outcome));
+        overall.inc(1);
+    }
+    overall.finish_and_clear();
+    summary.elapsed = started.elapsed();
+    summary
+}
+
+fn ingest_file(
+    log: &mut EventLog,
+    catalog: &mut Catalog,
+    store: &Store,
+    spec: &FileSpec,
+    tmp_dir: &Path,
+    progress: &MultiProgress,
+) -> anyhow::Result<Outcome> {
+    let file = spec.file_name();
+    let expected = match store.checksum(spec)? {
+        Lookup::Found(sha) => sha,
+        Lookup::Missing { location, status } => {
+            return record_missing(log, catalog, spec, location, status)
+        }
+    };
+    let previous = catalog.ingested(&file);
+    if previous == Some(expected) {
+        return Ok(Outcome::AlreadyIngested);
+    }
+    let archive = match store.archive(spec, tmp_dir)? {
+        Lookup::Found(a) => a,
+        Lookup::Missing { location, status } => {
+            return record_missing(log, catalog, spec, location, status)
+        }
+    };
+    if archive.sha256 != expected {
+        bail!(
+            "checksum mismatch for {}: .CHECKSUM says {}, the archive hashes to {}",
+            archive.location,
+            expected,
+            archive.sha256
+        );
+    }
+    let received_ms = chrono::Utc::now().timestamp_millis();
+    let source = Source::Vision {
+        file: file.clone(),
+        sha256: archive.sha256,
+    };
+    let first_offset = log.next_offset();
+    let rows = append_rows(log, spec, &archive, &source, received_ms, progress)?;
+    let marker = Record {
+        symbol: spec.symbol.clone(),
+        source,
+        received_ms,
+        events: vec![Event::VisionFileIngested(VisionFileIngested {
+            kind: spec.kind,
+            period: spec.period.clone(),
+            file: file.clone(),
+            sha256: archive.sha256,
+            rows,
+            first_offset,
+            replaces: previous,
+        })],
+    };
+    log.push(&marker)?;
+    log.commit()?;
+    catalog.note_ingested(&file, archive.sha256);
+    Ok(Outcome::Ingested {
+        rows,
+        bytes: archive.bytes,
+        replaced: previous.is_some(),
+    })
+}
+
+fn record_missing(
+    log: &mut EventLog,
+    catalog: &mut Catalog,
+    spec: &FileSpec,
+    url: String,
+    http_status: u16,
+) -> anyhow::Result<Outcome> {
+    let file = spec.file_name();
+    if !catalog.known_missing(&file) {
+        log.push(&Record {
+            symbol: spec.symbol.clone(),
+            source: Source::Vision {
+                file: file.clone(),
+                sha256: Sha256([0; 32]),
+            },
+            received_ms: chrono::Utc::now().timestamp_millis(),
+            events: vec![Event::VisionFileMissing(VisionFileMissing {
+                kind: spec.kind,
+                period: spec.period.clone(),
+                url,
+                http_status,
+            })],
+        })?;
+        log.commit()?;
+        catalog.note_missing(&file);
+    }
+    Ok(Outcome::Missing)
+}
+
+/// Streams the archive's CSV into records. Returns the number of data rows.
+fn append_rows(
+    log: &mut EventLog,
+    spec: &FileSpec,
+    archive: &Archive,
+    source: &Source,
+    received_ms: i64,
+    progress: &MultiProgress,
+) -> anyhow::Result<u64> {
+    let file = std::fs::File::open(&archive.path)
+        .with_context(|| format!("opening {}", archive.path.display()))?;
+    let mut zip = zip::ZipArchive::new(file)
+        .with_context(|| format!("{}: not a readable zip (truncated?)", archive.location))?;
+    let entry = archive::open_csv(&mut zip, spec, &archive.location)?;
+    let csv_name = String::from_utf8_lossy(entry.name_raw()).into_owned();
+    let bar = progress.add(ProgressBar::new(entry.size()));
+    bar.set_style(
+        ProgressStyle::with_template("{prefix:>10} [{bar:30}] {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} {msg}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_prefix(kind_name(spec.kind));
+    bar.set_message(csv_name.clone());
+    let counted = bar.wrap_read(entry);
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .buffer_capacity(1 << 20)
+        .from_reader(BufReader::with_capacity(1 << 20, counted));
+    let mut record = csv::ByteRecord::new();
+    let mut chunk: Vec<Event> = Vec::with_capacity(ROWS_PER_RECORD);
+    let mut chunk_hour = i64::MIN;
+    let mut rows = 0u64;
+    let mut first = true;
+    loop {
+        let more = reader.read_byte_record(&mut record).map_err(|e| {
+            let line = e.position().map_or(0, |p| p.line());
+            anyhow::anyhow!("{}: {csv_name}:{line}: {e}", archive.location)
+        })?;
+        if !more {
+            break;
+        }
+        if std::mem::take(&mut first) && rows::is_header(&record) {
+            continue;
+        }
+        let line = record.position().map_or(0, |p| p.line());
+        let event = rows::parse_row(spec.kind, &record)
+            .with_context(|| format!("{}: {csv_name}:{line}", archive.location))?;
+        let hour = rows::event_time(&event).div_euclid(3_600_000);
+        if chunk.len() == ROWS_PER_RECORD || (hour != chunk_hour && !chunk.is_empty()) {
+            push_chunk(log, spec, source, received_ms, &mut chunk)?;
+        }
+        chunk_hour = hour;
+        chunk.push(event);
+        rows += 1;
+    }
+    push_chunk(log, spec, source, received_ms, &mut chunk)?;
+    drain(reader.into_inner())?;
+    bar.finish_and_clear();
+    Ok(rows)
+}
+
+fn push_chunk(
+    log: &mut EventLog,
+    spec: &FileSpec,
+    source: &Source,
+    received_ms: i64,
+    chunk: &mut Vec<Event>,
+) -> anyhow::Result<()> {
+    if chunk.is_empty() {
+        return Ok(());
+    }
+    log.push(&Record {
+        symbol: spec.symbol.clone(),
+        source: source.clone(),
+        received_ms,
+        events: std::mem::replace(chunk, Vec::with_capacity(ROWS_PER_RECORD)),
+    })?;
+    Ok(())
+}
+
+/// Reads the entry to its end, so the zip's CRC-32 of the CSV is checked (the
+/// zip crate checks it when the entry is exhausted).
+fn drain(mut reader: impl Read) -> anyhow::Result<()> {
+    std::io::copy(&mut reader, &mut std::io::sink()).context("zip entry CRC check")?;
+    Ok(())
+}

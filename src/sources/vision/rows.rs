@@ -1,0 +1,341 @@
+//! CSV rows of Vision archives → events. Pure functions over one parsed CSV
+//! record, so the fuzz target and the tests exercise exactly what ingest runs.
+
+use csv::ByteRecord;
+
+use crate::event::{
+    AggTrade, BookDepth, BookTicker, Decimal, Event, FundingRate, Kline, KlineKind, Metrics,
+    VisionKind,
+};
+
+/// A row that does not parse: which field, what it held, why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("field `{field}`: {reason} ({value:?})")]
+pub struct RowError {
+    /// The column name (Vision's).
+    pub field: &'static str,
+    /// The text found there (cut to 40 bytes).
+    pub value: String,
+    /// What is wrong.
+    pub reason: String,
+}
+
+/// Column names per kind, in file order (also the expected header).
+pub fn columns(kind: VisionKind) -> &'static [&'static str] {
+    match kind {
+        VisionKind::Klines
+        | VisionKind::MarkPriceKlines
+        | VisionKind::IndexPriceKlines
+        | VisionKind::PremiumIndexKlines => &[
+            "open_time",
+            "open",
+            "high",
+            "low",
+            "close",
+            "volume",
+            "close_time",
+            "quote_volume",
+            "count",
+            "taker_buy_volume",
+            "taker_buy_quote_volume",
+            "ignore",
+        ],
+        VisionKind::AggTrades => &[
+            "agg_trade_id",
+            "price",
+            "quantity",
+            "first_trade_id",
+            "last_trade_id",
+            "transact_time",
+            "is_buyer_maker",
+        ],
+        VisionKind::BookTicker => &[
+            "update_id",
+            "best_bid_price",
+            "best_bid_qty",
+            "best_ask_price",
+            "best_ask_qty",
+            "transaction_time",
+            "event_time",
+        ],
+        VisionKind::Metrics => &[
+            "create_time",
+            "symbol",
+            "sum_open_interest",
+            "sum_open_interest_value",
+            "count_toptrader_long_short_ratio",
+            "sum_toptrader_long_short_ratio",
+            "count_long_short_ratio",
+            "sum_taker_long_short_vol_ratio",
+        ],
+        VisionKind::BookDepth => &["timestamp", "percentage", "depth", "notional"],
+        VisionKind::FundingRate => &["calc_time", "funding_interval_hours", "last_funding_rate"],
+    }
+}
+
+/// Vision writes a header line in newer files only: a first field that starts
+/// with a letter is a header (every data row starts with a digit).
+pub fn is_header(record: &ByteRecord) -> bool {
+    record
+        .get(0)
+        .and_then(|f| f.first())
+        .is_some_and(u8::is_ascii_alphabetic)
+}
+
+/// Parses one data row of a `kind` archive.
+pub fn parse_row(kind: VisionKind, record: &ByteRecord) -> Result<Event, RowError> {
+    let row = Row {
+        record,
+        names: columns(kind),
+    };
+    let expected = row.names.len();
+    // Old kline files have no `ignore` column; nothing else may differ.
+    let allowed = if row.names[expected - 1] == "ignore" {
+        expected - 1..=expected
+    } else {
+        expected..=expected
+    };
+    if !allowed.contains(&record.len()) {
+        return Err(RowError {
+            field: row.names[0],
+            value: String::from_utf8_lossy(&record.as_slice()[..record.as_slice().len().min(40)])
+                .into_owned(),
+            reason: format!("{} fields, expected {expected}", record.len()),
+        });
+    }
+    Ok(match kind {
+        VisionKind::Klines => row.kline(KlineKind::Trade)?,
+        VisionKind::MarkPriceKlines => row.kline(KlineKind::Mark)?,
+        VisionKind::IndexPriceKlines => row.kline(KlineKind::Index)?,
+        VisionKind::PremiumIndexKlines => row.kline(KlineKind::Premium)?,
+        VisionKind::AggTrades => Event::AggTrade(AggTrade {
+            agg_trade_id: row.uint(0)?,
+            price: row.decimal(1)?,
+            quantity: row.decimal(2)?,
+            first_trade_id: row.uint(3)?,
+            last_trade_id: row.uint(4)?,
+            transact_time: row.time(5)?,
+            is_buyer_maker: row.boolean(6)?,
+        }),
+        VisionKind::BookTicker => Event::BookTicker(BookTicker {
+            update_id: row.uint(0)?,
+            bid_price: row.decimal(1)?,
+            bid_qty: row.decimal(2)?,
+            ask_price: row.decimal(3)?,
+            ask_qty: row.decimal(4)?,
+            transaction_time: row.time_or_zero(5)?,
+            event_time: row.time(6)?,
+        }),
+        VisionKind::Metrics => Event::Metrics(Metrics {
+            create_time: row.datetime(0)?,
+            sum_open_interest: row.optional_decimal(2)?,
+            sum_open_interest_value: row.optional_decimal(3)?,
+            count_toptrader_long_short_ratio: row.optional_decimal(4)?,
+            sum_toptrader_long_short_ratio: row.optional_decimal(5)?,
+            count_long_short_ratio: row.optional_decimal(6)?,
+            sum_taker_long_short_vol_ratio: row.optional_decimal(7)?,
+        }),
+        VisionKind::BookDepth => Event::BookDepth(BookDepth {
+            timestamp: row.datetime(0)?,
+            percentage: row.decimal(1)?,
+            depth: row.decimal(2)?,
+            notional: row.decimal(3)?,
+        }),
+        VisionKind::FundingRate => Event::FundingRate(FundingRate {
+            funding_time: row.time(0)?,
+            interval_hours: Some(
+                u32::try_from(row.uint(1)?).map_err(|_| row.error(1, "out of range".into()))?,
+            ),
+            rate: row.decimal(2)?,
+            mark_price: None,
+        }),
+    })
+}
+
+struct Row<'r> {
+    record: &'r ByteRecord,
+    names: &'static [&'static str],
+}
+
+impl Row<'_> {
+    fn field(&self, i: usize) -> &[u8] {
+        self.record.get(i).unwrap_or_default()
+    }
+
+    fn error(&self, i: usize, reason: String) -> RowError {
+        let value = self.field(i);
+        RowError {
+            field: self.names[i],
+            value: String::from_utf8_lossy(&value[..value.len().min(40)]).into_owned(),
+            reason,
+        }
+    }
+
+    fn decimal(&self, i: usize) -> Result<Decimal, RowError> {
+        Decimal::parse(self.field(i)).map_err(|e| self.error(i, e.to_string()))
+    }
+
+    fn optional_decimal(&self, i: usize) -> Result<Option<Decimal>, RowError> {
+        if self.field(i).is_empty() {
+            return Ok(None);
+        }
+        self.decimal(i).map(Some)
+    }
+
+    fn uint(&self, i: usize) -> Result<u64, RowError> {
+        let text = self.field(i);
+        if text.is_empty() || !text.iter().all(u8::is_ascii_digit) {
+            return Err(self.error(i, "not an unsigned integer".into()));
+        }
+        std::str::from_utf8(text)
+            .ok()
+            .and_then(|t| t.parse().ok())
+            .ok_or_else(|| self.error(i, "integer too large".into()))
+    }
+
+    /// An epoch timestamp, as milliseconds. USD-M archives use ms (13 digits);
+    /// spot archives switched to µs (16 digits) in 2025. Anything else is refused:
+    /// misreading the unit would corrupt a whole day silently.
+    fn time(&self, i: usize) -> Result<i64, RowError> {
+        let digits = self.field(i).len();
+        let value = self.uint(i)?;
+        let ms = match digits {
+            13 => value,
+            16 => value / 1000,
+            n => {
+                return Err(self.error(
+                    i,
+                    format!("timestamp of {n} digits: neither ms (13) nor µs (16)"),
+                ))
+            }
+        };
+        i64::try_from(ms).map_err(|_| self.error(i, "timestamp out of range".into()))
+    }
+
+    /// Like `time`, but "0" (or empty) means absent.
+    fn time_or_zero(&self, i: usize) -> Result<i64, RowError> {
+        match self.field(i) {
+            b"" | b"0" => Ok(0),
+            _ => self.time(i),
+        }
+    }
+
+    /// `YYYY-MM-DD HH:MM:SS` in UTC, as epoch ms.
+    fn datetime(&self, i: usize) -> Result<i64, RowError> {
+        std::str::from_utf8(self.field(i))
+            .ok()
+            .and_then(|t| chrono::NaiveDateTime::parse_from_str(t, "%Y-%m-%d %H:%M:%S").ok())
+            .map(|t| t.and_utc().timestamp_millis())
+            .ok_or_else(|| self.error(i, "not a YYYY-MM-DD HH:MM:SS time".into()))
+    }
+
+    fn boolean(&self, i: usize) -> Result<bool, RowError> {
+        match self.field(i) {
+            b"true" | b"True" | b"TRUE" => Ok(true),
+            b"false" | b"False" | b"FALSE" => Ok(false),
+            _ => Err(self.error(i, "not true/false".into())),
+        }
+    }
+
+    fn kline(&self, kind: KlineKind) -> Result<Event, RowError> {
+        let open_time = self.time(0)?;
+        let close_time = self.time(6)?;
+        if close_time < open_time {
+            return Err(self.error(6, "close_time before open_time".into()));
+        }
+        Ok(Event::Kline(Kline {
+            kind,
+            interval_ms: close_time - open_time + 1,
+            open_time,
+            open: self.decimal(1)?,
+            high: self.decimal(2)?,
+            low: self.decimal(3)?,
+            close: self.decimal(4)?,
+            volume: self.decimal(5)?,
+            close_time,
+            quote_volume: self.decimal(7)?,
+            trade_count: self.uint(8)?,
+            taker_buy_volume: self.decimal(9)?,
+            taker_buy_quote_volume: self.decimal(10)?,
+            closed: true,
+        }))
+    }
+}
+
+/// The time a row is bucketed by (for grouping rows of one hour into a record).
+pub fn event_time(event: &Event) -> i64 {
+    match event {
+        Event::Kline(k) => k.open_time,
+        Event::AggTrade(t) => t.transact_time,
+        Event::BookTicker(b) if b.transaction_time != 0 => b.transaction_time,
+        Event::BookTicker(b) => b.event_time,
+        Event::Metrics(m) => m.create_time,
+        Event::BookDepth(d) => d.timestamp,
+        Event::FundingRate(f) => f.funding_time,
+        _ => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(line: &str) -> ByteRecord {
+        ByteRecord::from(line.split(',').collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn reads_each_kind_and_names_the_bad_field() {
+        let e = parse_row(
+            VisionKind::AggTrades,
+            &record("480537903,79972.8,542.0,1123474160,1123474164,1778198400020,false"),
+        )
+        .unwrap();
+        let Event::AggTrade(t) = e else { panic!() };
+        assert_eq!(
+            (
+                t.agg_trade_id,
+                t.price.to_string(),
+                t.transact_time,
+                t.is_buyer_maker
+            ),
+            (480537903, "79972.8".into(), 1778198400020, false)
+        );
+
+        let err = parse_row(
+            VisionKind::AggTrades,
+            &record("1,79972.8,abc,1,1,1778198400020,false"),
+        )
+        .unwrap_err();
+        assert_eq!(err.field, "quantity");
+        let err = parse_row(
+            VisionKind::AggTrades,
+            &record("1,1,1,1,1,177819840002,false"),
+        )
+        .unwrap_err();
+        assert!(err.reason.contains("12 digits"), "{err}");
+        let err = parse_row(VisionKind::AggTrades, &record("1,1,1")).unwrap_err();
+        assert!(err.reason.contains("3 fields"), "{err}");
+
+        let e = parse_row(
+            VisionKind::Metrics,
+            &record("2024-03-01 00:05:00,BTCUSDT,80000.1,1.5,1.3,1.1,1.6,"),
+        )
+        .unwrap();
+        let Event::Metrics(m) = e else { panic!() };
+        assert_eq!(m.create_time, 1709251500000);
+        assert_eq!(m.sum_taker_long_short_vol_ratio, None);
+    }
+
+    #[test]
+    fn microsecond_timestamps_become_milliseconds() {
+        let line = "1778198400000000,80006.00000000,80142.84000000,79729.72000000,79831.99000000,958.06006000,1778201999999999,76636658.96208970,67626,559.85461000,44801546.15802500,0";
+        let Event::Kline(k) = parse_row(VisionKind::Klines, &record(line)).unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            (k.open_time, k.close_time, k.interval_ms),
+            (1778198400000, 1778201999999, 3_600_000)
+        );
+    }
+}
