@@ -57,32 +57,41 @@ impl Decimal {
             Some((b'-', rest)) => (true, rest),
             _ => (false, text),
         };
-        let (int, frac) = match digits.iter().position(|&b| b == b'.') {
-            Some(dot) => (&digits[..dot], &digits[dot + 1..]),
-            None => (digits, &digits[digits.len()..]),
-        };
-        if int.is_empty() && frac.is_empty() {
-            return Err(DecimalError::Syntax);
-        }
-        if digits.contains(&b'.') && frac.is_empty() {
-            return Err(DecimalError::Syntax);
-        }
-        if frac.len() > MAX_SCALE as usize {
-            return Err(DecimalError::Scale);
-        }
+        // One pass: digits into the mantissa, the point's position remembered.
+        // 18 digits always fit in an i64, so overflow is checked only past that.
+        let checked = digits.len() > 18;
         let mut mantissa: i64 = 0;
-        for &b in int.iter().chain(frac) {
-            if !b.is_ascii_digit() {
-                return Err(DecimalError::Syntax);
+        let mut point: Option<usize> = None;
+        for (i, &b) in digits.iter().enumerate() {
+            let digit = b.wrapping_sub(b'0');
+            if digit > 9 {
+                if b != b'.' || point.is_some() {
+                    return Err(DecimalError::Syntax);
+                }
+                point = Some(i);
+                continue;
             }
-            mantissa = mantissa
-                .checked_mul(10)
-                .and_then(|m| m.checked_add(i64::from(b - b'0')))
-                .ok_or(DecimalError::Overflow)?;
+            mantissa = if checked {
+                mantissa
+                    .checked_mul(10)
+                    .and_then(|m| m.checked_add(i64::from(digit)))
+                    .ok_or(DecimalError::Overflow)?
+            } else {
+                mantissa * 10 + i64::from(digit)
+            };
+        }
+        let scale = match point {
+            None if digits.is_empty() => return Err(DecimalError::Syntax),
+            None => 0,
+            Some(p) if p + 1 == digits.len() => return Err(DecimalError::Syntax),
+            Some(p) => digits.len() - p - 1,
+        };
+        if scale > MAX_SCALE as usize {
+            return Err(DecimalError::Scale);
         }
         Ok(Decimal {
             mantissa: if negative { -mantissa } else { mantissa },
-            scale: frac.len() as u8,
+            scale: scale as u8,
         })
     }
 

@@ -10,8 +10,9 @@ mod archive;
 mod catalog;
 pub mod rows;
 
-use std::io::{BufReader, Read};
+use std::io::Read;
 use std::path::Path;
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -308,7 +309,10 @@ fn record_missing(
     Ok(Outcome::Missing)
 }
 
-/// Streams the archive's CSV into records. Returns the number of data rows.
+/// Streams the archive's CSV into records; returns the number of data rows. Two
+/// threads: one inflates and splits CSV rows, this one parses, encodes and appends
+/// them. Rows travel in recycled batches through a bounded channel, so memory stays
+/// a few batches whatever the archive's size.
 fn append_rows(
     log: &mut EventLog,
     spec: &FileSpec,
@@ -331,67 +335,121 @@ fn append_rows(
     );
     bar.set_prefix(kind_name(spec.kind));
     bar.set_message(csv_name.clone());
-    let counted = bar.wrap_read(entry);
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .buffer_capacity(1 << 20)
-        .from_reader(BufReader::with_capacity(1 << 20, counted));
-    let mut record = csv::ByteRecord::new();
-    let mut chunk: Vec<Event> = Vec::with_capacity(ROWS_PER_RECORD);
-    let mut chunk_hour = i64::MIN;
-    let mut rows = 0u64;
-    let mut first = true;
-    loop {
-        let more = reader.read_byte_record(&mut record).map_err(|e| {
-            let line = e.position().map_or(0, |p| p.line());
-            anyhow::anyhow!("{}: {csv_name}:{line}: {e}", archive.location)
-        })?;
-        if !more {
-            break;
+    let input = bar.wrap_read(entry);
+    let at = |line: u64| format!("{}: {csv_name}:{line}", archive.location);
+    let rows = std::thread::scope(|scope| -> anyhow::Result<u64> {
+        let (full_tx, full_rx) = mpsc::sync_channel(4);
+        let (empty_tx, empty_rx) = mpsc::channel();
+        scope.spawn(|| split_csv(input, full_tx, empty_rx, &at));
+        let mut sink = RowSink {
+            log,
+            record: Record {
+                symbol: spec.symbol.clone(),
+                source: source.clone(),
+                received_ms,
+                events: Vec::with_capacity(ROWS_PER_RECORD),
+            },
+            hour: i64::MIN,
+            rows: 0,
+        };
+        let mut first = true;
+        for batch in full_rx {
+            let (records, filled): (Vec<csv::ByteRecord>, usize) = batch?;
+            for record in &records[..filled] {
+                if std::mem::take(&mut first) && rows::is_header(record) {
+                    continue;
+                }
+                let event = rows::parse_row(spec.kind, record)
+                    .with_context(|| at(record.position().map_or(0, |p| p.line())))?;
+                sink.push(event)?;
+            }
+            let _ = empty_tx.send(records);
         }
-        if std::mem::take(&mut first) && rows::is_header(&record) {
-            continue;
-        }
-        let line = record.position().map_or(0, |p| p.line());
-        let event = rows::parse_row(spec.kind, &record)
-            .with_context(|| format!("{}: {csv_name}:{line}", archive.location))?;
-        let hour = rows::event_time(&event).div_euclid(3_600_000);
-        if chunk.len() == ROWS_PER_RECORD || (hour != chunk_hour && !chunk.is_empty()) {
-            push_chunk(log, spec, source, received_ms, &mut chunk)?;
-        }
-        chunk_hour = hour;
-        chunk.push(event);
-        rows += 1;
-    }
-    push_chunk(log, spec, source, received_ms, &mut chunk)?;
-    drain(reader.into_inner())?;
+        sink.flush()?;
+        Ok(sink.rows)
+    })?;
     bar.finish_and_clear();
     Ok(rows)
 }
 
-fn push_chunk(
-    log: &mut EventLog,
-    spec: &FileSpec,
-    source: &Source,
-    received_ms: i64,
-    chunk: &mut Vec<Event>,
-) -> anyhow::Result<()> {
-    if chunk.is_empty() {
-        return Ok(());
+/// CSV rows per batch between the two threads.
+const BATCH_ROWS: usize = 4096;
+
+/// The splitting thread: CSV rows out of the (inflating) entry, in batches. Ends
+/// by reading the entry to its end, which makes the zip crate check the CSV's
+/// CRC-32. Errors travel down the channel; a closed channel means stop.
+fn split_csv(
+    input: impl Read,
+    full: mpsc::SyncSender<anyhow::Result<(Vec<csv::ByteRecord>, usize)>>,
+    empty: mpsc::Receiver<Vec<csv::ByteRecord>>,
+    at: &dyn Fn(u64) -> String,
+) {
+    // Vision never quotes a field; without quote handling the splitter is faster,
+    // and a stray quote still fails the row's field parser, loudly.
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .quoting(false)
+        .buffer_capacity(1 << 20)
+        .from_reader(input);
+    loop {
+        let mut batch = empty
+            .try_recv()
+            .unwrap_or_else(|_| vec![csv::ByteRecord::new(); BATCH_ROWS]);
+        let mut filled = 0;
+        while filled < BATCH_ROWS {
+            match reader.read_byte_record(&mut batch[filled]) {
+                Ok(true) => filled += 1,
+                Ok(false) => break,
+                Err(e) => {
+                    let line = e.position().map_or(0, |p| p.line());
+                    let _ = full.send(Err(anyhow::anyhow!("{}: {e}", at(line))));
+                    return;
+                }
+            }
+        }
+        let done = filled < BATCH_ROWS;
+        if full.send(Ok((batch, filled))).is_err() {
+            return;
+        }
+        if done {
+            let mut rest = reader.into_inner();
+            if let Err(e) = std::io::copy(&mut rest, &mut std::io::sink()) {
+                let _ = full.send(Err(anyhow::anyhow!("{}: zip entry CRC check: {e}", at(0))));
+            }
+            return;
+        }
     }
-    log.push(&Record {
-        symbol: spec.symbol.clone(),
-        source: source.clone(),
-        received_ms,
-        events: std::mem::replace(chunk, Vec::with_capacity(ROWS_PER_RECORD)),
-    })?;
-    Ok(())
 }
 
-/// Reads the entry to its end, so the zip's CRC-32 of the CSV is checked (the
-/// zip crate checks it when the entry is exhausted).
-fn drain(mut reader: impl Read) -> anyhow::Result<()> {
-    std::io::copy(&mut reader, &mut std::io::sink()).context("zip entry CRC check")?;
-    Ok(())
+/// Groups events into records of one symbol-hour and at most
+/// [`ROWS_PER_RECORD`] rows, and pushes them to the log.
+struct RowSink<'a> {
+    log: &'a mut EventLog,
+    record: Record,
+    hour: i64,
+    rows: u64,
+}
+
+impl RowSink<'_> {
+    fn push(&mut self, event: Event) -> anyhow::Result<()> {
+        let hour = rows::event_time(&event).div_euclid(3_600_000);
+        if self.record.events.len() == ROWS_PER_RECORD
+            || (hour != self.hour && !self.record.events.is_empty())
+        {
+            self.flush()?;
+        }
+        self.hour = hour;
+        self.record.events.push(event);
+        self.rows += 1;
+        Ok(())
+    }
+
+    fn flush(&mut self) -> anyhow::Result<()> {
+        if !self.record.events.is_empty() {
+            self.log.push(&self.record)?;
+            self.record.events.clear();
+        }
+        Ok(())
+    }
 }

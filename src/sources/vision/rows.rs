@@ -184,13 +184,27 @@ impl Row<'_> {
 
     fn uint(&self, i: usize) -> Result<u64, RowError> {
         let text = self.field(i);
-        if text.is_empty() || !text.iter().all(u8::is_ascii_digit) {
+        if text.is_empty() {
             return Err(self.error(i, "not an unsigned integer".into()));
         }
-        std::str::from_utf8(text)
-            .ok()
-            .and_then(|t| t.parse().ok())
-            .ok_or_else(|| self.error(i, "integer too large".into()))
+        // 19 digits always fit in a u64: overflow checks only past that.
+        let checked = text.len() > 19;
+        let mut value: u64 = 0;
+        for &b in text {
+            let digit = b.wrapping_sub(b'0');
+            if digit > 9 {
+                return Err(self.error(i, "not an unsigned integer".into()));
+            }
+            value = if checked {
+                value
+                    .checked_mul(10)
+                    .and_then(|v| v.checked_add(u64::from(digit)))
+                    .ok_or_else(|| self.error(i, "integer too large".into()))?
+            } else {
+                value * 10 + u64::from(digit)
+            };
+        }
+        Ok(value)
     }
 
     /// An epoch timestamp, as milliseconds. USD-M archives use ms (13 digits);

@@ -1,0 +1,246 @@
+//! Helpers for end-to-end tests: the real `bml` binary, a generated Vision day,
+//! a real HTTP server on 127.0.0.1 that serves it like data.binance.vision, and
+//! the log read back the way every reader must (honouring visibility).
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use bml::event::{Event, Record, RecordClass, Visibility};
+
+/// Runs `bml --data-dir DATA ARGS…` quietly and returns its output.
+pub fn bml(data_dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_bml"))
+        .arg("--quiet")
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(args)
+        .output()
+        .expect("run bml")
+}
+
+/// Stdout and stderr of a run, for assertion messages.
+pub fn text(out: &Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// The shared generator that writes a synthetic Vision day in Vision's layout.
+pub fn generator() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/tools/gen_vision_day.py")
+}
+
+/// Writes a synthetic Vision day (`hours` long) under a new temp dir; returns it.
+/// Its archives are under `data/futures/um/daily/…`.
+pub fn vision_day(date: &str, hours: u32, seed: u32) -> tempfile::TempDir {
+    let out = tempfile::tempdir().unwrap();
+    let status = Command::new("python3")
+        .arg(generator())
+        .args([
+            "--symbol",
+            "BTCUSDT",
+            "--date",
+            date,
+            "--hours",
+            &hours.to_string(),
+        ])
+        .args(["--seed", &seed.to_string(), "--out"])
+        .arg(out.path())
+        .output()
+        .expect("python3 runs the generator (needs numpy and pyarrow: see .ci/run)");
+    assert!(
+        status.status.success(),
+        "generator failed: {}",
+        text(&status)
+    );
+    out
+}
+
+/// Path of a generated archive of `kind` (Vision's directory name) for `date`.
+pub fn archive_path(root: &Path, kind: &str, date: &str) -> PathBuf {
+    let daily = root.join("data/futures/um/daily");
+    let name = match kind {
+        "klines" => format!("klines/BTCUSDT/1m/BTCUSDT-1m-{date}.zip"),
+        "markPriceKlines" | "indexPriceKlines" | "premiumIndexKlines" => {
+            format!("{kind}/BTCUSDT/1m/BTCUSDT-{kind}-1m-{date}.zip")
+        }
+        other => format!("{other}/BTCUSDT/BTCUSDT-{other}-{date}.zip"),
+    };
+    daily.join(name)
+}
+
+/// The CSV inside a zip archive, as text.
+pub fn csv_of(zip_path: &Path) -> String {
+    let mut zip = zip::ZipArchive::new(std::fs::File::open(zip_path).unwrap()).unwrap();
+    let mut entry = zip.by_index(0).unwrap();
+    let mut text = String::new();
+    entry.read_to_string(&mut text).unwrap();
+    text
+}
+
+/// Data rows of a CSV (a first line starting with a letter is the header).
+pub fn data_rows(csv: &str) -> Vec<&str> {
+    csv.lines()
+        .filter(|l| !l.is_empty())
+        .enumerate()
+        .filter(|(i, l)| !(*i == 0 && l.as_bytes()[0].is_ascii_alphabetic()))
+        .map(|(_, l)| l)
+        .collect()
+}
+
+/// Writes `entries` (name, contents) as a zip at `path` and its `.CHECKSUM`.
+pub fn write_archive(path: &Path, entries: &[(&str, &[u8])]) {
+    {
+        let mut zip = zip::ZipWriter::new(std::fs::File::create(path).unwrap());
+        let options = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated);
+        for (name, contents) in entries {
+            zip.start_file(*name, options).unwrap();
+            zip.write_all(contents).unwrap();
+        }
+        zip.finish().unwrap();
+    }
+    write_checksum(path);
+}
+
+/// Writes the `.CHECKSUM` that matches the archive at `path` as it is now.
+pub fn write_checksum(path: &Path) {
+    use sha2::Digest;
+    let sha = hex::encode(sha2::Sha256::digest(std::fs::read(path).unwrap()));
+    let name = path.file_name().unwrap().to_str().unwrap();
+    std::fs::write(
+        path.with_file_name(format!("{name}.CHECKSUM")),
+        format!("{sha}  {name}\n"),
+    )
+    .unwrap();
+}
+
+/// A static HTTP server for `root` on 127.0.0.1, like data.binance.vision: GET of
+/// a path under it returns the file or 404. It can be told to answer the next N
+/// requests with 503.
+pub struct VisionServer {
+    pub addr: SocketAddr,
+    fail_next: Arc<AtomicUsize>,
+    requests: Arc<AtomicUsize>,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl VisionServer {
+    pub fn start(root: &Path) -> VisionServer {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let fail_next = Arc::new(AtomicUsize::new(0));
+        let requests = Arc::new(AtomicUsize::new(0));
+        let state = (root.to_path_buf(), fail_next.clone(), requests.clone());
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = axum::Router::new().fallback(serve).with_state(state);
+        runtime.spawn(async move { axum::serve(listener, app).await.unwrap() });
+        VisionServer {
+            addr,
+            fail_next,
+            requests,
+            _runtime: runtime,
+        }
+    }
+
+    /// The `--base-url` for USD-M futures.
+    pub fn base_url(&self) -> String {
+        format!("http://{}/data/futures/um/", self.addr)
+    }
+
+    /// Answers the next `n` requests with 503 Service Unavailable.
+    pub fn fail_next(&self, n: usize) {
+        self.fail_next.store(n, Ordering::SeqCst);
+    }
+
+    /// Requests served so far.
+    pub fn requests(&self) -> usize {
+        self.requests.load(Ordering::SeqCst)
+    }
+}
+
+type ServerState = (PathBuf, Arc<AtomicUsize>, Arc<AtomicUsize>);
+
+async fn serve(
+    axum::extract::State((root, fail_next, requests)): axum::extract::State<ServerState>,
+    uri: axum::http::Uri,
+) -> (axum::http::StatusCode, Vec<u8>) {
+    requests.fetch_add(1, Ordering::SeqCst);
+    if fail_next
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok()
+    {
+        return (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            b"busy".to_vec(),
+        );
+    }
+    let rel = uri.path().trim_start_matches('/');
+    if rel.split('/').any(|part| part == "..") {
+        return (axum::http::StatusCode::BAD_REQUEST, Vec::new());
+    }
+    match tokio::fs::read(root.join(rel)).await {
+        Ok(bytes) => (axum::http::StatusCode::OK, bytes),
+        Err(_) => (axum::http::StatusCode::NOT_FOUND, Vec::new()),
+    }
+}
+
+/// Every record in the log, with whether readers may use it.
+pub fn log_records(data_dir: &Path) -> Vec<(u64, Record, bool)> {
+    let mut all = Vec::new();
+    bml::eventlog::scan(
+        data_dir,
+        0,
+        |_| true,
+        |offset, record| {
+            all.push((offset, record));
+            Ok(())
+        },
+    )
+    .unwrap();
+    let mut visibility = Visibility::new();
+    for (offset, record) in &all {
+        if record.class() == RecordClass::Coverage {
+            visibility.observe(*offset, record);
+        }
+    }
+    all.into_iter()
+        .map(|(offset, record)| {
+            let visible = visibility.admits(offset, &record);
+            (offset, record, visible)
+        })
+        .collect()
+}
+
+/// The market events readers may use, from archives whose file name contains `file_part`.
+pub fn visible_events(data_dir: &Path, file_part: &str) -> Vec<Event> {
+    log_records(data_dir)
+        .into_iter()
+        .filter(|(_, r, visible)| {
+            *visible && r.class() == RecordClass::Data && source_file(r).contains(file_part)
+        })
+        .flat_map(|(_, r, _)| r.events)
+        .collect()
+}
+
+/// The archive file name of a Vision record ("" for other sources).
+pub fn source_file(record: &Record) -> &str {
+    match &record.source {
+        bml::event::Source::Vision { file, .. } => file,
+        _ => "",
+    }
+}

@@ -1,0 +1,313 @@
+//! `bml ingest vision` end to end: a generated Vision day served over real HTTP on
+//! 127.0.0.1, fetched by the real binary, read back from the log. Then every kind
+//! of bad input, and a kill midway: none may leave a partial file visible.
+
+mod support;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use bml::event::{Event, KlineKind, RecordClass};
+use support::{
+    archive_path, bml, csv_of, data_rows, text, visible_events, write_archive, write_checksum,
+    VisionServer,
+};
+
+const DAY: &str = "2024-03-01";
+
+fn ingest(data: &Path, server: &VisionServer, extra: &[&str]) -> std::process::Output {
+    let base = server.base_url();
+    let mut args = vec![
+        "ingest",
+        "vision",
+        "--symbol",
+        "BTCUSDT",
+        "--start",
+        DAY,
+        "--base-url",
+        &base,
+    ];
+    args.extend_from_slice(extra);
+    bml(data, &args)
+}
+
+fn next_offset(data: &Path) -> u64 {
+    bml_wal::stat(&data.join("wal")).unwrap().next_offset
+}
+
+#[test]
+fn a_day_over_http_lands_in_the_log_exactly_once() {
+    let day = support::vision_day(DAY, 1, 1);
+    let server = VisionServer::start(day.path());
+    let data = tempfile::tempdir().unwrap();
+
+    let out = ingest(data.path(), &server, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("9 archives: 8 ingested, 0 already in the log, 1 missing, 0 failed"),
+        "{stdout}"
+    );
+
+    // Every data row of every archive is in the log, once, and visible.
+    for (kind, file_part) in [
+        ("klines", "BTCUSDT-1m-"),
+        ("markPriceKlines", "markPriceKlines"),
+        ("indexPriceKlines", "indexPriceKlines"),
+        ("premiumIndexKlines", "premiumIndexKlines"),
+        ("aggTrades", "aggTrades"),
+        ("bookTicker", "bookTicker"),
+        ("metrics", "metrics"),
+        ("bookDepth", "bookDepth"),
+    ] {
+        let csv = csv_of(&archive_path(day.path(), kind, DAY));
+        let events = visible_events(data.path(), file_part);
+        assert_eq!(events.len(), data_rows(&csv).len(), "{kind}");
+    }
+    // Field by field against the first CSV row.
+    let agg_csv = csv_of(&archive_path(day.path(), "aggTrades", DAY));
+    let first: Vec<&str> = data_rows(&agg_csv)[0].split(',').collect();
+    let Event::AggTrade(t) = &visible_events(data.path(), "aggTrades")[0] else {
+        panic!("not an aggTrade")
+    };
+    assert_eq!(t.agg_trade_id.to_string(), first[0]);
+    assert_eq!(t.price.to_string(), first[1]);
+    assert_eq!(t.quantity.to_string(), first[2]);
+    assert_eq!(
+        (t.first_trade_id.to_string(), t.last_trade_id.to_string()),
+        (first[3].into(), first[4].into())
+    );
+    assert_eq!(t.transact_time.to_string(), first[5]);
+    assert_eq!(t.is_buyer_maker.to_string(), first[6]);
+    let kline_csv = csv_of(&archive_path(day.path(), "premiumIndexKlines", DAY));
+    let last: Vec<&str> = data_rows(&kline_csv).last().unwrap().split(',').collect();
+    let Event::Kline(k) = visible_events(data.path(), "premiumIndexKlines")
+        .pop()
+        .unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(
+        (k.kind, k.open_time.to_string(), k.close.to_string()),
+        (KlineKind::Premium, last[0].into(), last[4].into())
+    );
+
+    // The missing monthly funding archive is recorded once, not on every run.
+    let missing = |data: &Path| {
+        support::log_records(data)
+            .iter()
+            .filter(|(_, r, _)| matches!(r.events[0], Event::VisionFileMissing(_)))
+            .count()
+    };
+    assert_eq!(missing(data.path()), 1);
+
+    // Re-running the range appends nothing.
+    let before = next_offset(data.path());
+    let out = ingest(data.path(), &server, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stdout)
+        .contains("0 ingested, 8 already in the log, 1 missing"));
+    assert_eq!(next_offset(data.path()), before);
+    assert_eq!(missing(data.path()), 1);
+
+    // Binance re-publishes an archive: it is ingested again, and says what it replaces.
+    let metrics = archive_path(day.path(), "metrics", DAY);
+    let csv = csv_of(&metrics).replacen("BTCUSDT,", "BTCUSDT,1", 1);
+    let name = metrics
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .replace(".zip", ".csv");
+    write_archive(&metrics, &[(&name, csv.as_bytes())]);
+    let out = ingest(data.path(), &server, &["--kinds", "metrics"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let markers: Vec<_> = support::log_records(data.path())
+        .into_iter()
+        .filter_map(|(_, r, _)| match &r.events[0] {
+            Event::VisionFileIngested(m) if m.file.contains("metrics") => Some(m.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(markers.len(), 2);
+    assert_eq!(markers[1].replaces, Some(markers[0].sha256));
+}
+
+#[test]
+fn server_errors_are_retried_and_bad_archives_are_refused_whole() {
+    let day = support::vision_day(DAY, 1, 2);
+    let server = VisionServer::start(day.path());
+    let data = tempfile::tempdir().unwrap();
+
+    // A burst of 503s is retried through.
+    server.fail_next(3);
+    let out = ingest(data.path(), &server, &["--kinds", "klines"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(server.requests() >= 5);
+
+    let klines = archive_path(day.path(), "klines", DAY);
+    let good_zip = std::fs::read(&klines).unwrap();
+    let good_csv = csv_of(&klines);
+    let csv_name = "BTCUSDT-1m-2024-03-01.csv";
+    let fresh = || tempfile::tempdir().unwrap();
+
+    // 1. The archive changed in transit: its bytes no longer match the CHECKSUM.
+    let mut damaged = good_zip.clone();
+    let middle = damaged.len() / 2;
+    damaged[middle] ^= 0xFF;
+    std::fs::write(&klines, &damaged).unwrap();
+    let data = fresh();
+    let out = ingest(data.path(), &server, &["--kinds", "klines"]);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(
+        all.contains("checksum mismatch") && all.contains(&server.base_url()),
+        "{all}"
+    );
+    assert_nothing_of(data.path(), "BTCUSDT-1m-");
+
+    // 2. A CHECKSUM naming another hash.
+    std::fs::write(&klines, &good_zip).unwrap();
+    let checksum = klines.with_file_name("BTCUSDT-1m-2024-03-01.zip.CHECKSUM");
+    std::fs::write(
+        &checksum,
+        format!("{}  BTCUSDT-1m-2024-03-01.zip\n", "ab".repeat(32)),
+    )
+    .unwrap();
+    let data = fresh();
+    let out = ingest(data.path(), &server, &["--kinds", "klines"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains(&"ab".repeat(32)), "{}", text(&out));
+    assert_nothing_of(data.path(), "BTCUSDT-1m-");
+
+    // 3. One malformed CSV row (archive and CHECKSUM consistent): file:line and field named.
+    let mut lines: Vec<String> = good_csv.lines().map(str::to_string).collect();
+    let mut fields: Vec<String> = lines[30].split(',').map(str::to_string).collect();
+    fields[2] = "12x.5".into();
+    lines[30] = fields.join(",");
+    write_archive(&klines, &[(csv_name, (lines.join("\n") + "\n").as_bytes())]);
+    let data = fresh();
+    let out = ingest(data.path(), &server, &["--kinds", "klines"]);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(
+        all.contains(&format!("{csv_name}:31")) && all.contains("field `high`"),
+        "{all}"
+    );
+    assert_nothing_visible_of(data.path(), "BTCUSDT-1m-");
+
+    // 4. A truncated archive (its CHECKSUM made to match, as if published broken).
+    std::fs::write(&klines, &good_zip[..good_zip.len() * 2 / 3]).unwrap();
+    write_checksum(&klines);
+    let data = fresh();
+    let out = ingest(data.path(), &server, &["--kinds", "klines"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("not a readable zip"), "{}", text(&out));
+    assert_nothing_of(data.path(), "BTCUSDT-1m-");
+
+    // 5. An unexpected extra entry, and an entry escaping its directory.
+    for (entries, expect) in [
+        (
+            vec![
+                (csv_name, good_csv.as_bytes()),
+                ("extra.csv", b"1,2".as_slice()),
+            ],
+            "expected one entry",
+        ),
+        (
+            vec![("../BTCUSDT-1m-2024-03-01.csv", good_csv.as_bytes())],
+            "escapes its directory",
+        ),
+    ] {
+        write_archive(&klines, &entries);
+        let data = fresh();
+        let out = ingest(data.path(), &server, &["--kinds", "klines"]);
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+        assert!(text(&out).contains(expect), "{}", text(&out));
+        assert_nothing_of(data.path(), "BTCUSDT-1m-");
+    }
+}
+
+#[test]
+fn killed_mid_file_leaves_nothing_visible_and_a_rerun_completes_it() {
+    let day = support::vision_day(DAY, 3, 3);
+    let server = VisionServer::start(day.path());
+    let data = tempfile::tempdir().unwrap();
+    let base = server.base_url();
+    let expected_rows = data_rows(&csv_of(&archive_path(day.path(), "bookTicker", DAY))).len();
+
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_bml"))
+        .args(["--quiet", "--data-dir"])
+        .arg(data.path())
+        .args([
+            "ingest",
+            "vision",
+            "--symbol",
+            "BTCUSDT",
+            "--start",
+            DAY,
+            "--kinds",
+            "bookTicker",
+        ])
+        .args(["--base-url", &base])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill it once rows are flowing into the log, before the file is done.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let segment = data.path().join("wal/00000000000000000000.wal");
+    while std::fs::metadata(&segment).map_or(0, |m| m.len()) < 2 << 20 {
+        assert!(Instant::now() < deadline, "ingest never started writing");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "ingest finished before it could be killed"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let records = support::log_records(data.path());
+    assert!(
+        records
+            .iter()
+            .any(|(_, r, _)| r.class() == RecordClass::Data),
+        "rows were written"
+    );
+    assert_nothing_visible_of(data.path(), "bookTicker");
+    assert!(!records
+        .iter()
+        .any(|(_, r, _)| matches!(r.events[0], Event::VisionFileIngested(_))));
+
+    let out = ingest(data.path(), &server, &["--kinds", "bookTicker"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(
+        visible_events(data.path(), "bookTicker").len(),
+        expected_rows,
+        "every row exactly once"
+    );
+}
+
+/// Nothing at all of this archive reached the log.
+fn assert_nothing_of(data: &Path, file_part: &str) {
+    let records = support::log_records(data);
+    assert!(
+        !records
+            .iter()
+            .any(|(_, r, _)| support::source_file(r).contains(file_part)),
+        "records of {file_part} were appended"
+    );
+}
+
+/// Rows may have reached the log, but none is visible and no marker commits them.
+fn assert_nothing_visible_of(data: &Path, file_part: &str) {
+    assert!(
+        visible_events(data, file_part).is_empty(),
+        "rows of {file_part} are visible"
+    );
+    let records = support::log_records(data);
+    assert!(!records
+        .iter()
+        .any(|(_, r, _)| matches!(&r.events[0], Event::VisionFileIngested(m) if m.file.contains(file_part))));
+}
