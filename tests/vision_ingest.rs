@@ -15,8 +15,8 @@ use support::{
 
 const DAY: &str = "2024-03-01";
 
-fn ingest(data: &Path, server: &VisionServer, extra: &[&str]) -> std::process::Output {
-    let base = server.base_url();
+/// `ingest vision` for the test day from `server`, plus `extra` arguments.
+fn ingest_args<'a>(base_url: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
     let mut args = vec![
         "ingest",
         "vision",
@@ -25,10 +25,14 @@ fn ingest(data: &Path, server: &VisionServer, extra: &[&str]) -> std::process::O
         "--start",
         DAY,
         "--base-url",
-        &base,
+        base_url,
     ];
     args.extend_from_slice(extra);
-    bml(data, &args)
+    args
+}
+
+fn ingest(data: &Path, server: &VisionServer, extra: &[&str]) -> std::process::Output {
+    bml(data, &ingest_args(&server.base_url(), extra))
 }
 
 fn next_offset(data: &Path) -> u64 {
@@ -239,17 +243,7 @@ fn killed_mid_file_leaves_nothing_visible_and_a_rerun_completes_it() {
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_bml"))
         .args(["--quiet", "--data-dir"])
         .arg(data.path())
-        .args([
-            "ingest",
-            "vision",
-            "--symbol",
-            "BTCUSDT",
-            "--start",
-            DAY,
-            "--kinds",
-            "bookTicker",
-        ])
-        .args(["--base-url", &base])
+        .args(ingest_args(&base, &["--kinds", "bookTicker"]))
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()

@@ -58,119 +58,40 @@ fn main() {
         let record = vec![0xA5u8; size];
         let count = (volume / size) as u64;
         let batch = ((1 << 20) / size).max(1);
-        let dir = root.join(format!("never-single-{size}"));
-        let case = run(
-            &dir,
-            SyncPolicy::Never,
-            size,
-            "single, 1 thread",
-            count,
-            1,
-            1,
-            &record,
-        );
-        println!("{}", case.row());
-        let dir = root.join(format!("never-batch-{size}"));
-        println!(
-            "{}",
-            run(
-                &dir,
-                SyncPolicy::Never,
-                size,
-                "batches of 1 MiB",
-                count,
-                batch,
-                1,
-                &record
-            )
-            .row()
-        );
-        replay.push((size, dir));
-        let group = SyncPolicy::Group {
+        let threaded = (if quick { 4000 } else { 40_000 }).min(count);
+        let synced_singles = if quick { 300 } else { 2000 };
+        let group = |max_delay| SyncPolicy::Group {
             max_bytes: 1 << 20,
-            max_delay: Duration::ZERO,
+            max_delay,
         };
-        let dir = root.join(format!("group-threads-{size}"));
-        let n = (if quick { 4000 } else { 40_000 }).min(count);
-        println!(
-            "{}",
-            run(&dir, group, size, "single, 8 threads", n, 1, 8, &record).row()
-        );
-        let delayed = SyncPolicy::Group {
-            max_bytes: 1 << 20,
-            max_delay: Duration::from_millis(1),
-        };
-        let dir = root.join(format!("group-delay-{size}"));
-        println!(
-            "{}",
-            run(
-                &dir,
-                delayed,
-                size,
+        // (policy, shape, appends, records per call, threads)
+        let cases = [
+            (SyncPolicy::Never, "single, 1 thread", count, 1, 1),
+            (SyncPolicy::Never, "batches of 1 MiB", count, batch, 1),
+            (group(Duration::ZERO), "single, 8 threads", threaded, 1, 8),
+            (
+                group(Duration::from_millis(1)),
                 "single, 8 threads, 1 ms delay",
-                n,
+                threaded,
                 1,
                 8,
-                &record
-            )
-            .row()
-        );
-        let dir = root.join(format!("group-batch-{size}"));
-        println!(
-            "{}",
-            run(
-                &dir,
-                group,
-                size,
-                "batches of 1 MiB",
-                count,
-                batch,
-                1,
-                &record
-            )
-            .row()
-        );
-        let dir = root.join(format!("always-single-{size}"));
-        let n = if quick { 300 } else { 2000 };
-        println!(
-            "{}",
-            run(
-                &dir,
-                SyncPolicy::Always,
-                size,
-                "single, 1 thread",
-                n,
-                1,
-                1,
-                &record
-            )
-            .row()
-        );
-        let dir = root.join(format!("always-batch-{size}"));
-        println!(
-            "{}",
-            run(
-                &dir,
-                SyncPolicy::Always,
-                size,
-                "batches of 1 MiB",
-                count,
-                batch,
-                1,
-                &record
-            )
-            .row()
-        );
-        // Keep only the log the replay reads: the disk is shared with the next case.
-        for name in [
-            "never-single",
-            "group-threads",
-            "group-delay",
-            "group-batch",
-            "always-single",
-            "always-batch",
-        ] {
-            let _ = fs::remove_dir_all(root.join(format!("{name}-{size}")));
+            ),
+            (group(Duration::ZERO), "batches of 1 MiB", count, batch, 1),
+            (SyncPolicy::Always, "single, 1 thread", synced_singles, 1, 1),
+            (SyncPolicy::Always, "batches of 1 MiB", count, batch, 1),
+        ];
+        for (i, (sync, shape, appends, per_call, threads)) in cases.into_iter().enumerate() {
+            let dir = root.join(format!("{size}-{i}"));
+            println!(
+                "{}",
+                run(&dir, sync, size, shape, appends, per_call, threads, &record).row()
+            );
+            // Keep the unsynced batch log for the replay; the disk is shared with the next case.
+            if i == 1 {
+                replay.push((size, dir));
+            } else {
+                let _ = fs::remove_dir_all(&dir);
+            }
         }
     }
     println!();

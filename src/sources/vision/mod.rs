@@ -140,24 +140,20 @@ pub struct Summary {
 impl Summary {
     /// Rows appended.
     pub fn rows(&self) -> u64 {
-        self.files
-            .iter()
-            .map(|(_, o)| match o {
-                Outcome::Ingested { rows, .. } => *rows,
-                _ => 0,
-            })
-            .sum()
+        self.ingested().map(|(rows, _)| rows).sum()
     }
 
     /// Archive bytes read.
     pub fn bytes(&self) -> u64 {
-        self.files
-            .iter()
-            .map(|(_, o)| match o {
-                Outcome::Ingested { bytes, .. } => *bytes,
-                _ => 0,
-            })
-            .sum()
+        self.ingested().map(|(_, bytes)| bytes).sum()
+    }
+
+    /// (rows, bytes) of each archive ingested.
+    fn ingested(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        self.files.iter().filter_map(|(_, o)| match o {
+            Outcome::Ingested { rows, bytes, .. } => Some((*rows, *bytes)),
+            _ => None,
+        })
     }
 
     /// Archives with the given outcome kind.
