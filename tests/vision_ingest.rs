@@ -114,6 +114,28 @@ fn a_day_over_http_lands_in_the_log_exactly_once() {
     assert_eq!(next_offset(data.path()), before);
     assert_eq!(missing(data.path()), 1);
 
+    // The catalog index is derived: damaged, it is rebuilt from the log, never trusted.
+    let index = data.path().join("index/vision-catalog.bin");
+    assert!(index.is_file());
+    std::fs::write(&index, b"garbage").unwrap();
+    let out = ingest(data.path(), &server, &[]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("0 ingested, 8 already in the log"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(next_offset(data.path()), before);
+    // An index from a longer log than this one (the log was replaced) is not trusted either.
+    let fresh = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(fresh.path().join("index")).unwrap();
+    std::fs::copy(&index, fresh.path().join("index/vision-catalog.bin")).unwrap();
+    let out = ingest(fresh.path(), &server, &["--kinds", "klines"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("1 ingested"),
+        "{}",
+        text(&out)
+    );
+
     // Binance re-publishes an archive: it is ingested again, and says what it replaces.
     let metrics = archive_path(day.path(), "metrics", DAY);
     let csv = csv_of(&metrics).replacen("BTCUSDT,", "BTCUSDT,1", 1);

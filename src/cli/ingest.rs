@@ -82,6 +82,8 @@ fn ingest_vision(args: &VisionArgs, data_dir: &Path, ui: &Ui) -> Outcome {
         &data_dir.join("tmp"),
         &ui.progress(),
     );
+    log.commit()?;
+    catalog.save(data_dir, log.next_offset())?;
 
     let mut out = std::io::stdout().lock();
     let failed: Vec<&(String, vision::Outcome)> = summary

@@ -1,47 +1,87 @@
 //! Which archives the log already holds, read back from the log's own coverage
 //! records: re-running a range appends nothing for a file already ingested with
 //! the same SHA-256, and a file Binance re-published is ingested again.
+//!
+//! Scanning a years-long log at every start would cost minutes, so what was
+//! learned is kept in `<data-dir>/index/vision-catalog.bin` together with the log
+//! offset it covers; a start reads only the records appended since. The file is
+//! derived: delete it and the next start rebuilds it from the log.
 
-use std::collections::{HashMap, HashSet};
-use std::path::Path;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
 
-use crate::event::{Event, RecordClass, Sha256};
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+
+use crate::event::{Event, RecordClass, Sha256, Source};
 use crate::eventlog;
 
+/// Bumped whenever the cached layout changes; an unknown version is rebuilt.
+const CACHE_VERSION: u32 = 1;
+
 /// Archives known to the log.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Catalog {
-    ingested: HashMap<String, Sha256>,
-    missing: HashSet<String>,
+    version: u32,
+    /// Every record below this offset is reflected here.
+    scanned_to: u64,
+    ingested: BTreeMap<String, Sha256>,
+    missing: BTreeSet<String>,
 }
 
 impl Catalog {
-    /// Scans the coverage records of the log in `data_dir` (data records are
-    /// skipped by their class byte, undecoded).
+    /// The catalog of the log in `data_dir`: the cached one brought up to date
+    /// with the records appended since, or one rebuilt from the whole log when
+    /// the cache is absent, unreadable, or ahead of the log.
     pub fn load(data_dir: &Path) -> anyhow::Result<Catalog> {
-        let mut catalog = Catalog::default();
+        let next = bml_wal::stat(&eventlog::wal_dir(data_dir)).map_or(0, |s| s.next_offset);
+        let mut catalog = std::fs::read(cache_path(data_dir))
+            .ok()
+            .and_then(|bytes| postcard::from_bytes::<Catalog>(&bytes).ok())
+            .filter(|c| c.version == CACHE_VERSION && c.scanned_to <= next)
+            .unwrap_or(Catalog {
+                version: CACHE_VERSION,
+                ..Catalog::default()
+            });
+        let from = catalog.scanned_to;
         eventlog::scan(
             data_dir,
-            0,
+            from,
             |c| c == RecordClass::Coverage,
-            |_, record| {
+            |offset, record| {
                 for event in &record.events {
-                    match event {
-                        Event::VisionFileIngested(m) => catalog.note_ingested(&m.file, m.sha256),
-                        Event::VisionFileMissing(_) => {
-                            if let crate::event::Source::Vision { file, .. } = &record.source {
-                                if !catalog.ingested.contains_key(file) {
-                                    catalog.missing.insert(file.clone());
-                                }
-                            }
+                    match (event, &record.source) {
+                        (Event::VisionFileIngested(m), _) => {
+                            catalog.note_ingested(&m.file, m.sha256)
+                        }
+                        (Event::VisionFileMissing(_), Source::Vision { file, .. })
+                            if !catalog.ingested.contains_key(file) =>
+                        {
+                            catalog.note_missing(file)
                         }
                         _ => {}
                     }
                 }
+                catalog.scanned_to = offset + 1;
                 Ok(())
             },
         )?;
+        catalog.scanned_to = catalog.scanned_to.max(next);
         Ok(catalog)
+    }
+
+    /// Writes the catalog, valid for the log up to `log_next_offset` (everything
+    /// appended so far must be noted in it). Atomic: a temp file renamed over.
+    pub fn save(&mut self, data_dir: &Path, log_next_offset: u64) -> anyhow::Result<()> {
+        self.scanned_to = log_next_offset;
+        let path = cache_path(data_dir);
+        let dir = path.parent().expect("cache path has a parent");
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, postcard::to_stdvec(self)?)
+            .with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, &path).with_context(|| format!("replacing {}", path.display()))?;
+        Ok(())
     }
 
     /// The SHA-256 of the last ingest of `file`, if any.
@@ -64,4 +104,8 @@ impl Catalog {
     pub fn note_missing(&mut self, file: &str) {
         self.missing.insert(file.to_string());
     }
+}
+
+fn cache_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("index").join("vision-catalog.bin")
 }
