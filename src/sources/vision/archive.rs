@@ -3,7 +3,7 @@
 //! `.CHECKSUM` and its zip holds exactly the one CSV it should.
 
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -93,10 +93,12 @@ pub enum Lookup<T> {
     },
 }
 
-/// A verified archive on local disk.
+/// A hashed archive on local disk. It is read through the same open handle that
+/// was hashed, so what is parsed is exactly what was verified, even if the file
+/// at that path is replaced meanwhile.
 pub struct Archive {
-    /// Its path (a temporary download, or the file in the local store).
-    pub path: PathBuf,
+    /// The open archive (a temporary download, or the file in the local store).
+    pub file: File,
     /// Where it came from (URL or path), for messages.
     pub location: String,
     /// Its SHA-256.
@@ -104,6 +106,15 @@ pub struct Archive {
     /// Its size.
     pub bytes: u64,
     _download: Option<tempfile::TempPath>,
+}
+
+impl Archive {
+    /// A handle positioned at the start, for the zip reader.
+    pub fn reopen(&self) -> io::Result<File> {
+        let mut file = self.file.try_clone()?;
+        file.seek(SeekFrom::Start(0))?;
+        Ok(file)
+    }
 }
 
 impl Store {
@@ -170,15 +181,16 @@ impl Store {
                 std::fs::create_dir_all(tmp_dir)
                     .with_context(|| format!("creating {}", tmp_dir.display()))?;
                 let fetched = get(client, &url, |mut response| {
-                    let mut file = tempfile::NamedTempFile::new_in(tmp_dir)?;
-                    let mut hashing = HashingWriter::new(file.as_file_mut());
+                    let mut temp = tempfile::NamedTempFile::new_in(tmp_dir)?;
+                    let mut hashing = HashingWriter::new(temp.as_file_mut());
                     let bytes = io::copy(&mut response, &mut hashing)?;
                     let sha256 = hashing.finish();
-                    Ok((file.into_temp_path(), sha256, bytes))
+                    let file = temp.as_file().try_clone()?;
+                    Ok((file, temp.into_temp_path(), sha256, bytes))
                 })?;
                 Ok(match fetched {
-                    Lookup::Found((temp, sha256, bytes)) => Lookup::Found(Archive {
-                        path: temp.to_path_buf(),
+                    Lookup::Found((file, temp, sha256, bytes)) => Lookup::Found(Archive {
+                        file,
                         location: url,
                         sha256,
                         bytes,
@@ -201,7 +213,7 @@ impl Store {
                     .with_context(|| format!("reading {}", path.display()))?;
                 Ok(Lookup::Found(Archive {
                     location: path.display().to_string(),
-                    path,
+                    file,
                     sha256: hashing.finish(),
                     bytes,
                     _download: None,

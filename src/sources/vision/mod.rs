@@ -317,8 +317,9 @@ fn append_rows(
     received_ms: i64,
     progress: &MultiProgress,
 ) -> anyhow::Result<u64> {
-    let file = std::fs::File::open(&archive.path)
-        .with_context(|| format!("opening {}", archive.path.display()))?;
+    let file = archive
+        .reopen()
+        .with_context(|| format!("reading {}", archive.location))?;
     let mut zip = zip::ZipArchive::new(file)
         .with_context(|| format!("{}: not a readable zip (truncated?)", archive.location))?;
     let entry = archive::open_csv(&mut zip, spec, &archive.location)?;
