@@ -39,7 +39,7 @@ pub(super) struct VisionArgs {
     /// bookDepth, fundingRate (monthly). Default: all.
     #[arg(long, value_delimiter = ',')]
     kinds: Vec<String>,
-    /// Vision base URL for USD-M futures (point it at `bml sim` or a mirror).
+    /// Vision base URL for USD-M futures (point it at a mirror or a local simulator).
     #[arg(long, env = "BML_VISION_URL", default_value = VISION_BASE, conflicts_with = "from_dir")]
     base_url: String,
     /// Read archives from this directory instead of HTTP: Vision's own layout
