@@ -11,4 +11,5 @@
 pub mod cli;
 pub mod event;
 pub mod eventlog;
+pub mod schema;
 pub mod sources;
