@@ -11,5 +11,6 @@
 pub mod cli;
 pub mod event;
 pub mod eventlog;
+pub mod materialize;
 pub mod schema;
 pub mod sources;

@@ -1,0 +1,9 @@
+//! The materializer: a pure function from the log's facts to the lake's rows.
+//!
+//! In progress (issue "The materializer, the lake and the ledger"). What is here
+//! are its exact building blocks: [`exact`] sums that do not depend on order,
+//! and the per-minute aggTrade fold in [`trades`]. The hour assembly, the lake
+//! writer, the ledger and `bml materialize` come next.
+
+pub mod exact;
+pub mod trades;
