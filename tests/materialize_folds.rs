@@ -1,13 +1,15 @@
-//! The per-minute aggTrade fold against values computed independently: by hand
-//! for a small case, and with plain fixed-point integers straight from the CSV
-//! text of the real aggTrades sample in ../shared/data.
+//! The per-minute folds against values computed independently: the aggTrade
+//! fold by hand for a small case and with plain fixed-point integers straight
+//! from the CSV text of the real aggTrades sample in ../shared/data; both folds
+//! for independence from arrival order.
 
 mod support;
 
 use std::path::Path;
 use std::str::FromStr;
 
-use bml::event::{AggTrade, Decimal, VisionKind};
+use bml::event::{AggTrade, BookTicker, Decimal, VisionKind};
+use bml::materialize::book::{book_time, BookMinute};
 use bml::materialize::trades::TradeMinute;
 
 fn trade(
@@ -177,5 +179,39 @@ fn any_arrival_order_folds_to_the_same_minute() {
         rng.shuffle(&mut shuffled);
         shuffled.sort_by_key(|t| (t.transact_time, t.agg_trade_id));
         assert_eq!(TradeMinute::fold(&shuffled), reference);
+    }
+}
+
+#[test]
+fn any_arrival_order_folds_to_the_same_book_minute() {
+    let mut rng = fastrand::Rng::with_seed(12);
+    let d = |s: String| Decimal::from_str(&s).unwrap();
+    let updates: Vec<BookTicker> = (0..700u64)
+        .map(|i| {
+            let bid = 60_000 * 10 + rng.u64(0..30);
+            BookTicker {
+                update_id: 3_000_000 + i * 7,
+                bid_price: d(format!("{}.{}", bid / 10, bid % 10)),
+                bid_qty: d(format!("{}.{:03}", rng.u32(0..20), rng.u32(0..1000))),
+                ask_price: d(format!("{}.{}", (bid + 1) / 10, (bid + 1) % 10)),
+                ask_qty: d(format!("{}.{:03}", rng.u32(0..20), rng.u32(0..1000))),
+                transaction_time: if i % 5 == 0 {
+                    0
+                } else {
+                    1_000 + (i as i64) * 80
+                },
+                event_time: 1_001 + (i as i64) * 80,
+            }
+        })
+        .collect();
+    let order = |u: &BookTicker| (book_time(u), u.update_id);
+    let mut sorted = updates.clone();
+    sorted.sort_by_key(order);
+    let reference = BookMinute::fold(&sorted).unwrap();
+    for _ in 0..20 {
+        let mut shuffled = updates.clone();
+        rng.shuffle(&mut shuffled);
+        shuffled.sort_by_key(order);
+        assert_eq!(BookMinute::fold(&shuffled).unwrap(), reference);
     }
 }

@@ -1,0 +1,135 @@
+//! One minute's bookTicker updates folded into the book columns of
+//! `spec/schema.md` (#14, 38–42), before any forward fill (that needs the
+//! minutes before, and is the hour assembly's job).
+//!
+//! Means of quantities and spreads are exact sums divided once; means of
+//! per-update ratios are float sums taken in `(time, update id)` order, so they
+//! are deterministic too. An update whose bid and ask quantities are both 0 has
+//! no imbalance: it is left out of that mean (the spec gives no value for it).
+
+use super::exact::Exact;
+use crate::event::BookTicker;
+
+/// The aggregates of one minute's bookTicker updates.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BookMinute {
+    /// Updates folded (at least one).
+    pub updates: u64,
+    /// #14 `micro_price_close` from the minute's last update; `None` when its
+    /// quantities sum to 0.
+    pub micro_price_close: Option<f64>,
+    /// #38 `avg_spread_usdt`: mean of ask − bid.
+    pub avg_spread: f64,
+    /// #39 `bid_ask_imbalance`: mean of (bid qty − ask qty) / (bid qty + ask qty).
+    pub imbalance: Option<f64>,
+    /// #40 `avg_bid_depth`: mean bid quantity.
+    pub avg_bid_depth: f64,
+    /// #41 `avg_ask_depth`: mean ask quantity.
+    pub avg_ask_depth: f64,
+    /// #42 `spread_pct`: mean of (ask − bid) / mid.
+    pub spread_pct: Option<f64>,
+}
+
+/// The time a bookTicker update is bucketed and ordered by: its transaction
+/// time, or its event time when the source has none.
+pub fn book_time(update: &BookTicker) -> i64 {
+    if update.transaction_time != 0 {
+        update.transaction_time
+    } else {
+        update.event_time
+    }
+}
+
+impl BookMinute {
+    /// Folds one minute's updates, free of duplicates and in
+    /// `(book_time, update_id)` order; `None` when there are none.
+    pub fn fold(updates: &[BookTicker]) -> Option<BookMinute> {
+        let last = updates.last()?;
+        let n = updates.len() as f64;
+        let (mut spread, mut bid_qty, mut ask_qty) = (Exact::ZERO, Exact::ZERO, Exact::ZERO);
+        let (mut imbalance_sum, mut imbalance_n) = (0.0f64, 0u64);
+        let (mut spread_pct_sum, mut spread_pct_n) = (0.0f64, 0u64);
+        for u in updates {
+            let gap = Exact::of(u.ask_price) - Exact::of(u.bid_price);
+            spread = spread + gap;
+            bid_qty = bid_qty + Exact::of(u.bid_qty);
+            ask_qty = ask_qty + Exact::of(u.ask_qty);
+            let depth = Exact::of(u.bid_qty) + Exact::of(u.ask_qty);
+            if !depth.is_zero() {
+                imbalance_sum +=
+                    (Exact::of(u.bid_qty) - Exact::of(u.ask_qty)).to_f64() / depth.to_f64();
+                imbalance_n += 1;
+            }
+            let twice_mid = Exact::of(u.ask_price) + Exact::of(u.bid_price);
+            if !twice_mid.is_zero() {
+                spread_pct_sum += 2.0 * gap.to_f64() / twice_mid.to_f64();
+                spread_pct_n += 1;
+            }
+        }
+        let last_depth = Exact::of(last.bid_qty) + Exact::of(last.ask_qty);
+        let micro_price_close = (!last_depth.is_zero()).then(|| {
+            let weighted = Exact::product(last.bid_price, last.ask_qty)
+                + Exact::product(last.ask_price, last.bid_qty);
+            weighted.to_f64() / last_depth.to_f64()
+        });
+        Some(BookMinute {
+            updates: updates.len() as u64,
+            micro_price_close,
+            avg_spread: spread.to_f64() / n,
+            imbalance: (imbalance_n > 0).then(|| imbalance_sum / imbalance_n as f64),
+            avg_bid_depth: bid_qty.to_f64() / n,
+            avg_ask_depth: ask_qty.to_f64() / n,
+            spread_pct: (spread_pct_n > 0).then(|| spread_pct_sum / spread_pct_n as f64),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::str::FromStr;
+
+    use super::*;
+    use crate::event::Decimal;
+
+    fn update(id: u64, t: i64, bid: &str, bid_qty: &str, ask: &str, ask_qty: &str) -> BookTicker {
+        let d = |s: &str| Decimal::from_str(s).unwrap();
+        BookTicker {
+            update_id: id,
+            bid_price: d(bid),
+            bid_qty: d(bid_qty),
+            ask_price: d(ask),
+            ask_qty: d(ask_qty),
+            transaction_time: t,
+            event_time: t + 1,
+        }
+    }
+
+    #[test]
+    fn a_hand_computed_minute() {
+        let updates = [
+            update(1, 1000, "100.0", "3", "100.2", "1"),
+            update(2, 2000, "100.1", "1", "100.2", "1"),
+            update(3, 3000, "100.0", "0", "100.4", "0"),
+        ];
+        let m = BookMinute::fold(&updates).unwrap();
+        assert_eq!(m.updates, 3);
+        assert_eq!(m.micro_price_close, None, "last update has no quantity");
+        assert!((m.avg_spread - (0.2 + 0.1 + 0.4) / 3.0).abs() < 1e-12);
+        assert_eq!(m.imbalance, Some((0.5 + 0.0) / 2.0));
+        assert_eq!((m.avg_bid_depth, m.avg_ask_depth), (4.0 / 3.0, 2.0 / 3.0));
+        let pct = |bid: f64, ask: f64| (ask - bid) / ((ask + bid) / 2.0);
+        let expected = (pct(100.0, 100.2) + pct(100.1, 100.2) + pct(100.0, 100.4)) / 3.0;
+        assert!((m.spread_pct.unwrap() - expected).abs() < 1e-15);
+
+        let m = BookMinute::fold(&updates[..1]).unwrap();
+        assert_eq!(m.micro_price_close, Some((100.0 * 1.0 + 100.2 * 3.0) / 4.0));
+        assert_eq!(BookMinute::fold(&[]), None);
+        assert_eq!(
+            book_time(&BookTicker {
+                transaction_time: 0,
+                ..updates[0].clone()
+            }),
+            1001
+        );
+    }
+}
