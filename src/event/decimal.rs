@@ -119,6 +119,30 @@ impl Decimal {
     }
 }
 
+/// The `f64` nearest to `mantissa × 10^-scale`. When both the mantissa (≤ 2^53)
+/// and 10^scale (≤ 10^22) are exact doubles, one IEEE division is correctly
+/// rounded; otherwise the decimal text goes through Rust's (correctly rounded)
+/// parser. Either way the same value always gives the same bits.
+pub(crate) fn nearest_f64(mantissa: i128, scale: u8) -> f64 {
+    const EXACT_POWERS: [f64; 23] = [
+        1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+        1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+    ];
+    if mantissa.unsigned_abs() <= 1 << 53 {
+        if let Some(power) = EXACT_POWERS.get(scale as usize) {
+            return mantissa as f64 / power;
+        }
+    }
+    let digits = mantissa.unsigned_abs().to_string();
+    let scale = scale as usize;
+    let padded = format!("{digits:0>width$}", width = scale + 1);
+    let (int, frac) = padded.split_at(padded.len() - scale);
+    let sign = if mantissa < 0 { "-" } else { "" };
+    format!("{sign}{int}.{frac}0")
+        .parse()
+        .expect("decimal text parses as f64")
+}
+
 impl fmt::Display for Decimal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let sign = if self.mantissa < 0 { "-" } else { "" };

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 pub use coverage::{
     RestRangeComplete, StreamStatus, VisionFileIngested, VisionFileMissing, VisionKind,
 };
+pub(crate) use decimal::nearest_f64;
 pub use decimal::{Decimal, DecimalError};
 pub use market::{
     AggTrade, BookDepth, BookTicker, DepthDiff, DepthSnapshot, FundingRate, Kline, KlineKind,

@@ -51,16 +51,9 @@ impl Exact {
         self.rescaled(scale).cmp(&other.rescaled(scale))
     }
 
-    /// The nearest `f64`, via the decimal text (correctly rounded).
+    /// The nearest `f64` (correctly rounded).
     pub fn to_f64(self) -> f64 {
-        let digits = self.mantissa.unsigned_abs().to_string();
-        let scale = self.scale as usize;
-        let padded = format!("{digits:0>width$}", width = scale + 1);
-        let (int, frac) = padded.split_at(padded.len() - scale);
-        let sign = if self.mantissa < 0 { "-" } else { "" };
-        format!("{sign}{int}.{frac}0")
-            .parse()
-            .expect("decimal text parses as f64")
+        crate::event::nearest_f64(self.mantissa, self.scale)
     }
 
     fn rescaled(self, scale: u8) -> i128 {

@@ -1,11 +1,15 @@
 //! The materializer: a pure function from the log's facts to the lake's rows.
 //!
-//! In progress (issue "The materializer, the lake and the ledger"). What is here
-//! are its exact building blocks: [`exact`] sums that do not depend on order,
-//! and the per-minute folds of aggTrades ([`trades`]) and bookTicker updates
-//! ([`book`]). The hour assembly (klines, as-of series, funding, fills, live
-//! columns, DQ gates), the lake writer, the ledger and `bml materialize` come next.
+//! In progress (issue "The materializer, the lake and the ledger"). What is here:
+//! [`exact`] sums that do not depend on order; the per-minute folds of aggTrades
+//! ([`trades`]) and bookTicker updates ([`book`]); and [`hour`], which turns one
+//! symbol-hour's facts into its rows (every column but `price_impact_100k`, which
+//! needs the synchronized L2 book), with the HARD_REQUIRED gate, fill rules and
+//! invariant findings. Still to come: collecting an hour's facts from the log
+//! (visibility, natural-key dedup, source precedence, an offset index), the
+//! Parquet lake writer, the redb ledger, and `bml materialize`.
 
 pub mod book;
 pub mod exact;
+pub mod hour;
 pub mod trades;
