@@ -7,54 +7,14 @@ mod support;
 
 use std::str::FromStr;
 
-use bml::event::{Decimal, Event, KlineKind, Liquidation, Side, VisionKind};
+use bml::event::{Decimal, KlineKind, Liquidation, Side};
 use bml::materialize::hour::{build_hour, HourFacts, HOUR_MS, MINUTE_MS};
-use bml::sources::vision::rows;
 
 const DAY: &str = "2024-03-01";
 const HOUR: i64 = 1_709_251_200_000; // 2024-03-01 00:00 UTC
 
-/// The facts of the first generated hour (generated once per test binary).
 fn generated_hour() -> HourFacts {
-    static FACTS: std::sync::OnceLock<HourFacts> = std::sync::OnceLock::new();
-    FACTS.get_or_init(parse_generated_hour).clone()
-}
-
-/// Generates an hour and parses its archives' CSV rows into facts.
-fn parse_generated_hour() -> HourFacts {
-    let day = support::vision_day(DAY, 1, 5);
-    let mut facts = HourFacts {
-        hour_start: HOUR,
-        ..HourFacts::default()
-    };
-    for (kind, name) in [
-        (VisionKind::Klines, "klines"),
-        (VisionKind::MarkPriceKlines, "markPriceKlines"),
-        (VisionKind::IndexPriceKlines, "indexPriceKlines"),
-        (VisionKind::PremiumIndexKlines, "premiumIndexKlines"),
-        (VisionKind::AggTrades, "aggTrades"),
-        (VisionKind::BookTicker, "bookTicker"),
-        (VisionKind::Metrics, "metrics"),
-    ] {
-        let csv = support::csv_of(&support::archive_path(day.path(), name, DAY));
-        let mut reader = csv::ReaderBuilder::new()
-            .has_headers(false)
-            .from_reader(csv.as_bytes());
-        for record in reader.byte_records() {
-            let record = record.unwrap();
-            if rows::is_header(&record) {
-                continue;
-            }
-            match rows::parse_row(kind, &record).unwrap() {
-                Event::Kline(k) => facts.klines.push(k),
-                Event::AggTrade(t) => facts.agg_trades.push(t),
-                Event::BookTicker(b) => facts.book_tickers.push(b),
-                Event::Metrics(m) => facts.metrics.push(m),
-                other => panic!("{other:?}"),
-            }
-        }
-    }
-    facts
+    support::generated_hour(DAY, HOUR)
 }
 
 #[test]

@@ -5,11 +5,14 @@
 //! ([`trades`]) and bookTicker updates ([`book`]); and [`hour`], which turns one
 //! symbol-hour's facts into its rows (every column but `price_impact_100k`, which
 //! needs the synchronized L2 book), with the HARD_REQUIRED gate, fill rules and
-//! invariant findings. Still to come: collecting an hour's facts from the log
-//! (visibility, natural-key dedup, source precedence, an offset index), the
-//! Parquet lake writer, the redb ledger, and `bml materialize`.
+//! invariant findings; and [`collect`], which reduces records to an hour's facts
+//! (one per natural key, source precedence, conflicts reported, look-back
+//! windows). Still to come: the per-symbol-hour offset index over the log,
+//! live-stream coverage, the Parquet lake writer, the redb ledger, and
+//! `bml materialize`.
 
 pub mod book;
+pub mod collect;
 pub mod exact;
 pub mod hour;
 pub mod trades;

@@ -244,3 +244,49 @@ pub fn source_file(record: &Record) -> &str {
         _ => "",
     }
 }
+
+/// The facts of the first hour of a generated day (generated and parsed once per
+/// test binary), straight from the archives' CSV rows.
+pub fn generated_hour(date: &str, hour_start: i64) -> bml::materialize::hour::HourFacts {
+    static FACTS: std::sync::OnceLock<bml::materialize::hour::HourFacts> =
+        std::sync::OnceLock::new();
+    FACTS
+        .get_or_init(|| {
+            use bml::event::VisionKind;
+            use bml::sources::vision::rows;
+            let day = vision_day(date, 1, 5);
+            let mut facts = bml::materialize::hour::HourFacts {
+                hour_start,
+                ..Default::default()
+            };
+            for (kind, name) in [
+                (VisionKind::Klines, "klines"),
+                (VisionKind::MarkPriceKlines, "markPriceKlines"),
+                (VisionKind::IndexPriceKlines, "indexPriceKlines"),
+                (VisionKind::PremiumIndexKlines, "premiumIndexKlines"),
+                (VisionKind::AggTrades, "aggTrades"),
+                (VisionKind::BookTicker, "bookTicker"),
+                (VisionKind::Metrics, "metrics"),
+            ] {
+                let csv = csv_of(&archive_path(day.path(), name, date));
+                let mut reader = csv::ReaderBuilder::new()
+                    .has_headers(false)
+                    .from_reader(csv.as_bytes());
+                for record in reader.byte_records() {
+                    let record = record.unwrap();
+                    if rows::is_header(&record) {
+                        continue;
+                    }
+                    match rows::parse_row(kind, &record).unwrap() {
+                        Event::Kline(k) => facts.klines.push(k),
+                        Event::AggTrade(t) => facts.agg_trades.push(t),
+                        Event::BookTicker(b) => facts.book_tickers.push(b),
+                        Event::Metrics(m) => facts.metrics.push(m),
+                        other => panic!("{other:?}"),
+                    }
+                }
+            }
+            facts
+        })
+        .clone()
+}

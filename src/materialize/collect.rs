@@ -1,0 +1,189 @@
+//! From log records to one hour's [`HourFacts`]: the *set* of distinct facts.
+//!
+//! Each fact has a natural key (an aggTrade's id, a kline's kind and open time,
+//! …). Copies of one fact collapse to one, whatever order, duplication or
+//! batching the log holds them in. When copies disagree, the source precedence
+//! Vision > REST > WebSocket decides, then (between equals) a closed kline beats
+//! an open one, then the larger encoding: arbitrary but never the log order.
+//! Disagreements are returned as [`Conflict`]s for the audit.
+//!
+//! The caller hands in the visible records that may touch the hour (see
+//! `event::Visibility`); coverage of live streams is computed apart.
+
+use std::collections::BTreeMap;
+
+use super::book::book_time;
+use super::hour::{HourFacts, HOUR_MS, MINUTE_MS};
+use crate::event::{Event, Record, Source};
+
+/// How far before the hour its fill rules look (book, as-of series).
+const LOOK_BACK_MS: i64 = 60 * MINUTE_MS;
+/// How far before the hour funding is carried from.
+const FUNDING_LOOK_BACK_MS: i64 = 8 * HOUR_MS + MINUTE_MS;
+
+/// Two copies of one fact that disagree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conflict {
+    /// The fact's natural key, readable.
+    pub key: String,
+    /// The source of the copy kept.
+    pub kept: Source,
+    /// The source of the copy dropped.
+    pub dropped: Source,
+}
+
+/// The natural key of a fact.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Key {
+    Kline(u8, i64, i64),
+    AggTrade(u64),
+    BookTicker(u64),
+    Metrics(i64),
+    Funding(i64),
+    PremiumIndex(i64),
+    OpenInterest(u8, i64),
+    Ratio(u8, i64),
+    MarkPrice(i64),
+    Depth(u64),
+    Liquidation(Vec<u8>),
+}
+
+/// A kept copy of a fact.
+struct Kept {
+    /// Source precedence: 0 Vision, 1 REST, 2 WebSocket.
+    source_rank: u8,
+    event: Event,
+    source: Source,
+    received_ms: i64,
+}
+
+impl Kept {
+    /// Between copies of the same value: best source, earliest arrival, then the
+    /// source's encoding, so that no tie is left to the log order.
+    fn arrives_before(&self, other: &Kept) -> bool {
+        (self.source_rank, self.received_ms)
+            .cmp(&(other.source_rank, other.received_ms))
+            .then_with(|| encoded(&self.source).cmp(&encoded(&other.source)))
+            .is_lt()
+    }
+
+    /// Between copies that disagree: best source, a closed kline before an open
+    /// one, then the larger encoding (arbitrary, but never the log order).
+    fn precedence(&self, other: &Kept) -> std::cmp::Ordering {
+        let open = |k: &Kept| matches!(&k.event, Event::Kline(k) if !k.closed);
+        (self.source_rank, open(self))
+            .cmp(&(other.source_rank, open(other)))
+            .then_with(|| encoded(&other.event).cmp(&encoded(&self.event)))
+    }
+}
+
+/// Reduces `records` to the facts of the hour starting at `hour_start`.
+pub fn collect_hour<'a>(
+    hour_start: i64,
+    records: impl IntoIterator<Item = &'a Record>,
+) -> (HourFacts, Vec<Conflict>) {
+    let hour = hour_start..hour_start + HOUR_MS;
+    let with_look_back = hour_start - LOOK_BACK_MS..hour.end;
+    let with_funding = hour_start - FUNDING_LOOK_BACK_MS..hour.end;
+    let mut copies: BTreeMap<Key, Vec<Kept>> = BTreeMap::new();
+    for record in records {
+        for event in &record.events {
+            let (key, window) = match event {
+                Event::Kline(k) => (
+                    Key::Kline(k.kind as u8, k.interval_ms, k.open_time),
+                    hour.contains(&k.open_time),
+                ),
+                Event::AggTrade(t) => (
+                    Key::AggTrade(t.agg_trade_id),
+                    hour.contains(&t.transact_time),
+                ),
+                Event::BookTicker(b) => (
+                    Key::BookTicker(b.update_id),
+                    with_look_back.contains(&book_time(b)),
+                ),
+                Event::Metrics(m) => (
+                    Key::Metrics(m.create_time),
+                    with_look_back.contains(&m.create_time),
+                ),
+                Event::FundingRate(f) => (
+                    Key::Funding(f.funding_time),
+                    with_funding.contains(&f.funding_time),
+                ),
+                Event::PremiumIndex(p) => (Key::PremiumIndex(p.time), hour.contains(&p.time)),
+                Event::OpenInterest(o) => (
+                    Key::OpenInterest(o.source as u8, o.time),
+                    with_look_back.contains(&o.time),
+                ),
+                Event::LongShortRatio(r) => (
+                    Key::Ratio(r.kind as u8, r.time),
+                    with_look_back.contains(&r.time),
+                ),
+                Event::MarkPrice(m) => (Key::MarkPrice(m.event_time), hour.contains(&m.event_time)),
+                Event::DepthDiff(d) => {
+                    (Key::Depth(d.final_update_id), hour.contains(&d.event_time))
+                }
+                Event::Liquidation(l) => (
+                    Key::Liquidation(encoded(event)),
+                    hour.contains(&l.trade_time),
+                ),
+                _ => continue,
+            };
+            if !window {
+                continue;
+            }
+            let candidate = Kept {
+                source_rank: match record.source {
+                    Source::Vision { .. } => 0,
+                    Source::Rest { .. } => 1,
+                    Source::WebSocket { .. } => 2,
+                },
+                event: event.clone(),
+                source: record.source.clone(),
+                received_ms: record.received_ms,
+            };
+            let distinct = copies.entry(key).or_default();
+            match distinct.iter_mut().find(|c| c.event == candidate.event) {
+                // The same fact again: keep the best source, then the earliest arrival.
+                Some(same) if candidate.arrives_before(same) => *same = candidate,
+                Some(_) => {}
+                None => distinct.push(candidate),
+            }
+        }
+    }
+    let mut facts = HourFacts {
+        hour_start,
+        ..HourFacts::default()
+    };
+    let mut conflicts = Vec::new();
+    for (key, mut distinct) in copies {
+        distinct.sort_by(Kept::precedence);
+        let mut distinct = distinct.into_iter();
+        let winner = distinct.next().expect("every key has a copy");
+        for loser in distinct {
+            conflicts.push(Conflict {
+                key: format!("{key:?}"),
+                kept: winner.source.clone(),
+                dropped: loser.source,
+            });
+        }
+        match winner.event {
+            Event::Kline(e) => facts.klines.push(e),
+            Event::AggTrade(e) => facts.agg_trades.push(e),
+            Event::BookTicker(e) => facts.book_tickers.push(e),
+            Event::Metrics(e) => facts.metrics.push(e),
+            Event::FundingRate(e) => facts.funding.push(e),
+            Event::PremiumIndex(e) => facts.premium_polls.push(e),
+            Event::OpenInterest(e) => facts.open_interest.push(e),
+            Event::LongShortRatio(e) => facts.ratios.push(e),
+            Event::MarkPrice(e) => facts.mark_prices.push(e),
+            Event::DepthDiff(e) => facts.depth_diffs.push((e, winner.received_ms)),
+            Event::Liquidation(e) => facts.liquidations.push(e),
+            _ => {}
+        }
+    }
+    (facts, conflicts)
+}
+
+fn encoded(value: &impl serde::Serialize) -> Vec<u8> {
+    postcard::to_stdvec(value).expect("serializing into a Vec cannot fail")
+}

@@ -1,0 +1,177 @@
+//! `collect_hour`: the hour's rows depend on the *set* of facts in the log, not
+//! on its order, duplication or batching; copies that disagree resolve by
+//! source precedence and are reported; each fact lands in the hours whose
+//! windows need it.
+
+mod support;
+
+use std::str::FromStr;
+
+use bml::event::{Decimal, Event, FundingRate, KlineKind, Record, Sha256, Source};
+use bml::materialize::collect::collect_hour;
+use bml::materialize::hour::{build_hour, HourFacts, HOUR_MS, MINUTE_MS};
+
+const DAY: &str = "2024-03-01";
+const HOUR: i64 = 1_709_251_200_000;
+
+fn vision(file: &str) -> Source {
+    Source::Vision {
+        file: file.into(),
+        sha256: Sha256([1; 32]),
+    }
+}
+
+/// The generated hour's facts as log records, in chunks of random sizes.
+fn as_records(facts: &HourFacts, rng: &mut fastrand::Rng, source: &Source) -> Vec<Record> {
+    let mut events: Vec<Event> = facts.klines.iter().cloned().map(Event::Kline).collect();
+    events.extend(facts.agg_trades.iter().cloned().map(Event::AggTrade));
+    events.extend(facts.book_tickers.iter().cloned().map(Event::BookTicker));
+    events.extend(facts.metrics.iter().cloned().map(Event::Metrics));
+    let mut records = Vec::new();
+    while !events.is_empty() {
+        let take = rng.usize(1..5000).min(events.len());
+        records.push(Record {
+            symbol: "BTCUSDT".into(),
+            source: source.clone(),
+            received_ms: HOUR + 2 * HOUR_MS,
+            events: events.drain(..take).collect(),
+        });
+    }
+    records
+}
+
+#[test]
+fn order_duplication_and_batching_do_not_change_the_hour() {
+    let facts = support::generated_hour(DAY, HOUR);
+    let reference = build_hour(&facts);
+    let mut rng = fastrand::Rng::with_seed(9);
+    for round in 0..2 {
+        let mut records = as_records(&facts, &mut rng, &vision("a.zip"));
+        // The same facts again, batched differently, some from another source.
+        let again = if round % 2 == 0 {
+            vision("a.zip")
+        } else {
+            Source::Rest {
+                endpoint: "/fapi/v1/aggTrades".into(),
+            }
+        };
+        records.extend(as_records(&facts, &mut rng, &again));
+        rng.shuffle(&mut records);
+        let (collected, conflicts) = collect_hour(HOUR, &records);
+        assert!(
+            conflicts.is_empty(),
+            "equal copies are no conflict: {conflicts:?}"
+        );
+        assert_eq!(build_hour(&collected), reference, "round {round}");
+    }
+}
+
+#[test]
+fn precedence_decides_disagreements_and_reports_them_the_same_way_every_time() {
+    let facts = support::generated_hour(DAY, HOUR);
+    let kline = facts
+        .klines
+        .iter()
+        .find(|k| k.kind == KlineKind::Trade && k.open_time == HOUR)
+        .unwrap()
+        .clone();
+    let with_close = |close: &str, closed: bool| {
+        let mut k = kline.clone();
+        k.close = Decimal::from_str(close).unwrap();
+        k.closed = closed;
+        Event::Kline(k)
+    };
+    let record = |source: Source, event: Event| Record {
+        symbol: "BTCUSDT".into(),
+        source,
+        received_ms: HOUR + 1000,
+        events: vec![event],
+    };
+    let rest = Source::Rest {
+        endpoint: "/fapi/v1/klines".into(),
+    };
+    let ws = Source::WebSocket {
+        stream: "btcusdt@kline_1m".into(),
+        connection: 1,
+    };
+    let copies = vec![
+        record(ws.clone(), with_close("1.0", false)),
+        record(rest.clone(), with_close("2.0", true)),
+        record(rest.clone(), with_close("3.0", false)),
+        record(vision("k.zip"), with_close("4.0", true)),
+    ];
+    let mut rng = fastrand::Rng::with_seed(4);
+    let mut first = None;
+    for _ in 0..10 {
+        let mut shuffled = copies.clone();
+        rng.shuffle(&mut shuffled);
+        let (collected, conflicts) = collect_hour(HOUR, &shuffled);
+        assert_eq!(collected.klines.len(), 1);
+        assert_eq!(collected.klines[0].close.to_string(), "4.0", "Vision wins");
+        assert_eq!(conflicts.len(), 3);
+        assert!(conflicts.iter().all(|c| c.kept == vision("k.zip")));
+        // Losers are listed best first: REST closed, REST open, WebSocket.
+        assert_eq!(
+            conflicts
+                .iter()
+                .map(|c| c.dropped.clone())
+                .collect::<Vec<_>>(),
+            vec![rest.clone(), rest.clone(), ws.clone()]
+        );
+        assert_eq!(*first.get_or_insert_with(|| conflicts.clone()), conflicts);
+    }
+    // Without Vision, the closed REST kline beats the open one.
+    let (collected, _) = collect_hour(HOUR, &copies[..3]);
+    assert_eq!(collected.klines[0].close.to_string(), "2.0");
+}
+
+#[test]
+fn each_fact_lands_in_the_windows_that_need_it() {
+    let facts = support::generated_hour(DAY, HOUR);
+    let d = |s: &str| Decimal::from_str(s).unwrap();
+    let mut book = facts.book_tickers[0].clone();
+    let mut events = Vec::new();
+    for (id, minutes_before) in [(1u64, 61i64), (2, 59)] {
+        book.update_id = id;
+        book.transaction_time = HOUR - minutes_before * MINUTE_MS;
+        events.push(Event::BookTicker(book.clone()));
+    }
+    for (time, rate) in [
+        (HOUR - 8 * HOUR_MS - MINUTE_MS, "0.1"),
+        (HOUR - 8 * HOUR_MS - 2 * MINUTE_MS, "0.2"),
+    ] {
+        events.push(Event::FundingRate(FundingRate {
+            funding_time: time,
+            rate: d(rate),
+            interval_hours: Some(8),
+            mark_price: None,
+        }));
+    }
+    let mut next_hour_trade = facts.agg_trades[0].clone();
+    next_hour_trade.transact_time = HOUR + HOUR_MS;
+    events.push(Event::AggTrade(next_hour_trade));
+    let record = Record {
+        symbol: "BTCUSDT".into(),
+        source: vision("w.zip"),
+        received_ms: 0,
+        events,
+    };
+    let (collected, _) = collect_hour(HOUR, [&record]);
+    assert_eq!(
+        collected
+            .book_tickers
+            .iter()
+            .map(|b| b.update_id)
+            .collect::<Vec<_>>(),
+        vec![2]
+    );
+    assert_eq!(
+        collected
+            .funding
+            .iter()
+            .map(|f| f.rate.to_string())
+            .collect::<Vec<_>>(),
+        vec!["0.1"]
+    );
+    assert!(collected.agg_trades.is_empty());
+}
