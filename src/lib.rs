@@ -11,6 +11,7 @@
 pub mod cli;
 pub mod event;
 pub mod eventlog;
+pub mod lake;
 pub mod materialize;
 pub mod schema;
 pub mod sources;

@@ -5,7 +5,8 @@
 
 use sha2::Digest;
 
-/// A column's type, spelled as in the spec.
+/// A column's type, spelled as in the spec (which also defines `Bool`; no
+/// column uses it, so neither does this enum).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ColumnType {
     /// Arrow `Int64`.
@@ -16,8 +17,6 @@ pub enum ColumnType {
     Float,
     /// Arrow `Timestamp(Millisecond, "UTC")`.
     Datetime,
-    /// Arrow `Boolean`.
-    Bool,
 }
 
 /// What a missing input means for a column (`spec/schema.md`, "Support classes").
@@ -215,7 +214,6 @@ impl ColumnType {
             ColumnType::Int => "Int",
             ColumnType::Float => "Float",
             ColumnType::Datetime => "Datetime",
-            ColumnType::Bool => "Bool",
         }
     }
 }

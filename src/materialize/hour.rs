@@ -121,6 +121,82 @@ pub struct MinuteRow {
     pub next_funding_time: Option<i64>,
 }
 
+/// One value of a [`MinuteRow`], typed as its column's storage: integers
+/// (BigInt, Int, Datetime as ms) or floats. `None` is NULL.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Cell {
+    /// An Int64-backed column.
+    Int(Option<i64>),
+    /// A Float64 column.
+    Float(Option<f64>),
+}
+
+impl MinuteRow {
+    /// The row's values in `schema::COLUMNS` order (the lake writer's input).
+    pub fn cells(&self) -> [Cell; 58] {
+        [
+            Cell::Int(self.event_time),
+            Cell::Int(self.transact_time),
+            Cell::Int(self.arrival_time),
+            Cell::Int(self.latency_engine),
+            Cell::Int(self.latency_network),
+            Cell::Int(self.update_id_start),
+            Cell::Int(self.update_id_end),
+            Cell::Int(Some(self.timestamp)),
+            Cell::Float(Some(self.open)),
+            Cell::Float(Some(self.high)),
+            Cell::Float(Some(self.low)),
+            Cell::Float(Some(self.close)),
+            Cell::Float(self.vwap_1m),
+            Cell::Float(self.micro_price_close),
+            Cell::Float(Some(self.volume_btc)),
+            Cell::Float(Some(self.volume_usdt)),
+            Cell::Int(Some(self.trade_count)),
+            Cell::Float(self.avg_trade_size_btc),
+            Cell::Float(self.max_trade_size_btc),
+            Cell::Float(self.taker_buy_vol_btc),
+            Cell::Float(self.taker_buy_vol_usdt),
+            Cell::Float(self.net_taker_vol_btc),
+            Cell::Int(self.count_buy_trades),
+            Cell::Int(self.count_sell_trades),
+            Cell::Float(self.taker_buy_ratio),
+            Cell::Float(self.vol_buy_whale_btc),
+            Cell::Float(self.vol_sell_whale_btc),
+            Cell::Float(self.vol_buy_retail_btc),
+            Cell::Float(self.vol_sell_retail_btc),
+            Cell::Int(self.whale_trade_count),
+            Cell::Float(self.realized_vol_1m),
+            Cell::Float(self.liq_long_vol_usdt),
+            Cell::Float(self.liq_short_vol_usdt),
+            Cell::Int(self.liq_long_count),
+            Cell::Int(self.liq_short_count),
+            Cell::Float(self.liq_avg_fill_price),
+            Cell::Float(self.liq_unfilled_ratio),
+            Cell::Float(self.avg_spread_usdt),
+            Cell::Float(self.bid_ask_imbalance),
+            Cell::Float(self.avg_bid_depth),
+            Cell::Float(self.avg_ask_depth),
+            Cell::Float(self.spread_pct),
+            Cell::Float(self.price_impact_100k),
+            Cell::Float(self.oi_contracts),
+            Cell::Float(self.oi_value_usdt),
+            Cell::Float(self.top_trader_ls_ratio_acct),
+            Cell::Float(self.global_ls_ratio_acct),
+            Cell::Float(self.ls_ratio_divergence),
+            Cell::Float(self.top_trader_long_pct),
+            Cell::Float(self.top_trader_short_pct),
+            Cell::Float(Some(self.mark_price_open)),
+            Cell::Float(Some(self.mark_price_close)),
+            Cell::Float(Some(self.index_price_open)),
+            Cell::Float(Some(self.index_price_close)),
+            Cell::Float(self.premium_index),
+            Cell::Float(self.funding_rate),
+            Cell::Float(self.predicted_funding),
+            Cell::Int(self.next_funding_time),
+        ]
+    }
+}
+
 /// A data-quality finding: reported, never "fixed".
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Finding {

@@ -7,8 +7,8 @@
 //! needs the synchronized L2 book), with the HARD_REQUIRED gate, fill rules and
 //! invariant findings; and [`collect`], which reduces records to an hour's facts
 //! (one per natural key, source precedence, conflicts reported, look-back
-//! windows). Still to come: the per-symbol-hour offset index over the log,
-//! live-stream coverage, the Parquet lake writer, the redb ledger, and
+//! windows). The lake writer is `crate::lake`. Still to come: the per-symbol-
+//! hour offset index over the log, live-stream coverage, the redb ledger, and
 //! `bml materialize`.
 
 pub mod book;

@@ -1,0 +1,156 @@
+//! The lake: one Parquet file per symbol-hour in a hive layout, written
+//! byte-deterministically and committed atomically.
+//!
+//! `{root}/futures/um/minute/symbol=SYM/year=YYYY/month=MM/day=DD/hour=HH/part.parquet`
+//!
+//! Byte-deterministic: fixed writer settings, a fixed `created_by`, no clock in
+//! any metadata, so the same rows always give the same bytes (and the same
+//! content hash in the ledger). Atomic: written to a temporary file in the same
+//! directory, synced, renamed over the old file, directory synced; a crash leaves
+//! the old file or the new one, never half of either.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use arrow_array::{ArrayRef, Float64Array, Int64Array, RecordBatch, TimestampMillisecondArray};
+use arrow_schema::{DataType, Field, Schema, TimeUnit};
+use chrono::{DateTime, Datelike, Timelike};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::metadata::KeyValue;
+use parquet::file::properties::WriterProperties;
+use sha2::Digest;
+
+use crate::materialize::hour::{Cell, MinuteRow};
+use crate::schema::{schema_hash, Class, ColumnType, COLUMNS};
+
+/// What writing a partition produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Written {
+    /// The file.
+    pub path: PathBuf,
+    /// Rows in it.
+    pub rows: usize,
+    /// SHA-256 of the file's bytes.
+    pub content_hash: [u8; 32],
+    /// Its size.
+    pub bytes: u64,
+}
+
+/// The path of a symbol-hour's partition under `root`.
+pub fn partition_path(root: &Path, symbol: &str, hour_start: i64) -> PathBuf {
+    let t = DateTime::from_timestamp_millis(hour_start).expect("hour start in range");
+    root.join("futures/um/minute")
+        .join(format!("symbol={symbol}"))
+        .join(format!("year={:04}", t.year()))
+        .join(format!("month={:02}", t.month()))
+        .join(format!("day={:02}", t.day()))
+        .join(format!("hour={:02}", t.hour()))
+        .join("part.parquet")
+}
+
+/// The Arrow schema of the canonical table (`spec/schema.md` types; HARD_REQUIRED
+/// columns are not nullable).
+pub fn arrow_schema() -> Schema {
+    let fields: Vec<Field> = COLUMNS
+        .iter()
+        .map(|c| {
+            let ty = match c.ty {
+                ColumnType::BigInt | ColumnType::Int => DataType::Int64,
+                ColumnType::Float => DataType::Float64,
+                ColumnType::Datetime => {
+                    DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()))
+                }
+            };
+            Field::new(c.name, ty, c.class != Class::HardRequired)
+        })
+        .collect();
+    Schema::new(fields)
+}
+
+/// The Parquet bytes of `rows` (in the order given).
+pub fn encode(rows: &[MinuteRow]) -> anyhow::Result<Vec<u8>> {
+    let cells: Vec<[Cell; 58]> = rows.iter().map(MinuteRow::cells).collect();
+    let schema = Arc::new(arrow_schema());
+    let columns: Vec<ArrayRef> = COLUMNS
+        .iter()
+        .enumerate()
+        .map(|(i, column)| -> ArrayRef {
+            let ints = || {
+                cells.iter().map(|r| match r[i] {
+                    Cell::Int(v) => v,
+                    Cell::Float(_) => unreachable!("column {} holds integers", column.name),
+                })
+            };
+            match column.ty {
+                ColumnType::Float => {
+                    Arc::new(Float64Array::from_iter(cells.iter().map(|r| match r[i] {
+                        Cell::Float(v) => v,
+                        Cell::Int(_) => unreachable!("column {} holds floats", column.name),
+                    })))
+                }
+                ColumnType::Datetime => {
+                    Arc::new(TimestampMillisecondArray::from_iter(ints()).with_timezone("UTC"))
+                }
+                ColumnType::BigInt | ColumnType::Int => Arc::new(Int64Array::from_iter(ints())),
+            }
+        })
+        .collect();
+    let batch =
+        RecordBatch::try_new(schema.clone(), columns).context("building the record batch")?;
+    let properties = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3)?))
+        .set_created_by("bml lake format 1".into())
+        .set_key_value_metadata(Some(vec![KeyValue::new(
+            "bml.schema_hash".into(),
+            hex::encode(schema_hash()),
+        )]))
+        .build();
+    let mut bytes = Vec::new();
+    let mut writer = ArrowWriter::try_new(&mut bytes, schema, Some(properties))?;
+    writer.write(&batch)?;
+    writer.close()?;
+    Ok(bytes)
+}
+
+/// Writes a symbol-hour's partition and commits it atomically.
+pub fn write_partition(
+    root: &Path,
+    symbol: &str,
+    hour_start: i64,
+    rows: &[MinuteRow],
+) -> anyhow::Result<Written> {
+    let path = partition_path(root, symbol, hour_start);
+    let bytes = encode(rows)?;
+    commit(&path, &bytes)?;
+    Ok(Written {
+        rows: rows.len(),
+        content_hash: sha2::Sha256::digest(&bytes).into(),
+        bytes: bytes.len() as u64,
+        path,
+    })
+}
+
+/// Temp file in the same directory → fsync → rename over → fsync the directory.
+fn commit(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let dir = path.parent().expect("partition path has a directory");
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".part.")
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
+    tmp.write_all(bytes)
+        .with_context(|| format!("writing {}", tmp.path().display()))?;
+    tmp.as_file()
+        .sync_all()
+        .with_context(|| format!("syncing {}", tmp.path().display()))?;
+    tmp.persist(path)
+        .with_context(|| format!("renaming into {}", path.display()))?;
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("syncing directory {}", dir.display()))?;
+    Ok(())
+}
