@@ -10,7 +10,7 @@
 //! The caller hands in the visible records that may touch the hour (see
 //! `event::Visibility`); coverage of live streams is computed apart.
 
-use std::collections::BTreeMap;
+use std::collections::hash_map::{Entry, HashMap};
 
 use super::book::book_time;
 use super::hour::{HourFacts, HOUR_MS, MINUTE_MS};
@@ -33,7 +33,7 @@ pub struct Conflict {
 }
 
 /// The natural key of a fact.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Key {
     Kline(u8, i64, i64),
     AggTrade(u64),
@@ -48,32 +48,52 @@ enum Key {
     Liquidation(Vec<u8>),
 }
 
-/// A kept copy of a fact.
-struct Kept {
+/// A copy of a fact, borrowed from its record.
+#[derive(Clone, Copy)]
+struct Seen<'a> {
     /// Source precedence: 0 Vision, 1 REST, 2 WebSocket.
     source_rank: u8,
-    event: Event,
-    source: Source,
-    received_ms: i64,
+    event: &'a Event,
+    record: &'a Record,
 }
 
-impl Kept {
+impl Seen<'_> {
     /// Between copies of the same value: best source, earliest arrival, then the
     /// source's encoding, so that no tie is left to the log order.
-    fn arrives_before(&self, other: &Kept) -> bool {
-        (self.source_rank, self.received_ms)
-            .cmp(&(other.source_rank, other.received_ms))
-            .then_with(|| encoded(&self.source).cmp(&encoded(&other.source)))
+    fn arrives_before(&self, other: &Seen) -> bool {
+        (self.source_rank, self.record.received_ms)
+            .cmp(&(other.source_rank, other.record.received_ms))
+            .then_with(|| encoded(&self.record.source).cmp(&encoded(&other.record.source)))
             .is_lt()
     }
 
     /// Between copies that disagree: best source, a closed kline before an open
     /// one, then the larger encoding (arbitrary, but never the log order).
-    fn precedence(&self, other: &Kept) -> std::cmp::Ordering {
-        let open = |k: &Kept| matches!(&k.event, Event::Kline(k) if !k.closed);
+    fn precedence(&self, other: &Seen) -> std::cmp::Ordering {
+        let open = |c: &Seen| matches!(c.event, Event::Kline(k) if !k.closed);
         (self.source_rank, open(self))
             .cmp(&(other.source_rank, open(other)))
-            .then_with(|| encoded(&other.event).cmp(&encoded(&self.event)))
+            .then_with(|| encoded(other.event).cmp(&encoded(self.event)))
+    }
+}
+
+/// The distinct values seen for one key: the first, and others only when copies
+/// disagree (so the common case allocates nothing).
+struct Slot<'a> {
+    first: Seen<'a>,
+    others: Vec<Seen<'a>>,
+}
+
+impl<'a> Slot<'a> {
+    fn add(&mut self, copy: Seen<'a>) {
+        let same = std::iter::once(&mut self.first)
+            .chain(self.others.iter_mut())
+            .find(|c| c.event == copy.event);
+        match same {
+            Some(same) if copy.arrives_before(same) => *same = copy,
+            Some(_) => {}
+            None => self.others.push(copy),
+        }
     }
 }
 
@@ -85,8 +105,13 @@ pub fn collect_hour<'a>(
     let hour = hour_start..hour_start + HOUR_MS;
     let with_look_back = hour_start - LOOK_BACK_MS..hour.end;
     let with_funding = hour_start - FUNDING_LOOK_BACK_MS..hour.end;
-    let mut copies: BTreeMap<Key, Vec<Kept>> = BTreeMap::new();
+    let mut slots: HashMap<Key, Slot<'a>> = HashMap::new();
     for record in records {
+        let source_rank = match record.source {
+            Source::Vision { .. } => 0,
+            Source::Rest { .. } => 1,
+            Source::WebSocket { .. } => 2,
+        };
         for event in &record.events {
             let (key, window) = match event {
                 Event::Kline(k) => (
@@ -131,22 +156,19 @@ pub fn collect_hour<'a>(
             if !window {
                 continue;
             }
-            let candidate = Kept {
-                source_rank: match record.source {
-                    Source::Vision { .. } => 0,
-                    Source::Rest { .. } => 1,
-                    Source::WebSocket { .. } => 2,
-                },
-                event: event.clone(),
-                source: record.source.clone(),
-                received_ms: record.received_ms,
+            let copy = Seen {
+                source_rank,
+                event,
+                record,
             };
-            let distinct = copies.entry(key).or_default();
-            match distinct.iter_mut().find(|c| c.event == candidate.event) {
-                // The same fact again: keep the best source, then the earliest arrival.
-                Some(same) if candidate.arrives_before(same) => *same = candidate,
-                Some(_) => {}
-                None => distinct.push(candidate),
+            match slots.entry(key) {
+                Entry::Vacant(v) => {
+                    v.insert(Slot {
+                        first: copy,
+                        others: Vec::new(),
+                    });
+                }
+                Entry::Occupied(mut o) => o.get_mut().add(copy),
             }
         }
     }
@@ -155,18 +177,21 @@ pub fn collect_hour<'a>(
         ..HourFacts::default()
     };
     let mut conflicts = Vec::new();
-    for (key, mut distinct) in copies {
-        distinct.sort_by(Kept::precedence);
-        let mut distinct = distinct.into_iter();
-        let winner = distinct.next().expect("every key has a copy");
-        for loser in distinct {
-            conflicts.push(Conflict {
-                key: format!("{key:?}"),
-                kept: winner.source.clone(),
-                dropped: loser.source,
-            });
+    for (key, slot) in slots {
+        let mut winner = slot.first;
+        if !slot.others.is_empty() {
+            let mut distinct: Vec<Seen> = std::iter::once(slot.first).chain(slot.others).collect();
+            distinct.sort_by(Seen::precedence);
+            winner = distinct[0];
+            for loser in &distinct[1..] {
+                conflicts.push(Conflict {
+                    key: format!("{key:?}"),
+                    kept: winner.record.source.clone(),
+                    dropped: loser.record.source.clone(),
+                });
+            }
         }
-        match winner.event {
+        match winner.event.clone() {
             Event::Kline(e) => facts.klines.push(e),
             Event::AggTrade(e) => facts.agg_trades.push(e),
             Event::BookTicker(e) => facts.book_tickers.push(e),
@@ -176,11 +201,13 @@ pub fn collect_hour<'a>(
             Event::OpenInterest(e) => facts.open_interest.push(e),
             Event::LongShortRatio(e) => facts.ratios.push(e),
             Event::MarkPrice(e) => facts.mark_prices.push(e),
-            Event::DepthDiff(e) => facts.depth_diffs.push((e, winner.received_ms)),
+            Event::DepthDiff(e) => facts.depth_diffs.push((e, winner.record.received_ms)),
             Event::Liquidation(e) => facts.liquidations.push(e),
             _ => {}
         }
     }
+    // Hash order is arbitrary: the conflicts are listed by key, losers in precedence order.
+    conflicts.sort_by(|a, b| a.key.cmp(&b.key));
     (facts, conflicts)
 }
 

@@ -57,6 +57,9 @@ impl Exact {
     }
 
     fn rescaled(self, scale: u8) -> i128 {
+        if scale == self.scale {
+            return self.mantissa;
+        }
         10i128
             .checked_pow(u32::from(scale - self.scale))
             .and_then(|f| self.mantissa.checked_mul(f))
