@@ -23,6 +23,8 @@ pub struct EventLog {
     pending: Vec<Vec<u8>>,
     pending_bytes: usize,
     first_pending: u64,
+    /// Size of the last encoded record: the next one is usually alike.
+    last_len: usize,
 }
 
 impl EventLog {
@@ -56,6 +58,7 @@ impl EventLog {
             pending: Vec::new(),
             pending_bytes: 0,
             first_pending: next,
+            last_len: 256,
         })
     }
 
@@ -68,8 +71,9 @@ impl EventLog {
     /// is durable after the next [`EventLog::commit`].
     pub fn push(&mut self, record: &Record) -> anyhow::Result<u64> {
         let offset = self.next_offset();
-        let mut bytes = Vec::with_capacity(256);
+        let mut bytes = Vec::with_capacity(self.last_len);
         record.encode_into(&mut bytes);
+        self.last_len = bytes.len();
         self.pending_bytes += bytes.len();
         self.pending.push(bytes);
         if self.pending_bytes >= BATCH_BYTES {
