@@ -9,7 +9,7 @@ use std::path::Path;
 use std::str::FromStr;
 
 use bml::event::{AggTrade, BookTicker, Decimal, VisionKind};
-use bml::materialize::book::{book_time, BookMinute};
+use bml::materialize::book::BookMinute;
 use bml::materialize::trades::TradeMinute;
 
 fn trade(
@@ -204,7 +204,7 @@ fn any_arrival_order_folds_to_the_same_book_minute() {
             }
         })
         .collect();
-    let order = |u: &BookTicker| (book_time(u), u.update_id);
+    let order = |u: &BookTicker| (u.time(), u.update_id);
     let mut sorted = updates.clone();
     sorted.sort_by_key(order);
     let reference = BookMinute::fold(&sorted).unwrap();

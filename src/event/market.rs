@@ -95,6 +95,18 @@ pub struct BookTicker {
     pub event_time: i64,
 }
 
+impl BookTicker {
+    /// The time the update is bucketed and ordered by (`spec/schema.md`): its
+    /// transaction time, or its event time when the source has none (0).
+    pub fn time(&self) -> i64 {
+        if self.transaction_time != 0 {
+            self.transaction_time
+        } else {
+            self.event_time
+        }
+    }
+}
+
 /// One row of Vision's daily `metrics` file (a 5-minute point). The names are
 /// Vision's, and misleading: see `spec/schema.md` ("Reading Vision metrics files").
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -30,19 +30,9 @@ pub struct BookMinute {
     pub spread_pct: Option<f64>,
 }
 
-/// The time a bookTicker update is bucketed and ordered by: its transaction
-/// time, or its event time when the source has none.
-pub fn book_time(update: &BookTicker) -> i64 {
-    if update.transaction_time != 0 {
-        update.transaction_time
-    } else {
-        update.event_time
-    }
-}
-
 impl BookMinute {
     /// Folds one minute's updates, free of duplicates and in
-    /// `(book_time, update_id)` order; `None` when there are none.
+    /// `(BookTicker::time, update_id)` order; `None` when there are none.
     pub fn fold(updates: &[BookTicker]) -> Option<BookMinute> {
         let last = updates.last()?;
         let n = updates.len() as f64;
@@ -125,7 +115,7 @@ mod tests {
         assert_eq!(m.micro_price_close, Some((100.0 * 1.0 + 100.2 * 3.0) / 4.0));
         assert_eq!(BookMinute::fold(&[]), None);
         assert_eq!(
-            book_time(&BookTicker {
+            BookTicker::time(&BookTicker {
                 transaction_time: 0,
                 ..updates[0].clone()
             }),

@@ -12,7 +12,6 @@
 
 use std::collections::hash_map::{Entry, HashMap};
 
-use super::book::book_time;
 use super::hour::{HourFacts, HOUR_MS, MINUTE_MS};
 use crate::event::{Event, Record, Source};
 
@@ -124,7 +123,7 @@ pub fn collect_hour<'a>(
                 ),
                 Event::BookTicker(b) => (
                     Key::BookTicker(b.update_id),
-                    with_look_back.contains(&book_time(b)),
+                    with_look_back.contains(&b.time()),
                 ),
                 Event::Metrics(m) => (
                     Key::Metrics(m.create_time),

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::ops::Range;
 
-use super::book::{book_time, BookMinute};
+use super::book::BookMinute;
 use super::exact::Exact;
 use super::trades::TradeMinute;
 use crate::event::{
@@ -228,8 +228,8 @@ pub fn build_hour(facts: &HourFacts) -> HourOutput {
         |t| t.transact_time,
         |t| (t.transact_time, t.agg_trade_id),
     );
-    let books = by_minute(&facts.book_tickers, book_time, |b| {
-        (book_time(b), b.update_id)
+    let books = by_minute(&facts.book_tickers, BookTicker::time, |b| {
+        (b.time(), b.update_id)
     });
     let book_minutes: BTreeMap<i64, BookMinute> = books
         .iter()

@@ -281,8 +281,7 @@ pub fn event_time(event: &Event) -> i64 {
     match event {
         Event::Kline(k) => k.open_time,
         Event::AggTrade(t) => t.transact_time,
-        Event::BookTicker(b) if b.transaction_time != 0 => b.transaction_time,
-        Event::BookTicker(b) => b.event_time,
+        Event::BookTicker(b) => b.time(),
         Event::Metrics(m) => m.create_time,
         Event::BookDepth(d) => d.timestamp,
         Event::FundingRate(f) => f.funding_time,
