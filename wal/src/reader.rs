@@ -1,6 +1,7 @@
 //! Readers: from any offset, independent of the writer (another process is fine),
 //! able to follow the live end of the log.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -38,6 +39,8 @@ pub struct Reader {
     from: u64,
     frame: Option<FrameCursor>,
     tail: Option<Arc<TailSignal>>,
+    /// Frame starts seen so far: first offset → (segment base, byte position).
+    landmarks: BTreeMap<u64, (u64, u64)>,
 }
 
 /// Where we are inside the current, verified frame.
@@ -65,6 +68,7 @@ impl Reader {
             from: offset,
             frame: None,
             tail: None,
+            landmarks: BTreeMap::new(),
         })
     }
 
@@ -76,6 +80,50 @@ impl Reader {
     /// The offset of the record the next call returns.
     pub fn position(&self) -> u64 {
         self.next_offset.max(self.from)
+    }
+
+    /// Moves the reader so that its next record is `offset`. Frames before it are
+    /// stepped over by their headers; frame starts seen on the way are remembered,
+    /// so a reader that hops back and forth over the same part of the log (the
+    /// materializer gathering one hour's records) goes straight to them.
+    pub fn seek(&mut self, offset: u64) -> Result<()> {
+        if offset == self.position() {
+            return Ok(());
+        }
+        if self.segments.last().is_none_or(|s| s.base <= offset) {
+            self.segments = segment::list(&self.dir)?;
+        }
+        let Some(target) = self.segments.iter().rposition(|s| s.base <= offset) else {
+            self.from = offset;
+            return Ok(());
+        };
+        let base = self.segments[target].base;
+        let (first, pos) = self
+            .landmarks
+            .range(..=offset)
+            .next_back()
+            .filter(|(_, &(b, _))| b == base)
+            .map_or((base, SEGMENT_HEADER_LEN as u64), |(&first, &(_, pos))| {
+                (first, pos)
+            });
+        let go_on = self.seg == target
+            && self.scanner.is_some()
+            && (first..=offset).contains(&self.next_offset);
+        if !go_on {
+            if self.seg != target || self.scanner.is_none() {
+                self.seg = target;
+                self.scanner = None;
+                if !self.open_segment()? {
+                    self.from = offset;
+                    return Ok(());
+                }
+            }
+            self.pos = pos;
+            self.next_offset = first;
+            self.frame = None;
+        }
+        self.from = offset;
+        Ok(())
     }
 
     /// The next record, or `None` at the live end of the log (for now).
@@ -134,6 +182,18 @@ impl Reader {
                 return Ok(false);
             }
             let scanner = self.scanner.as_mut().expect("segment is open");
+            let base = self.segments[self.seg].base;
+            if let Some(h) = scanner.header_at(self.pos)? {
+                if h.first_offset == self.next_offset {
+                    self.landmarks.insert(h.first_offset, (base, self.pos));
+                    if h.end_offset() <= self.from {
+                        // Stepped over by its header alone: nothing of it is handed out.
+                        self.pos += h.frame_len();
+                        self.next_offset = h.end_offset();
+                        continue;
+                    }
+                }
+            }
             match scanner.frame_at(self.pos)? {
                 Scan::Frame(h) => {
                     if h.first_offset != self.next_offset {

@@ -74,6 +74,8 @@ pub(crate) struct Scanner {
     buf_pos: u64,
     /// Bytes of `buf` that hold file data.
     filled: usize,
+    /// The file's length when last asked (it only grows while the scanner lives).
+    known_len: u64,
 }
 
 impl Scanner {
@@ -85,6 +87,7 @@ impl Scanner {
             buf: Vec::new(),
             buf_pos: 0,
             filled: 0,
+            known_len: 0,
         })
     }
 
@@ -139,6 +142,41 @@ impl Scanner {
             return Ok(Scan::Bad("frame body checksum mismatch"));
         }
         Ok(Scan::Frame(header))
+    }
+
+    /// The frame header at byte `pos` if its own checksum holds and the whole
+    /// frame is in the file, without reading (or verifying) the body: enough to
+    /// step over a frame the caller will not hand out. `None` leaves the
+    /// judgement (end, torn tail, damage) to [`Scanner::frame_at`].
+    pub fn header_at(&mut self, pos: u64) -> Result<Option<FrameHeader>> {
+        let end = self.buf_pos + self.filled as u64;
+        let header = if pos >= self.buf_pos && pos + FRAME_HEADER_LEN as u64 <= end {
+            format::decode_frame_header(self.slice(pos, FRAME_HEADER_LEN))
+        } else {
+            let mut bytes = [0u8; FRAME_HEADER_LEN];
+            let mut got = 0;
+            while got < FRAME_HEADER_LEN {
+                let n = self
+                    .file
+                    .read_at(&mut bytes[got..], pos + got as u64)
+                    .at("reading segment", &self.path)?;
+                if n == 0 {
+                    return Ok(None);
+                }
+                got += n;
+            }
+            format::decode_frame_header(&bytes)
+        };
+        let Some(header) = header else {
+            return Ok(None);
+        };
+        if pos + header.frame_len() > self.known_len {
+            self.known_len = self.file_len()?;
+            if pos + header.frame_len() > self.known_len {
+                return Ok(None);
+            }
+        }
+        Ok(Some(header))
     }
 
     /// The first verified frame at or after byte `from` whose first offset is at
