@@ -127,3 +127,28 @@ pub fn scan(
     }
     Ok(())
 }
+
+/// Reads records by offset, in any order (the materializer gathering an hour).
+pub struct RecordReader {
+    reader: bml_wal::Reader,
+}
+
+impl RecordReader {
+    /// A reader over the log of `data_dir`.
+    pub fn open(data_dir: &Path) -> anyhow::Result<RecordReader> {
+        let dir = wal_dir(data_dir);
+        let reader = bml_wal::Reader::open(&dir, 0)
+            .with_context(|| format!("opening the log at {}", dir.display()))?;
+        Ok(RecordReader { reader })
+    }
+
+    /// The record at `offset`; an error if the log is damaged there or shorter.
+    pub fn read(&mut self, offset: u64) -> anyhow::Result<Record> {
+        self.reader.seek(offset)?;
+        let raw = self
+            .reader
+            .next()?
+            .with_context(|| format!("the log has no record at offset {offset}"))?;
+        Record::decode(raw.data).with_context(|| format!("record at offset {offset}"))
+    }
+}

@@ -12,6 +12,7 @@ pub mod cli;
 pub mod event;
 pub mod eventlog;
 pub mod lake;
+pub mod ledger;
 pub mod materialize;
 pub mod schema;
 pub mod sources;

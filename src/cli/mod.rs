@@ -2,6 +2,7 @@
 //! each command calls into a stage and prints what it returns.
 
 mod ingest;
+mod materialize;
 mod wal;
 
 use std::path::PathBuf;
@@ -26,10 +27,15 @@ pub mod exit {
 #[derive(Debug, Parser)]
 #[command(name = "bml", version, propagate_version = true, max_term_width = 100)]
 pub struct Cli {
-    /// Where bml keeps its state: the log in `<data-dir>/wal/`, later the lake
-    /// and the ledger beside it.
+    /// Where bml keeps its state: the log in `<data-dir>/wal/`, the ledger in
+    /// `<data-dir>/ledger.redb`, and by default the lake in `<data-dir>/lake/`.
     #[arg(long, global = true, env = "BML_DATA_DIR", default_value = "./data")]
     data_dir: PathBuf,
+
+    /// The lake root (Parquet partitions); default `<data-dir>/lake`. Changing it
+    /// makes the next `materialize` write every partition under the new root.
+    #[arg(long, global = true, env = "BML_LAKE_DIR")]
+    lake_dir: Option<PathBuf>,
 
     /// More log output on stderr (-v debug, -vv trace). RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
@@ -45,12 +51,22 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Create the data dir and an empty log, or check an existing one (idempotent).
-    /// Reports what recovery had to repair after a crash.
+    /// Create the data dir, an empty log and the ledger, or check existing ones
+    /// (idempotent). Reports what recovery had to repair after a crash.
     InitState,
     /// Fetch from a source and append to the log (nothing else: no Parquet).
     #[command(subcommand)]
     Ingest(ingest::IngestCommand),
+    /// Derive the lake (one Parquet file per symbol-hour) and the ledger from the
+    /// log. Deterministic and idempotent: partitions whose bytes would not change
+    /// are not rewritten.
+    Materialize(materialize::MaterializeArgs),
+    /// Print each symbol's watermark: the last minute such that every minute from
+    /// its first stored one up to it is committed.
+    ShowWatermark(materialize::WatermarkArgs),
+    /// Summarize the state: log head, checkpoint, lag, partitions by status,
+    /// findings, watermarks.
+    Status,
     /// Inspect the write-ahead log: its segments, its integrity, its records.
     #[command(subcommand)]
     Wal(wal::WalCommand),
@@ -66,7 +82,16 @@ pub fn main() -> ExitCode {
     let ui = Ui { quiet: cli.quiet };
     let outcome = match &cli.command {
         Command::Ingest(cmd) => ingest::run(cmd, &cli.data_dir, &ui),
-        Command::InitState => wal::init_state(&cli.data_dir.join("wal")),
+        Command::InitState => wal::init_state(&cli.data_dir),
+        Command::Materialize(args) => {
+            let lake = cli
+                .lake_dir
+                .clone()
+                .unwrap_or_else(|| cli.data_dir.join("lake"));
+            materialize::materialize(args, &cli.data_dir, &lake, &ui)
+        }
+        Command::ShowWatermark(args) => materialize::show_watermark(args, &cli.data_dir),
+        Command::Status => materialize::status(&cli.data_dir),
         Command::Wal(cmd) => wal::run(cmd, &cli.data_dir.join("wal"), &ui),
     };
     match outcome {

@@ -7,7 +7,7 @@ use anyhow::{bail, Context};
 use clap::Subcommand;
 
 use super::{exit, Outcome, Ui};
-use crate::event::{Record, RecordClass, Source, Visibility};
+use crate::event::{Record, RecordClass, Visibility};
 
 #[derive(Debug, Subcommand)]
 pub(super) enum WalCommand {
@@ -48,7 +48,8 @@ pub(super) fn run(cmd: &WalCommand, dir: &Path, ui: &Ui) -> Outcome {
 }
 
 /// Opening the log as its writer creates it if needed and recovers a torn tail.
-pub(super) fn init_state(dir: &Path) -> Outcome {
+pub(super) fn init_state(data_dir: &Path) -> Outcome {
+    let dir = &crate::eventlog::wal_dir(data_dir);
     let wal = bml_wal::Wal::open(dir, bml_wal::Options::default())
         .with_context(|| format!("opening the log at {}", dir.display()))?;
     let recovery = wal.recovery();
@@ -68,6 +69,12 @@ pub(super) fn init_state(dir: &Path) -> Outcome {
         "log ready at {} (next offset {})",
         dir.display(),
         wal.next_offset()
+    );
+    let ledger = crate::ledger::Ledger::open(data_dir)?;
+    println!(
+        "ledger ready at {} (checkpoint {})",
+        ledger.path().display(),
+        ledger.checkpoint()?
     );
     Ok(exit::OK)
 }
@@ -164,11 +171,7 @@ fn dump(dir: &Path, from: u64, limit: u64, raw: bool) -> Outcome {
         } else {
             "  UNCOMMITTED"
         };
-        let source = match &decoded.source {
-            Source::Vision { file, .. } => format!("vision:{file}"),
-            Source::Rest { endpoint } => format!("rest:{endpoint}"),
-            Source::WebSocket { stream, connection } => format!("ws:{stream}#{connection}"),
-        };
+        let source = &decoded.source;
         writeln!(
             out,
             "{:>12}  {}  {source}  {} event(s){flag}",

@@ -72,6 +72,17 @@ pub enum Source {
     },
 }
 
+/// `vision:<file>`, `rest:<endpoint>`, `ws:<stream>#<connection>`.
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Vision { file, .. } => write!(f, "vision:{file}"),
+            Source::Rest { endpoint } => write!(f, "rest:{endpoint}"),
+            Source::WebSocket { stream, connection } => write!(f, "ws:{stream}#{connection}"),
+        }
+    }
+}
+
 /// One fact.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(any(test, feature = "arbitrary"), derive(arbitrary::Arbitrary))]

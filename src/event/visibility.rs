@@ -1,7 +1,9 @@
 //! Which records count. A Vision archive is all-or-nothing: its row records are
 //! valid only between the file's first row and its `VisionFileIngested` marker.
 //! Rows a crash left without a marker, or rows of an aborted attempt, never
-//! reach the lake. Every reader of the log (materializer, audit, dump) asks here.
+//! reach the lake. When Binance re-publishes an archive (another SHA-256), the
+//! new marker names the old version, whose rows then stop counting. Every reader
+//! of the log (materializer, audit, dump) asks here.
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -12,6 +14,8 @@ use super::{Event, Record, Sha256, Source};
 #[derive(Debug, Default, Clone)]
 pub struct Visibility {
     committed: HashMap<(String, Sha256), Vec<Range<u64>>>,
+    /// Offsets of the markers that replaced a version of a file.
+    replaced: HashMap<(String, Sha256), Vec<u64>>,
 }
 
 impl Visibility {
@@ -25,22 +29,50 @@ impl Visibility {
     pub fn observe(&mut self, offset: u64, record: &Record) {
         for event in &record.events {
             if let Event::VisionFileIngested(m) = event {
-                self.committed
-                    .entry((m.file.clone(), m.sha256))
-                    .or_default()
-                    .push(m.first_offset..offset);
+                self.observe_marker(&m.file, m.sha256, m.first_offset, offset, m.replaces);
             }
         }
     }
 
+    /// Takes note of one marker: `file` at `sha256` has rows in
+    /// `first_offset..offset` and replaces the version `replaces`, if any.
+    pub fn observe_marker(
+        &mut self,
+        file: &str,
+        sha256: Sha256,
+        first_offset: u64,
+        offset: u64,
+        replaces: Option<Sha256>,
+    ) {
+        self.committed
+            .entry((file.to_string(), sha256))
+            .or_default()
+            .push(first_offset..offset);
+        if let Some(old) = replaces {
+            self.replaced
+                .entry((file.to_string(), old))
+                .or_default()
+                .push(offset);
+        }
+    }
+
     /// True if the record at `offset` is valid: always for coverage records and
-    /// for REST/WebSocket data, only inside a committed range for Vision rows.
+    /// for REST/WebSocket data; for Vision rows, inside a committed range that no
+    /// later marker replaced.
     pub fn admits(&self, offset: u64, record: &Record) -> bool {
         match &record.source {
             Source::Vision { file, sha256 } if record.events.iter().all(|e| !e.is_coverage()) => {
-                self.committed
-                    .get(&(file.clone(), *sha256))
-                    .is_some_and(|ranges| ranges.iter().any(|r| r.contains(&offset)))
+                let key = (file.clone(), *sha256);
+                let replaced_after = |end: u64| {
+                    self.replaced
+                        .get(&key)
+                        .is_some_and(|at| at.iter().any(|&m| m >= end))
+                };
+                self.committed.get(&key).is_some_and(|ranges| {
+                    ranges
+                        .iter()
+                        .any(|r| r.contains(&offset) && !replaced_after(r.end))
+                })
             }
             _ => true,
         }

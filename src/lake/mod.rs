@@ -31,8 +31,6 @@ use crate::schema::{schema_hash, Class, ColumnType, COLUMNS};
 pub struct Written {
     /// The file.
     pub path: PathBuf,
-    /// Rows in it.
-    pub rows: usize,
     /// SHA-256 of the file's bytes.
     pub content_hash: [u8; 32],
     /// Its size.
@@ -122,15 +120,40 @@ pub fn write_partition(
     hour_start: i64,
     rows: &[MinuteRow],
 ) -> anyhow::Result<Written> {
+    commit_partition(root, symbol, hour_start, &encode(rows)?)
+}
+
+/// Commits already encoded partition bytes atomically.
+pub fn commit_partition(
+    root: &Path,
+    symbol: &str,
+    hour_start: i64,
+    bytes: &[u8],
+) -> anyhow::Result<Written> {
     let path = partition_path(root, symbol, hour_start);
-    let bytes = encode(rows)?;
-    commit(&path, &bytes)?;
+    commit(&path, bytes)?;
     Ok(Written {
-        rows: rows.len(),
-        content_hash: sha2::Sha256::digest(&bytes).into(),
+        content_hash: sha2::Sha256::digest(bytes).into(),
         bytes: bytes.len() as u64,
         path,
     })
+}
+
+/// Removes a symbol-hour's partition if there is one (the hour lost its last
+/// complete minute, e.g. when a re-published archive replaced the one it came from).
+pub fn remove_partition(root: &Path, symbol: &str, hour_start: i64) -> anyhow::Result<bool> {
+    let path = partition_path(root, symbol, hour_start);
+    match std::fs::remove_file(&path) {
+        Ok(()) => {
+            let dir = path.parent().expect("partition path has a directory");
+            std::fs::File::open(dir)
+                .and_then(|d| d.sync_all())
+                .with_context(|| format!("syncing directory {}", dir.display()))?;
+            Ok(true)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e).with_context(|| format!("removing {}", path.display())),
+    }
 }
 
 /// Temp file in the same directory → fsync → rename over → fsync the directory.

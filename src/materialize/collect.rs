@@ -15,10 +15,71 @@ use std::collections::hash_map::{Entry, HashMap};
 use super::hour::{HourFacts, HOUR_MS, MINUTE_MS};
 use crate::event::{Event, Record, Source};
 
-/// How far before the hour its fill rules look (book, as-of series).
-const LOOK_BACK_MS: i64 = 60 * MINUTE_MS;
-/// How far before the hour funding is carried from.
-const FUNDING_LOOK_BACK_MS: i64 = 8 * HOUR_MS + MINUTE_MS;
+/// How far before an hour a fact can still matter to it: the look-back of the
+/// fill rules. The collector keeps facts inside the reach; the offset index lists
+/// a record under every hour it reaches. One definition, so the two agree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reach {
+    /// Only the hour it falls in.
+    Hour,
+    /// Also the next hour: book updates and as-of points (60 minutes).
+    LookBack,
+    /// Funding settlements, carried 8 h 1 min.
+    Funding,
+}
+
+impl Reach {
+    /// How long before an hour's start a fact with this reach still matters.
+    pub fn before_ms(self) -> i64 {
+        match self {
+            Reach::Hour => 0,
+            Reach::LookBack => 60 * MINUTE_MS,
+            Reach::Funding => 8 * HOUR_MS + MINUTE_MS,
+        }
+    }
+
+    /// The starts of the hours a fact at `time` matters to.
+    pub fn hours(self, time: i64) -> impl Iterator<Item = i64> {
+        let first = time.div_euclid(HOUR_MS) * HOUR_MS;
+        let last = (time + self.before_ms()).div_euclid(HOUR_MS) * HOUR_MS;
+        (first..=last).step_by(HOUR_MS as usize)
+    }
+}
+
+/// A market fact's natural key, the time it is bucketed by and its reach;
+/// `None` for coverage events.
+fn fact(event: &Event) -> Option<(Key, i64, Reach)> {
+    Some(match event {
+        Event::Kline(k) => (
+            Key::Kline(k.kind as u8, k.interval_ms, k.open_time),
+            k.open_time,
+            Reach::Hour,
+        ),
+        Event::AggTrade(t) => (Key::AggTrade(t.agg_trade_id), t.transact_time, Reach::Hour),
+        Event::BookTicker(b) => (Key::BookTicker(b.update_id), b.time(), Reach::LookBack),
+        Event::Metrics(m) => (Key::Metrics(m.create_time), m.create_time, Reach::LookBack),
+        Event::FundingRate(f) => (Key::Funding(f.funding_time), f.funding_time, Reach::Funding),
+        Event::PremiumIndex(p) => (Key::PremiumIndex(p.time), p.time, Reach::Hour),
+        Event::OpenInterest(o) => (
+            Key::OpenInterest(o.source as u8, o.time),
+            o.time,
+            Reach::LookBack,
+        ),
+        Event::LongShortRatio(r) => (Key::Ratio(r.kind as u8, r.time), r.time, Reach::LookBack),
+        Event::MarkPrice(m) => (Key::MarkPrice(m.event_time), m.event_time, Reach::Hour),
+        Event::DepthDiff(d) => (Key::Depth(d.final_update_id), d.event_time, Reach::Hour),
+        Event::Liquidation(l) => (Key::Liquidation(encoded(event)), l.trade_time, Reach::Hour),
+        _ => return None,
+    })
+}
+
+/// The starts of the hours whose rows a market event can change.
+pub fn hours_reached(event: &Event) -> impl Iterator<Item = i64> {
+    fact(event)
+        .map(|(_, time, reach)| reach.hours(time))
+        .into_iter()
+        .flatten()
+}
 
 /// Two copies of one fact that disagree.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,9 +162,7 @@ pub fn collect_hour<'a>(
     hour_start: i64,
     records: impl IntoIterator<Item = &'a Record>,
 ) -> (HourFacts, Vec<Conflict>) {
-    let hour = hour_start..hour_start + HOUR_MS;
-    let with_look_back = hour_start - LOOK_BACK_MS..hour.end;
-    let with_funding = hour_start - FUNDING_LOOK_BACK_MS..hour.end;
+    let end = hour_start + HOUR_MS;
     let mut slots: HashMap<Key, Slot<'a>> = HashMap::new();
     for record in records {
         let source_rank = match record.source {
@@ -112,47 +171,10 @@ pub fn collect_hour<'a>(
             Source::WebSocket { .. } => 2,
         };
         for event in &record.events {
-            let (key, window) = match event {
-                Event::Kline(k) => (
-                    Key::Kline(k.kind as u8, k.interval_ms, k.open_time),
-                    hour.contains(&k.open_time),
-                ),
-                Event::AggTrade(t) => (
-                    Key::AggTrade(t.agg_trade_id),
-                    hour.contains(&t.transact_time),
-                ),
-                Event::BookTicker(b) => (
-                    Key::BookTicker(b.update_id),
-                    with_look_back.contains(&b.time()),
-                ),
-                Event::Metrics(m) => (
-                    Key::Metrics(m.create_time),
-                    with_look_back.contains(&m.create_time),
-                ),
-                Event::FundingRate(f) => (
-                    Key::Funding(f.funding_time),
-                    with_funding.contains(&f.funding_time),
-                ),
-                Event::PremiumIndex(p) => (Key::PremiumIndex(p.time), hour.contains(&p.time)),
-                Event::OpenInterest(o) => (
-                    Key::OpenInterest(o.source as u8, o.time),
-                    with_look_back.contains(&o.time),
-                ),
-                Event::LongShortRatio(r) => (
-                    Key::Ratio(r.kind as u8, r.time),
-                    with_look_back.contains(&r.time),
-                ),
-                Event::MarkPrice(m) => (Key::MarkPrice(m.event_time), hour.contains(&m.event_time)),
-                Event::DepthDiff(d) => {
-                    (Key::Depth(d.final_update_id), hour.contains(&d.event_time))
-                }
-                Event::Liquidation(l) => (
-                    Key::Liquidation(encoded(event)),
-                    hour.contains(&l.trade_time),
-                ),
-                _ => continue,
+            let Some((key, time, reach)) = fact(event) else {
+                continue;
             };
-            if !window {
+            if !(hour_start - reach.before_ms()..end).contains(&time) {
                 continue;
             }
             let copy = Seen {

@@ -15,4 +15,6 @@ pub mod book;
 pub mod collect;
 pub mod exact;
 pub mod hour;
+pub mod index;
+pub mod run;
 pub mod trades;

@@ -1,0 +1,215 @@
+//! `bml materialize`, `bml show-watermark`, `bml status`: the lake and the ledger.
+
+use std::io::Write;
+use std::path::Path;
+
+use chrono::DateTime;
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::{exit, Outcome, Ui};
+use crate::ledger::{ledger_path, Ledger};
+use crate::materialize::run::{self, Progress};
+use crate::schema::schema_hash;
+
+#[derive(Debug, Args)]
+pub(super) struct MaterializeArgs {
+    /// Re-derive every partition reached by a record at this log offset or later
+    /// (reading all the records those partitions need). `--from 0` re-derives
+    /// everything. Default: the checkpoint, i.e. only what the log gained since
+    /// the last run (plus partitions made stale by a new schema).
+    #[arg(long, value_name = "OFFSET")]
+    from: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub(super) struct WatermarkArgs {
+    /// Only this symbol.
+    #[arg(long)]
+    symbol: Option<String>,
+}
+
+pub(super) fn materialize(
+    args: &MaterializeArgs,
+    data_dir: &Path,
+    lake_dir: &Path,
+    ui: &Ui,
+) -> Outcome {
+    let options = run::Options {
+        from: args.from,
+        lake_root: lake_dir.to_path_buf(),
+    };
+    let mut bars = Bars::new(ui);
+    let summary = run::run(data_dir, &options, &mut bars)?;
+    bars.finish();
+    let seconds = summary.elapsed.as_secs_f64();
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "materialized offsets {}..{} ({} new records indexed) into {}",
+        summary.from,
+        summary.head,
+        summary.indexed,
+        lake_dir.display()
+    )?;
+    writeln!(
+        out,
+        "  {} hours: {} written, {} unchanged, {} without a complete minute",
+        summary.hours, summary.written, summary.unchanged, summary.empty
+    )?;
+    writeln!(
+        out,
+        "  {} rows, {} findings; {} records ({} events) read in {seconds:.2} s ({:.0} events/s)",
+        summary.rows,
+        summary.findings,
+        summary.records_read,
+        summary.events_read,
+        summary.events_read as f64 / seconds.max(1e-9)
+    )?;
+    Ok(exit::OK)
+}
+
+pub(super) fn show_watermark(args: &WatermarkArgs, data_dir: &Path) -> Outcome {
+    let ledger = open_existing(data_dir)?;
+    let marks = ledger.watermarks()?;
+    let mut out = std::io::stdout().lock();
+    let symbols: Vec<String> = match &args.symbol {
+        Some(s) => vec![s.clone()],
+        None => marks.keys().cloned().collect(),
+    };
+    if symbols.is_empty() {
+        writeln!(out, "no symbol has a committed minute yet")?;
+    }
+    for symbol in symbols {
+        match marks.get(&symbol) {
+            Some(&minute) => writeln!(out, "{symbol}\t{}", utc(minute))?,
+            None => writeln!(out, "{symbol}\tnone (no committed minute)")?,
+        }
+    }
+    Ok(exit::OK)
+}
+
+pub(super) fn status(data_dir: &Path) -> Outcome {
+    let ledger = open_existing(data_dir)?;
+    let head = bml_wal::stat(&crate::eventlog::wal_dir(data_dir))
+        .map(|s| s.next_offset)
+        .unwrap_or(0);
+    let checkpoint = ledger.checkpoint()?;
+    let current = schema_hash();
+    let (mut committed, mut empty, mut stale, mut rows, mut findings) = (0, 0, 0, 0u64, 0u64);
+    for p in ledger.partitions()?.values() {
+        match (p.schema_hash == current, p.path.is_some()) {
+            (false, _) => stale += 1,
+            (true, true) => committed += 1,
+            (true, false) => empty += 1,
+        }
+        rows += u64::from(p.rows);
+        findings += u64::from(p.findings);
+    }
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "log head        {head}")?;
+    writeln!(out, "checkpoint      {checkpoint}")?;
+    writeln!(
+        out,
+        "lag             {} records",
+        head.saturating_sub(checkpoint)
+    )?;
+    writeln!(
+        out,
+        "partitions      {committed} committed, {empty} without a complete minute, {stale} stale (older schema)"
+    )?;
+    writeln!(out, "rows            {rows}")?;
+    writeln!(out, "findings        {findings}")?;
+    if let Some(root) = ledger.lake_root()? {
+        writeln!(out, "lake            {root}")?;
+    }
+    for (symbol, minute) in ledger.watermarks()? {
+        writeln!(out, "watermark       {symbol} {}", utc(minute))?;
+    }
+    Ok(exit::OK)
+}
+
+/// The ledger, which inspection commands must not create by accident.
+fn open_existing(data_dir: &Path) -> anyhow::Result<Ledger> {
+    let path = ledger_path(data_dir);
+    if !path.exists() {
+        anyhow::bail!(
+            "no ledger at {} (run `bml init-state` or `bml materialize` first)",
+            path.display()
+        );
+    }
+    Ledger::open(data_dir)
+}
+
+fn utc(ms: i64) -> String {
+    DateTime::from_timestamp_millis(ms).map_or_else(
+        || ms.to_string(),
+        |t| t.format("%Y-%m-%dT%H:%MZ").to_string(),
+    )
+}
+
+/// Two bars: indexing the log's new records, then deriving hours.
+struct Bars {
+    quiet: bool,
+    bar: Option<ProgressBar>,
+}
+
+impl Bars {
+    fn new(ui: &Ui) -> Bars {
+        Bars {
+            quiet: ui.quiet,
+            bar: None,
+        }
+    }
+
+    fn start(&mut self, total: u64, template: &str) -> &ProgressBar {
+        if let Some(old) = self.bar.take() {
+            old.finish_and_clear();
+        }
+        let bar = if self.quiet {
+            ProgressBar::hidden()
+        } else {
+            ProgressBar::new(total)
+        };
+        bar.set_style(
+            ProgressStyle::with_template(template)
+                .expect("valid template")
+                .progress_chars("=> "),
+        );
+        self.bar.insert(bar)
+    }
+
+    fn finish(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+impl Progress for Bars {
+    fn indexing(&mut self, offset: u64, head: u64) {
+        if self.bar.is_none() {
+            self.start(
+                head.saturating_sub(offset),
+                "indexing [{bar:40}] {pos}/{len} records ({per_sec}, {eta})",
+            );
+        }
+        if let Some(bar) = &self.bar {
+            bar.inc(1);
+        }
+    }
+
+    fn deriving(&mut self, total: u64) {
+        self.start(
+            total,
+            "deriving [{bar:40}] {pos}/{len} hours ({per_sec}, {eta}) {msg}",
+        );
+    }
+
+    fn derived(&mut self, symbol: &str, hour: i64) {
+        if let Some(bar) = &self.bar {
+            bar.set_message(format!("{symbol} {}", utc(hour)));
+            bar.inc(1);
+        }
+    }
+}

@@ -1,0 +1,450 @@
+//! The ledger (`<data-dir>/ledger.redb`): what the materializer has made of the
+//! log. Per partition its file, rows, hashes, the log records that fed it and its
+//! findings; per symbol its watermark; the checkpoint; and the materializer's own
+//! bookkeeping (the offset index, Vision markers, live-stream intervals).
+//!
+//! It is derived state: deleting it and replaying the log rebuilds it identically
+//! ([`Ledger::digest`] says what "identically" covers). Every change a run makes
+//! goes through one [`Batch`], a redb write transaction: a crash keeps the ledger
+//! as of the last commit, and the run that follows converges from there.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use redb::{
+    Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction,
+};
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use sha2::Digest;
+
+use crate::event::Sha256;
+
+/// Scalars: `checkpoint`, `indexed_to`, `lake_root`.
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+/// (symbol, hour start) → the log offsets that reach the hour, ascending.
+const INDEX: TableDefinition<(&str, i64), &[u8]> = TableDefinition::new("index");
+/// (symbol, hour start) → [`Partition`].
+const PARTITIONS: TableDefinition<(&str, i64), &[u8]> = TableDefinition::new("partitions");
+/// (symbol, hour start) → the hour's [`Finding`]s.
+const FINDINGS: TableDefinition<(&str, i64), &[u8]> = TableDefinition::new("findings");
+/// symbol → watermark (the start of the last minute of the unbroken run).
+const WATERMARKS: TableDefinition<&str, i64> = TableDefinition::new("watermarks");
+/// (symbol, Vision file name) → the hours its rows reach.
+const FILE_HOURS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("file_hours");
+/// (Vision file name, marker offset) → [`VisionMarker`].
+const MARKERS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("vision_markers");
+/// (symbol, stream, connection) → [`StreamSpan`].
+const STREAMS: TableDefinition<(&str, &str, u64), &[u8]> = TableDefinition::new("streams");
+
+/// Where the ledger of a data dir lives.
+pub fn ledger_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("ledger.redb")
+}
+
+/// One symbol-hour as materialized.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Partition {
+    /// The file, relative to the lake root (none when no minute was complete).
+    pub path: Option<String>,
+    /// Rows written.
+    pub rows: u32,
+    /// Bit `i` set: minute `i` of the hour was written.
+    pub minutes: u64,
+    /// SHA-256 of the schema the file was written with.
+    pub schema_hash: [u8; 32],
+    /// SHA-256 of the file.
+    pub content_hash: Option<[u8; 32]>,
+    /// The log records that fed it: first and last offset, and how many.
+    pub offsets: (u64, u64, u64),
+    /// Sources that contributed: Vision files, REST endpoints, streams.
+    pub sources: Vec<String>,
+    /// Findings recorded for the hour.
+    pub findings: u32,
+}
+
+impl Partition {
+    /// The first and last minute written (epoch ms), if any.
+    pub fn span(&self, hour_start: i64) -> Option<(i64, i64)> {
+        (self.minutes != 0).then(|| {
+            let minute = |i: u32| hour_start + i64::from(i) * 60_000;
+            (
+                minute(self.minutes.trailing_zeros()),
+                minute(63 - self.minutes.leading_zeros()),
+            )
+        })
+    }
+}
+
+/// A data-quality finding or a conflict between sources, as the audit shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Finding {
+    /// The minute it is about (the hour's start for hour-wide ones).
+    pub minute: i64,
+    /// Which check: `incomplete minute`, `conflict`, or an invariant's name.
+    pub check: String,
+    /// The numbers or sources involved.
+    pub detail: String,
+}
+
+/// A Vision archive's commit marker, as visibility needs it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VisionMarker {
+    /// The archive's SHA-256.
+    pub sha256: Sha256,
+    /// Offset of its first row record.
+    pub first_offset: u64,
+    /// The SHA-256 of the earlier version it replaces.
+    pub replaces: Option<Sha256>,
+}
+
+/// The times one live-stream connection is known to have been up: from its
+/// earliest to its latest event, status or data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamSpan {
+    /// Earliest time seen (ms).
+    pub first: i64,
+    /// Latest time seen (ms).
+    pub last: i64,
+}
+
+/// The ledger, open.
+pub struct Ledger {
+    db: Database,
+    path: PathBuf,
+}
+
+impl Ledger {
+    /// Opens the ledger of `data_dir`, creating it (and its tables) if needed.
+    pub fn open(data_dir: &Path) -> anyhow::Result<Ledger> {
+        let path = ledger_path(data_dir);
+        std::fs::create_dir_all(data_dir)
+            .with_context(|| format!("creating {}", data_dir.display()))?;
+        let db = Database::create(&path)
+            .with_context(|| format!("opening the ledger {}", path.display()))?;
+        let ledger = Ledger { db, path };
+        let batch = ledger.batch()?;
+        {
+            let txn = &batch.txn;
+            txn.open_table(META)?;
+            txn.open_table(INDEX)?;
+            txn.open_table(PARTITIONS)?;
+            txn.open_table(FINDINGS)?;
+            txn.open_table(WATERMARKS)?;
+            txn.open_table(FILE_HOURS)?;
+            txn.open_table(MARKERS)?;
+            txn.open_table(STREAMS)?;
+        }
+        batch.commit()?;
+        Ok(ledger)
+    }
+
+    /// Its file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Starts a set of changes that commit together.
+    pub fn batch(&self) -> anyhow::Result<Batch> {
+        let txn = self
+            .db
+            .begin_write()
+            .with_context(|| format!("writing the ledger {}", self.path.display()))?;
+        Ok(Batch { txn })
+    }
+
+    /// The log offset below which every record is materialized.
+    pub fn checkpoint(&self) -> anyhow::Result<u64> {
+        self.meta_u64("checkpoint")
+    }
+
+    /// The log offset below which every record is in the offset index.
+    pub fn indexed_to(&self) -> anyhow::Result<u64> {
+        self.meta_u64("indexed_to")
+    }
+
+    /// The lake root the partitions were written under, if any run wrote one.
+    pub fn lake_root(&self) -> anyhow::Result<Option<String>> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(META)?;
+        let value = table.get("lake_root")?;
+        Ok(value.map(|v| String::from_utf8_lossy(v.value()).into_owned()))
+    }
+
+    fn meta_u64(&self, key: &str) -> anyhow::Result<u64> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(META)?;
+        let value = table.get(key)?;
+        Ok(value.map_or(0, |v| {
+            u64::from_le_bytes(v.value().try_into().expect("8-byte value"))
+        }))
+    }
+
+    /// The offsets that reach one symbol-hour.
+    pub fn index(&self, symbol: &str, hour: i64) -> anyhow::Result<Vec<u64>> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(INDEX)?;
+        let value = table.get((symbol, hour))?;
+        value.map_or(Ok(Vec::new()), |v| decode(v.value()))
+    }
+
+    /// The symbol-hours reached by a record at `from` or later, in order.
+    pub fn hours_reached_since(&self, from: u64) -> anyhow::Result<Vec<(String, i64)>> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(INDEX)?;
+        let mut hours = Vec::new();
+        for entry in table.iter()? {
+            let (key, value) = entry?;
+            let offsets: Vec<u64> = decode(value.value())?;
+            if offsets.last().is_some_and(|&last| last >= from) {
+                let (symbol, hour) = key.value();
+                hours.push((symbol.to_string(), hour));
+            }
+        }
+        Ok(hours)
+    }
+
+    /// Every partition, by symbol and hour.
+    pub fn partitions(&self) -> anyhow::Result<BTreeMap<(String, i64), Partition>> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(PARTITIONS)?;
+        let mut all = BTreeMap::new();
+        for entry in table.iter()? {
+            let (key, value) = entry?;
+            let (symbol, hour) = key.value();
+            all.insert((symbol.to_string(), hour), decode(value.value())?);
+        }
+        Ok(all)
+    }
+
+    /// One partition.
+    pub fn partition(&self, symbol: &str, hour: i64) -> anyhow::Result<Option<Partition>> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(PARTITIONS)?;
+        let value = table.get((symbol, hour))?;
+        value.map(|v| decode(v.value())).transpose()
+    }
+
+    /// The findings of one symbol-hour.
+    pub fn findings(&self, symbol: &str, hour: i64) -> anyhow::Result<Vec<Finding>> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(FINDINGS)?;
+        let value = table.get((symbol, hour))?;
+        value.map_or(Ok(Vec::new()), |v| decode(v.value()))
+    }
+
+    /// Watermarks by symbol.
+    pub fn watermarks(&self) -> anyhow::Result<BTreeMap<String, i64>> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(WATERMARKS)?;
+        let mut all = BTreeMap::new();
+        for entry in table.iter()? {
+            let (symbol, minute) = entry?;
+            all.insert(symbol.value().to_string(), minute.value());
+        }
+        Ok(all)
+    }
+
+    /// Every Vision commit marker: (file, marker offset, marker).
+    pub fn vision_markers(&self) -> anyhow::Result<Vec<(String, u64, VisionMarker)>> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(MARKERS)?;
+        let mut all = Vec::new();
+        for entry in table.iter()? {
+            let (key, value) = entry?;
+            let (file, offset) = key.value();
+            all.push((file.to_string(), offset, decode(value.value())?));
+        }
+        Ok(all)
+    }
+
+    /// The spans of a symbol's live-stream connections: (stream, span).
+    pub fn stream_spans(&self, symbol: &str) -> anyhow::Result<Vec<(String, StreamSpan)>> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(STREAMS)?;
+        let mut spans = Vec::new();
+        for entry in table.range((symbol, "", 0)..)? {
+            let (key, value) = entry?;
+            let (s, stream, _) = key.value();
+            if s != symbol {
+                break;
+            }
+            spans.push((stream.to_string(), decode(value.value())?));
+        }
+        Ok(spans)
+    }
+
+    /// SHA-256 over what the lake's users see: every partition's file, rows,
+    /// minutes, schema and content hash, sources and findings, and the
+    /// watermarks. Two ledgers built from logs holding the same facts (in any
+    /// order, duplicated, batched otherwise) have the same digest; the offsets
+    /// that fed each partition are left out because they name log positions.
+    pub fn digest(&self) -> anyhow::Result<[u8; 32]> {
+        let mut hash = sha2::Sha256::new();
+        for ((symbol, hour), p) in self.partitions()? {
+            let seen = (
+                &symbol,
+                hour,
+                &p.path,
+                p.rows,
+                p.minutes,
+                p.schema_hash,
+                p.content_hash,
+                &p.sources,
+                self.findings(&symbol, hour)?,
+            );
+            hash.update(postcard::to_stdvec(&seen)?);
+        }
+        hash.update(postcard::to_stdvec(&self.watermarks()?)?);
+        Ok(hash.finalize().into())
+    }
+}
+
+/// Changes to the ledger that commit together (a redb write transaction).
+pub struct Batch {
+    txn: WriteTransaction,
+}
+
+impl Batch {
+    /// Makes the changes durable (and visible).
+    pub fn commit(self) -> anyhow::Result<()> {
+        self.txn.commit().context("committing the ledger")
+    }
+
+    /// Makes the changes visible but not yet durable: the next durable commit
+    /// carries them. For the many small commits of a long run.
+    pub fn commit_lazily(mut self) -> anyhow::Result<()> {
+        self.txn
+            .set_durability(Durability::None)
+            .context("ledger durability")?;
+        self.commit()
+    }
+
+    /// Sets the checkpoint.
+    pub fn set_checkpoint(&mut self, offset: u64) -> anyhow::Result<()> {
+        self.set_meta("checkpoint", &offset.to_le_bytes())
+    }
+
+    /// Sets how far the offset index reaches.
+    pub fn set_indexed_to(&mut self, offset: u64) -> anyhow::Result<()> {
+        self.set_meta("indexed_to", &offset.to_le_bytes())
+    }
+
+    /// Records the lake root partitions are written under.
+    pub fn set_lake_root(&mut self, root: &str) -> anyhow::Result<()> {
+        self.set_meta("lake_root", root.as_bytes())
+    }
+
+    fn set_meta(&mut self, key: &str, value: &[u8]) -> anyhow::Result<()> {
+        self.txn.open_table(META)?.insert(key, value)?;
+        Ok(())
+    }
+
+    /// Adds offsets to a symbol-hour's index entry (a set: adding twice is a no-op).
+    pub fn index_add(&mut self, symbol: &str, hour: i64, offsets: &[u64]) -> anyhow::Result<()> {
+        let mut table = self.txn.open_table(INDEX)?;
+        let mut all: Vec<u64> = match table.get((symbol, hour))? {
+            Some(v) => decode(v.value())?,
+            None => Vec::new(),
+        };
+        all.extend_from_slice(offsets);
+        all.sort_unstable();
+        all.dedup();
+        table.insert((symbol, hour), postcard::to_stdvec(&all)?.as_slice())?;
+        Ok(())
+    }
+
+    /// Stores a partition and its findings (replacing the previous ones).
+    pub fn put_partition(
+        &mut self,
+        symbol: &str,
+        hour: i64,
+        partition: &Partition,
+        findings: &[Finding],
+    ) -> anyhow::Result<()> {
+        self.txn
+            .open_table(PARTITIONS)?
+            .insert((symbol, hour), postcard::to_stdvec(partition)?.as_slice())?;
+        let mut table = self.txn.open_table(FINDINGS)?;
+        if findings.is_empty() {
+            table.remove((symbol, hour))?;
+        } else {
+            table.insert((symbol, hour), postcard::to_stdvec(findings)?.as_slice())?;
+        }
+        Ok(())
+    }
+
+    /// Sets a symbol's watermark (`None` removes it).
+    pub fn set_watermark(&mut self, symbol: &str, minute: Option<i64>) -> anyhow::Result<()> {
+        let mut table = self.txn.open_table(WATERMARKS)?;
+        match minute {
+            Some(m) => table.insert(symbol, m)?,
+            None => table.remove(symbol)?,
+        };
+        Ok(())
+    }
+
+    /// The hours a Vision file's rows reach, so far.
+    pub fn file_hours(&self, symbol: &str, file: &str) -> anyhow::Result<Vec<i64>> {
+        let table = self.txn.open_table(FILE_HOURS)?;
+        let value = table.get((symbol, file))?;
+        value.map_or(Ok(Vec::new()), |v| decode(v.value()))
+    }
+
+    /// Sets the hours a Vision file's rows reach.
+    pub fn set_file_hours(
+        &mut self,
+        symbol: &str,
+        file: &str,
+        hours: &[i64],
+    ) -> anyhow::Result<()> {
+        self.txn
+            .open_table(FILE_HOURS)?
+            .insert((symbol, file), postcard::to_stdvec(hours)?.as_slice())?;
+        Ok(())
+    }
+
+    /// Records a Vision commit marker.
+    pub fn add_vision_marker(
+        &mut self,
+        file: &str,
+        offset: u64,
+        marker: &VisionMarker,
+    ) -> anyhow::Result<()> {
+        self.txn
+            .open_table(MARKERS)?
+            .insert((file, offset), postcard::to_stdvec(marker)?.as_slice())?;
+        Ok(())
+    }
+
+    /// A connection's span so far.
+    pub fn stream_span(
+        &self,
+        symbol: &str,
+        stream: &str,
+        connection: u64,
+    ) -> anyhow::Result<Option<StreamSpan>> {
+        let table = self.txn.open_table(STREAMS)?;
+        let value = table.get((symbol, stream, connection))?;
+        value.map(|v| decode(v.value())).transpose()
+    }
+
+    /// Sets a connection's span.
+    pub fn set_stream_span(
+        &mut self,
+        symbol: &str,
+        stream: &str,
+        connection: u64,
+        span: StreamSpan,
+    ) -> anyhow::Result<()> {
+        self.txn.open_table(STREAMS)?.insert(
+            (symbol, stream, connection),
+            postcard::to_stdvec(&span)?.as_slice(),
+        )?;
+        Ok(())
+    }
+}
+
+fn decode<T: DeserializeOwned>(bytes: &[u8]) -> anyhow::Result<T> {
+    postcard::from_bytes(bytes).context("a ledger value does not decode (written by another bml?)")
+}

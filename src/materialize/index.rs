@@ -1,0 +1,195 @@
+//! The offset index: for each symbol-hour, the log offsets of every record that
+//! can change its rows. `materialize --from N` re-derives the hours whose entry
+//! holds an offset ≥ N, reading exactly the records their entries list.
+//!
+//! A record reaches the hours of its market facts (with their look-back, see
+//! [`Reach`](super::collect::Reach)), and through coverage facts:
+//! - a Vision marker reaches every hour its file's rows reach, since it makes
+//!   them visible (the rows come before it in the log; their hours are kept per
+//!   file in the ledger, so an index built in several runs equals one built in
+//!   one);
+//! - a live-stream record reaches the hours by which it stretches its
+//!   connection's span (the times the stream is known to have been up).
+//!
+//! The index grows with the log, from the ledger's `indexed_to` to the log's end,
+//! and commits with it, so a crash never leaves an offset indexed twice or never.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::Path;
+
+use super::collect::hours_reached;
+use super::hour::HOUR_MS;
+use crate::event::{Event, Record, Source};
+use crate::eventlog;
+use crate::ledger::{Batch, Ledger, StreamSpan, VisionMarker};
+
+/// Commit the index this often (records), so memory stays bounded on a long log.
+const RECORDS_PER_COMMIT: u64 = 200_000;
+
+/// How far a stream status's own time may stray from its arrival time.
+const CLOCK_SLACK_MS: i64 = 60_000;
+
+/// What extending the index did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Extended {
+    /// Records indexed.
+    pub records: u64,
+    /// The log's end (the next offset to be appended).
+    pub head: u64,
+}
+
+/// Indexes the records from the ledger's `indexed_to` to the log's end.
+/// `progress` is told each offset indexed.
+pub fn extend(
+    data_dir: &Path,
+    ledger: &Ledger,
+    mut progress: impl FnMut(u64),
+) -> anyhow::Result<Extended> {
+    let start = ledger.indexed_to()?;
+    let mut state = Pending::default();
+    let mut batch = ledger.batch()?;
+    let mut done = Extended {
+        records: 0,
+        head: start,
+    };
+    eventlog::scan(
+        data_dir,
+        start,
+        |_| true,
+        |offset, record| {
+            state.add(&batch, offset, &record)?;
+            done.records += 1;
+            done.head = offset + 1;
+            progress(offset);
+            if done.records.is_multiple_of(RECORDS_PER_COMMIT) {
+                state.write(&mut batch, done.head)?;
+                std::mem::replace(&mut batch, ledger.batch()?).commit_lazily()?;
+            }
+            Ok(())
+        },
+    )?;
+    state.write(&mut batch, done.head)?;
+    batch.commit()?;
+    Ok(done)
+}
+
+/// Index changes not yet written to the ledger.
+#[derive(Default)]
+struct Pending {
+    offsets: BTreeMap<(String, i64), Vec<u64>>,
+    file_hours: HashMap<(String, String), BTreeSet<i64>>,
+    markers: Vec<(String, u64, VisionMarker)>,
+    spans: HashMap<(String, String, u64), StreamSpan>,
+}
+
+impl Pending {
+    fn add(&mut self, batch: &Batch, offset: u64, record: &Record) -> anyhow::Result<()> {
+        let mut hours: BTreeSet<i64> = record.events.iter().flat_map(hours_reached).collect();
+        let symbol = &record.symbol;
+        match &record.source {
+            Source::Vision { file, .. } => {
+                let markers: Vec<_> = record
+                    .events
+                    .iter()
+                    .filter_map(|e| match e {
+                        Event::VisionFileIngested(m) => Some(m),
+                        _ => None,
+                    })
+                    .collect();
+                if !hours.is_empty() || !markers.is_empty() {
+                    let known = self.file_hours(batch, symbol, file)?;
+                    known.extend(hours.iter().copied());
+                    if !markers.is_empty() {
+                        hours.extend(known.iter().copied());
+                    }
+                }
+                for m in markers {
+                    self.markers.push((
+                        m.file.clone(),
+                        offset,
+                        VisionMarker {
+                            sha256: m.sha256,
+                            first_offset: m.first_offset,
+                            replaces: m.replaces,
+                        },
+                    ));
+                }
+            }
+            Source::WebSocket { stream, connection } => {
+                // A status time far from the arrival is a bad clock: it must not
+                // stretch the span over days the stream was not seen.
+                let received = record.received_ms;
+                let times = record.events.iter().filter_map(|e| match e {
+                    Event::StreamConnected(s) | Event::StreamDisconnected(s) => Some(
+                        s.time
+                            .clamp(received - CLOCK_SLACK_MS, received + CLOCK_SLACK_MS),
+                    ),
+                    _ => None,
+                });
+                let (first, last) = times
+                    .chain([record.received_ms])
+                    .fold((i64::MAX, i64::MIN), |(a, b), t| (a.min(t), b.max(t)));
+                let key = (symbol.clone(), stream.clone(), *connection);
+                let old = match self.spans.get(&key) {
+                    Some(span) => Some(*span),
+                    None => batch.stream_span(symbol, stream, *connection)?,
+                };
+                let new = old.map_or(StreamSpan { first, last }, |o| StreamSpan {
+                    first: o.first.min(first),
+                    last: o.last.max(last),
+                });
+                if old != Some(new) {
+                    let covered =
+                        |s: &StreamSpan| s.first.div_euclid(HOUR_MS)..=s.last.div_euclid(HOUR_MS);
+                    let before = old.as_ref().map(covered);
+                    hours.extend(
+                        covered(&new)
+                            .filter(|h| !before.as_ref().is_some_and(|b| b.contains(h)))
+                            .map(|h| h * HOUR_MS),
+                    );
+                    self.spans.insert(key, new);
+                }
+            }
+            Source::Rest { .. } => {}
+        }
+        for hour in hours {
+            self.offsets
+                .entry((symbol.clone(), hour))
+                .or_default()
+                .push(offset);
+        }
+        Ok(())
+    }
+
+    /// The hours known for a Vision file, loaded from the ledger on first use.
+    fn file_hours(
+        &mut self,
+        batch: &Batch,
+        symbol: &str,
+        file: &str,
+    ) -> anyhow::Result<&mut BTreeSet<i64>> {
+        let key = (symbol.to_string(), file.to_string());
+        if !self.file_hours.contains_key(&key) {
+            let known = batch.file_hours(symbol, file)?.into_iter().collect();
+            self.file_hours.insert(key.clone(), known);
+        }
+        Ok(self.file_hours.get_mut(&key).expect("just inserted"))
+    }
+
+    /// Writes everything pending into `batch`, with the new `indexed_to`.
+    fn write(&mut self, batch: &mut Batch, indexed_to: u64) -> anyhow::Result<()> {
+        for ((symbol, hour), offsets) in std::mem::take(&mut self.offsets) {
+            batch.index_add(&symbol, hour, &offsets)?;
+        }
+        for ((symbol, file), hours) in self.file_hours.drain() {
+            batch.set_file_hours(&symbol, &file, &hours.into_iter().collect::<Vec<_>>())?;
+        }
+        for (file, offset, marker) in self.markers.drain(..) {
+            batch.add_vision_marker(&file, offset, &marker)?;
+        }
+        for ((symbol, stream, connection), span) in self.spans.drain() {
+            batch.set_stream_span(&symbol, &stream, connection, span)?;
+        }
+        batch.set_indexed_to(indexed_to)
+    }
+}
