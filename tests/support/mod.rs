@@ -41,7 +41,26 @@ pub fn generator() -> PathBuf {
 /// Writes a synthetic Vision day (`hours` long) under a new temp dir; returns it.
 /// Its archives are under `data/futures/um/daily/…`.
 pub fn vision_day(date: &str, hours: u32, seed: u32) -> tempfile::TempDir {
+    vision_day_at_rates(date, hours, seed, None)
+}
+
+/// A generated day with `(trades, book updates)` per second instead of the
+/// generator's realistic defaults (small logs for end-to-end tests).
+pub fn vision_day_at_rates(
+    date: &str,
+    hours: u32,
+    seed: u32,
+    rates: Option<(f64, f64)>,
+) -> tempfile::TempDir {
     let out = tempfile::tempdir().unwrap();
+    let rates: Vec<String> = rates.map_or(Vec::new(), |(trades, book)| {
+        vec![
+            "--trades-per-sec".into(),
+            trades.to_string(),
+            "--book-per-sec".into(),
+            book.to_string(),
+        ]
+    });
     let status = Command::new("python3")
         .arg(generator())
         .args([
@@ -54,6 +73,7 @@ pub fn vision_day(date: &str, hours: u32, seed: u32) -> tempfile::TempDir {
         ])
         .args(["--seed", &seed.to_string(), "--out"])
         .arg(out.path())
+        .args(&rates)
         .output()
         .expect("python3 runs the generator (needs numpy and pyarrow: see .ci/run)");
     assert!(
