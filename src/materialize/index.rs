@@ -8,8 +8,9 @@
 //!   them visible (the rows come before it in the log; their hours are kept per
 //!   file in the ledger, so an index built in several runs equals one built in
 //!   one);
-//! - a live-stream record reaches the hours by which it stretches its
-//!   connection's span (the times the stream is known to have been up).
+//! - a live-stream record that stretches its connection's span (the times the
+//!   stream is known to have been up) reaches every hour whose coverage that
+//!   changes: the hours it grew over, and the hours of the span's old ends.
 //!
 //! The index grows with the log, from the ledger's `indexed_to` to the log's end,
 //! and commits with it, so a crash never leaves an offset indexed twice or never.
@@ -139,14 +140,18 @@ impl Pending {
                     last: o.last.max(last),
                 });
                 if old != Some(new) {
-                    let covered =
-                        |s: &StreamSpan| s.first.div_euclid(HOUR_MS)..=s.last.div_euclid(HOUR_MS);
-                    let before = old.as_ref().map(covered);
-                    hours.extend(
-                        covered(&new)
-                            .filter(|h| !before.as_ref().is_some_and(|b| b.contains(h)))
-                            .map(|h| h * HOUR_MS),
-                    );
+                    // The hours whose coverage changes: those the span grew over,
+                    // including the ones its old ends were in.
+                    let grown = match old {
+                        None => vec![(new.first, new.last)],
+                        Some(o) => vec![(new.first, o.first), (o.last, new.last)],
+                    };
+                    for (from, to) in grown {
+                        if from < to || old.is_none() {
+                            let (a, b) = (from.div_euclid(HOUR_MS), to.div_euclid(HOUR_MS));
+                            hours.extend((a..=b).map(|h| h * HOUR_MS));
+                        }
+                    }
                     self.spans.insert(key, new);
                 }
             }

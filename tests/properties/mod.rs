@@ -1,5 +1,7 @@
 //! Properties shared by the fuzz targets in `fuzz/` and the bounded-corpus test
 //! `tests/fuzz_corpus.rs` (so CI checks them on stable Rust without a fuzzer).
+//! Each test binary and fuzz target uses a part of it.
+#![allow(dead_code)]
 
 use bml::event::{Record, VisionKind};
 use bml::sources::vision::{rows, ALL_KINDS};
@@ -34,5 +36,371 @@ pub fn event_decode(data: &[u8]) {
         let again =
             Record::decode(&record.encode()).expect("a decoded record re-encodes decodably");
         assert_eq!(again, record);
+    }
+}
+
+/// Materializer determinism: one fixed set of facts (Vision files, REST copies
+/// that agree and disagree, live streams, an aborted Vision attempt that must
+/// stay invisible) appended in the order, duplication, batching and
+/// materialize-run splits that `data` chooses gives the lake files and the
+/// ledger digest of the canonical arrangement.
+pub fn materialize_determinism(data: &[u8]) {
+    static CANONICAL: std::sync::OnceLock<determinism::Outcome> = std::sync::OnceLock::new();
+    let canonical = CANONICAL.get_or_init(|| determinism::play(&determinism::canonical()));
+    let arranged = determinism::arrange(data);
+    assert_eq!(&determinism::play(&arranged), canonical, "{arranged:?}");
+}
+
+pub mod determinism {
+    use std::collections::BTreeMap;
+    use std::path::Path;
+    use std::str::FromStr;
+
+    use bml::event::{
+        AggTrade, BookTicker, Decimal, Event, FundingRate, Kline, KlineKind, Liquidation,
+        MarkPrice, Metrics, Record, Sha256, Side, Source, StreamStatus, VisionFileIngested,
+        VisionKind,
+    };
+    use bml::eventlog::EventLog;
+    use bml::ledger::Ledger;
+    use bml::materialize::run::{self, Silent};
+
+    /// 2024-03-01T00:00Z, the first of the two hours.
+    const HOUR: i64 = 1_709_251_200_000;
+    const MINUTE: i64 = 60_000;
+
+    /// A unit that is appended whole: a Vision file's rows then its marker, or
+    /// one REST / WebSocket record.
+    #[derive(Debug, Clone)]
+    pub struct Block {
+        /// The block's source.
+        pub source: Source,
+        /// Its events (market data; a Vision block gets its marker on append).
+        pub events: Vec<Event>,
+        /// Vision only: append the marker (false: an aborted attempt).
+        pub committed: bool,
+    }
+
+    /// What to append and when to materialize.
+    #[derive(Debug, Clone)]
+    pub struct Arrangement {
+        /// Blocks in append order, with the batch size of their records.
+        pub blocks: Vec<(usize, usize)>,
+        /// Run the materializer after these block positions (and at the end).
+        pub runs_after: Vec<usize>,
+    }
+
+    /// Lake files (relative path → bytes) and the ledger digest.
+    pub type Outcome = (BTreeMap<String, Vec<u8>>, [u8; 32]);
+
+    fn d(text: &str) -> Decimal {
+        Decimal::from_str(text).expect("decimal")
+    }
+
+    fn kline(kind: KlineKind, minute: i64, close: &str) -> Event {
+        let base = 60_000 + minute % 7;
+        Event::Kline(Kline {
+            kind,
+            interval_ms: MINUTE,
+            open_time: HOUR + minute * MINUTE,
+            open: d(&format!("{base}.5")),
+            high: d(&format!("{}.0", base + 20)),
+            low: d(&format!("{}.0", base - 20)),
+            close: d(close),
+            volume: d("3.000"),
+            close_time: HOUR + minute * MINUTE + MINUTE - 1,
+            quote_volume: d("180000.0"),
+            trade_count: 3,
+            taker_buy_volume: d("1.000"),
+            taker_buy_quote_volume: d("60000.0"),
+            closed: true,
+        })
+    }
+
+    fn vision(file: &str, events: Vec<Event>, committed: bool) -> Block {
+        let sha = if committed { [1; 32] } else { [2; 32] };
+        Block {
+            source: Source::Vision {
+                file: file.into(),
+                sha256: Sha256(sha),
+            },
+            events,
+            committed,
+        }
+    }
+
+    /// The fact set: two hours of klines of every kind from Vision, aggTrades,
+    /// bookTicker (also in the hour before, for the look-back), metrics, a REST
+    /// funding settlement, REST kline copies (some disagreeing), a liquidation
+    /// stream connected for part of the first hour, mark price updates.
+    pub fn blocks() -> Vec<Block> {
+        let mut blocks = Vec::new();
+        for (kind, name) in [
+            (KlineKind::Trade, "1m"),
+            (KlineKind::Mark, "markPriceKlines-1m"),
+            (KlineKind::Index, "indexPriceKlines-1m"),
+            (KlineKind::Premium, "premiumIndexKlines-1m"),
+        ] {
+            let events = (0..120)
+                .map(|m| kline(kind, m, &format!("{}.25", 60_000 + m % 11)))
+                .collect();
+            blocks.push(vision(
+                &format!("BTCUSDT-{name}-2024-03-01.zip"),
+                events,
+                true,
+            ));
+        }
+        let trades = (0..90u64)
+            .map(|i| {
+                Event::AggTrade(AggTrade {
+                    agg_trade_id: 1_000 + i,
+                    price: d(&format!("{}.{}", 60_000 + i % 13, i % 10)),
+                    quantity: d(&format!("{}.{:03}", i % 3, i * 7 % 1000)),
+                    first_trade_id: 5_000 + 2 * i,
+                    last_trade_id: 5_001 + 2 * i,
+                    transact_time: HOUR + (i as i64) * 47_000,
+                    is_buyer_maker: i % 3 == 0,
+                })
+            })
+            .collect();
+        blocks.push(vision("BTCUSDT-aggTrades-2024-03-01.zip", trades, true));
+        let book = (0..150u64)
+            .map(|i| {
+                let t = HOUR - 40 * MINUTE + (i as i64) * 41_000;
+                Event::BookTicker(BookTicker {
+                    update_id: 90_000 + i,
+                    bid_price: d(&format!("{}.1", 60_000 + i % 5)),
+                    bid_qty: d(&format!("{}.5", 1 + i % 4)),
+                    ask_price: d(&format!("{}.2", 60_000 + i % 5)),
+                    ask_qty: d(&format!("{}.25", 2 + i % 3)),
+                    transaction_time: t,
+                    event_time: t + 3,
+                })
+            })
+            .collect();
+        blocks.push(vision("BTCUSDT-bookTicker-2024-03-01.zip", book, true));
+        let metrics = (0..30)
+            .map(|i| {
+                Event::Metrics(Metrics {
+                    create_time: HOUR - 30 * MINUTE + i * 5 * MINUTE,
+                    sum_open_interest: Some(d(&format!("{}.5", 80_000 + i))),
+                    sum_open_interest_value: Some(d(&format!("{}.0", 4_800_000_000 + i))),
+                    count_toptrader_long_short_ratio: Some(d("1.25")),
+                    sum_toptrader_long_short_ratio: Some(d("1.5")),
+                    count_long_short_ratio: Some(d("0.875")),
+                    sum_taker_long_short_vol_ratio: Some(d("1.01")),
+                })
+            })
+            .collect();
+        blocks.push(vision("BTCUSDT-metrics-2024-03-01.zip", metrics, true));
+        // An attempt that died before its marker, with other values: never seen.
+        blocks.push(vision(
+            "BTCUSDT-1m-2024-03-01.zip",
+            (0..120)
+                .map(|m| kline(KlineKind::Trade, m, "1.0"))
+                .collect(),
+            false,
+        ));
+        let rest = |endpoint: &str, events: Vec<Event>| Block {
+            source: Source::Rest {
+                endpoint: endpoint.into(),
+            },
+            events,
+            committed: true,
+        };
+        blocks.push(rest(
+            "/fapi/v1/fundingRate",
+            vec![Event::FundingRate(FundingRate {
+                funding_time: HOUR - 2 * 3_600_000,
+                rate: d("0.000125"),
+                interval_hours: Some(8),
+                mark_price: Some(d("60000.5")),
+            })],
+        ));
+        // REST copies of Vision klines: ten that agree, three that do not.
+        blocks.push(rest(
+            "/fapi/v1/klines",
+            (30..40)
+                .map(|m| kline(KlineKind::Trade, m, &format!("{}.25", 60_000 + m % 11)))
+                .chain((50..53).map(|m| kline(KlineKind::Trade, m, "59999.75")))
+                .collect(),
+        ));
+        let ws = |stream: &str, _received_ms: i64, events: Vec<Event>| Block {
+            source: Source::WebSocket {
+                stream: stream.into(),
+                connection: 1,
+            },
+            events,
+            committed: true,
+        };
+        let status = |time: i64, reason: &str| StreamStatus {
+            stream: "btcusdt@forceOrder".into(),
+            connection: 1,
+            time,
+            reason: reason.into(),
+        };
+        let liquidation = |time: i64, side: Side| {
+            Event::Liquidation(Liquidation {
+                event_time: time,
+                side,
+                orig_qty: d("0.5"),
+                price: d("59000.0"),
+                avg_price: d("59010.5"),
+                status: "FILLED".into(),
+                last_filled_qty: d("0.25"),
+                filled_qty: d("0.5"),
+                trade_time: time,
+            })
+        };
+        let connected = HOUR + 10 * MINUTE;
+        blocks.push(ws(
+            "btcusdt@forceOrder",
+            connected,
+            vec![Event::StreamConnected(status(connected, ""))],
+        ));
+        for (i, side) in [(12, Side::Sell), (15, Side::Buy), (15, Side::Sell)] {
+            let t = HOUR + i * MINUTE + 1_234;
+            blocks.push(ws("btcusdt@forceOrder", t, vec![liquidation(t, side)]));
+        }
+        let dropped = HOUR + 40 * MINUTE;
+        blocks.push(ws(
+            "btcusdt@forceOrder",
+            dropped,
+            vec![Event::StreamDisconnected(status(dropped, "closed"))],
+        ));
+        for i in 0..4 {
+            let t = HOUR + 3_600_000 + i * 7 * MINUTE;
+            let mark = Event::MarkPrice(MarkPrice {
+                event_time: t,
+                mark_price: d("60001.5"),
+                index_price: d("60000.5"),
+                estimated_settle_price: d("60000.75"),
+                funding_rate: d("0.0001"),
+                next_funding_time: HOUR + 8 * 3_600_000,
+            });
+            blocks.push(ws("btcusdt@markPrice@1s", t, vec![mark]));
+        }
+        blocks
+    }
+
+    /// Every block once, in order, in one batch each; one run at the end.
+    pub fn canonical() -> Arrangement {
+        Arrangement {
+            blocks: (0..blocks().len()).map(|b| (b, usize::MAX)).collect(),
+            runs_after: Vec::new(),
+        }
+    }
+
+    /// The arrangement `data` chooses: an order (a sort key per block), copies
+    /// (a block appended up to three times), batch sizes, and materialize runs
+    /// between blocks.
+    pub fn arrange(data: &[u8]) -> Arrangement {
+        let n = blocks().len();
+        let byte = |i: usize| data.get(i).copied().unwrap_or(0);
+        let mut keyed: Vec<(u8, usize, usize)> = Vec::new();
+        for block in 0..n {
+            let copies = 1 + byte(3 * block + 1) as usize % 3;
+            for copy in 0..copies {
+                keyed.push((byte(3 * block).wrapping_add(copy as u8 * 97), block, copy));
+            }
+        }
+        keyed.sort();
+        let blocks = keyed
+            .iter()
+            .enumerate()
+            .map(|(i, &(_, block, _))| (block, 1 + byte(3 * block + 2 + i) as usize % 64))
+            .collect::<Vec<_>>();
+        let runs_after = (0..blocks.len())
+            .filter(|&i| byte(3 * n + i) % 5 == 0 && !data.is_empty())
+            .collect();
+        Arrangement { blocks, runs_after }
+    }
+
+    /// Appends the arrangement to a fresh log, materializes as it says, and
+    /// returns what a user would see.
+    pub fn play(arrangement: &Arrangement) -> Outcome {
+        let all = blocks();
+        let data = tempfile::tempdir().expect("temp dir");
+        let lake = data.path().join("lake");
+        let options = run::Options {
+            from: None,
+            lake_root: lake.clone(),
+        };
+        let mut log = EventLog::open(data.path()).expect("log");
+        for (position, &(index, batch)) in arrangement.blocks.iter().enumerate() {
+            let block = &all[index];
+            let first_offset = log.next_offset();
+            for chunk in block.events.chunks(batch.min(block.events.len()).max(1)) {
+                log.push(&Record {
+                    symbol: "BTCUSDT".into(),
+                    source: block.source.clone(),
+                    received_ms: received(block),
+                    events: chunk.to_vec(),
+                })
+                .expect("push");
+            }
+            if let (Source::Vision { file, sha256 }, true) = (&block.source, block.committed) {
+                log.push(&Record {
+                    symbol: "BTCUSDT".into(),
+                    source: block.source.clone(),
+                    received_ms: 0,
+                    events: vec![Event::VisionFileIngested(VisionFileIngested {
+                        kind: VisionKind::Klines,
+                        period: "2024-03-01".into(),
+                        file: file.clone(),
+                        sha256: *sha256,
+                        rows: block.events.len() as u64,
+                        first_offset,
+                        replaces: None,
+                    })],
+                })
+                .expect("push marker");
+            }
+            log.commit().expect("commit");
+            if arrangement.runs_after.contains(&position) {
+                run::run(data.path(), &options, &mut Silent).expect("materialize");
+            }
+        }
+        run::run(data.path(), &options, &mut Silent).expect("materialize");
+        let digest = Ledger::open(data.path())
+            .expect("ledger")
+            .digest()
+            .expect("digest");
+        (files(&lake), digest)
+    }
+
+    /// A record's arrival: for live data, its own time (so the stream's span is
+    /// a property of the facts); for the rest, a constant.
+    fn received(block: &Block) -> i64 {
+        match (&block.source, block.events.first()) {
+            (Source::WebSocket { .. }, Some(Event::Liquidation(l))) => l.trade_time,
+            (Source::WebSocket { .. }, Some(Event::StreamConnected(s)))
+            | (Source::WebSocket { .. }, Some(Event::StreamDisconnected(s))) => s.time,
+            (Source::WebSocket { .. }, Some(Event::MarkPrice(m))) => m.event_time,
+            _ => HOUR,
+        }
+    }
+
+    fn files(root: &Path) -> BTreeMap<String, Vec<u8>> {
+        let mut out = BTreeMap::new();
+        let mut stack = vec![root.to_path_buf()];
+        while let Some(dir) = stack.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries {
+                let path = entry.expect("dir entry").path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else {
+                    let rel = path.strip_prefix(root).expect("under root");
+                    out.insert(
+                        rel.display().to_string(),
+                        std::fs::read(&path).expect("read"),
+                    );
+                }
+            }
+        }
+        out
     }
 }
