@@ -156,6 +156,25 @@ pub fn remove_partition(root: &Path, symbol: &str, hour_start: i64) -> anyhow::R
     }
 }
 
+/// Removes temporary files a killed writer left in a symbol-hour's directory
+/// (one materializer runs at a time: the ledger's lock sees to it).
+pub fn remove_stale_temporaries(root: &Path, symbol: &str, hour_start: i64) -> anyhow::Result<()> {
+    let path = partition_path(root, symbol, hour_start);
+    let dir = path.parent().expect("partition path has a directory");
+    if !dir.exists() {
+        return Ok(());
+    }
+    for entry in std::fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))? {
+        let path = entry?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if name.starts_with(".part.") && name.ends_with(".tmp") {
+            std::fs::remove_file(&path)
+                .with_context(|| format!("removing the stale {}", path.display()))?;
+        }
+    }
+    Ok(())
+}
+
 /// Temp file in the same directory → fsync → rename over → fsync the directory.
 fn commit(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     let dir = path.parent().expect("partition path has a directory");

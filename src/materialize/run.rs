@@ -181,6 +181,7 @@ fn derive_hour(
     hour: i64,
     summary: &mut Summary,
 ) -> anyhow::Result<(Partition, Vec<Finding>)> {
+    lake::remove_stale_temporaries(lake_root, symbol, hour)?;
     let offsets = ledger.index(symbol, hour)?;
     let mut records: Vec<Record> = Vec::with_capacity(offsets.len());
     let mut fed = Vec::with_capacity(offsets.len());
