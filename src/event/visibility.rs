@@ -78,3 +78,44 @@ impl Visibility {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(file: &str, sha: u8) -> Record {
+        Record {
+            symbol: "BTCUSDT".into(),
+            source: Source::Vision {
+                file: file.into(),
+                sha256: Sha256([sha; 32]),
+            },
+            received_ms: 0,
+            events: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn rows_count_between_their_first_offset_and_marker_until_replaced() {
+        let mut v = Visibility::new();
+        let f = "BTCUSDT-1m-2024-03-01.zip";
+        v.observe_marker(f, Sha256([1; 32]), 10, 20, None);
+        assert!(!v.admits(9, &row(f, 1)));
+        assert!(v.admits(10, &row(f, 1)) && v.admits(19, &row(f, 1)));
+        assert!(
+            !v.admits(20, &row(f, 1)),
+            "after the marker: another attempt"
+        );
+        assert!(
+            !v.admits(15, &row(f, 2)),
+            "another version, never committed"
+        );
+        // Binance re-published the file: version 2 replaces version 1.
+        v.observe_marker(f, Sha256([2; 32]), 30, 40, Some(Sha256([1; 32])));
+        assert!(!v.admits(15, &row(f, 1)));
+        assert!(v.admits(35, &row(f, 2)));
+        // Version 1 ingested again after that: its new rows count again.
+        v.observe_marker(f, Sha256([1; 32]), 50, 60, None);
+        assert!(v.admits(55, &row(f, 1)) && !v.admits(15, &row(f, 1)));
+    }
+}

@@ -10,7 +10,9 @@
 //! The caller hands in the visible records that may touch the hour (see
 //! `event::Visibility`); coverage of live streams is computed apart.
 
-use std::collections::hash_map::{Entry, HashMap};
+use std::collections::hash_map::Entry;
+
+use rustc_hash::FxHashMap;
 
 use super::hour::{HourFacts, HOUR_MS, MINUTE_MS};
 use crate::event::{Event, Record, Source};
@@ -163,7 +165,12 @@ pub fn collect_hour<'a>(
     records: impl IntoIterator<Item = &'a Record>,
 ) -> (HourFacts, Vec<Conflict>) {
     let end = hour_start + HOUR_MS;
-    let mut slots: HashMap<Key, Slot<'a>> = HashMap::new();
+    let records: Vec<&'a Record> = records.into_iter().collect();
+    // Keys are the exchange's ids and times, not attacker-chosen: a fast hash, and
+    // room for every event up front (no rehashing mid-hour).
+    let events = records.iter().map(|r| r.events.len()).sum();
+    let mut slots: FxHashMap<Key, Slot<'a>> =
+        FxHashMap::with_capacity_and_hasher(events, Default::default());
     for record in records {
         let source_rank = match record.source {
             Source::Vision { .. } => 0,

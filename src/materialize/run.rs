@@ -195,6 +195,9 @@ fn derive_hour(
         }
     }
     let (mut facts, conflicts) = collect_hour(hour, &records);
+    let sources: BTreeSet<String> = records.iter().map(|r| r.source.to_string()).collect();
+    // The facts are copies: the records' memory goes before the hour is built.
+    drop(records);
     let hour_end = hour + HOUR_MS;
     facts.liquidation_coverage = ledger
         .stream_spans(symbol)?
@@ -223,7 +226,6 @@ fn derive_hour(
         check: "conflict".into(),
         detail: format!("{}: kept {}, dropped {}", c.key, c.kept, c.dropped),
     }));
-    let sources: BTreeSet<String> = records.iter().map(|r| r.source.to_string()).collect();
     let minutes = out.rows.iter().fold(0u64, |bits, row| {
         bits | 1 << ((row.timestamp - hour) / MINUTE_MS)
     });
