@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use bml::ledger::Ledger;
+use sha2::Digest;
 use support::{bml, text, vision_day_at_rates};
 
 const DATE: &str = "2024-03-01";
@@ -48,32 +49,17 @@ fn ingest(data: &Path, day: &Path, kinds: &str) {
 const ALL_KINDS: &str =
     "klines,markPriceKlines,indexPriceKlines,premiumIndexKlines,aggTrades,bookTicker,metrics";
 
-/// Every partition file under the lake, relative path → SHA-256.
+/// Every file under the lake, relative path → SHA-256.
 fn lake_files(lake: &Path) -> BTreeMap<PathBuf, String> {
-    let mut files = BTreeMap::new();
-    let mut stack = vec![lake.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                let bytes = std::fs::read(&path).unwrap();
-                let hash = sha2::Sha256::digest(&bytes);
-                files.insert(
-                    path.strip_prefix(lake).unwrap().to_path_buf(),
-                    hex::encode(hash),
-                );
-            }
-        }
-    }
-    files
+    bml::lake::files(lake)
+        .unwrap()
+        .into_iter()
+        .map(|rel| {
+            let hash = sha2::Sha256::digest(std::fs::read(lake.join(&rel)).unwrap());
+            (rel, hex::encode(hash))
+        })
+        .collect()
 }
-
-use sha2::Digest;
 
 fn digest(data: &Path) -> [u8; 32] {
     Ledger::open(data).unwrap().digest().unwrap()

@@ -156,6 +156,32 @@ pub fn remove_partition(root: &Path, symbol: &str, hour_start: i64) -> anyhow::R
     }
 }
 
+/// Every file under the lake root, as paths relative to it, sorted: partitions,
+/// and any temporaries a killed writer left (for checks and audits).
+pub fn files(root: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e).with_context(|| format!("listing {}", dir.display())),
+        };
+        for entry in entries {
+            let path = entry
+                .with_context(|| format!("listing {}", dir.display()))?
+                .path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                files.push(path.strip_prefix(root).unwrap_or(&path).to_path_buf());
+            }
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
 /// Removes temporary files a killed writer left in a symbol-hour's directory
 /// (one materializer runs at a time: the ledger's lock sees to it).
 pub fn remove_stale_temporaries(root: &Path, symbol: &str, hour_start: i64) -> anyhow::Result<()> {

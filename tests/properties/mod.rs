@@ -382,25 +382,13 @@ pub mod determinism {
     }
 
     fn files(root: &Path) -> BTreeMap<String, Vec<u8>> {
-        let mut out = BTreeMap::new();
-        let mut stack = vec![root.to_path_buf()];
-        while let Some(dir) = stack.pop() {
-            let Ok(entries) = std::fs::read_dir(&dir) else {
-                continue;
-            };
-            for entry in entries {
-                let path = entry.expect("dir entry").path();
-                if path.is_dir() {
-                    stack.push(path);
-                } else {
-                    let rel = path.strip_prefix(root).expect("under root");
-                    out.insert(
-                        rel.display().to_string(),
-                        std::fs::read(&path).expect("read"),
-                    );
-                }
-            }
-        }
-        out
+        bml::lake::files(root)
+            .expect("lake listing")
+            .into_iter()
+            .map(|rel| {
+                let bytes = std::fs::read(root.join(&rel)).expect("read");
+                (rel.display().to_string(), bytes)
+            })
+            .collect()
     }
 }
