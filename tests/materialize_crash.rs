@@ -15,21 +15,11 @@ use support::{bml, text, vision_day_at_rates};
 const KILLS: usize = 24;
 
 fn ingest(data: &Path, day: &Path) {
-    let out = bml(
-        data,
-        &[
-            "ingest",
-            "vision",
-            "--symbol",
-            "BTCUSDT",
-            "--start",
-            "2024-03-01",
-            "--from-dir",
-            day.to_str().unwrap(),
-        ],
-    );
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    support::ingest_day(data, day, "2024-03-01", ALL_KINDS);
 }
+
+/// Every daily kind the generator writes.
+const ALL_KINDS: &str = "klines,markPriceKlines,indexPriceKlines,premiumIndexKlines,aggTrades,bookTicker,metrics,bookDepth";
 
 /// Every file under the lake: relative path → bytes.
 fn lake(root: &Path) -> BTreeMap<PathBuf, Vec<u8>> {

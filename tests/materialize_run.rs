@@ -29,21 +29,7 @@ fn run_ok(data: &Path, args: &[&str]) -> String {
 }
 
 fn ingest(data: &Path, day: &Path, kinds: &str) {
-    run_ok(
-        data,
-        &[
-            "ingest",
-            "vision",
-            "--symbol",
-            "BTCUSDT",
-            "--start",
-            DATE,
-            "--kinds",
-            kinds,
-            "--from-dir",
-            day.to_str().unwrap(),
-        ],
-    );
+    support::ingest_day(data, day, DATE, kinds);
 }
 
 const ALL_KINDS: &str =

@@ -23,6 +23,27 @@ pub fn bml(data_dir: &Path, args: &[&str]) -> Output {
         .expect("run bml")
 }
 
+/// Ingests a generated day's BTCUSDT archives of `kinds` (Vision names,
+/// comma-separated) from its directory; panics unless bml exits 0.
+pub fn ingest_day(data_dir: &Path, day: &Path, date: &str, kinds: &str) {
+    let out = bml(
+        data_dir,
+        &[
+            "ingest",
+            "vision",
+            "--symbol",
+            "BTCUSDT",
+            "--start",
+            date,
+            "--kinds",
+            kinds,
+            "--from-dir",
+            day.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+}
+
 /// Stdout and stderr of a run, for assertion messages.
 pub fn text(out: &Output) -> String {
     format!(
