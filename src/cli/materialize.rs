@@ -20,6 +20,10 @@ pub(super) struct MaterializeArgs {
     /// the last run (plus partitions made stale by a new schema).
     #[arg(long, value_name = "OFFSET")]
     from: Option<u64>,
+    /// Hours derived in parallel. Each job holds one hour's facts in memory
+    /// (about 60 MB for a busy symbol). Default: one per core.
+    #[arg(long, short = 'j', value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    jobs: Option<u16>,
 }
 
 #[derive(Debug, Args)]
@@ -38,6 +42,10 @@ pub(super) fn materialize(
     let options = run::Options {
         from: args.from,
         lake_root: lake_dir.to_path_buf(),
+        jobs: args.jobs.map_or_else(
+            || std::thread::available_parallelism().map_or(1, usize::from),
+            usize::from,
+        ),
     };
     let mut bars = Bars::new(ui);
     let summary = run::run(data_dir, &options, &mut bars)?;

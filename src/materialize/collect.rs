@@ -7,15 +7,25 @@
 //! an open one, then the larger encoding: arbitrary but never the log order.
 //! Disagreements are returned as [`Conflict`]s for the audit.
 //!
-//! The caller hands in the visible records that may touch the hour (see
-//! `event::Visibility`); coverage of live streams is computed apart.
+//! The [`Collector`] streams: the run hands it one decoded record at a time and
+//! drops the record, so an hour costs the memory of its facts, not of its
+//! records. Facts are kept per kind, as plain vectors of copies; resolving sorts
+//! each vector by key once (the log mostly holds them in key order already, and
+//! the sort is adaptive) and walks runs of equal keys. The caller hands in the
+//! visible records that may touch the hour (see `event::Visibility`); coverage
+//! of live streams is computed apart.
 
-use std::collections::hash_map::Entry;
+use std::collections::BTreeSet;
+use std::fmt::Debug;
+use std::ops::Range;
 
 use rustc_hash::FxHashMap;
 
 use super::hour::{HourFacts, HOUR_MS, MINUTE_MS};
-use crate::event::{Event, Record, Source};
+use crate::event::{
+    AggTrade, BookTicker, DepthDiff, Event, FundingRate, Kline, Liquidation, LongShortRatio,
+    MarkPrice, Metrics, OpenInterest, PremiumIndex, Record, Source,
+};
 
 /// How far before an hour a fact can still matter to it: the look-back of the
 /// fill rules. The collector keeps facts inside the reach; the offset index lists
@@ -48,37 +58,154 @@ impl Reach {
     }
 }
 
-/// A market fact's natural key, the time it is bucketed by and its reach;
-/// `None` for coverage events.
-fn fact(event: &Event) -> Option<(Key, i64, Reach)> {
-    Some(match event {
-        Event::Kline(k) => (
-            Key::Kline(k.kind as u8, k.interval_ms, k.open_time),
-            k.open_time,
-            Reach::Hour,
-        ),
-        Event::AggTrade(t) => (Key::AggTrade(t.agg_trade_id), t.transact_time, Reach::Hour),
-        Event::BookTicker(b) => (Key::BookTicker(b.update_id), b.time(), Reach::LookBack),
-        Event::Metrics(m) => (Key::Metrics(m.create_time), m.create_time, Reach::LookBack),
-        Event::FundingRate(f) => (Key::Funding(f.funding_time), f.funding_time, Reach::Funding),
-        Event::PremiumIndex(p) => (Key::PremiumIndex(p.time), p.time, Reach::Hour),
-        Event::OpenInterest(o) => (
-            Key::OpenInterest(o.source as u8, o.time),
-            o.time,
-            Reach::LookBack,
-        ),
-        Event::LongShortRatio(r) => (Key::Ratio(r.kind as u8, r.time), r.time, Reach::LookBack),
-        Event::MarkPrice(m) => (Key::MarkPrice(m.event_time), m.event_time, Reach::Hour),
-        Event::DepthDiff(d) => (Key::Depth(d.final_update_id), d.event_time, Reach::Hour),
-        Event::Liquidation(l) => (Key::Liquidation(encoded(event)), l.trade_time, Reach::Hour),
-        _ => return None,
-    })
+/// A kind of market fact: its natural key, the time it is bucketed by, and
+/// how far it reaches.
+trait Fact: Clone + PartialEq + serde::Serialize {
+    type Key: Ord + Debug;
+    /// Names the kind in conflict reports.
+    const NAME: &'static str;
+    const REACH: Reach;
+    fn key(&self) -> Self::Key;
+    fn time(&self) -> i64;
+    /// False only for a kline seen while still open: a closed copy beats it.
+    fn closed(&self) -> bool {
+        true
+    }
+}
+
+/// `impl Fact for T`: name, reach, key type, key and time from a binding `f`.
+macro_rules! fact {
+    ($type:ty, $name:literal, $reach:ident, $key_type:ty, |$f:ident| $key:expr, $time:expr) => {
+        impl Fact for $type {
+            type Key = $key_type;
+            const NAME: &'static str = $name;
+            const REACH: Reach = Reach::$reach;
+            fn key(&self) -> $key_type {
+                let $f = self;
+                $key
+            }
+            fn time(&self) -> i64 {
+                let $f = self;
+                $time
+            }
+        }
+    };
+}
+
+fact!(
+    AggTrade,
+    "aggTrade",
+    Hour,
+    u64,
+    |f| f.agg_trade_id,
+    f.transact_time
+);
+fact!(
+    BookTicker,
+    "bookTicker",
+    LookBack,
+    u64,
+    |f| f.update_id,
+    f.time()
+);
+fact!(
+    Metrics,
+    "metrics",
+    LookBack,
+    i64,
+    |f| f.create_time,
+    f.create_time
+);
+fact!(
+    FundingRate,
+    "funding",
+    Funding,
+    i64,
+    |f| f.funding_time,
+    f.funding_time
+);
+fact!(PremiumIndex, "premiumIndex", Hour, i64, |f| f.time, f.time);
+fact!(
+    OpenInterest,
+    "openInterest",
+    LookBack,
+    (u8, i64),
+    |f| (f.source as u8, f.time),
+    f.time
+);
+fact!(
+    LongShortRatio,
+    "ratio",
+    LookBack,
+    (u8, i64),
+    |f| (f.kind as u8, f.time),
+    f.time
+);
+fact!(
+    MarkPrice,
+    "markPrice",
+    Hour,
+    i64,
+    |f| f.event_time,
+    f.event_time
+);
+fact!(
+    DepthDiff,
+    "depthDiff",
+    Hour,
+    u64,
+    |f| f.final_update_id,
+    f.event_time
+);
+fact!(
+    Liquidation,
+    "liquidation",
+    Hour,
+    Vec<u8>,
+    |f| encoded(f),
+    f.trade_time
+);
+
+impl Fact for Kline {
+    type Key = (u8, i64, i64);
+    const NAME: &'static str = "kline";
+    const REACH: Reach = Reach::Hour;
+    fn key(&self) -> (u8, i64, i64) {
+        (self.kind as u8, self.interval_ms, self.open_time)
+    }
+    fn time(&self) -> i64 {
+        self.open_time
+    }
+    fn closed(&self) -> bool {
+        self.closed
+    }
+}
+
+/// The time and reach of a market event; `None` for coverage events.
+fn time_and_reach(event: &Event) -> Option<(i64, Reach)> {
+    fn of<T: Fact>(fact: &T) -> Option<(i64, Reach)> {
+        Some((fact.time(), T::REACH))
+    }
+    match event {
+        Event::Kline(e) => of(e),
+        Event::AggTrade(e) => of(e),
+        Event::BookTicker(e) => of(e),
+        Event::Metrics(e) => of(e),
+        Event::FundingRate(e) => of(e),
+        Event::PremiumIndex(e) => of(e),
+        Event::OpenInterest(e) => of(e),
+        Event::LongShortRatio(e) => of(e),
+        Event::MarkPrice(e) => of(e),
+        Event::DepthDiff(e) => of(e),
+        Event::Liquidation(e) => of(e),
+        _ => None,
+    }
 }
 
 /// The starts of the hours whose rows a market event can change.
 pub fn hours_reached(event: &Event) -> impl Iterator<Item = i64> {
-    fact(event)
-        .map(|(_, time, reach)| reach.hours(time))
+    time_and_reach(event)
+        .map(|(time, reach)| reach.hours(time))
         .into_iter()
         .flatten()
 }
@@ -94,69 +221,237 @@ pub struct Conflict {
     pub dropped: Source,
 }
 
-/// The natural key of a fact.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-enum Key {
-    Kline(u8, i64, i64),
-    AggTrade(u64),
-    BookTicker(u64),
-    Metrics(i64),
-    Funding(i64),
-    PremiumIndex(i64),
-    OpenInterest(u8, i64),
-    Ratio(u8, i64),
-    MarkPrice(i64),
-    Depth(u64),
-    Liquidation(Vec<u8>),
-}
-
-/// A copy of a fact, borrowed from its record.
-#[derive(Clone, Copy)]
-struct Seen<'a> {
+/// Where a copy came from: its record's source and arrival.
+struct Origin {
     /// Source precedence: 0 Vision, 1 REST, 2 WebSocket.
-    source_rank: u8,
-    event: &'a Event,
-    record: &'a Record,
+    rank: u8,
+    received_ms: i64,
+    source: Source,
 }
 
-impl Seen<'_> {
-    /// Between copies of the same value: best source, earliest arrival, then the
-    /// source's encoding, so that no tie is left to the log order.
-    fn arrives_before(&self, other: &Seen) -> bool {
-        (self.source_rank, self.record.received_ms)
-            .cmp(&(other.source_rank, other.record.received_ms))
-            .then_with(|| encoded(&self.record.source).cmp(&encoded(&other.record.source)))
-            .is_lt()
-    }
+/// A copy of a fact and the index of its [`Origin`].
+type Copy<T> = (T, u32);
 
-    /// Between copies that disagree: best source, a closed kline before an open
-    /// one, then the larger encoding (arbitrary, but never the log order).
-    fn precedence(&self, other: &Seen) -> std::cmp::Ordering {
-        let open = |c: &Seen| matches!(c.event, Event::Kline(k) if !k.closed);
-        (self.source_rank, open(self))
-            .cmp(&(other.source_rank, open(other)))
-            .then_with(|| encoded(other.event).cmp(&encoded(self.event)))
+/// Every copy of one kind of fact offered so far.
+struct Copies<T>(Vec<Copy<T>>);
+
+impl<T> Default for Copies<T> {
+    fn default() -> Self {
+        Copies(Vec::new())
     }
 }
 
-/// The distinct values seen for one key: the first, and others only when copies
-/// disagree (so the common case allocates nothing).
-struct Slot<'a> {
-    first: Seen<'a>,
-    others: Vec<Seen<'a>>,
-}
-
-impl<'a> Slot<'a> {
-    fn add(&mut self, copy: Seen<'a>) {
-        let same = std::iter::once(&mut self.first)
-            .chain(self.others.iter_mut())
-            .find(|c| c.event == copy.event);
-        match same {
-            Some(same) if copy.arrives_before(same) => *same = copy,
-            Some(_) => {}
-            None => self.others.push(copy),
+impl<T: Fact> Copies<T> {
+    /// Keeps the copy if its time is inside the fact's reach of the hour.
+    fn offer(&mut self, fact: &T, origin: u32, hour: &Range<i64>) {
+        if (hour.start - T::REACH.before_ms()..hour.end).contains(&fact.time()) {
+            self.0.push((fact.clone(), origin));
         }
     }
+
+    /// One fact per key. `arrival` ranks origins: among equal copies the one
+    /// that arrived first (best source, earliest, then by source) is kept, so
+    /// no tie is left to the log order.
+    fn resolve(
+        mut self,
+        origins: &[Origin],
+        arrival: &[u32],
+        conflicts: &mut Vec<Conflict>,
+    ) -> Vec<Copy<T>> {
+        self.0.sort_by(|a, b| {
+            a.0.key()
+                .cmp(&b.0.key())
+                .then(arrival[a.1 as usize].cmp(&arrival[b.1 as usize]))
+        });
+        let mut facts = Vec::with_capacity(self.0.len());
+        let mut rest = self.0.as_slice();
+        while let Some((first, _)) = rest.split_first() {
+            let key = first.0.key();
+            let run = rest.iter().take_while(|c| c.0.key() == key).count();
+            let (group, tail) = rest.split_at(run);
+            rest = tail;
+            // Each distinct value, represented by its first-arrived copy.
+            let mut distinct: Vec<&Copy<T>> = Vec::new();
+            for copy in group {
+                if !distinct.iter().any(|d| d.0 == copy.0) {
+                    distinct.push(copy);
+                }
+            }
+            if distinct.len() > 1 {
+                // Best source, a closed kline before an open one, then the larger
+                // encoding (arbitrary, but never the log order).
+                let rank = |c: &Copy<T>| (origins[c.1 as usize].rank, !c.0.closed());
+                distinct.sort_by(|a, b| {
+                    rank(a)
+                        .cmp(&rank(b))
+                        .then_with(|| encoded(&b.0).cmp(&encoded(&a.0)))
+                });
+                let kept = &origins[distinct[0].1 as usize].source;
+                conflicts.extend(distinct[1..].iter().map(|loser| Conflict {
+                    key: format!("{}({key:?})", T::NAME),
+                    kept: kept.clone(),
+                    dropped: origins[loser.1 as usize].source.clone(),
+                }));
+            }
+            facts.push(distinct[0].clone());
+        }
+        facts
+    }
+}
+
+/// Reduces records, one at a time, to the facts of one hour.
+pub struct Collector {
+    hour: Range<i64>,
+    origins: Vec<Origin>,
+    origin_ids: FxHashMap<(i64, Source), u32>,
+    klines: Copies<Kline>,
+    agg_trades: Copies<AggTrade>,
+    book_tickers: Copies<BookTicker>,
+    /// Book updates of the last minute before the hour that has any: the only
+    /// look-back minute the forward fill can carry (`hour::fill_book`), so the
+    /// other 59 minutes of look-back are never kept.
+    book_tail: Copies<BookTicker>,
+    book_tail_minute: i64,
+    metrics: Copies<Metrics>,
+    funding: Copies<FundingRate>,
+    premium_polls: Copies<PremiumIndex>,
+    open_interest: Copies<OpenInterest>,
+    ratios: Copies<LongShortRatio>,
+    mark_prices: Copies<MarkPrice>,
+    depth_diffs: Copies<DepthDiff>,
+    liquidations: Copies<Liquidation>,
+}
+
+impl Collector {
+    /// A collector for the hour starting at `hour_start`.
+    pub fn new(hour_start: i64) -> Collector {
+        Collector {
+            hour: hour_start..hour_start + HOUR_MS,
+            origins: Vec::new(),
+            origin_ids: FxHashMap::default(),
+            klines: Copies::default(),
+            agg_trades: Copies::default(),
+            book_tickers: Copies::default(),
+            book_tail: Copies::default(),
+            book_tail_minute: i64::MIN,
+            metrics: Copies::default(),
+            funding: Copies::default(),
+            premium_polls: Copies::default(),
+            open_interest: Copies::default(),
+            ratios: Copies::default(),
+            mark_prices: Copies::default(),
+            depth_diffs: Copies::default(),
+            liquidations: Copies::default(),
+        }
+    }
+
+    /// Takes in the facts of one record that matter to the hour.
+    pub fn add(&mut self, record: &Record) {
+        let next = self.origins.len() as u32;
+        let origin = *self
+            .origin_ids
+            .entry((record.received_ms, record.source.clone()))
+            .or_insert(next);
+        if origin == next {
+            self.origins.push(Origin {
+                rank: match record.source {
+                    Source::Vision { .. } => 0,
+                    Source::Rest { .. } => 1,
+                    Source::WebSocket { .. } => 2,
+                },
+                received_ms: record.received_ms,
+                source: record.source.clone(),
+            });
+        }
+        let hour = &self.hour;
+        for event in &record.events {
+            match event {
+                Event::Kline(e) => self.klines.offer(e, origin, hour),
+                Event::AggTrade(e) => self.agg_trades.offer(e, origin, hour),
+                Event::BookTicker(e) if e.time() >= hour.start => {
+                    self.book_tickers.offer(e, origin, hour)
+                }
+                Event::BookTicker(e) => {
+                    let minute = e.time().div_euclid(MINUTE_MS) * MINUTE_MS;
+                    if minute > self.book_tail_minute {
+                        self.book_tail.0.clear();
+                        self.book_tail_minute = minute;
+                    }
+                    if minute == self.book_tail_minute {
+                        self.book_tail.offer(e, origin, hour);
+                    }
+                }
+                Event::Metrics(e) => self.metrics.offer(e, origin, hour),
+                Event::FundingRate(e) => self.funding.offer(e, origin, hour),
+                Event::PremiumIndex(e) => self.premium_polls.offer(e, origin, hour),
+                Event::OpenInterest(e) => self.open_interest.offer(e, origin, hour),
+                Event::LongShortRatio(e) => self.ratios.offer(e, origin, hour),
+                Event::MarkPrice(e) => self.mark_prices.offer(e, origin, hour),
+                Event::DepthDiff(e) => self.depth_diffs.offer(e, origin, hour),
+                Event::Liquidation(e) => self.liquidations.offer(e, origin, hour),
+                _ => {}
+            }
+        }
+    }
+
+    /// The sources of the records taken in (`Source`'s display form).
+    pub fn sources(&self) -> BTreeSet<String> {
+        self.origins.iter().map(|o| o.source.to_string()).collect()
+    }
+
+    /// One fact per key, and the disagreements found, listed by key.
+    pub fn finish(mut self) -> (HourFacts, Vec<Conflict>) {
+        let arrival = self.arrival();
+        self.book_tickers.0.append(&mut self.book_tail.0);
+        let mut conflicts = Vec::new();
+        let (o, a, c) = (&self.origins[..], &arrival[..], &mut conflicts);
+        // The folds want trades and book updates in (time, id) order.
+        let mut agg_trades = facts(self.agg_trades.resolve(o, a, c));
+        agg_trades.sort_by_key(|t| (t.transact_time, t.agg_trade_id));
+        let mut book_tickers = facts(self.book_tickers.resolve(o, a, c));
+        book_tickers.sort_by_key(|b| (b.time(), b.update_id));
+        let hour_facts = HourFacts {
+            hour_start: self.hour.start,
+            klines: facts(self.klines.resolve(o, a, c)),
+            agg_trades,
+            book_tickers,
+            metrics: facts(self.metrics.resolve(o, a, c)),
+            open_interest: facts(self.open_interest.resolve(o, a, c)),
+            ratios: facts(self.ratios.resolve(o, a, c)),
+            funding: facts(self.funding.resolve(o, a, c)),
+            mark_prices: facts(self.mark_prices.resolve(o, a, c)),
+            premium_polls: facts(self.premium_polls.resolve(o, a, c)),
+            depth_diffs: (self.depth_diffs.resolve(o, a, c).into_iter())
+                .map(|(d, i)| (d, o[i as usize].received_ms))
+                .collect(),
+            liquidations: facts(self.liquidations.resolve(o, a, c)),
+            liquidation_coverage: Vec::new(),
+        };
+        // Resolution order is by kind: list conflicts by key, losers in
+        // precedence order.
+        conflicts.sort_by(|a, b| a.key.cmp(&b.key));
+        (hour_facts, conflicts)
+    }
+
+    /// Each origin's position in arrival order: best source, earliest, then by
+    /// the source's encoding.
+    fn arrival(&self) -> Vec<u32> {
+        let mut order: Vec<u32> = (0..self.origins.len() as u32).collect();
+        order.sort_by_cached_key(|&i| {
+            let o = &self.origins[i as usize];
+            (o.rank, o.received_ms, encoded(&o.source))
+        });
+        let mut arrival = vec![0u32; order.len()];
+        for (position, &i) in order.iter().enumerate() {
+            arrival[i as usize] = position as u32;
+        }
+        arrival
+    }
+}
+
+/// The facts of resolved copies.
+fn facts<T>(copies: Vec<Copy<T>>) -> Vec<T> {
+    copies.into_iter().map(|(fact, _)| fact).collect()
 }
 
 /// Reduces `records` to the facts of the hour starting at `hour_start`.
@@ -164,79 +459,11 @@ pub fn collect_hour<'a>(
     hour_start: i64,
     records: impl IntoIterator<Item = &'a Record>,
 ) -> (HourFacts, Vec<Conflict>) {
-    let end = hour_start + HOUR_MS;
-    let records: Vec<&'a Record> = records.into_iter().collect();
-    // Keys are the exchange's ids and times, not attacker-chosen: a fast hash, and
-    // room for every event up front (no rehashing mid-hour).
-    let events = records.iter().map(|r| r.events.len()).sum();
-    let mut slots: FxHashMap<Key, Slot<'a>> =
-        FxHashMap::with_capacity_and_hasher(events, Default::default());
+    let mut collector = Collector::new(hour_start);
     for record in records {
-        let source_rank = match record.source {
-            Source::Vision { .. } => 0,
-            Source::Rest { .. } => 1,
-            Source::WebSocket { .. } => 2,
-        };
-        for event in &record.events {
-            let Some((key, time, reach)) = fact(event) else {
-                continue;
-            };
-            if !(hour_start - reach.before_ms()..end).contains(&time) {
-                continue;
-            }
-            let copy = Seen {
-                source_rank,
-                event,
-                record,
-            };
-            match slots.entry(key) {
-                Entry::Vacant(v) => {
-                    v.insert(Slot {
-                        first: copy,
-                        others: Vec::new(),
-                    });
-                }
-                Entry::Occupied(mut o) => o.get_mut().add(copy),
-            }
-        }
+        collector.add(record);
     }
-    let mut facts = HourFacts {
-        hour_start,
-        ..HourFacts::default()
-    };
-    let mut conflicts = Vec::new();
-    for (key, slot) in slots {
-        let mut winner = slot.first;
-        if !slot.others.is_empty() {
-            let mut distinct: Vec<Seen> = std::iter::once(slot.first).chain(slot.others).collect();
-            distinct.sort_by(Seen::precedence);
-            winner = distinct[0];
-            for loser in &distinct[1..] {
-                conflicts.push(Conflict {
-                    key: format!("{key:?}"),
-                    kept: winner.record.source.clone(),
-                    dropped: loser.record.source.clone(),
-                });
-            }
-        }
-        match winner.event.clone() {
-            Event::Kline(e) => facts.klines.push(e),
-            Event::AggTrade(e) => facts.agg_trades.push(e),
-            Event::BookTicker(e) => facts.book_tickers.push(e),
-            Event::Metrics(e) => facts.metrics.push(e),
-            Event::FundingRate(e) => facts.funding.push(e),
-            Event::PremiumIndex(e) => facts.premium_polls.push(e),
-            Event::OpenInterest(e) => facts.open_interest.push(e),
-            Event::LongShortRatio(e) => facts.ratios.push(e),
-            Event::MarkPrice(e) => facts.mark_prices.push(e),
-            Event::DepthDiff(e) => facts.depth_diffs.push((e, winner.record.received_ms)),
-            Event::Liquidation(e) => facts.liquidations.push(e),
-            _ => {}
-        }
-    }
-    // Hash order is arbitrary: the conflicts are listed by key, losers in precedence order.
-    conflicts.sort_by(|a, b| a.key.cmp(&b.key));
-    (facts, conflicts)
+    collector.finish()
 }
 
 fn encoded(value: &impl serde::Serialize) -> Vec<u8> {

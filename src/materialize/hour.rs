@@ -6,6 +6,7 @@
 //! hour's rows are a function of the log alone: replaying one hour gives what a
 //! full replay gives. [`build_hour`] is pure and ignores input order.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::ops::Range;
 
@@ -223,14 +224,10 @@ pub struct HourOutput {
 pub fn build_hour(facts: &HourFacts) -> HourOutput {
     let h = facts.hour_start;
     let klines = index_klines(&facts.klines, h);
-    let trades = by_minute(
-        &facts.agg_trades,
-        |t| t.transact_time,
-        |t| (t.transact_time, t.agg_trade_id),
-    );
-    let books = by_minute(&facts.book_tickers, BookTicker::time, |b| {
-        (b.time(), b.update_id)
-    });
+    let trades = in_order(&facts.agg_trades, |t| (t.transact_time, t.agg_trade_id));
+    let trades = by_minute(&trades, |t| t.transact_time);
+    let books = in_order(&facts.book_tickers, |b| (b.time(), b.update_id));
+    let books = by_minute(&books, BookTicker::time);
     let book_minutes: BTreeMap<i64, BookMinute> = books
         .iter()
         .filter_map(|(m, us)| Some((*m, BookMinute::fold(us)?)))
@@ -255,7 +252,7 @@ pub fn build_hour(facts: &HourFacts) -> HourOutput {
             out.incomplete.push((minute, missing));
             continue;
         };
-        let minute_trades = trades.get(&minute).map_or(&[][..], Vec::as_slice);
+        let minute_trades = trades.get(&minute).copied().unwrap_or_default();
         let mut row = MinuteRow {
             timestamp: minute,
             open: trade.open.to_f64(),
@@ -308,23 +305,25 @@ fn index_klines(klines: &[Kline], h: i64) -> BTreeMap<(KlineKind, i64), &Kline> 
         .collect()
 }
 
-/// Groups facts by minute, each minute's in `order`.
-fn by_minute<T: Clone, K: Ord>(
-    items: &[T],
-    time: impl Fn(&T) -> i64,
-    order: impl Fn(&T) -> K,
-) -> BTreeMap<i64, Vec<T>> {
-    let mut minutes: BTreeMap<i64, Vec<T>> = BTreeMap::new();
-    for item in items {
-        minutes
-            .entry(time(item).div_euclid(MINUTE_MS) * MINUTE_MS)
-            .or_default()
-            .push(item.clone());
+/// `items` in `order`: borrowed when they already are (the collector's
+/// output), sorted into a copy otherwise.
+fn in_order<T: Clone, K: Ord>(items: &[T], order: impl Fn(&T) -> K) -> Cow<'_, [T]> {
+    if items.is_sorted_by_key(&order) {
+        Cow::Borrowed(items)
+    } else {
+        let mut sorted = items.to_vec();
+        sorted.sort_by_key(order);
+        Cow::Owned(sorted)
     }
-    for list in minutes.values_mut() {
-        list.sort_by_key(&order);
-    }
-    minutes
+}
+
+/// Splits items in time order into their minutes.
+fn by_minute<T>(items: &[T], time: impl Fn(&T) -> i64) -> BTreeMap<i64, &[T]> {
+    let minute = |item: &T| time(item).div_euclid(MINUTE_MS) * MINUTE_MS;
+    items
+        .chunk_by(|a, b| minute(a) == minute(b))
+        .map(|run| (minute(&run[0]), run))
+        .collect()
 }
 
 fn fill_trades(row: &mut MinuteRow, t: &TradeMinute) {

@@ -16,15 +16,17 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
 use sha2::Digest;
 
-use super::collect::collect_hour;
+use super::collect::Collector;
 use super::hour::{build_hour, HOUR_MS, MINUTE_MS};
 use super::index;
-use crate::event::{Record, Visibility};
+use crate::event::Visibility;
 use crate::eventlog::RecordReader;
 use crate::lake;
 use crate::ledger::{Finding, Ledger, Partition};
@@ -41,6 +43,9 @@ pub struct Options {
     pub from: Option<u64>,
     /// The lake root.
     pub lake_root: PathBuf,
+    /// Hours derived at once, each on its own thread (at least 1). Memory grows
+    /// with it: one hour's facts per job.
+    pub jobs: usize,
 }
 
 /// What a run did.
@@ -134,28 +139,50 @@ pub fn run(
         ..Summary::default()
     };
     progress.deriving(summary.hours);
-    let mut reader = RecordReader::open(data_dir)?;
-    let mut batch = ledger.batch()?;
-    let mut since_commit = 0;
-    for (symbol, hour) in &hours {
-        let (partition, findings) = derive_hour(
-            &ledger,
-            &mut reader,
-            &visibility,
-            &options.lake_root,
-            symbol,
-            *hour,
-            &mut summary,
-        )?;
-        batch.put_partition(symbol, *hour, &partition, &findings)?;
-        since_commit += 1;
-        if since_commit == HOURS_PER_COMMIT {
-            std::mem::replace(&mut batch, ledger.batch()?).commit_lazily()?;
-            since_commit = 0;
+    let hours: Vec<(String, i64)> = hours.into_iter().collect();
+    let context = Context {
+        data_dir,
+        ledger: &ledger,
+        visibility: &visibility,
+        lake_root: &options.lake_root,
+    };
+    // Workers take the next hour to derive; this thread records what they
+    // derived in the ledger, in the order it arrives (entries are keyed, so
+    // the order does not matter).
+    let next = AtomicUsize::new(0);
+    let (sender, receiver) = mpsc::sync_channel(options.jobs.max(1) * 2);
+    std::thread::scope(|scope| -> anyhow::Result<()> {
+        for _ in 0..options.jobs.max(1) {
+            let (sender, next, hours, context) = (sender.clone(), &next, &hours, &context);
+            scope.spawn(move || {
+                let mut reader = match RecordReader::open(context.data_dir) {
+                    Ok(reader) => reader,
+                    Err(e) => return drop(sender.send(Err(e))),
+                };
+                while let Some((symbol, hour)) = hours.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    let derived = context.derive_hour(&mut reader, symbol, *hour);
+                    if sender.send(derived.map(|d| (symbol, *hour, d))).is_err() {
+                        return;
+                    }
+                }
+            });
         }
-        progress.derived(symbol, *hour);
-    }
-    batch.commit_lazily()?;
+        drop(sender);
+        let mut batch = ledger.batch()?;
+        let mut since_commit = 0;
+        for derived in receiver {
+            let (symbol, hour, derived) = derived?;
+            summary.add(&derived);
+            batch.put_partition(symbol, hour, &derived.partition, &derived.findings)?;
+            since_commit += 1;
+            if since_commit == HOURS_PER_COMMIT {
+                std::mem::replace(&mut batch, ledger.batch()?).commit_lazily()?;
+                since_commit = 0;
+            }
+            progress.derived(symbol, hour);
+        }
+        batch.commit_lazily()
+    })?;
 
     let mut batch = ledger.batch()?;
     let symbols: BTreeSet<&str> = hours.iter().map(|(s, _)| s.as_str()).collect();
@@ -170,108 +197,149 @@ pub fn run(
     Ok(summary)
 }
 
-/// Derives one symbol-hour: its partition entry and findings (the file, if any,
-/// is committed before this returns).
-fn derive_hour(
-    ledger: &Ledger,
-    reader: &mut RecordReader,
-    visibility: &Visibility,
-    lake_root: &Path,
-    symbol: &str,
-    hour: i64,
-    summary: &mut Summary,
-) -> anyhow::Result<(Partition, Vec<Finding>)> {
-    lake::remove_stale_temporaries(lake_root, symbol, hour)?;
-    let offsets = ledger.index(symbol, hour)?;
-    let mut records: Vec<Record> = Vec::with_capacity(offsets.len());
-    let mut fed = Vec::with_capacity(offsets.len());
-    for &offset in &offsets {
-        let record = reader.read(offset)?;
-        summary.records_read += 1;
-        summary.events_read += record.events.len() as u64;
-        if record.symbol == symbol && visibility.admits(offset, &record) {
-            fed.push(offset);
-            records.push(record);
+/// What deriving an hour needs, shared by the workers.
+struct Context<'a> {
+    data_dir: &'a Path,
+    ledger: &'a Ledger,
+    visibility: &'a Visibility,
+    lake_root: &'a Path,
+}
+
+/// What happened to an hour's file.
+enum File {
+    Written,
+    Unchanged,
+    /// No complete minute: no file (any old one removed).
+    None,
+}
+
+/// One symbol-hour derived: its ledger entry and what it took.
+struct Derived {
+    partition: Partition,
+    findings: Vec<Finding>,
+    file: File,
+    records_read: u64,
+    events_read: u64,
+}
+
+impl Summary {
+    fn add(&mut self, d: &Derived) {
+        self.rows += u64::from(d.partition.rows);
+        self.findings += d.findings.len() as u64;
+        self.records_read += d.records_read;
+        self.events_read += d.events_read;
+        match d.file {
+            File::Written => self.written += 1,
+            File::Unchanged => self.unchanged += 1,
+            File::None => self.empty += 1,
         }
     }
-    let (mut facts, conflicts) = collect_hour(hour, &records);
-    let sources: BTreeSet<String> = records.iter().map(|r| r.source.to_string()).collect();
-    // The facts are copies: the records' memory goes before the hour is built.
-    drop(records);
-    let hour_end = hour + HOUR_MS;
-    facts.liquidation_coverage = ledger
-        .stream_spans(symbol)?
-        .into_iter()
-        .filter(|(stream, _)| stream.ends_with("@forceOrder"))
-        .map(|(_, span)| span.first..span.last + 1)
-        .filter(|r| r.start < hour_end && hour < r.end)
-        .collect();
-    let out = build_hour(&facts);
+}
 
-    let mut findings: Vec<Finding> = Vec::new();
-    if !facts.klines.is_empty() {
-        findings.extend(out.incomplete.iter().map(|(minute, missing)| Finding {
-            minute: *minute,
-            check: "incomplete minute".into(),
-            detail: format!("not written, missing: {}", missing.join(", ")),
+impl Context<'_> {
+    /// Derives one symbol-hour: its partition entry and findings (the file, if any,
+    /// is committed before this returns).
+    fn derive_hour(
+        &self,
+        reader: &mut RecordReader,
+        symbol: &str,
+        hour: i64,
+    ) -> anyhow::Result<Derived> {
+        let (ledger, lake_root) = (self.ledger, self.lake_root);
+        lake::remove_stale_temporaries(lake_root, symbol, hour)?;
+        let offsets = ledger.index(symbol, hour)?;
+        let mut collector = Collector::new(hour);
+        let mut fed = Vec::with_capacity(offsets.len());
+        let mut events_read = 0;
+        for &offset in &offsets {
+            let record = reader.read(offset)?;
+            events_read += record.events.len() as u64;
+            if record.symbol == symbol && self.visibility.admits(offset, &record) {
+                fed.push(offset);
+                collector.add(&record);
+            }
+        }
+        let sources = collector.sources();
+        let (mut facts, conflicts) = collector.finish();
+        let hour_end = hour + HOUR_MS;
+        facts.liquidation_coverage = ledger
+            .stream_spans(symbol)?
+            .into_iter()
+            .filter(|(stream, _)| stream.ends_with("@forceOrder"))
+            .map(|(_, span)| span.first..span.last + 1)
+            .filter(|r| r.start < hour_end && hour < r.end)
+            .collect();
+        let out = build_hour(&facts);
+
+        let mut findings: Vec<Finding> = Vec::new();
+        if !facts.klines.is_empty() {
+            findings.extend(out.incomplete.iter().map(|(minute, missing)| Finding {
+                minute: *minute,
+                check: "incomplete minute".into(),
+                detail: format!("not written, missing: {}", missing.join(", ")),
+            }));
+        }
+        findings.extend(out.findings.iter().map(|f| Finding {
+            minute: f.minute,
+            check: f.check.into(),
+            detail: f.detail.clone(),
         }));
+        findings.extend(conflicts.iter().map(|c| Finding {
+            minute: hour,
+            check: "conflict".into(),
+            detail: format!("{}: kept {}, dropped {}", c.key, c.kept, c.dropped),
+        }));
+        let minutes = out.rows.iter().fold(0u64, |bits, row| {
+            bits | 1 << ((row.timestamp - hour) / MINUTE_MS)
+        });
+        let mut partition = Partition {
+            path: None,
+            rows: out.rows.len() as u32,
+            minutes,
+            schema_hash: schema_hash(),
+            content_hash: None,
+            offsets: (
+                fed.first().copied().unwrap_or(0),
+                fed.last().copied().unwrap_or(0),
+                fed.len() as u64,
+            ),
+            sources: sources.into_iter().collect(),
+            findings: findings.len() as u32,
+        };
+        let derived = |partition, findings, file| Derived {
+            partition,
+            findings,
+            file,
+            records_read: offsets.len() as u64,
+            events_read,
+        };
+        if out.rows.is_empty() {
+            lake::remove_partition(lake_root, symbol, hour)?;
+            return Ok(derived(partition, findings, File::None));
+        }
+        let bytes = lake::encode(&out.rows)?;
+        let content_hash: [u8; 32] = sha2::Sha256::digest(&bytes).into();
+        let path = lake::partition_path(lake_root, symbol, hour);
+        let relative = path
+            .strip_prefix(lake_root)
+            .unwrap_or(&path)
+            .display()
+            .to_string();
+        let previous = ledger.partition(symbol, hour)?;
+        let on_disk = std::fs::metadata(&path).map(|m| m.len()).ok();
+        let same = previous.as_ref().is_some_and(|p| {
+            p.content_hash == Some(content_hash) && p.path.as_deref() == Some(relative.as_str())
+        }) && on_disk == Some(bytes.len() as u64);
+        let file = if same {
+            File::Unchanged
+        } else {
+            lake::commit_partition(lake_root, symbol, hour, &bytes)?;
+            File::Written
+        };
+        partition.path = Some(relative);
+        partition.content_hash = Some(content_hash);
+        Ok(derived(partition, findings, file))
     }
-    findings.extend(out.findings.iter().map(|f| Finding {
-        minute: f.minute,
-        check: f.check.into(),
-        detail: f.detail.clone(),
-    }));
-    findings.extend(conflicts.iter().map(|c| Finding {
-        minute: hour,
-        check: "conflict".into(),
-        detail: format!("{}: kept {}, dropped {}", c.key, c.kept, c.dropped),
-    }));
-    let minutes = out.rows.iter().fold(0u64, |bits, row| {
-        bits | 1 << ((row.timestamp - hour) / MINUTE_MS)
-    });
-    let mut partition = Partition {
-        path: None,
-        rows: out.rows.len() as u32,
-        minutes,
-        schema_hash: schema_hash(),
-        content_hash: None,
-        offsets: (
-            fed.first().copied().unwrap_or(0),
-            fed.last().copied().unwrap_or(0),
-            fed.len() as u64,
-        ),
-        sources: sources.into_iter().collect(),
-        findings: findings.len() as u32,
-    };
-    summary.rows += out.rows.len() as u64;
-    summary.findings += findings.len() as u64;
-    if out.rows.is_empty() {
-        lake::remove_partition(lake_root, symbol, hour)?;
-        summary.empty += 1;
-        return Ok((partition, findings));
-    }
-    let bytes = lake::encode(&out.rows)?;
-    let content_hash: [u8; 32] = sha2::Sha256::digest(&bytes).into();
-    let path = lake::partition_path(lake_root, symbol, hour);
-    let relative = path
-        .strip_prefix(lake_root)
-        .unwrap_or(&path)
-        .display()
-        .to_string();
-    let previous = ledger.partition(symbol, hour)?;
-    let on_disk = std::fs::metadata(&path).map(|m| m.len()).ok();
-    let same = previous.as_ref().is_some_and(|p| {
-        p.content_hash == Some(content_hash) && p.path.as_deref() == Some(relative.as_str())
-    }) && on_disk == Some(bytes.len() as u64);
-    if same {
-        summary.unchanged += 1;
-    } else {
-        lake::commit_partition(lake_root, symbol, hour, &bytes)?;
-        summary.written += 1;
-    }
-    partition.path = Some(relative);
-    partition.content_hash = Some(content_hash);
-    Ok((partition, findings))
 }
 
 /// The start of the last minute of the symbol's unbroken run of written minutes,

@@ -325,6 +325,7 @@ pub mod determinism {
         let options = run::Options {
             from: None,
             lake_root: lake.clone(),
+            jobs: 2,
         };
         let mut log = EventLog::open(data.path()).expect("log");
         for (position, &(index, batch)) in arrangement.blocks.iter().enumerate() {
