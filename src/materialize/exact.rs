@@ -6,6 +6,17 @@ use std::cmp::Ordering;
 
 use crate::event::Decimal;
 
+/// 10^0 ..= 10^38: every power of ten an i128 holds.
+const POWERS_OF_TEN: [i128; 39] = {
+    let mut powers = [1i128; 39];
+    let mut i = 1;
+    while i < 39 {
+        powers[i] = powers[i - 1] * 10;
+        i += 1;
+    }
+    powers
+};
+
 /// A sum of decimals (or of products of two decimals), as `mantissa × 10^-scale`
 /// in 128 bits. Real sums stay far below 10^38; should one ever get there, the
 /// arithmetic stops with a panic rather than wrap into a wrong number.
@@ -60,9 +71,9 @@ impl Exact {
         if scale == self.scale {
             return self.mantissa;
         }
-        10i128
-            .checked_pow(u32::from(scale - self.scale))
-            .and_then(|f| self.mantissa.checked_mul(f))
+        POWERS_OF_TEN
+            .get(usize::from(scale - self.scale))
+            .and_then(|f| self.mantissa.checked_mul(*f))
             .expect("exact value overflows 128 bits")
     }
 }
