@@ -1,6 +1,6 @@
 //! Baseline for the materializer's fold: a generated 24-hour Vision day (see
 //! `scripts/bench-vision-ingest`, which generates it into target/bench/vision-day),
-//! parsed into events, then per hour `collect_hour` → `build_hour` →
+//! parsed into events, then per hour the `Collector` → `build_hour` →
 //! `lake::encode`. Reports events/s of the fold. Run:
 //! `cargo bench --bench hour_fold`.
 
@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use bml::event::{Event, Record, Sha256, Source, VisionKind};
-use bml::materialize::collect::collect_hour;
+use bml::materialize::collect::Collector;
 use bml::materialize::hour::{build_hour, HOUR_MS};
 use bml::sources::vision::rows;
 
@@ -89,6 +89,8 @@ fn main() {
         }
     }
     let hours: Vec<i64> = by_hour.keys().copied().collect();
+    // One collector for every hour, as a materializer worker keeps one.
+    let mut collector = Collector::new(0);
     let start = Instant::now();
     let (mut rows_out, mut bytes_out, mut folded) = (0usize, 0usize, 0usize);
     for &hour in &hours {
@@ -97,8 +99,13 @@ fn main() {
             .flat_map(|(_, records)| records.iter())
             .collect();
         folded += input.iter().map(|r| r.events.len()).sum::<usize>();
-        let (facts, _) = collect_hour(hour, input);
+        collector.start(hour);
+        for record in input {
+            collector.add(record);
+        }
+        let (facts, _) = collector.finish();
         let out = build_hour(&facts);
+        collector.reuse(facts);
         rows_out += out.rows.len();
         bytes_out += bml::lake::encode(&out.rows).unwrap().len();
     }

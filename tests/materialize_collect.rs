@@ -175,3 +175,53 @@ fn each_fact_lands_in_the_windows_that_need_it() {
     );
     assert!(collected.agg_trades.is_empty());
 }
+
+/// Of the book updates before the hour, only the last minute that has any is
+/// kept (the only one the forward fill can carry), whatever order the records
+/// come in: look-back first, last, or the newest look-back minute after the
+/// hour's own updates.
+#[test]
+fn the_look_back_keeps_the_last_minute_with_book_updates_in_any_order() {
+    let facts = support::generated_hour(DAY, HOUR);
+    let template = facts.book_tickers[0].clone();
+    let update = |id: u64, time: i64| {
+        let mut b = template.clone();
+        b.update_id = id;
+        b.transaction_time = time;
+        Event::BookTicker(b)
+    };
+    let record = |events: Vec<Event>| Record {
+        symbol: "BTCUSDT".into(),
+        source: vision("b.zip"),
+        received_ms: 0,
+        events,
+    };
+    let records = vec![
+        record(vec![
+            update(1, HOUR - 30 * MINUTE_MS),
+            update(2, HOUR - 3 * MINUTE_MS),
+        ]),
+        record(vec![
+            update(3, HOUR - 2 * MINUTE_MS + 5),
+            update(4, HOUR - MINUTE_MS - 1),
+        ]),
+        record(vec![
+            update(5, HOUR - 2 * MINUTE_MS + 9),
+            update(6, HOUR - 61 * MINUTE_MS),
+        ]),
+        record(vec![update(10, HOUR + 1), update(11, HOUR + MINUTE_MS)]),
+        record(vec![
+            update(12, HOUR + 2 * MINUTE_MS),
+            update(3, HOUR - 2 * MINUTE_MS + 5),
+        ]),
+    ];
+    let mut rng = fastrand::Rng::with_seed(61);
+    for _ in 0..50 {
+        let mut shuffled = records.clone();
+        rng.shuffle(&mut shuffled);
+        let (collected, _) = collect_hour(HOUR, &shuffled);
+        let ids: Vec<u64> = collected.book_tickers.iter().map(|b| b.update_id).collect();
+        // Minute −2 (3, 5 and 4, in time order), then the hour's own.
+        assert_eq!(ids, vec![3, 5, 4, 10, 11, 12]);
+    }
+}

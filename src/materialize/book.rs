@@ -36,26 +36,42 @@ impl BookMinute {
     pub fn fold(updates: &[BookTicker]) -> Option<BookMinute> {
         let last = updates.last()?;
         let n = updates.len() as f64;
-        let (mut spread, mut bid_qty, mut ask_qty) = (Exact::ZERO, Exact::ZERO, Exact::ZERO);
+        // Every price as a mantissa at the minute's largest price scale, every
+        // quantity at its largest quantity scale: the sums are then plain
+        // integer sums, the same exact values `Exact` arithmetic gives, and a
+        // float of an exact value does not depend on how it is scaled.
+        let largest = |scale: fn(&BookTicker) -> u8| updates.iter().map(scale).max().unwrap_or(0);
+        let p = largest(|u| u.bid_price.scale().max(u.ask_price.scale()));
+        let q = largest(|u| u.bid_qty.scale().max(u.ask_qty.scale()));
+        let at = |d, scale| Exact::of(d).rescaled(scale);
+        let float = |mantissa, scale| Exact::new(mantissa, scale).to_f64();
+        let sum = |a: i128, b: i128| a.checked_add(b).expect("book sum overflows 128 bits");
+        let (mut spread, mut bid_qty, mut ask_qty) = (0i128, 0i128, 0i128);
         let (mut imbalance_sum, mut imbalance_n) = (0.0f64, 0u64);
         let (mut spread_pct_sum, mut spread_pct_n) = (0.0f64, 0u64);
         for u in updates {
-            let gap = Exact::of(u.ask_price) - Exact::of(u.bid_price);
-            spread = spread + gap;
-            bid_qty = bid_qty + Exact::of(u.bid_qty);
-            ask_qty = ask_qty + Exact::of(u.ask_qty);
-            let depth = Exact::of(u.bid_qty) + Exact::of(u.ask_qty);
-            if !depth.is_zero() {
-                imbalance_sum +=
-                    (Exact::of(u.bid_qty) - Exact::of(u.ask_qty)).to_f64() / depth.to_f64();
+            let (bid, ask) = (at(u.bid_price, p), at(u.ask_price, p));
+            let (bid_q, ask_q) = (at(u.bid_qty, q), at(u.ask_qty, q));
+            let gap = ask - bid;
+            spread = sum(spread, gap);
+            bid_qty = sum(bid_qty, bid_q);
+            ask_qty = sum(ask_qty, ask_q);
+            let depth = bid_q + ask_q;
+            if depth != 0 {
+                imbalance_sum += float(bid_q - ask_q, q) / float(depth, q);
                 imbalance_n += 1;
             }
-            let twice_mid = Exact::of(u.ask_price) + Exact::of(u.bid_price);
-            if !twice_mid.is_zero() {
-                spread_pct_sum += 2.0 * gap.to_f64() / twice_mid.to_f64();
+            let twice_mid = ask + bid;
+            if twice_mid != 0 {
+                spread_pct_sum += 2.0 * float(gap, p) / float(twice_mid, p);
                 spread_pct_n += 1;
             }
         }
+        let (spread, bid_qty, ask_qty) = (
+            Exact::new(spread, p),
+            Exact::new(bid_qty, q),
+            Exact::new(ask_qty, q),
+        );
         let last_depth = Exact::of(last.bid_qty) + Exact::of(last.ask_qty);
         let micro_price_close = (!last_depth.is_zero()).then(|| {
             let weighted = Exact::product(last.bid_price, last.ask_qty)

@@ -50,11 +50,11 @@ impl Reach {
         }
     }
 
-    /// The starts of the hours a fact at `time` matters to.
-    pub fn hours(self, time: i64) -> impl Iterator<Item = i64> {
+    /// The first and last start of the hours a fact at `time` matters to.
+    pub fn hours(self, time: i64) -> (i64, i64) {
         let first = time.div_euclid(HOUR_MS) * HOUR_MS;
         let last = (time + self.before_ms()).div_euclid(HOUR_MS) * HOUR_MS;
-        (first..=last).step_by(HOUR_MS as usize)
+        (first, last)
     }
 }
 
@@ -202,12 +202,10 @@ fn time_and_reach(event: &Event) -> Option<(i64, Reach)> {
     }
 }
 
-/// The starts of the hours whose rows a market event can change.
-pub fn hours_reached(event: &Event) -> impl Iterator<Item = i64> {
-    time_and_reach(event)
-        .map(|(time, reach)| reach.hours(time))
-        .into_iter()
-        .flatten()
+/// The first and last start of the hours whose rows a market event can
+/// change; `None` for coverage events.
+pub fn hours_reached(event: &Event) -> Option<(i64, i64)> {
+    time_and_reach(event).map(|(time, reach)| reach.hours(time))
 }
 
 /// Two copies of one fact that disagree.
@@ -229,15 +227,22 @@ struct Origin {
     source: Source,
 }
 
-/// A copy of a fact and the index of its [`Origin`].
-type Copy<T> = (T, u32);
-
-/// Every copy of one kind of fact offered so far.
-struct Copies<T>(Vec<Copy<T>>);
+/// Every copy of one kind of fact offered so far: the facts, and the index of
+/// each one's [`Origin`]. Two vectors rather than one of pairs, so that the
+/// facts vector goes into [`HourFacts`] as it is, and comes back (through
+/// [`Collector::reuse`]) to hold the next hour's copies: a busy hour's memory is
+/// allocated once per worker, not once per hour.
+struct Copies<T> {
+    facts: Vec<T>,
+    origins: Vec<u32>,
+}
 
 impl<T> Default for Copies<T> {
     fn default() -> Self {
-        Copies(Vec::new())
+        Copies {
+            facts: Vec::new(),
+            origins: Vec::new(),
+        }
     }
 }
 
@@ -245,83 +250,119 @@ impl<T: Fact> Copies<T> {
     /// Keeps the copy if its time is inside the fact's reach of the hour.
     fn offer(&mut self, fact: &T, origin: u32, hour: &Range<i64>) {
         if (hour.start - T::REACH.before_ms()..hour.end).contains(&fact.time()) {
-            self.0.push((fact.clone(), origin));
+            self.push(fact.clone(), origin);
         }
     }
 
-    /// One fact per key. `arrival` ranks origins: among equal copies the one
-    /// that arrived first (best source, earliest, then by source) is kept, so
-    /// no tie is left to the log order.
-    fn resolve(
-        mut self,
-        origins: &[Origin],
-        arrival: &[u32],
-        conflicts: &mut Vec<Conflict>,
-    ) -> Vec<Copy<T>> {
-        self.0.sort_by(|a, b| {
-            a.0.key()
-                .cmp(&b.0.key())
-                .then(arrival[a.1 as usize].cmp(&arrival[b.1 as usize]))
-        });
-        // Resolve in place: each group's kept copy moves down to `kept`.
-        let list = &mut self.0;
+    fn push(&mut self, fact: T, origin: u32) {
+        self.facts.push(fact);
+        self.origins.push(origin);
+    }
+
+    fn clear(&mut self) {
+        self.facts.clear();
+        self.origins.clear();
+    }
+
+    /// Reduces the copies, in place, to one fact per key. `arrival` ranks
+    /// origins: among equal copies the one that arrived first (best source,
+    /// earliest, then by source) is kept, so no tie is left to the log order.
+    fn resolve(&mut self, origins: &[Origin], arrival: &[u32], conflicts: &mut Vec<Conflict>) {
+        let order = |(a, ao): (&T, u32), (b, bo): (&T, u32)| {
+            a.key()
+                .cmp(&b.key())
+                .then(arrival[ao as usize].cmp(&arrival[bo as usize]))
+        };
+        let at = |i: usize| (&self.facts[i], self.origins[i]);
+        // The log mostly holds a kind's facts in key order already.
+        if (1..self.facts.len()).any(|i| order(at(i - 1), at(i)).is_gt()) {
+            let mut pairs: Vec<(T, u32)> =
+                self.facts.drain(..).zip(self.origins.drain(..)).collect();
+            pairs.sort_by(|a, b| order((&a.0, a.1), (&b.0, b.1)));
+            for (fact, origin) in pairs {
+                self.push(fact, origin);
+            }
+        }
+        // Each group's kept copy moves down to `kept`.
         let (mut kept, mut start) = (0, 0);
-        while start < list.len() {
-            let key = list[start].0.key();
+        while start < self.facts.len() {
+            let key = self.facts[start].key();
             let end = start
-                + list[start..]
+                + self.facts[start..]
                     .iter()
-                    .take_while(|c| c.0.key() == key)
+                    .take_while(|f| f.key() == key)
                     .count();
-            let group = &list[start..end];
-            let winner = if group.iter().all(|c| c.0 == group[0].0) {
+            let group = &self.facts[start..end];
+            let winner = if group[1..].iter().all(|f| *f == group[0]) {
                 start
             } else {
-                start + Self::precedence(group, &key, origins, conflicts)
+                let group_origins = &self.origins[start..end];
+                start + precedence(group, group_origins, &key, origins, conflicts)
             };
-            list.swap(kept, winner);
+            if kept != winner {
+                self.facts.swap(kept, winner);
+                self.origins.swap(kept, winner);
+            }
             kept += 1;
             start = end;
         }
-        list.truncate(kept);
-        self.0
+        self.facts.truncate(kept);
+        self.origins.truncate(kept);
     }
 
-    /// The winner among copies of one key that disagree (its index in `group`);
-    /// each losing value is reported.
-    fn precedence(
-        group: &[Copy<T>],
-        key: &T::Key,
-        origins: &[Origin],
-        conflicts: &mut Vec<Conflict>,
-    ) -> usize {
-        // Each distinct value, represented by its first-arrived copy.
-        let mut distinct: Vec<usize> = Vec::new();
-        for (i, copy) in group.iter().enumerate() {
-            if !distinct.iter().any(|&d| group[d].0 == copy.0) {
-                distinct.push(i);
-            }
+    /// The resolved facts, leaving the copies empty.
+    fn take(&mut self) -> Vec<T> {
+        self.origins.clear();
+        std::mem::take(&mut self.facts)
+    }
+
+    /// Gives back a vector [`Copies::take`] handed out, to be filled again.
+    fn reuse(&mut self, mut facts: Vec<T>) {
+        if facts.capacity() > self.facts.capacity() {
+            facts.clear();
+            self.facts = facts;
         }
-        // Best source, a closed kline before an open one, then the larger
-        // encoding (arbitrary, but never the log order).
-        let rank = |c: &Copy<T>| (origins[c.1 as usize].rank, !c.0.closed());
-        distinct.sort_by(|&a, &b| {
-            let (a, b) = (&group[a], &group[b]);
-            rank(a)
-                .cmp(&rank(b))
-                .then_with(|| encoded(&b.0).cmp(&encoded(&a.0)))
-        });
-        let kept = &origins[group[distinct[0]].1 as usize].source;
-        conflicts.extend(distinct[1..].iter().map(|&loser| Conflict {
-            key: format!("{}({key:?})", T::NAME),
-            kept: kept.clone(),
-            dropped: origins[group[loser].1 as usize].source.clone(),
-        }));
-        distinct[0]
     }
 }
 
-/// Reduces records, one at a time, to the facts of one hour.
+/// Among copies of one key that disagree, the index of the one kept; each
+/// losing value is reported.
+fn precedence<T: Fact>(
+    group: &[T],
+    group_origins: &[u32],
+    key: &T::Key,
+    origins: &[Origin],
+    conflicts: &mut Vec<Conflict>,
+) -> usize {
+    let origin = |i: usize| &origins[group_origins[i] as usize];
+    // Each distinct value, represented by its first-arrived copy.
+    let mut distinct: Vec<usize> = Vec::new();
+    for (i, fact) in group.iter().enumerate() {
+        if !distinct.iter().any(|&d| group[d] == *fact) {
+            distinct.push(i);
+        }
+    }
+    // Best source, a closed kline before an open one, then the larger
+    // encoding (arbitrary, but never the log order).
+    let rank = |i: usize| (origin(i).rank, !group[i].closed());
+    distinct.sort_by(|&a, &b| {
+        rank(a)
+            .cmp(&rank(b))
+            .then_with(|| encoded(&group[b]).cmp(&encoded(&group[a])))
+    });
+    let kept = &origin(distinct[0]).source;
+    conflicts.extend(distinct[1..].iter().map(|&loser| Conflict {
+        key: format!("{}({key:?})", T::NAME),
+        kept: kept.clone(),
+        dropped: origin(loser).source.clone(),
+    }));
+    distinct[0]
+}
+
+/// Reduces records, one at a time, to the facts of one hour. A worker keeps
+/// one collector for every hour it derives: [`Collector::start`] begins an
+/// hour, [`Collector::finish`] ends it, [`Collector::reuse`] returns the
+/// memory of its facts.
 pub struct Collector {
     hour: Range<i64>,
     origins: Vec<Origin>,
@@ -329,11 +370,15 @@ pub struct Collector {
     klines: Copies<Kline>,
     agg_trades: Copies<AggTrade>,
     book_tickers: Copies<BookTicker>,
-    /// Book updates of the last minute before the hour that has any: the only
-    /// look-back minute the forward fill can carry (`hour::fill_book`), so the
-    /// other 59 minutes of look-back are never kept.
-    book_tail: Copies<BookTicker>,
+    /// The book updates kept from before the hour: those of the last minute
+    /// before it that has any, the only look-back minute the forward fill can
+    /// carry (`hour::fill_book`); the other 59 minutes are never kept. They
+    /// usually arrive first (earlier records) and then sit at the front of
+    /// `book_tickers`, where the hour's own updates follow them in key order;
+    /// those that arrive later wait in `book_tail`.
     book_tail_minute: i64,
+    book_tail_in_front: usize,
+    book_tail: Copies<BookTicker>,
     metrics: Copies<Metrics>,
     funding: Copies<FundingRate>,
     premium_polls: Copies<PremiumIndex>,
@@ -354,8 +399,9 @@ impl Collector {
             klines: Copies::default(),
             agg_trades: Copies::default(),
             book_tickers: Copies::default(),
-            book_tail: Copies::default(),
             book_tail_minute: i64::MIN,
+            book_tail_in_front: 0,
+            book_tail: Copies::default(),
             metrics: Copies::default(),
             funding: Copies::default(),
             premium_polls: Copies::default(),
@@ -365,6 +411,27 @@ impl Collector {
             depth_diffs: Copies::default(),
             liquidations: Copies::default(),
         }
+    }
+
+    /// Forgets everything taken in and begins the hour starting at `hour_start`.
+    pub fn start(&mut self, hour_start: i64) {
+        self.hour = hour_start..hour_start + HOUR_MS;
+        self.origins.clear();
+        self.origin_ids.clear();
+        self.book_tail_minute = i64::MIN;
+        self.book_tail_in_front = 0;
+        self.klines.clear();
+        self.agg_trades.clear();
+        self.book_tickers.clear();
+        self.book_tail.clear();
+        self.metrics.clear();
+        self.funding.clear();
+        self.premium_polls.clear();
+        self.open_interest.clear();
+        self.ratios.clear();
+        self.mark_prices.clear();
+        self.depth_diffs.clear();
+        self.liquidations.clear();
     }
 
     /// Takes in the facts of one record that matter to the hour.
@@ -385,7 +452,7 @@ impl Collector {
                 source: record.source.clone(),
             });
         }
-        let hour = &self.hour;
+        let hour = &self.hour.clone();
         for event in &record.events {
             match event {
                 Event::Kline(e) => self.klines.offer(e, origin, hour),
@@ -393,16 +460,7 @@ impl Collector {
                 Event::BookTicker(e) if e.time() >= hour.start => {
                     self.book_tickers.offer(e, origin, hour)
                 }
-                Event::BookTicker(e) => {
-                    let minute = e.time().div_euclid(MINUTE_MS) * MINUTE_MS;
-                    if minute > self.book_tail_minute {
-                        self.book_tail.0.clear();
-                        self.book_tail_minute = minute;
-                    }
-                    if minute == self.book_tail_minute {
-                        self.book_tail.offer(e, origin, hour);
-                    }
-                }
+                Event::BookTicker(e) => self.offer_book_tail(e, origin),
                 Event::Metrics(e) => self.metrics.offer(e, origin, hour),
                 Event::FundingRate(e) => self.funding.offer(e, origin, hour),
                 Event::PremiumIndex(e) => self.premium_polls.offer(e, origin, hour),
@@ -416,45 +474,95 @@ impl Collector {
         }
     }
 
+    /// Keeps a book update from before the hour if it is in the last minute
+    /// with updates so far.
+    fn offer_book_tail(&mut self, update: &BookTicker, origin: u32) {
+        let minute = update.time().div_euclid(MINUTE_MS) * MINUTE_MS;
+        if minute < self.hour.start - Reach::LookBack.before_ms() {
+            return;
+        }
+        let book = &mut self.book_tickers;
+        if minute > self.book_tail_minute {
+            self.book_tail_minute = minute;
+            book.facts.drain(..self.book_tail_in_front);
+            book.origins.drain(..self.book_tail_in_front);
+            self.book_tail_in_front = 0;
+            self.book_tail.clear();
+        }
+        if minute == self.book_tail_minute {
+            if book.facts.len() == self.book_tail_in_front {
+                book.push(update.clone(), origin);
+                self.book_tail_in_front += 1;
+            } else {
+                self.book_tail.push(update.clone(), origin);
+            }
+        }
+    }
+
     /// The sources of the records taken in (`Source`'s display form).
     pub fn sources(&self) -> BTreeSet<String> {
         self.origins.iter().map(|o| o.source.to_string()).collect()
     }
 
     /// One fact per key, and the disagreements found, listed by key.
-    pub fn finish(mut self) -> (HourFacts, Vec<Conflict>) {
+    pub fn finish(&mut self) -> (HourFacts, Vec<Conflict>) {
         let arrival = self.arrival();
-        // The tail comes from earlier records: ahead of the hour, the copies
-        // usually form one run of ids, which the sort only has to check.
-        self.book_tail.0.append(&mut self.book_tickers.0);
-        self.book_tickers = self.book_tail;
+        // Late tail copies go in front too: ahead of the hour's, the copies
+        // usually form one run of ids, which needs no sorting.
+        let (book, tail) = (&mut self.book_tickers, &mut self.book_tail);
+        if !tail.facts.is_empty() {
+            book.facts.splice(0..0, tail.facts.drain(..));
+            book.origins.splice(0..0, tail.origins.drain(..));
+        }
         let mut conflicts = Vec::new();
         let (o, a, c) = (&self.origins[..], &arrival[..], &mut conflicts);
+        self.depth_diffs.resolve(o, a, c);
+        let depth_diffs = (self
+            .depth_diffs
+            .facts
+            .drain(..)
+            .zip(&self.depth_diffs.origins))
+        .map(|(d, &i)| (d, o[i as usize].received_ms))
+        .collect();
         // The folds want trades and book updates in (time, id) order.
-        let agg_trades = in_time_order(facts(self.agg_trades.resolve(o, a, c)), |t| t.agg_trade_id);
-        let book_tickers =
-            in_time_order(facts(self.book_tickers.resolve(o, a, c)), |b| b.update_id);
+        let mut agg_trades = resolved(&mut self.agg_trades, o, a, c);
+        in_time_order(&mut agg_trades, |t| t.agg_trade_id);
+        let mut book_tickers = resolved(&mut self.book_tickers, o, a, c);
+        in_time_order(&mut book_tickers, |b| b.update_id);
         let hour_facts = HourFacts {
             hour_start: self.hour.start,
-            klines: facts(self.klines.resolve(o, a, c)),
+            klines: resolved(&mut self.klines, o, a, c),
             agg_trades,
             book_tickers,
-            metrics: facts(self.metrics.resolve(o, a, c)),
-            open_interest: facts(self.open_interest.resolve(o, a, c)),
-            ratios: facts(self.ratios.resolve(o, a, c)),
-            funding: facts(self.funding.resolve(o, a, c)),
-            mark_prices: facts(self.mark_prices.resolve(o, a, c)),
-            premium_polls: facts(self.premium_polls.resolve(o, a, c)),
-            depth_diffs: (self.depth_diffs.resolve(o, a, c).into_iter())
-                .map(|(d, i)| (d, o[i as usize].received_ms))
-                .collect(),
-            liquidations: facts(self.liquidations.resolve(o, a, c)),
+            metrics: resolved(&mut self.metrics, o, a, c),
+            open_interest: resolved(&mut self.open_interest, o, a, c),
+            ratios: resolved(&mut self.ratios, o, a, c),
+            funding: resolved(&mut self.funding, o, a, c),
+            mark_prices: resolved(&mut self.mark_prices, o, a, c),
+            premium_polls: resolved(&mut self.premium_polls, o, a, c),
+            depth_diffs,
+            liquidations: resolved(&mut self.liquidations, o, a, c),
             liquidation_coverage: Vec::new(),
         };
         // Resolution order is by kind: list conflicts by key, losers in
         // precedence order.
         conflicts.sort_by(|a, b| a.key.cmp(&b.key));
         (hour_facts, conflicts)
+    }
+
+    /// Takes back the memory of facts [`Collector::finish`] gave out, to hold
+    /// the copies of a later hour.
+    pub fn reuse(&mut self, facts: HourFacts) {
+        self.klines.reuse(facts.klines);
+        self.agg_trades.reuse(facts.agg_trades);
+        self.book_tickers.reuse(facts.book_tickers);
+        self.metrics.reuse(facts.metrics);
+        self.open_interest.reuse(facts.open_interest);
+        self.ratios.reuse(facts.ratios);
+        self.funding.reuse(facts.funding);
+        self.mark_prices.reuse(facts.mark_prices);
+        self.premium_polls.reuse(facts.premium_polls);
+        self.liquidations.reuse(facts.liquidations);
     }
 
     /// Each origin's position in arrival order: best source, earliest, then by
@@ -478,7 +586,7 @@ impl Collector {
 /// which an insertion sort fixes in place in about linear time (a general sort
 /// finds no long runs to exploit and needs a buffer). Past a budget of moves,
 /// input that is really out of order gets the general sort.
-fn in_time_order<T: Fact>(mut facts: Vec<T>, id: impl Fn(&T) -> u64) -> Vec<T> {
+fn in_time_order<T: Fact>(facts: &mut [T], id: impl Fn(&T) -> u64) {
     let order = |f: &T| (f.time(), id(f));
     let mut budget = 8 * facts.len();
     for i in 1..facts.len() {
@@ -487,19 +595,24 @@ fn in_time_order<T: Fact>(mut facts: Vec<T>, id: impl Fn(&T) -> u64) -> Vec<T> {
             if budget == 0 {
                 // Keys are unique (ids are), so an unstable sort is deterministic.
                 facts.sort_unstable_by_key(order);
-                return facts;
+                return;
             }
             facts.swap(j - 1, j);
             j -= 1;
             budget -= 1;
         }
     }
-    facts
 }
 
-/// The facts of resolved copies.
-fn facts<T>(copies: Vec<Copy<T>>) -> Vec<T> {
-    copies.into_iter().map(|(fact, _)| fact).collect()
+/// The facts of one kind, resolved.
+fn resolved<T: Fact>(
+    copies: &mut Copies<T>,
+    origins: &[Origin],
+    arrival: &[u32],
+    conflicts: &mut Vec<Conflict>,
+) -> Vec<T> {
+    copies.resolve(origins, arrival, conflicts);
+    copies.take()
 }
 
 /// Reduces `records` to the facts of the hour starting at `hour_start`.

@@ -41,6 +41,11 @@ impl Exact {
         }
     }
 
+    /// `mantissa × 10^-scale`.
+    pub fn new(mantissa: i128, scale: u8) -> Exact {
+        Exact { mantissa, scale }
+    }
+
     /// The exact product of two decimals (e.g. price × quantity).
     pub fn product(a: Decimal, b: Decimal) -> Exact {
         Exact {
@@ -67,7 +72,8 @@ impl Exact {
         crate::event::nearest_f64(self.mantissa, self.scale)
     }
 
-    fn rescaled(self, scale: u8) -> i128 {
+    /// The value as a mantissa at `scale`, which must be at least its own.
+    pub fn rescaled(self, scale: u8) -> i128 {
         if scale == self.scale {
             return self.mantissa;
         }

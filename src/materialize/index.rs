@@ -74,6 +74,21 @@ pub fn extend(
     Ok(done)
 }
 
+/// The starts of the hours a record's market events reach. Neighbouring events
+/// mostly reach the same hours: each run of them is added once.
+fn hours_reached_by(record: &Record) -> BTreeSet<i64> {
+    let mut hours = BTreeSet::new();
+    let mut previous = None;
+    for reached in record.events.iter().filter_map(hours_reached) {
+        if previous != Some(reached) {
+            let (first, last) = reached;
+            hours.extend((first..=last).step_by(HOUR_MS as usize));
+            previous = Some(reached);
+        }
+    }
+    hours
+}
+
 /// Index changes not yet written to the ledger.
 #[derive(Default)]
 struct Pending {
@@ -85,7 +100,7 @@ struct Pending {
 
 impl Pending {
     fn add(&mut self, batch: &Batch, offset: u64, record: &Record) -> anyhow::Result<()> {
-        let mut hours: BTreeSet<i64> = record.events.iter().flat_map(hours_reached).collect();
+        let mut hours = hours_reached_by(record);
         let symbol = &record.symbol;
         match &record.source {
             Source::Vision { file, .. } => {

@@ -1,15 +1,14 @@
 //! The materializer: a pure function from the log's facts to the lake's rows.
 //!
-//! In progress (issue "The materializer, the lake and the ledger"). What is here:
-//! [`exact`] sums that do not depend on order; the per-minute folds of aggTrades
-//! ([`trades`]) and bookTicker updates ([`book`]); and [`hour`], which turns one
-//! symbol-hour's facts into its rows (every column but `price_impact_100k`, which
-//! needs the synchronized L2 book), with the HARD_REQUIRED gate, fill rules and
-//! invariant findings; and [`collect`], which reduces records to an hour's facts
-//! (one per natural key, source precedence, conflicts reported, look-back
-//! windows). The lake writer is `crate::lake`. Still to come: the per-symbol-
-//! hour offset index over the log, live-stream coverage, the redb ledger, and
-//! `bml materialize`.
+//! Data flows one way through these modules: [`index`] lists, per symbol-hour,
+//! the log offsets that can change it; [`run`] reads exactly those records for
+//! each hour to derive and hands them to a [`collect::Collector`], which reduces
+//! them to the hour's distinct facts (one per natural key, source precedence,
+//! conflicts reported, look-back windows); [`hour`] folds the facts into rows
+//! (per minute: [`trades`], [`book`]; [`exact`] sums that do not depend on
+//! order), with the HARD_REQUIRED gate, fill rules and invariant findings; the
+//! lake writer (`crate::lake`) and the ledger (`crate::ledger`) take the result.
+//! `price_impact_100k` waits for the synchronized L2 book.
 
 pub mod book;
 pub mod collect;

@@ -159,8 +159,9 @@ pub fn run(
                     Ok(reader) => reader,
                     Err(e) => return drop(sender.send(Err(e))),
                 };
+                let mut collector = Collector::new(0);
                 while let Some((symbol, hour)) = hours.get(next.fetch_add(1, Ordering::Relaxed)) {
-                    let derived = context.derive_hour(&mut reader, symbol, *hour);
+                    let derived = context.derive_hour(&mut reader, &mut collector, symbol, *hour);
                     if sender.send(derived.map(|d| (symbol, *hour, d))).is_err() {
                         return;
                     }
@@ -242,13 +243,14 @@ impl Context<'_> {
     fn derive_hour(
         &self,
         reader: &mut RecordReader,
+        collector: &mut Collector,
         symbol: &str,
         hour: i64,
     ) -> anyhow::Result<Derived> {
         let (ledger, lake_root) = (self.ledger, self.lake_root);
         lake::remove_stale_temporaries(lake_root, symbol, hour)?;
         let offsets = ledger.index(symbol, hour)?;
-        let mut collector = Collector::new(hour);
+        collector.start(hour);
         let mut fed = Vec::with_capacity(offsets.len());
         let mut events_read = 0;
         for &offset in &offsets {
@@ -270,9 +272,11 @@ impl Context<'_> {
             .filter(|r| r.start < hour_end && hour < r.end)
             .collect();
         let out = build_hour(&facts);
+        let had_klines = !facts.klines.is_empty();
+        collector.reuse(facts);
 
         let mut findings: Vec<Finding> = Vec::new();
-        if !facts.klines.is_empty() {
+        if had_klines {
             findings.extend(out.incomplete.iter().map(|(minute, missing)| Finding {
                 minute: *minute,
                 check: "incomplete minute".into(),
