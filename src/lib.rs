@@ -5,7 +5,8 @@
 //!
 //! - [`event`]: the vocabulary of the log (market facts and coverage facts).
 //! - [`eventlog`]: records in and out of the log.
-//! - [`sources`]: the appenders (Vision so far).
+//! - [`sources`]: the appenders (Vision, REST).
+//! - [`sim`]: the simulated exchange the sources are tested against.
 //! - [`cli`]: wires the stages to the command line; nothing below it knows it.
 
 pub mod cli;
@@ -15,4 +16,5 @@ pub mod lake;
 pub mod ledger;
 pub mod materialize;
 pub mod schema;
+pub mod sim;
 pub mod sources;

@@ -9,6 +9,7 @@ use clap::{Args, Subcommand};
 
 use super::{exit, Outcome, Ui};
 use crate::eventlog::EventLog;
+use crate::sources::rest;
 use crate::sources::vision::{self, Catalog, Store};
 
 /// Vision's public base for USD-M futures.
@@ -21,6 +22,56 @@ pub(super) enum IngestCommand {
     /// all-or-nothing; archives already in the log with the same SHA-256 are
     /// skipped, re-published ones are ingested again. Exits 1 if any archive failed.
     Vision(VisionArgs),
+    /// REST history endpoints into the log, page by page, paced by one
+    /// request-weight governor (never past the exchange's budget). Each range
+    /// read to its end gets a coverage record; a range that failed does not, and
+    /// is listed. Exits 1 if any range failed.
+    Rest(RestArgs),
+}
+
+#[derive(Debug, Args)]
+pub(super) struct RestArgs {
+    /// Symbols, comma-separated (e.g. BTCUSDT,ETHUSDT).
+    #[arg(long, value_delimiter = ',', required = true)]
+    symbol: Vec<String>,
+    /// Range start (UTC): YYYY-MM-DD, YYYY-MM-DDTHH:MM[:SS][Z], or epoch ms.
+    #[arg(long, value_parser = parse_time)]
+    start: i64,
+    /// Range end, exclusive, same forms (YYYY-MM-DD is that day's midnight).
+    #[arg(long, value_parser = parse_time)]
+    end: i64,
+    /// Endpoints, comma-separated, by the last segment of their path: klines,
+    /// markPriceKlines, indexPriceKlines, premiumIndexKlines, aggTrades (last 48 h),
+    /// fundingRate, openInterestHist, topLongShortAccountRatio,
+    /// topLongShortPositionRatio, globalLongShortAccountRatio (last 30 days).
+    /// Default: all.
+    #[arg(long, value_delimiter = ',')]
+    kinds: Vec<String>,
+    /// REST base URL (point it at `bml sim serve`).
+    #[arg(long, env = "BML_REST_URL", default_value = "https://fapi.binance.com")]
+    base_url: String,
+    /// Ranges fetched at once (one governor paces them all).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    concurrency: u16,
+}
+
+/// A time on the command line, as epoch ms.
+fn parse_time(text: &str) -> Result<i64, String> {
+    if let Ok(ms) = text.parse::<i64>() {
+        return Ok(ms);
+    }
+    if let Ok(day) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        return Ok(day
+            .and_time(chrono::NaiveTime::MIN)
+            .and_utc()
+            .timestamp_millis());
+    }
+    let trimmed = text.trim_end_matches('Z');
+    ["%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M"]
+        .iter()
+        .find_map(|f| chrono::NaiveDateTime::parse_from_str(trimmed, f).ok())
+        .map(|t| t.and_utc().timestamp_millis())
+        .ok_or_else(|| format!("{text:?} is not YYYY-MM-DD, YYYY-MM-DDTHH:MM[:SS] or epoch ms"))
 }
 
 #[derive(Debug, Args)]
@@ -51,7 +102,78 @@ pub(super) struct VisionArgs {
 pub(super) fn run(cmd: &IngestCommand, data_dir: &Path, ui: &Ui) -> Outcome {
     match cmd {
         IngestCommand::Vision(args) => ingest_vision(args, data_dir, ui),
+        IngestCommand::Rest(args) => ingest_rest(args, data_dir, ui),
     }
+}
+
+fn ingest_rest(args: &RestArgs, data_dir: &Path, ui: &Ui) -> Outcome {
+    if args.end <= args.start {
+        bail!("--end must be after --start");
+    }
+    let kinds = if args.kinds.is_empty() {
+        rest::Kind::ALL.to_vec()
+    } else {
+        args.kinds
+            .iter()
+            .map(|k| rest::Kind::from_name(k).ok_or_else(|| anyhow!("unknown REST endpoint {k:?}")))
+            .collect::<anyhow::Result<Vec<_>>>()?
+    };
+    let options = rest::Options {
+        symbols: args.symbol.iter().map(|s| s.to_uppercase()).collect(),
+        start_ms: args.start,
+        end_ms: args.end,
+        kinds,
+        base_url: args.base_url.clone(),
+        concurrency: usize::from(args.concurrency),
+    };
+    let mut log = EventLog::open(data_dir)?;
+    let bar = ui.progress().add(indicatif::ProgressBar::new(0));
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "rest [{bar:40}] {pos}/{len} ranges, {msg} ({elapsed})",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    let rows = std::sync::atomic::AtomicU64::new(0);
+    let summary = rest::ingest(&mut log, &options, &|p| match p {
+        rest::Progress::Planned(n) => bar.set_length(n),
+        rest::Progress::Page(n) => {
+            let total = rows.fetch_add(n, std::sync::atomic::Ordering::Relaxed) + n;
+            bar.set_message(format!("{total} rows"));
+        }
+        rest::Progress::TaskDone => bar.inc(1),
+    })?;
+    bar.finish_and_clear();
+
+    let mut out = std::io::stdout().lock();
+    for reason in &summary.failed {
+        writeln!(out, "FAILED  {reason}")?;
+    }
+    for range in &summary.beyond_horizon {
+        writeln!(out, "skipped {range}: older than the endpoint serves")?;
+    }
+    let secs = summary.elapsed.as_secs_f64().max(1e-9);
+    writeln!(
+        out,
+        "rest: {} ranges: {} complete, {} failed; {} pages, {} rows in {secs:.1} s ({:.0} pages/s, {:.0} rows/s); weight {} ({:.0}/min), {} refusals (429/418), {} retries",
+        summary.tasks,
+        summary.complete,
+        summary.failed.len(),
+        summary.pages,
+        summary.rows,
+        summary.pages as f64 / secs,
+        summary.rows as f64 / secs,
+        summary.weight,
+        summary.weight as f64 / secs * 60.0,
+        summary.refusals,
+        summary.retries,
+    )?;
+    Ok(if summary.failed.is_empty() {
+        exit::OK
+    } else {
+        exit::FAILED
+    })
 }
 
 fn ingest_vision(args: &VisionArgs, data_dir: &Path, ui: &Ui) -> Outcome {

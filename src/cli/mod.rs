@@ -3,6 +3,7 @@
 
 mod ingest;
 mod materialize;
+mod sim;
 mod wal;
 
 use std::path::PathBuf;
@@ -70,6 +71,9 @@ enum Command {
     /// Inspect the write-ahead log: its segments, its integrity, its records.
     #[command(subcommand)]
     Wal(wal::WalCommand),
+    /// The simulated exchange, for tests, benchmarks and a first offline run.
+    #[command(subcommand)]
+    Sim(sim::SimCommand),
 }
 
 /// What a command hands back: its exit code.
@@ -93,6 +97,7 @@ pub fn main() -> ExitCode {
         Command::ShowWatermark(args) => materialize::show_watermark(args, &cli.data_dir),
         Command::Status => materialize::status(&cli.data_dir),
         Command::Wal(cmd) => wal::run(cmd, &cli.data_dir.join("wal"), &ui),
+        Command::Sim(cmd) => sim::run(cmd),
     };
     match outcome {
         Ok(code) => ExitCode::from(code),

@@ -1,4 +1,17 @@
 //! Sources: the appenders. Each fetches from one place and appends events to the
 //! log; none writes Parquet or touches the ledger.
 
+use std::time::Duration;
+
+pub mod rest;
 pub mod vision;
+
+/// How long to wait before retry `attempt` (1, 2, …) of a failed request:
+/// exponential from 200 ms, capped at 10 s, plus up to 200 ms of jitter so that
+/// callers that failed together do not retry together.
+pub fn backoff(attempt: u32) -> Duration {
+    let exponential = 200u64
+        .saturating_mul(1 << attempt.saturating_sub(1).min(6))
+        .min(10_000);
+    Duration::from_millis(exponential + fastrand::u64(0..200))
+}

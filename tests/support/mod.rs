@@ -331,3 +331,68 @@ pub fn generated_hour(date: &str, hour_start: i64) -> bml::materialize::hour::Ho
         })
         .clone()
 }
+
+/// `bml sim serve` running as a child process on a free port of 127.0.0.1,
+/// killed on drop.
+pub struct Sim {
+    child: std::process::Child,
+    url: String,
+}
+
+impl Sim {
+    /// Serves the Vision day under `day` with extra `serve` arguments (faults,
+    /// limits); returns once it listens.
+    pub fn start(day: &Path, args: &[&str]) -> Sim {
+        use std::io::BufRead;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_bml"))
+            .args([
+                "--quiet",
+                "sim",
+                "serve",
+                "--addr",
+                "127.0.0.1:0",
+                "--from-vision",
+            ])
+            .arg(day)
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("start the simulator");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let url = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("simulator said {line:?}"))
+            .to_string();
+        Sim { child, url }
+    }
+
+    /// The REST base URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Its Vision base URL.
+    pub fn vision_url(&self) -> String {
+        format!("{}/data/futures/um/", self.url)
+    }
+
+    /// Its counters (`GET /sim/stats`).
+    pub fn stats(&self) -> serde_json::Value {
+        let body = reqwest::blocking::get(format!("{}/sim/stats", self.url))
+            .unwrap()
+            .text()
+            .unwrap();
+        serde_json::from_str(&body).unwrap()
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

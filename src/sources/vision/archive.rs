@@ -244,8 +244,7 @@ fn get<T>(
     let mut last_error = String::new();
     for attempt in 0..ATTEMPTS {
         if attempt > 0 {
-            let backoff = Duration::from_millis(200 * 2u64.pow(attempt - 1));
-            std::thread::sleep(backoff + Duration::from_millis(fastrand::u64(0..200)));
+            std::thread::sleep(crate::sources::backoff(attempt));
         }
         let response = match client.get(url).send() {
             Ok(r) => r,

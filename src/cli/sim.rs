@@ -1,0 +1,90 @@
+//! `bml sim serve`: the simulated exchange.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+
+use super::{exit, Outcome};
+use crate::sim::{self, market::Market, Config, Faults};
+
+#[derive(Debug, Subcommand)]
+pub(super) enum SimCommand {
+    /// Serve a simulated Binance USD-M exchange (REST and Vision archives) until
+    /// killed. Prints `listening on http://ADDR` first. Point bml's sources at it
+    /// with `--base-url http://ADDR` (REST) and `--base-url
+    /// http://ADDR/data/futures/um/` (Vision).
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+pub(super) struct ServeArgs {
+    /// Address to listen on; port 0 picks a free port.
+    #[arg(long, default_value = "127.0.0.1:8765")]
+    addr: SocketAddr,
+    /// The market: Binance Vision archives in Vision's layout (e.g. written by
+    /// tools/gen_vision_day.py). REST answers are cut from the same rows the
+    /// archives hold, and the archives are served as Vision.
+    #[arg(long, value_name = "DIR")]
+    from_vision: PathBuf,
+    /// Symbols to serve, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "BTCUSDT")]
+    symbols: Vec<String>,
+    /// Request weight allowed per IP per window (Binance: 2400 per minute).
+    #[arg(long, default_value_t = 2400)]
+    weight_limit: u32,
+    /// The weight window in seconds (Binance: 60). `exchangeInfo` states it and
+    /// the used-weight header is named after it (`X-MBX-USED-WEIGHT-10S`), as
+    /// Binance names its windows; shorter windows make tests quick.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..))]
+    weight_window_s: u32,
+    /// The simulated "now", epoch ms: the 48-hour aggTrades horizon and the
+    /// 30-day statistics horizon count back from it. Default: the end of the data.
+    #[arg(long)]
+    now_ms: Option<i64>,
+    /// Seed of the fault injection.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Added latency per request, milliseconds.
+    #[arg(long, default_value_t = 0)]
+    latency_ms: u64,
+    /// Fraction of REST requests answered 500/503.
+    #[arg(long, default_value_t = 0.0)]
+    fail_rate: f64,
+    /// Fraction of REST requests answered 429 (Retry-After: 1).
+    #[arg(long, default_value_t = 0.0)]
+    throttle_rate: f64,
+    /// Fraction of REST answers whose connection drops mid-body.
+    #[arg(long, default_value_t = 0.0)]
+    cut_rate: f64,
+    /// Fraction of REST answers that are broken JSON or lack a field.
+    #[arg(long, default_value_t = 0.0)]
+    malformed_rate: f64,
+}
+
+pub(super) fn run(cmd: &SimCommand) -> Outcome {
+    match cmd {
+        SimCommand::Serve(args) => {
+            let market = Market::from_vision(&args.from_vision, &args.symbols)?;
+            sim::serve(
+                market,
+                Config {
+                    addr: args.addr,
+                    weight_limit: args.weight_limit,
+                    weight_window_ms: i64::from(args.weight_window_s) * 1000,
+                    now_ms: args.now_ms,
+                    seed: args.seed,
+                    faults: Faults {
+                        latency: Duration::from_millis(args.latency_ms),
+                        server_errors: args.fail_rate,
+                        throttles: args.throttle_rate,
+                        cut_bodies: args.cut_rate,
+                        malformed: args.malformed_rate,
+                    },
+                },
+            )?;
+            Ok(exit::OK)
+        }
+    }
+}

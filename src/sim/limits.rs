@@ -1,0 +1,179 @@
+//! The exchange's request-weight budget, as Binance enforces it: per IP, per UTC
+//! clock minute (not a sliding window; the simulator can shorten the window, and
+//! says so in `exchangeInfo`). Past the budget: 429 with `Retry-After`; a client
+//! that keeps sending before that time is up earns a 418 and a ban.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+/// Requests sent during one `Retry-After` wait before the IP is banned: a few
+/// already in flight when the 429 went out (or from other processes on the
+/// same IP) are forgiven, a client that keeps going is not.
+const VIOLATIONS_BEFORE_BAN: u32 = 10;
+/// How long a ban lasts (Binance: 2 minutes for a first offence).
+const BAN_MS: i64 = 120_000;
+
+/// What the budget says about one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// Served; the weight is counted.
+    Served,
+    /// 429: over budget (or a throttle the simulator injects); retry after so
+    /// many seconds.
+    TooMany { retry_after_s: u64 },
+    /// 418: banned for so many more seconds.
+    Banned { retry_after_s: u64 },
+}
+
+#[derive(Debug, Default)]
+struct Ip {
+    minute: i64,
+    used: u32,
+    /// Until when a 429 told this IP to wait (ms).
+    wait_until: i64,
+    violations: u32,
+    banned_until: i64,
+}
+
+/// Per-IP weight accounting.
+#[derive(Debug)]
+pub struct Limits {
+    limit: u32,
+    window_ms: i64,
+    ips: HashMap<IpAddr, Ip>,
+}
+
+impl Limits {
+    /// A budget of `limit` weight per IP per clock-aligned window of
+    /// `window_ms` (Binance: 60 000).
+    pub fn new(limit: u32, window_ms: i64) -> Limits {
+        Limits {
+            limit,
+            window_ms: window_ms.max(1000),
+            ips: HashMap::new(),
+        }
+    }
+
+    /// The budget per window.
+    pub fn limit(&self) -> u32 {
+        self.limit
+    }
+
+    /// The window as Binance names it: `(interval, intervalNum)` for
+    /// `exchangeInfo`, and the suffix of the used-weight header (`1m`, `10s`).
+    pub fn interval(&self) -> (&'static str, i64, String) {
+        let seconds = self.window_ms / 1000;
+        if seconds % 60 == 0 {
+            ("MINUTE", seconds / 60, format!("{}m", seconds / 60))
+        } else {
+            ("SECOND", seconds, format!("{seconds}s"))
+        }
+    }
+
+    /// Decides one request of `weight` from `ip` at wall time `now_ms`;
+    /// `throttle` forces a 429 (fault injection). Returns the decision and the
+    /// weight used in the current minute (the `X-MBX-USED-WEIGHT-1M` header).
+    pub fn admit(
+        &mut self,
+        ip: IpAddr,
+        weight: u32,
+        now_ms: i64,
+        throttle: bool,
+    ) -> (Admission, u32) {
+        let (limit, window) = (self.limit, self.window_ms);
+        let state = self.ips.entry(ip).or_default();
+        let minute = now_ms.div_euclid(window);
+        if state.minute != minute {
+            state.minute = minute;
+            state.used = 0;
+        }
+        let seconds = |until: i64| ((until - now_ms).max(0) as u64).div_ceil(1000).max(1);
+        if now_ms < state.banned_until {
+            return (
+                Admission::Banned {
+                    retry_after_s: seconds(state.banned_until),
+                },
+                state.used,
+            );
+        }
+        if now_ms < state.wait_until {
+            state.violations += 1;
+            if state.violations >= VIOLATIONS_BEFORE_BAN {
+                state.banned_until = now_ms + BAN_MS;
+                state.violations = 0;
+                return (
+                    Admission::Banned {
+                        retry_after_s: seconds(state.banned_until),
+                    },
+                    state.used,
+                );
+            }
+            return (
+                Admission::TooMany {
+                    retry_after_s: seconds(state.wait_until),
+                },
+                state.used,
+            );
+        }
+        // A new wait: the count of requests sent during it starts again.
+        if throttle {
+            state.wait_until = now_ms + 1000;
+            state.violations = 0;
+            return (Admission::TooMany { retry_after_s: 1 }, state.used);
+        }
+        if state.used + weight > limit {
+            state.wait_until = (minute + 1) * window;
+            state.violations = 0;
+            return (
+                Admission::TooMany {
+                    retry_after_s: seconds(state.wait_until),
+                },
+                state.used,
+            );
+        }
+        state.used += weight;
+        (Admission::Served, state.used)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn budget_per_clock_minute_then_429_then_418_for_the_impatient() {
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        let mut l = Limits::new(50, 60_000);
+        let t = 600_000 + 59_000;
+        assert_eq!(l.admit(ip, 20, t, false), (Admission::Served, 20));
+        assert_eq!(l.admit(ip, 20, t, false), (Admission::Served, 40));
+        assert_eq!(
+            l.admit(ip, 20, t, false),
+            (Admission::TooMany { retry_after_s: 1 }, 40)
+        );
+        // Asking again before the minute turns: violations, then a ban.
+        for i in 1..VIOLATIONS_BEFORE_BAN {
+            assert!(matches!(
+                l.admit(ip, 1, t + i64::from(i), false).0,
+                Admission::TooMany { .. }
+            ));
+        }
+        assert_eq!(
+            l.admit(ip, 1, t + 30, false).0,
+            Admission::Banned { retry_after_s: 120 }
+        );
+        assert!(matches!(
+            l.admit(ip, 1, t + 60_000, false).0,
+            Admission::Banned { .. }
+        ));
+        assert_eq!(l.admit(ip, 1, t + 121_000, false), (Admission::Served, 1));
+        // A patient client is never banned: the new minute has a fresh budget.
+        let mut l = Limits::new(50, 60_000);
+        assert_eq!(l.admit(ip, 50, t, false).0, Admission::Served);
+        assert!(matches!(
+            l.admit(ip, 1, t, false).0,
+            Admission::TooMany { .. }
+        ));
+        assert_eq!(l.admit(ip, 50, t + 1000, false), (Admission::Served, 50));
+    }
+}

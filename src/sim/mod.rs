@@ -1,0 +1,303 @@
+//! `bml sim serve`: a simulated Binance USD-M exchange on a local socket.
+//!
+//! No test may touch Binance, yet every source must be exercised with its real
+//! client over a real socket, bad days included. The simulator answers REST
+//! ([`rest`]) with the exchange's paths, shapes, limits and weights, enforces
+//! the per-minute weight budget ([`limits`]), serves the Vision archives it was
+//! loaded from, and injects faults on request (latency, 5xx, throttling, bodies
+//! cut mid-way, malformed JSON). Its market ([`market`]) is one set of facts, so
+//! REST and Vision agree on every trade. (The WebSocket side comes with the live
+//! streams; it will share the market and the server.)
+
+pub mod limits;
+pub mod market;
+pub mod rest;
+
+use std::net::SocketAddr;
+use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::{header, HeaderValue, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+
+use limits::{Admission, Limits};
+use market::Market;
+use rest::Params;
+
+/// Faults to inject, each a fraction of requests (0 = never).
+#[derive(Debug, Clone, Default)]
+pub struct Faults {
+    /// Added to every answer.
+    pub latency: Duration,
+    /// Answered 500 or 503.
+    pub server_errors: f64,
+    /// Answered 429 (`Retry-After: 1`), as if someone else used the budget.
+    pub throttles: f64,
+    /// REST bodies cut mid-way (the connection drops).
+    pub cut_bodies: f64,
+    /// REST bodies that are not valid JSON, or lack a field.
+    pub malformed: f64,
+}
+
+/// How the simulator runs.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where to listen (port 0: any free port; the address is printed).
+    pub addr: SocketAddr,
+    /// The request-weight budget per IP per window.
+    pub weight_limit: u32,
+    /// The budget's window, ms (Binance: one minute; shorter makes tests quick).
+    pub weight_window_ms: i64,
+    /// The simulated "now" (epoch ms): horizons such as aggTrades' 48 hours
+    /// count back from it. Default: the end of the market's data.
+    pub now_ms: Option<i64>,
+    /// Seed of the fault injection.
+    pub seed: u64,
+    /// Faults to inject.
+    pub faults: Faults,
+}
+
+/// Counters of what the simulator answered (`GET /sim/stats`).
+#[derive(Debug, Default)]
+struct Stats {
+    requests: AtomicU64,
+    served: AtomicU64,
+    weight_served: AtomicU64,
+    too_many: AtomicU64,
+    banned: AtomicU64,
+    server_errors: AtomicU64,
+    cut: AtomicU64,
+    malformed: AtomicU64,
+}
+
+struct Sim {
+    market: Market,
+    config: Config,
+    now_ms: i64,
+    limits: Mutex<Limits>,
+    rng: Mutex<fastrand::Rng>,
+    stats: Stats,
+}
+
+/// Serves `market` until the process ends. Prints `listening on http://ADDR`
+/// on stdout first, so that a caller that asked for port 0 learns the port.
+pub fn serve(market: Market, config: Config) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(config.addr).await?;
+        let addr = listener.local_addr()?;
+        println!("listening on http://{addr}");
+        tracing::info!(%addr, symbols = ?market.symbols.keys().collect::<Vec<_>>(), "simulated exchange up");
+        let sim = Arc::new(Sim {
+            now_ms: config.now_ms.unwrap_or_else(|| market.end_ms()),
+            limits: Mutex::new(Limits::new(config.weight_limit, config.weight_window_ms)),
+            rng: Mutex::new(fastrand::Rng::with_seed(config.seed)),
+            stats: Stats::default(),
+            market,
+            config,
+        });
+        let app = Router::new().fallback(handle).with_state(sim);
+        axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await?;
+        Ok(())
+    })
+}
+
+impl Sim {
+    fn chance(&self, fraction: f64) -> bool {
+        fraction > 0.0 && self.rng.lock().expect("rng lock").f64() < fraction
+    }
+}
+
+async fn handle(
+    State(sim): State<Arc<Sim>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    uri: Uri,
+    Query(params): Query<Params>,
+) -> Response {
+    sim.stats.requests.fetch_add(1, Ordering::Relaxed);
+    if !sim.config.faults.latency.is_zero() {
+        tokio::time::sleep(sim.config.faults.latency).await;
+    }
+    let path = uri.path();
+    if path == "/sim/stats" {
+        return stats(&sim).into_response();
+    }
+    if let Some(rel) = path.strip_prefix("/data/futures/um/") {
+        return vision_file(&sim, rel).await;
+    }
+    let Some(weight) = rest::weight(path, &params) else {
+        return (StatusCode::NOT_FOUND, "no such endpoint").into_response();
+    };
+    let throttle = sim.chance(sim.config.faults.throttles);
+    let now = chrono::Utc::now().timestamp_millis();
+    let (admission, used, suffix) = {
+        let mut limits = sim.limits.lock().expect("limits lock");
+        let (admission, used) = limits.admit(peer.ip(), weight, now, throttle);
+        (admission, used, limits.interval().2)
+    };
+    let mut response = match admission {
+        Admission::Served => {
+            sim.stats.served.fetch_add(1, Ordering::Relaxed);
+            sim.stats
+                .weight_served
+                .fetch_add(u64::from(weight), Ordering::Relaxed);
+            rest_answer(&sim, path, &params)
+        }
+        Admission::TooMany { retry_after_s } => {
+            sim.stats.too_many.fetch_add(1, Ordering::Relaxed);
+            refusal(
+                StatusCode::TOO_MANY_REQUESTS,
+                retry_after_s,
+                -1003,
+                "Too many requests; wait for Retry-After.",
+            )
+        }
+        Admission::Banned { retry_after_s } => {
+            sim.stats.banned.fetch_add(1, Ordering::Relaxed);
+            refusal(
+                StatusCode::IM_A_TEAPOT,
+                retry_after_s,
+                -1003,
+                "IP banned for hammering after 429s.",
+            )
+        }
+    };
+    response.headers_mut().insert(
+        header::HeaderName::try_from(format!("x-mbx-used-weight-{suffix}")).expect("a header name"),
+        HeaderValue::from_str(&used.to_string()).expect("digits"),
+    );
+    response
+}
+
+fn refusal(status: StatusCode, retry_after_s: u64, code: i32, msg: &str) -> Response {
+    let mut response = (
+        status,
+        axum::Json(serde_json::json!({"code": code, "msg": msg})),
+    )
+        .into_response();
+    response.headers_mut().insert(
+        header::RETRY_AFTER,
+        HeaderValue::from_str(&retry_after_s.to_string()).expect("digits"),
+    );
+    response
+}
+
+/// A served REST request: the answer, or an injected fault.
+fn rest_answer(sim: &Sim, path: &str, params: &Params) -> Response {
+    let faults = &sim.config.faults;
+    if sim.chance(faults.server_errors) {
+        sim.stats.server_errors.fetch_add(1, Ordering::Relaxed);
+        let status = if sim.chance(0.5) {
+            StatusCode::SERVICE_UNAVAILABLE
+        } else {
+            StatusCode::INTERNAL_SERVER_ERROR
+        };
+        return (status, "simulated server error").into_response();
+    }
+    let (limit, (interval, interval_num, _)) = {
+        let limits = sim.limits.lock().expect("limits lock");
+        (limits.limit(), limits.interval())
+    };
+    let budget = rest::Budget {
+        limit,
+        interval,
+        interval_num,
+    };
+    let value = match rest::answer(&sim.market, &budget, path, params, sim.now_ms) {
+        Ok(value) => value,
+        Err(e) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                axum::Json(serde_json::json!({"code": e.code, "msg": e.msg})),
+            )
+                .into_response()
+        }
+    };
+    let mut body = serde_json::to_vec(&value).expect("JSON values serialize");
+    if sim.chance(faults.malformed) {
+        sim.stats.malformed.fetch_add(1, Ordering::Relaxed);
+        body = malformed(value, sim.chance(0.5));
+    } else if sim.chance(faults.cut_bodies) && body.len() > 1 {
+        sim.stats.cut.fetch_add(1, Ordering::Relaxed);
+        return cut_body(body);
+    }
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// Broken JSON text, or valid JSON whose first element lost a field.
+fn malformed(value: serde_json::Value, broken_text: bool) -> Vec<u8> {
+    let text = serde_json::to_vec(&value).expect("JSON values serialize");
+    if broken_text || value.as_array().is_none_or(|a| a.is_empty()) {
+        return text[..text.len() / 2].to_vec();
+    }
+    let mut value = value;
+    match &mut value[0] {
+        serde_json::Value::Object(o) => {
+            let first = o.keys().next().cloned().expect("answers have fields");
+            o.remove(&first);
+        }
+        serde_json::Value::Array(a) => {
+            a.truncate(a.len() / 2);
+        }
+        _ => {}
+    }
+    serde_json::to_vec(&value).expect("JSON values serialize")
+}
+
+/// Announces the whole body, sends half, then drops the connection.
+fn cut_body(body: Vec<u8>) -> Response {
+    let half = body[..body.len() / 2].to_vec();
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = vec![
+        Ok(half),
+        Err(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "simulated drop",
+        )),
+    ];
+    let mut response = Response::new(Body::from_stream(futures_util::stream::iter(chunks)));
+    response.headers_mut().insert(
+        header::CONTENT_LENGTH,
+        HeaderValue::from_str(&body.len().to_string()).expect("digits"),
+    );
+    response
+}
+
+/// A file of the Vision tree the market was loaded from.
+async fn vision_file(sim: &Sim, rel: &str) -> Response {
+    let Some(root) = &sim.market.vision_root else {
+        return (StatusCode::NOT_FOUND, "no Vision archives loaded").into_response();
+    };
+    let rel = Path::new(rel);
+    if rel.components().any(|c| !matches!(c, Component::Normal(_))) {
+        return (StatusCode::BAD_REQUEST, "bad path").into_response();
+    }
+    let path: PathBuf = root.join(rel);
+    match tokio::fs::read(&path).await {
+        Ok(bytes) => bytes.into_response(),
+        Err(_) => (StatusCode::NOT_FOUND, "not found").into_response(),
+    }
+}
+
+fn stats(sim: &Sim) -> axum::Json<serde_json::Value> {
+    let s = &sim.stats;
+    let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
+    axum::Json(serde_json::json!({
+        "requests": n(&s.requests),
+        "served": n(&s.served),
+        "weight_served": n(&s.weight_served),
+        "too_many": n(&s.too_many),
+        "banned": n(&s.banned),
+        "server_errors": n(&s.server_errors),
+        "cut": n(&s.cut),
+        "malformed": n(&s.malformed),
+        "weight_limit": sim.config.weight_limit,
+    }))
+}

@@ -1,0 +1,344 @@
+//! The REST answers of the simulated exchange: Binance's paths, parameters,
+//! limits, weights and JSON shapes (`spec/binance.md`), cut from the [`Market`].
+
+use std::collections::HashMap;
+
+use serde_json::{json, Value};
+
+use super::market::{Market, SymbolMarket};
+use crate::event::{Decimal, Kline, KlineKind};
+
+/// aggTrades are served for this long before "now" (older: code -4166).
+const AGG_TRADES_HORIZON_MS: i64 = 48 * 3_600_000;
+/// openInterestHist and the ratio series: the last 30 days only.
+const STATS_HORIZON_MS: i64 = 30 * 86_400_000;
+
+/// A Binance error answer: HTTP 400 with `{"code", "msg"}`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiError {
+    /// Binance's error code (negative).
+    pub code: i32,
+    /// Its message.
+    pub msg: String,
+}
+
+fn error(code: i32, msg: impl Into<String>) -> ApiError {
+    ApiError {
+        code,
+        msg: msg.into(),
+    }
+}
+
+/// Query parameters.
+pub type Params = HashMap<String, String>;
+
+/// The request-weight budget, as `exchangeInfo` states it.
+#[derive(Debug, Clone)]
+pub struct Budget {
+    /// Weight per interval.
+    pub limit: u32,
+    /// `MINUTE` or `SECOND`.
+    pub interval: &'static str,
+    /// Interval length in those units.
+    pub interval_num: i64,
+}
+
+/// The REST endpoints the simulator knows, with their request weight; `None`
+/// for an unknown path.
+pub fn weight(path: &str, params: &Params) -> Option<u32> {
+    let kline_weight = || match params.get("limit").and_then(|l| l.parse::<u32>().ok()) {
+        None => 5,
+        Some(0..=99) => 1,
+        Some(100..=499) => 2,
+        Some(500..=1000) => 5,
+        Some(_) => 10,
+    };
+    Some(match path {
+        "/fapi/v1/klines"
+        | "/fapi/v1/markPriceKlines"
+        | "/fapi/v1/indexPriceKlines"
+        | "/fapi/v1/premiumIndexKlines" => kline_weight(),
+        "/fapi/v1/aggTrades" => 20,
+        "/fapi/v1/exchangeInfo" => 1,
+        "/fapi/v1/fundingRate" => 1,
+        "/futures/data/openInterestHist"
+        | "/futures/data/topLongShortAccountRatio"
+        | "/futures/data/topLongShortPositionRatio"
+        | "/futures/data/globalLongShortAccountRatio" => 1,
+        _ => return None,
+    })
+}
+
+/// The answer to `path?params` when the simulated time is `now_ms`.
+pub fn answer(
+    market: &Market,
+    budget: &Budget,
+    path: &str,
+    params: &Params,
+    now_ms: i64,
+) -> Result<Value, ApiError> {
+    if path == "/fapi/v1/exchangeInfo" {
+        return Ok(exchange_info(market, budget, now_ms));
+    }
+    let symbol_param = if path == "/fapi/v1/indexPriceKlines" {
+        "pair"
+    } else {
+        "symbol"
+    };
+    let symbol = params.get(symbol_param).ok_or_else(|| {
+        error(
+            -1102,
+            format!("Mandatory parameter '{symbol_param}' was not sent"),
+        )
+    })?;
+    let m = market
+        .symbols
+        .get(symbol)
+        .ok_or_else(|| error(-1121, "Invalid symbol."))?;
+    let q = Query { params };
+    match path {
+        "/fapi/v1/klines" => klines(m, KlineKind::Trade, &q),
+        "/fapi/v1/markPriceKlines" => klines(m, KlineKind::Mark, &q),
+        "/fapi/v1/indexPriceKlines" => klines(m, KlineKind::Index, &q),
+        "/fapi/v1/premiumIndexKlines" => klines(m, KlineKind::Premium, &q),
+        "/fapi/v1/aggTrades" => agg_trades(m, &q, now_ms),
+        "/fapi/v1/fundingRate" => funding(m, symbol, &q),
+        _ => stats(m, symbol, path, &q, now_ms),
+    }
+}
+
+/// Typed access to the query parameters, with Binance's errors.
+struct Query<'a> {
+    params: &'a Params,
+}
+
+impl Query<'_> {
+    fn int(&self, name: &str) -> Result<Option<i64>, ApiError> {
+        self.params
+            .get(name)
+            .map(|v| {
+                v.parse::<i64>().map_err(|_| {
+                    error(
+                        -1100,
+                        format!("Illegal characters found in parameter '{name}'"),
+                    )
+                })
+            })
+            .transpose()
+    }
+
+    /// `limit`, defaulted and checked against its maximum.
+    fn limit(&self, default: i64, max: i64) -> Result<usize, ApiError> {
+        let limit = self.int("limit")?.unwrap_or(default);
+        if !(1..=max).contains(&limit) {
+            return Err(error(-1130, format!("Invalid limit: must be 1..={max}")));
+        }
+        Ok(limit as usize)
+    }
+}
+
+/// The first `limit` items with time in `[start, end]`; with only an end, the
+/// last `limit` up to it; with neither, the latest `limit`.
+fn window<T>(
+    items: &[T],
+    time: impl Fn(&T) -> i64,
+    start: Option<i64>,
+    end: Option<i64>,
+    limit: usize,
+) -> &[T] {
+    let from = start.map_or(0, |s| items.partition_point(|i| time(i) < s));
+    let to = end.map_or(items.len(), |e| items.partition_point(|i| time(i) <= e));
+    let to = to.max(from);
+    if start.is_some() {
+        &items[from..to.min(from + limit)]
+    } else {
+        &items[to.saturating_sub(limit).max(from)..to]
+    }
+}
+
+fn klines(m: &SymbolMarket, kind: KlineKind, q: &Query) -> Result<Value, ApiError> {
+    if q.params.get("interval").map(String::as_str) != Some("1m") {
+        return Err(error(
+            -1120,
+            "Invalid interval: the simulator serves 1m only.",
+        ));
+    }
+    let limit = q.limit(500, 1500)?;
+    let series: Vec<&Kline> = m
+        .klines
+        .range((kind, i64::MIN)..=(kind, i64::MAX))
+        .map(|(_, k)| k)
+        .collect();
+    let picked = window(
+        &series,
+        |k| k.open_time,
+        q.int("startTime")?,
+        q.int("endTime")?,
+        limit,
+    );
+    Ok(Value::Array(
+        picked
+            .iter()
+            .map(|k| {
+                json!([
+                    k.open_time,
+                    k.open.to_string(),
+                    k.high.to_string(),
+                    k.low.to_string(),
+                    k.close.to_string(),
+                    k.volume.to_string(),
+                    k.close_time,
+                    k.quote_volume.to_string(),
+                    k.trade_count,
+                    k.taker_buy_volume.to_string(),
+                    k.taker_buy_quote_volume.to_string(),
+                    "0"
+                ])
+            })
+            .collect(),
+    ))
+}
+
+fn agg_trades(m: &SymbolMarket, q: &Query, now_ms: i64) -> Result<Value, ApiError> {
+    let limit = q.limit(500, 1000)?;
+    let (start, end, from_id) = (q.int("startTime")?, q.int("endTime")?, q.int("fromId")?);
+    let trades = &m.agg_trades[..];
+    let picked = match (from_id, start, end) {
+        (Some(id), _, _) => {
+            let from = trades.partition_point(|t| (t.agg_trade_id as i64) < id);
+            &trades[from..(from + limit).min(trades.len())]
+        }
+        (None, Some(s), Some(e)) => {
+            if e - s > 3_600_000 || e < s {
+                return Err(error(
+                    -1127,
+                    "More than 1 hours between startTime and endTime.",
+                ));
+            }
+            window(trades, |t| t.transact_time, Some(s), Some(e), limit)
+        }
+        (None, None, None) => window(trades, |t| t.transact_time, None, None, limit),
+        _ => return Err(error(-1128, "startTime and endTime must be sent together.")),
+    };
+    if picked
+        .first()
+        .is_some_and(|t| t.transact_time < now_ms - AGG_TRADES_HORIZON_MS)
+    {
+        return Err(error(
+            -4166,
+            "Only the last 48 hours of aggTrades are served.",
+        ));
+    }
+    Ok(Value::Array(
+        picked
+            .iter()
+            .map(|t| {
+                json!({
+                    "a": t.agg_trade_id,
+                    "p": t.price.to_string(),
+                    "q": t.quantity.to_string(),
+                    "f": t.first_trade_id,
+                    "l": t.last_trade_id,
+                    "T": t.transact_time,
+                    "m": t.is_buyer_maker,
+                })
+            })
+            .collect(),
+    ))
+}
+
+fn funding(m: &SymbolMarket, symbol: &str, q: &Query) -> Result<Value, ApiError> {
+    let limit = q.limit(100, 1000)?;
+    let picked = window(
+        &m.funding,
+        |f| f.funding_time,
+        q.int("startTime")?,
+        q.int("endTime")?,
+        limit,
+    );
+    Ok(Value::Array(
+        picked
+            .iter()
+            .map(|f| {
+                json!({
+                    "symbol": symbol,
+                    "fundingRate": f.rate.to_string(),
+                    "fundingTime": f.funding_time,
+                    "markPrice": f.mark_price.map(|p| p.to_string()).unwrap_or_default(),
+                })
+            })
+            .collect(),
+    ))
+}
+
+/// openInterestHist and the three ratio series, cut from the metrics points.
+fn stats(
+    m: &SymbolMarket,
+    symbol: &str,
+    path: &str,
+    q: &Query,
+    now_ms: i64,
+) -> Result<Value, ApiError> {
+    if q.params.get("period").map(String::as_str) != Some("5m") {
+        return Err(error(
+            -1120,
+            "Invalid period: the simulator serves 5m only.",
+        ));
+    }
+    let limit = q.limit(30, 500)?;
+    let start = q
+        .int("startTime")?
+        .map(|s| s.max(now_ms - STATS_HORIZON_MS));
+    let end = q.int("endTime")?;
+    let horizon = m
+        .metrics
+        .partition_point(|p| p.create_time < now_ms - STATS_HORIZON_MS);
+    let points = window(&m.metrics[horizon..], |p| p.create_time, start, end, limit);
+    let ratio = |r: Option<Decimal>, p_time: i64| {
+        r.map(|r| {
+            let value = r.to_f64();
+            json!({
+                "symbol": symbol,
+                "longShortRatio": r.to_string(),
+                "longAccount": format!("{:.4}", value / (1.0 + value)),
+                "shortAccount": format!("{:.4}", 1.0 / (1.0 + value)),
+                "timestamp": p_time,
+            })
+        })
+    };
+    let rows = points.iter().filter_map(|p| match path {
+        "/futures/data/openInterestHist" => Some(json!({
+            "symbol": symbol,
+            "sumOpenInterest": p.sum_open_interest?.to_string(),
+            "sumOpenInterestValue": p.sum_open_interest_value?.to_string(),
+            "timestamp": p.create_time,
+        })),
+        "/futures/data/topLongShortAccountRatio" => {
+            ratio(p.count_toptrader_long_short_ratio, p.create_time)
+        }
+        "/futures/data/topLongShortPositionRatio" => {
+            ratio(p.sum_toptrader_long_short_ratio, p.create_time)
+        }
+        _ => ratio(p.count_long_short_ratio, p.create_time),
+    });
+    Ok(Value::Array(rows.collect()))
+}
+
+fn exchange_info(market: &Market, budget: &Budget, now_ms: i64) -> Value {
+    json!({
+        "timezone": "UTC",
+        "serverTime": now_ms,
+        "rateLimits": [
+            {
+                "rateLimitType": "REQUEST_WEIGHT",
+                "interval": budget.interval,
+                "intervalNum": budget.interval_num,
+                "limit": budget.limit,
+            },
+            {"rateLimitType": "ORDERS", "interval": "MINUTE", "intervalNum": 1, "limit": 1200},
+        ],
+        "symbols": market.symbols.keys().map(|s| json!({
+            "symbol": s, "pair": s, "contractType": "PERPETUAL", "status": "TRADING",
+        })).collect::<Vec<_>>(),
+    })
+}

@@ -1,0 +1,179 @@
+//! GETs against the REST API through the [`Governor`], with the retries a good
+//! client makes: 5xx, timeouts, dropped connections and answers that do not
+//! parse are retried with exponential backoff and jitter; 429 and 418 pause
+//! every caller for their `Retry-After`; a 400 is Binance saying no, and is an
+//! error at once. Every error names the URL.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context};
+use serde_json::Value;
+
+use super::governor::Governor;
+
+/// Attempts per request before giving up (failures: 5xx, transport errors,
+/// unusable answers).
+const ATTEMPTS: u32 = 8;
+/// 429/418 answers tolerated per request. They are not failures but pacing:
+/// each pauses every caller for its `Retry-After`, and does not use an attempt.
+const REFUSALS: u32 = 100;
+
+/// A REST client bound to one base URL and one governor.
+pub struct Client {
+    http: reqwest::blocking::Client,
+    base_url: String,
+    governor: Arc<Governor>,
+    /// Suffix of the used-weight header (`1m`), from `exchangeInfo`.
+    weight_header: String,
+    retries: AtomicU64,
+    refusals: AtomicU64,
+}
+
+/// Counters for the summary.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ClientStats {
+    /// Requests retried (5xx, transport errors, unparsable answers).
+    pub retries: u64,
+    /// 429 and 418 answers received.
+    pub refusals: u64,
+}
+
+impl Client {
+    /// A client for `base_url` (e.g. `https://fapi.binance.com`). Reads the
+    /// request-weight budget from `exchangeInfo` and hands it to `governor`;
+    /// returns the client and the exchange's `serverTime`.
+    pub fn connect(base_url: &str, governor: Arc<Governor>) -> anyhow::Result<(Client, i64)> {
+        let http = reqwest::blocking::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(60))
+            .user_agent(concat!("bml/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        let mut client = Client {
+            http,
+            base_url: base_url.trim_end_matches('/').to_string(),
+            governor,
+            weight_header: "1m".into(),
+            retries: AtomicU64::new(0),
+            refusals: AtomicU64::new(0),
+        };
+        let (budget, server_time) = client.get("/fapi/v1/exchangeInfo", &[], 1, |v| {
+            let limit = v["rateLimits"]
+                .as_array()
+                .and_then(|l| l.iter().find(|l| l["rateLimitType"] == "REQUEST_WEIGHT"))
+                .context("no REQUEST_WEIGHT in rateLimits")?;
+            let num = limit["intervalNum"].as_u64().context("intervalNum")?;
+            let (seconds, letter) = match limit["interval"].as_str() {
+                Some("SECOND") => (num, "s"),
+                Some("MINUTE") => (num * 60, "m"),
+                Some("HOUR") => (num * 3600, "h"),
+                Some("DAY") => (num * 86_400, "d"),
+                other => bail!("unknown interval {other:?}"),
+            };
+            let weight = limit["limit"].as_u64().context("limit")?;
+            let server_time = v["serverTime"].as_i64().context("serverTime")?;
+            Ok((
+                (weight as u32, seconds, format!("{num}{letter}")),
+                server_time,
+            ))
+        })?;
+        client
+            .governor
+            .set_limit(budget.0, Duration::from_secs(budget.1));
+        client.weight_header = budget.2;
+        Ok((client, server_time))
+    }
+
+    /// What went wrong and was survived so far.
+    pub fn stats(&self) -> ClientStats {
+        ClientStats {
+            retries: self.retries.load(Ordering::Relaxed),
+            refusals: self.refusals.load(Ordering::Relaxed),
+        }
+    }
+
+    /// GETs `path?query` (weight `weight`) and hands the JSON answer to
+    /// `parse`. A failure to parse (broken JSON, a missing field) is retried
+    /// like a dropped connection: a fresh answer is usually whole.
+    pub fn get<T>(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+        weight: u32,
+        parse: impl Fn(&Value) -> anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
+        let url = reqwest::Url::parse_with_params(&format!("{}{path}", self.base_url), query)
+            .with_context(|| format!("bad URL {}{path}", self.base_url))?;
+        let mut last_error = String::new();
+        let (mut attempt, mut refusals) = (0, 0);
+        while attempt < ATTEMPTS && refusals < REFUSALS {
+            if attempt > 0 {
+                self.retries.fetch_add(1, Ordering::Relaxed);
+                std::thread::sleep(crate::sources::backoff(attempt));
+            }
+            attempt += 1;
+            self.governor.acquire(weight);
+            let response = match self.http.get(url.clone()).send() {
+                Ok(r) => r,
+                Err(e) => {
+                    last_error = format!("{e}");
+                    tracing::warn!(%url, attempt, "request failed: {e}");
+                    continue;
+                }
+            };
+            let status = response.status();
+            if let Some(used) = response
+                .headers()
+                .get(format!("x-mbx-used-weight-{}", self.weight_header))
+                .and_then(|v| v.to_str().ok()?.parse::<u32>().ok())
+            {
+                self.governor.observe_used(used);
+            }
+            if status == reqwest::StatusCode::TOO_MANY_REQUESTS || status.as_u16() == 418 {
+                self.refusals.fetch_add(1, Ordering::Relaxed);
+                let wait = response
+                    .headers()
+                    .get(reqwest::header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+                    .unwrap_or(60);
+                tracing::warn!(%url, "HTTP {status}: pausing every request for {wait} s");
+                self.governor.pause(Duration::from_secs(wait));
+                last_error = format!("HTTP {status}");
+                refusals += 1;
+                attempt -= 1;
+                continue;
+            }
+            let body = match response.bytes() {
+                Ok(body) => body,
+                Err(e) => {
+                    last_error = format!("answer cut short: {e}");
+                    tracing::warn!(%url, attempt, "{last_error}");
+                    continue;
+                }
+            };
+            if status.is_server_error() {
+                last_error = format!("HTTP {status}");
+                tracing::warn!(%url, attempt, "HTTP {status}, retrying");
+                continue;
+            }
+            if !status.is_success() {
+                let text = String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned();
+                bail!("GET {url}: HTTP {status}: {text}");
+            }
+            let parsed = serde_json::from_slice::<Value>(&body)
+                .map_err(|e| anyhow!("not JSON: {e}"))
+                .and_then(|v| parse(&v));
+            match parsed {
+                Ok(value) => return Ok(value),
+                Err(e) => {
+                    last_error = format!("unusable answer: {e:#}");
+                    tracing::warn!(%url, attempt, "{last_error}");
+                }
+            }
+        }
+        Err(anyhow!(
+            "GET {url}: gave up after {attempt} attempts and {refusals} refusals: {last_error}"
+        ))
+    }
+}

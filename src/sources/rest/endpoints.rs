@@ -1,0 +1,282 @@
+//! The history endpoints: how each is paged, and its JSON turned into events.
+//! A page that lacks a field or holds a malformed number is refused whole
+//! (and fetched again by the client): nothing from it reaches the log.
+
+use anyhow::{anyhow, Context};
+use serde_json::Value;
+
+use crate::event::{
+    AggTrade, Decimal, Event, FundingRate, Kline, KlineKind, LongShortRatio, OpenInterest,
+    OpenInterestSource, RatioKind,
+};
+
+/// A history endpoint `bml ingest rest` reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Kind {
+    /// `/fapi/v1/klines`.
+    Klines,
+    /// `/fapi/v1/markPriceKlines`.
+    MarkPriceKlines,
+    /// `/fapi/v1/indexPriceKlines`.
+    IndexPriceKlines,
+    /// `/fapi/v1/premiumIndexKlines`.
+    PremiumIndexKlines,
+    /// `/fapi/v1/aggTrades` (the last 48 hours only).
+    AggTrades,
+    /// `/fapi/v1/fundingRate`.
+    FundingRate,
+    /// `/futures/data/openInterestHist` (the last 30 days only).
+    OpenInterestHist,
+    /// `/futures/data/topLongShortAccountRatio` (the last 30 days only).
+    TopLongShortAccountRatio,
+    /// `/futures/data/topLongShortPositionRatio` (the last 30 days only).
+    TopLongShortPositionRatio,
+    /// `/futures/data/globalLongShortAccountRatio` (the last 30 days only).
+    GlobalLongShortAccountRatio,
+}
+
+/// How an endpoint is paged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Paging {
+    /// By time: `startTime` moves past the last element of each page.
+    Time {
+        /// The largest `limit`.
+        limit: u32,
+        /// Extra parameters (`interval=1m`, `period=5m`).
+        extra: &'static [(&'static str, &'static str)],
+    },
+    /// aggTrades: hour windows, then `fromId` while a window's pages are full.
+    AggTrades,
+}
+
+impl Kind {
+    /// Every kind, in the order a run fetches them.
+    pub const ALL: [Kind; 10] = [
+        Kind::Klines,
+        Kind::MarkPriceKlines,
+        Kind::IndexPriceKlines,
+        Kind::PremiumIndexKlines,
+        Kind::AggTrades,
+        Kind::FundingRate,
+        Kind::OpenInterestHist,
+        Kind::TopLongShortAccountRatio,
+        Kind::TopLongShortPositionRatio,
+        Kind::GlobalLongShortAccountRatio,
+    ];
+
+    /// The endpoint's path; its last segment is the kind's name on the command line.
+    pub fn path(self) -> &'static str {
+        match self {
+            Kind::Klines => "/fapi/v1/klines",
+            Kind::MarkPriceKlines => "/fapi/v1/markPriceKlines",
+            Kind::IndexPriceKlines => "/fapi/v1/indexPriceKlines",
+            Kind::PremiumIndexKlines => "/fapi/v1/premiumIndexKlines",
+            Kind::AggTrades => "/fapi/v1/aggTrades",
+            Kind::FundingRate => "/fapi/v1/fundingRate",
+            Kind::OpenInterestHist => "/futures/data/openInterestHist",
+            Kind::TopLongShortAccountRatio => "/futures/data/topLongShortAccountRatio",
+            Kind::TopLongShortPositionRatio => "/futures/data/topLongShortPositionRatio",
+            Kind::GlobalLongShortAccountRatio => "/futures/data/globalLongShortAccountRatio",
+        }
+    }
+
+    /// The kind named like its endpoint's last segment (`aggTrades`).
+    pub fn from_name(name: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.name() == name)
+    }
+
+    /// The endpoint's last path segment.
+    pub fn name(self) -> &'static str {
+        self.path().rsplit('/').next().expect("paths have segments")
+    }
+
+    /// How far back from the exchange's time the endpoint serves, if limited.
+    pub fn horizon_ms(self) -> Option<i64> {
+        match self {
+            Kind::AggTrades => Some(48 * 3_600_000),
+            Kind::OpenInterestHist
+            | Kind::TopLongShortAccountRatio
+            | Kind::TopLongShortPositionRatio
+            | Kind::GlobalLongShortAccountRatio => Some(30 * 86_400_000),
+            _ => None,
+        }
+    }
+
+    /// The symbol parameter's name (`pair` for index price klines).
+    pub fn symbol_param(self) -> &'static str {
+        if self == Kind::IndexPriceKlines {
+            "pair"
+        } else {
+            "symbol"
+        }
+    }
+
+    /// How the endpoint is paged.
+    pub fn paging(self) -> Paging {
+        const KLINES: &[(&str, &str)] = &[("interval", "1m")];
+        const STATS: &[(&str, &str)] = &[("period", "5m")];
+        match self {
+            Kind::Klines
+            | Kind::MarkPriceKlines
+            | Kind::IndexPriceKlines
+            | Kind::PremiumIndexKlines => Paging::Time {
+                limit: 1500,
+                extra: KLINES,
+            },
+            Kind::AggTrades => Paging::AggTrades,
+            Kind::FundingRate => Paging::Time {
+                limit: 1000,
+                extra: &[],
+            },
+            _ => Paging::Time {
+                limit: 500,
+                extra: STATS,
+            },
+        }
+    }
+
+    /// The request weight of one full page.
+    pub fn weight(self) -> u32 {
+        match self {
+            Kind::Klines
+            | Kind::MarkPriceKlines
+            | Kind::IndexPriceKlines
+            | Kind::PremiumIndexKlines => 10,
+            Kind::AggTrades => 20,
+            _ => 1,
+        }
+    }
+
+    /// The events of one page, all or nothing.
+    pub fn parse_page(self, page: &Value) -> anyhow::Result<Vec<Event>> {
+        let items = page
+            .as_array()
+            .ok_or_else(|| anyhow!("expected a JSON array"))?;
+        items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| self.parse(item).with_context(|| format!("element {i}")))
+            .collect()
+    }
+
+    fn parse(self, v: &Value) -> anyhow::Result<Event> {
+        Ok(match self {
+            Kind::Klines => kline(v, KlineKind::Trade)?,
+            Kind::MarkPriceKlines => kline(v, KlineKind::Mark)?,
+            Kind::IndexPriceKlines => kline(v, KlineKind::Index)?,
+            Kind::PremiumIndexKlines => kline(v, KlineKind::Premium)?,
+            Kind::AggTrades => Event::AggTrade(AggTrade {
+                agg_trade_id: uint(v, "a")?,
+                price: decimal(v, "p")?,
+                quantity: decimal(v, "q")?,
+                first_trade_id: uint(v, "f")?,
+                last_trade_id: uint(v, "l")?,
+                transact_time: int(v, "T")?,
+                is_buyer_maker: v["m"]
+                    .as_bool()
+                    .context("field \"m\": expected a boolean")?,
+            }),
+            Kind::FundingRate => Event::FundingRate(FundingRate {
+                funding_time: int(v, "fundingTime")?,
+                rate: decimal(v, "fundingRate")?,
+                interval_hours: None,
+                mark_price: match v.get("markPrice").and_then(Value::as_str) {
+                    Some("") | None => None,
+                    Some(_) => Some(decimal(v, "markPrice")?),
+                },
+            }),
+            Kind::OpenInterestHist => Event::OpenInterest(OpenInterest {
+                source: OpenInterestSource::History5m,
+                time: int(v, "timestamp")?,
+                contracts: decimal(v, "sumOpenInterest")?,
+                value_usdt: Some(decimal(v, "sumOpenInterestValue")?),
+            }),
+            Kind::TopLongShortAccountRatio => ratio(v, RatioKind::TopAccount)?,
+            Kind::TopLongShortPositionRatio => ratio(v, RatioKind::TopPosition)?,
+            Kind::GlobalLongShortAccountRatio => ratio(v, RatioKind::GlobalAccount)?,
+        })
+    }
+}
+
+/// The time a page element is paged by (a kline's open time, …).
+pub fn time_of(event: &Event) -> i64 {
+    match event {
+        Event::Kline(k) => k.open_time,
+        Event::AggTrade(t) => t.transact_time,
+        Event::FundingRate(f) => f.funding_time,
+        Event::OpenInterest(o) => o.time,
+        Event::LongShortRatio(r) => r.time,
+        _ => unreachable!("REST history pages hold only these kinds"),
+    }
+}
+
+fn field<'a>(v: &'a Value, name: &str) -> anyhow::Result<&'a Value> {
+    v.get(name).ok_or_else(|| anyhow!("missing field {name:?}"))
+}
+
+fn int(v: &Value, name: &str) -> anyhow::Result<i64> {
+    field(v, name)?
+        .as_i64()
+        .ok_or_else(|| anyhow!("field {name:?}: expected an integer"))
+}
+
+fn uint(v: &Value, name: &str) -> anyhow::Result<u64> {
+    field(v, name)?
+        .as_u64()
+        .ok_or_else(|| anyhow!("field {name:?}: expected an unsigned integer"))
+}
+
+fn decimal(v: &Value, name: &str) -> anyhow::Result<Decimal> {
+    let text = field(v, name)?
+        .as_str()
+        .ok_or_else(|| anyhow!("field {name:?}: expected a decimal string"))?;
+    Decimal::parse(text.as_bytes()).map_err(|e| anyhow!("field {name:?}: {text:?}: {e}"))
+}
+
+fn ratio(v: &Value, kind: RatioKind) -> anyhow::Result<Event> {
+    Ok(Event::LongShortRatio(LongShortRatio {
+        kind,
+        time: int(v, "timestamp")?,
+        ratio: decimal(v, "longShortRatio")?,
+        long: decimal(v, "longAccount")?,
+        short: decimal(v, "shortAccount")?,
+    }))
+}
+
+/// `[openTime, "o", "h", "l", "c", "v", closeTime, "qv", count, "tbv", "tbqv", "0"]`.
+fn kline(v: &Value, kind: KlineKind) -> anyhow::Result<Event> {
+    let a = v
+        .as_array()
+        .ok_or_else(|| anyhow!("expected a kline array"))?;
+    if a.len() < 11 {
+        return Err(anyhow!("kline array of {} fields, expected 12", a.len()));
+    }
+    let int = |i: usize| {
+        a[i].as_i64()
+            .ok_or_else(|| anyhow!("kline field {i}: expected an integer"))
+    };
+    let dec = |i: usize| {
+        let text = a[i]
+            .as_str()
+            .ok_or_else(|| anyhow!("kline field {i}: expected a decimal string"))?;
+        Decimal::parse(text.as_bytes()).map_err(|e| anyhow!("kline field {i}: {text:?}: {e}"))
+    };
+    let open_time = int(0)?;
+    let close_time = int(6)?;
+    Ok(Event::Kline(Kline {
+        kind,
+        interval_ms: close_time + 1 - open_time,
+        open_time,
+        open: dec(1)?,
+        high: dec(2)?,
+        low: dec(3)?,
+        close: dec(4)?,
+        volume: dec(5)?,
+        close_time,
+        quote_volume: dec(7)?,
+        trade_count: int(8)? as u64,
+        taker_buy_volume: dec(9)?,
+        taker_buy_quote_volume: dec(10)?,
+        closed: true,
+    }))
+}

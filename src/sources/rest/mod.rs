@@ -1,0 +1,325 @@
+//! The REST appender: history endpoints read page by page into the log.
+//!
+//! The range asked for is cut into tasks (a UTC day per endpoint; an hour for
+//! aggTrades) that `concurrency` threads fetch through one [`Client`] and one
+//! [`Governor`]. Each page becomes one record (all of its elements or none);
+//! when a task has read its range to the end, a [`RestRangeComplete`] record
+//! says so. A task that fails leaves no such record: its range is known to be
+//! incomplete, and the run says which and why.
+
+pub mod client;
+pub mod endpoints;
+pub mod governor;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+
+pub use client::Client;
+pub use endpoints::Kind;
+pub use governor::Governor;
+
+use crate::event::{Event, Record, RestRangeComplete, Source};
+use crate::eventlog::EventLog;
+use endpoints::{time_of, Paging};
+
+const DAY_MS: i64 = 86_400_000;
+const HOUR_MS: i64 = 3_600_000;
+
+/// What to fetch, from where.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Upper-case symbols.
+    pub symbols: Vec<String>,
+    /// Range start (epoch ms, inclusive).
+    pub start_ms: i64,
+    /// Range end (epoch ms, exclusive).
+    pub end_ms: i64,
+    /// Endpoints to read.
+    pub kinds: Vec<Kind>,
+    /// REST base URL, e.g. `https://fapi.binance.com`.
+    pub base_url: String,
+    /// Tasks fetched at once.
+    pub concurrency: usize,
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Default)]
+pub struct Summary {
+    /// Tasks (endpoint × day or hour) planned.
+    pub tasks: u64,
+    /// Pages appended (one record each).
+    pub pages: u64,
+    /// Elements appended.
+    pub rows: u64,
+    /// Ranges read to the end (a coverage record each).
+    pub complete: u64,
+    /// Tasks that failed, with the reason (their ranges stay incomplete).
+    pub failed: Vec<String>,
+    /// Ranges not asked for because the endpoint no longer serves them
+    /// (aggTrades: 48 hours; statistics: 30 days), as `endpoint start..end`.
+    pub beyond_horizon: Vec<String>,
+    /// Request weight spent.
+    pub weight: u64,
+    /// 429 and 418 answers (each paused every request for its Retry-After).
+    pub refusals: u64,
+    /// Requests retried.
+    pub retries: u64,
+    /// Wall time.
+    pub elapsed: Duration,
+}
+
+/// One range of one endpoint for one symbol.
+#[derive(Debug, Clone)]
+struct Task {
+    symbol: String,
+    kind: Kind,
+    start_ms: i64,
+    end_ms: i64,
+}
+
+enum Message {
+    Page(Record),
+    Complete(Record),
+    Failed(String),
+}
+
+/// Reads the endpoints into `log`; `progress` is told each page appended
+/// (elements in it) and each task finished.
+pub fn ingest(
+    log: &mut EventLog,
+    options: &Options,
+    progress: &(dyn Fn(Progress) + Sync),
+) -> anyhow::Result<Summary> {
+    let started = Instant::now();
+    let governor = Arc::new(Governor::new(2400, Duration::from_secs(60)));
+    let (client, server_time) = Client::connect(&options.base_url, governor.clone())?;
+    let mut summary = Summary::default();
+    let tasks = plan(options, server_time, &mut summary);
+    summary.tasks = tasks.len() as u64;
+    progress(Progress::Planned(tasks.len() as u64));
+    let next = AtomicUsize::new(0);
+    let (sender, receiver) = mpsc::sync_channel::<Message>(64);
+    std::thread::scope(|scope| -> anyhow::Result<()> {
+        for _ in 0..options.concurrency.max(1) {
+            let (sender, next, tasks, client) = (sender.clone(), &next, &tasks, &client);
+            scope.spawn(move || {
+                while let Some(task) = tasks.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    let sent = fetch(client, task, server_time, &sender);
+                    let outcome = match sent {
+                        Ok(coverage) => Message::Complete(coverage),
+                        Err(e) => Message::Failed(format!(
+                            "{} {} {}..{}: {e:#}",
+                            task.symbol,
+                            task.kind.path(),
+                            time_text(task.start_ms),
+                            time_text(task.end_ms)
+                        )),
+                    };
+                    if sender.send(outcome).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        drop(sender);
+        for message in receiver {
+            match message {
+                Message::Page(record) => {
+                    summary.pages += 1;
+                    summary.rows += record.events.len() as u64;
+                    progress(Progress::Page(record.events.len() as u64));
+                    log.push(&record)?;
+                }
+                Message::Complete(record) => {
+                    summary.complete += 1;
+                    log.push(&record)?;
+                    // The range's pages and its coverage are durable together.
+                    log.commit()?;
+                    progress(Progress::TaskDone);
+                }
+                Message::Failed(reason) => {
+                    tracing::error!("{reason}");
+                    summary.failed.push(reason);
+                    progress(Progress::TaskDone);
+                }
+            }
+        }
+        Ok(())
+    })?;
+    log.commit()?;
+    let (g, c) = (governor.stats(), client.stats());
+    summary.weight = g.weight;
+    summary.refusals = c.refusals;
+    summary.retries = c.retries;
+    summary.elapsed = started.elapsed();
+    Ok(summary)
+}
+
+/// What [`ingest`] reports as it goes.
+#[derive(Debug, Clone, Copy)]
+pub enum Progress {
+    /// This many tasks will run.
+    Planned(u64),
+    /// A page of this many elements was appended.
+    Page(u64),
+    /// A task ended (complete or failed).
+    TaskDone,
+}
+
+/// Cuts the range into tasks: per symbol and endpoint, UTC days (hours for
+/// aggTrades), inside what the endpoint serves at `server_time`.
+fn plan(options: &Options, server_time: i64, summary: &mut Summary) -> Vec<Task> {
+    // Nothing after the last closed minute: a later kline would still be open.
+    let end = options.end_ms.min(server_time.div_euclid(60_000) * 60_000);
+    let mut tasks = Vec::new();
+    for symbol in &options.symbols {
+        for &kind in &options.kinds {
+            let mut start = options.start_ms;
+            if let Some(horizon) = kind.horizon_ms() {
+                let oldest = server_time - horizon;
+                if start < oldest {
+                    summary.beyond_horizon.push(format!(
+                        "{symbol} {} {}..{}",
+                        kind.path(),
+                        time_text(start),
+                        time_text(oldest.min(end))
+                    ));
+                    // Whole minutes, so that the coverage ranges stay aligned.
+                    start = oldest.div_euclid(60_000) * 60_000 + 60_000;
+                }
+            }
+            let step = if kind == Kind::AggTrades {
+                HOUR_MS
+            } else {
+                DAY_MS
+            };
+            let mut chunk = start;
+            while chunk < end {
+                let chunk_end = ((chunk.div_euclid(step) + 1) * step).min(end);
+                tasks.push(Task {
+                    symbol: symbol.clone(),
+                    kind,
+                    start_ms: chunk,
+                    end_ms: chunk_end,
+                });
+                chunk = chunk_end;
+            }
+        }
+    }
+    tasks
+}
+
+/// Fetches one task's pages (sent as they come) and returns its coverage record.
+fn fetch(
+    client: &Client,
+    task: &Task,
+    server_time: i64,
+    sender: &mpsc::SyncSender<Message>,
+) -> anyhow::Result<Record> {
+    let path = task.kind.path();
+    let record = |events: Vec<Event>| Record {
+        symbol: task.symbol.clone(),
+        source: Source::Rest {
+            endpoint: path.to_string(),
+        },
+        received_ms: chrono::Utc::now().timestamp_millis(),
+        events,
+    };
+    let symbol = (task.kind.symbol_param(), task.symbol.clone());
+    let mut rows = 0u64;
+    let mut send = |events: Vec<Event>| -> anyhow::Result<()> {
+        rows += events.len() as u64;
+        sender
+            .send(Message::Page(record(events)))
+            .ok()
+            .context("the log writer stopped")
+    };
+    match task.kind.paging() {
+        Paging::Time { limit, extra } => {
+            let mut cursor = task.start_ms;
+            while cursor < task.end_ms {
+                let mut query = vec![
+                    symbol.clone(),
+                    ("startTime", cursor.to_string()),
+                    ("endTime", (task.end_ms - 1).to_string()),
+                    ("limit", limit.to_string()),
+                ];
+                query.extend(extra.iter().map(|&(k, v)| (k, v.to_string())));
+                let page = client.get(path, &query, task.kind.weight(), |v| {
+                    task.kind.parse_page(v)
+                })?;
+                let full = page.len() as u32 == limit;
+                let events: Vec<Event> = page
+                    .into_iter()
+                    .filter(|e| {
+                        (cursor..task.end_ms).contains(&time_of(e)) && closed_by(e, server_time)
+                    })
+                    .collect();
+                let Some(last) = events.last().map(time_of) else {
+                    break;
+                };
+                send(events)?;
+                cursor = last + 1;
+                if !full {
+                    break;
+                }
+            }
+        }
+        Paging::AggTrades => {
+            let mut query = vec![
+                symbol.clone(),
+                ("startTime", task.start_ms.to_string()),
+                ("endTime", (task.end_ms - 1).to_string()),
+                ("limit", "1000".to_string()),
+            ];
+            loop {
+                let page = client.get(path, &query, task.kind.weight(), |v| {
+                    task.kind.parse_page(v)
+                })?;
+                let full = page.len() == 1000;
+                let last_id = page.last().map(|e| match e {
+                    Event::AggTrade(t) => t.agg_trade_id,
+                    _ => unreachable!("aggTrades pages hold aggTrades"),
+                });
+                let past_end = page.iter().any(|e| time_of(e) >= task.end_ms);
+                let events: Vec<Event> = page
+                    .into_iter()
+                    .filter(|e| (task.start_ms..task.end_ms).contains(&time_of(e)))
+                    .collect();
+                if !events.is_empty() {
+                    send(events)?;
+                }
+                match last_id {
+                    Some(id) if full && !past_end => {
+                        query = vec![
+                            symbol.clone(),
+                            ("fromId", (id + 1).to_string()),
+                            ("limit", "1000".to_string()),
+                        ];
+                    }
+                    _ => break,
+                }
+            }
+        }
+    }
+    Ok(record(vec![Event::RestRangeComplete(RestRangeComplete {
+        endpoint: path.to_string(),
+        start_ms: task.start_ms,
+        end_ms: task.end_ms,
+        rows,
+    })]))
+}
+
+/// False for a kline the exchange still had open at `server_time`.
+fn closed_by(event: &Event, server_time: i64) -> bool {
+    !matches!(event, Event::Kline(k) if k.close_time >= server_time)
+}
+
+fn time_text(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.format("%Y-%m-%dT%H:%M").to_string())
+        .unwrap_or_else(|| ms.to_string())
+}

@@ -1,0 +1,351 @@
+//! `bml ingest rest` against `bml sim serve`: the real reqwest client over a
+//! real socket on 127.0.0.1, the exchange's limits and its bad days.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::Command;
+
+use bml::event::{Event, RecordClass, Source};
+use support::{bml, text, Sim};
+
+const DATE: &str = "2024-03-01";
+const START: i64 = 1_709_251_200_000;
+const HOUR: i64 = 3_600_000;
+
+fn ingest_rest(sim: &Sim, data: &Path, kinds: &str) -> std::process::Output {
+    bml(
+        data,
+        &[
+            "ingest",
+            "rest",
+            "--symbol",
+            "BTCUSDT",
+            "--start",
+            DATE,
+            "--end",
+            "2024-03-02",
+            "--kinds",
+            kinds,
+            "--base-url",
+            sim.url(),
+        ],
+    )
+}
+
+/// A coverage record: endpoint, start, end, rows.
+type Range = (String, i64, i64, u64);
+
+/// The REST facts of a log: every market event, and the coverage ranges.
+fn rest_log(data: &Path) -> (BTreeSet<String>, Vec<Range>) {
+    let mut facts = BTreeSet::new();
+    let mut ranges = Vec::new();
+    for (_, record, _) in support::log_records(data) {
+        assert!(matches!(record.source, Source::Rest { .. }));
+        for event in record.events {
+            match event {
+                Event::RestRangeComplete(r) => {
+                    ranges.push((r.endpoint, r.start_ms, r.end_ms, r.rows))
+                }
+                e => {
+                    facts.insert(format!("{e:?}"));
+                }
+            }
+        }
+    }
+    ranges.sort();
+    (facts, ranges)
+}
+
+/// Every range the plan makes for two hours of data, all complete, and the
+/// rows they claim are the rows in the log.
+fn assert_complete(data: &Path, kinds: &[&str]) {
+    let (facts, ranges) = rest_log(data);
+    let mut expected: Vec<(String, i64, i64)> = Vec::new();
+    for kind in kinds {
+        let endpoint = if kind.contains("Ratio") || *kind == "openInterestHist" {
+            format!("/futures/data/{kind}")
+        } else {
+            format!("/fapi/v1/{kind}")
+        };
+        if *kind == "aggTrades" {
+            expected.push((endpoint.clone(), START, START + HOUR));
+            expected.push((endpoint, START + HOUR, START + 2 * HOUR));
+        } else {
+            expected.push((endpoint, START, START + 2 * HOUR));
+        }
+    }
+    expected.sort();
+    let got: Vec<(String, i64, i64)> = ranges.iter().map(|r| (r.0.clone(), r.1, r.2)).collect();
+    assert_eq!(got, expected, "one coverage record per range, none missing");
+    assert_eq!(
+        ranges.iter().map(|r| r.3).sum::<u64>() as usize,
+        facts.len()
+    );
+}
+
+/// The same simulated day through REST and through the simulator's Vision
+/// archives gives the same lake, except where the spec says it cannot: REST
+/// has no bookTicker history (book columns NULL), and its top-trader shares
+/// are the exchange's rounded figures, not r/(1+r).
+#[test]
+fn rest_and_vision_give_the_same_lake_where_both_supply_the_columns() {
+    let day = support::vision_day_at_rates(DATE, 2, 5, Some((2.0, 5.0)));
+    let sim = Sim::start(day.path(), &[]);
+    let (rest, vision) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let out = bml(
+        rest.path(),
+        &[
+            "ingest",
+            "rest",
+            "--symbol",
+            "BTCUSDT",
+            "--start",
+            DATE,
+            "--end",
+            "2024-03-02",
+            "--base-url",
+            sim.url(),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("0 failed"), "{}", text(&out));
+    let all = [
+        "klines",
+        "markPriceKlines",
+        "indexPriceKlines",
+        "premiumIndexKlines",
+        "aggTrades",
+        "fundingRate",
+        "openInterestHist",
+        "topLongShortAccountRatio",
+        "topLongShortPositionRatio",
+        "globalLongShortAccountRatio",
+    ];
+    assert_complete(rest.path(), &all);
+    let out = bml(
+        vision.path(),
+        &[
+            "ingest",
+            "vision",
+            "--symbol",
+            "BTCUSDT",
+            "--start",
+            DATE,
+            "--base-url",
+            &sim.vision_url(),
+        ],
+    );
+    assert!(text(&out).contains("0 failed"), "{}", text(&out));
+    for data in [&rest, &vision] {
+        let out = bml(data.path(), &["materialize"]);
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    let script = r#"
+import sys, pyarrow.dataset as ds
+def load(p):
+    return ds.dataset(p, format="parquet", partitioning="hive").to_table().sort_by("timestamp")
+r, v = load(sys.argv[1]), load(sys.argv[2])
+assert r.num_rows == v.num_rows == 120, (r.num_rows, v.num_rows)
+assert r.schema == v.schema
+differ = [c for c in v.schema.names if r[c].to_pylist() != v[c].to_pylist()]
+print(",".join(differ))
+null = [c for c in ["micro_price_close", "avg_spread_usdt", "bid_ask_imbalance", "avg_bid_depth", "avg_ask_depth", "spread_pct"] if r[c].null_count != 120]
+print(",".join(null))
+"#;
+    let out = Command::new("python3")
+        .args(["-c", script])
+        .arg(rest.path().join("lake"))
+        .arg(vision.path().join("lake"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let mut lines = stdout.lines();
+    assert_eq!(
+        lines.next().unwrap(),
+        "micro_price_close,avg_spread_usdt,bid_ask_imbalance,avg_bid_depth,avg_ask_depth,spread_pct,top_trader_long_pct,top_trader_short_pct"
+    );
+    assert_eq!(lines.next().unwrap(), "", "book columns are NULL from REST");
+    // The same trade is the same aggTrade on both channels.
+    let trades = |data: &Path| -> BTreeSet<String> {
+        support::log_records(data)
+            .into_iter()
+            .filter(|(_, r, visible)| *visible && r.class() == RecordClass::Data)
+            .flat_map(|(_, r, _)| r.events)
+            .filter(|e| matches!(e, Event::AggTrade(_)))
+            .map(|e| format!("{e:?}"))
+            .collect()
+    };
+    assert_eq!(trades(rest.path()), trades(vision.path()));
+}
+
+/// One governor paces every caller of a process: ten ranges fetched at once
+/// against a small weight budget draw no 429 at all. Three processes at once
+/// (three governors, one IP budget) race for it: some draw 429s, which they
+/// wait out, so nobody is banned, no page is lost, and every log holds the same
+/// facts.
+#[test]
+fn ten_ranges_at_once_draw_no_429_and_parallel_processes_no_ban() {
+    let day = support::vision_day_at_rates(DATE, 2, 6, Some((0.25, 1.0)));
+    let sim = Sim::start(
+        day.path(),
+        &["--weight-limit", "60", "--weight-window-s", "2"],
+    );
+    let one = tempfile::tempdir().unwrap();
+    let out = bml(
+        one.path(),
+        &[
+            "ingest",
+            "rest",
+            "--symbol",
+            "BTCUSDT",
+            "--start",
+            DATE,
+            "--end",
+            "2024-03-02",
+            "--concurrency",
+            "10",
+            "--base-url",
+            sim.url(),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let stats = sim.stats();
+    assert_eq!(
+        (stats["too_many"].as_u64(), stats["banned"].as_u64()),
+        (Some(0), Some(0)),
+        "{stats}"
+    );
+
+    assert_complete(
+        one.path(),
+        &[
+            "klines",
+            "markPriceKlines",
+            "indexPriceKlines",
+            "premiumIndexKlines",
+            "aggTrades",
+            "fundingRate",
+            "openInterestHist",
+            "topLongShortAccountRatio",
+            "topLongShortPositionRatio",
+            "globalLongShortAccountRatio",
+        ],
+    );
+
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let children: Vec<_> = dirs
+        .iter()
+        .map(|d| {
+            Command::new(env!("CARGO_BIN_EXE_bml"))
+                .arg("--quiet")
+                .arg("--data-dir")
+                .arg(d.path())
+                .args([
+                    "ingest",
+                    "rest",
+                    "--symbol",
+                    "BTCUSDT",
+                    "--start",
+                    DATE,
+                    "--end",
+                    "2024-03-02",
+                    "--kinds",
+                    "klines,aggTrades",
+                    "--base-url",
+                    sim.url(),
+                ])
+                .output_async()
+        })
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    let stats = sim.stats();
+    assert_eq!(stats["banned"], 0, "{stats}");
+    let reference = rest_log(dirs[0].path()).0;
+    for d in &dirs {
+        assert_complete(d.path(), &["klines", "aggTrades"]);
+        assert_eq!(rest_log(d.path()).0, reference);
+    }
+    eprintln!("sim after three processes: {stats}");
+}
+
+/// Bursts of 429s and 5xx, bodies cut mid-way and malformed answers are all
+/// survived: the log ends up with exactly the facts of a clean run.
+#[test]
+fn throttles_server_errors_cut_and_malformed_answers_are_survived_without_a_gap() {
+    let day = support::vision_day_at_rates(DATE, 2, 7, Some((2.0, 1.0)));
+    let clean = tempfile::tempdir().unwrap();
+    {
+        let sim = Sim::start(day.path(), &[]);
+        assert!(
+            ingest_rest(&sim, clean.path(), "klines,aggTrades,openInterestHist")
+                .status
+                .success()
+        );
+    }
+    let sim = Sim::start(
+        day.path(),
+        &[
+            "--throttle-rate",
+            "0.15",
+            "--fail-rate",
+            "0.15",
+            "--cut-rate",
+            "0.15",
+            "--malformed-rate",
+            "0.15",
+            "--seed",
+            "3",
+        ],
+    );
+    let faulty = tempfile::tempdir().unwrap();
+    let out = ingest_rest(&sim, faulty.path(), "klines,aggTrades,openInterestHist");
+    assert!(out.status.success(), "{}", text(&out));
+    let stats = sim.stats();
+    for fault in ["too_many", "server_errors", "cut", "malformed"] {
+        assert!(
+            stats[fault].as_u64().unwrap() > 0,
+            "no {fault} injected: {stats}"
+        );
+    }
+    assert_eq!(stats["banned"], 0, "{stats}");
+    assert_complete(faulty.path(), &["klines", "aggTrades", "openInterestHist"]);
+    assert_eq!(rest_log(faulty.path()), rest_log(clean.path()));
+}
+
+/// An exchange that only ever answers garbage: the run gives up with an error
+/// naming the URL and appends nothing.
+#[test]
+fn an_answer_that_never_parses_is_a_named_error_and_nothing_is_appended() {
+    let day = support::vision_day_at_rates(DATE, 1, 8, Some((0.5, 1.0)));
+    let sim = Sim::start(day.path(), &["--malformed-rate", "1"]);
+    let data = tempfile::tempdir().unwrap();
+    let out = ingest_rest(&sim, data.path(), "klines");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let message = text(&out);
+    assert!(
+        message.contains(&format!("GET {}/fapi/v1/exchangeInfo", sim.url()))
+            && message.contains("gave up after"),
+        "{message}"
+    );
+    assert!(support::log_records(data.path()).is_empty());
+}
+
+/// `Command::output` without blocking: spawn with piped output.
+trait OutputAsync {
+    fn output_async(&mut self) -> std::process::Child;
+}
+
+impl OutputAsync for Command {
+    fn output_async(&mut self) -> std::process::Child {
+        self.stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+}
