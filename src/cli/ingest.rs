@@ -156,7 +156,7 @@ fn ingest_rest(args: &RestArgs, data_dir: &Path, ui: &Ui) -> Outcome {
     let secs = summary.elapsed.as_secs_f64().max(1e-9);
     writeln!(
         out,
-        "rest: {} ranges: {} complete, {} failed; {} pages, {} rows in {secs:.1} s ({:.0} pages/s, {:.0} rows/s); weight {} ({:.0}/min), {} refusals (429/418), {} retries",
+        "rest: {} ranges: {} complete, {} failed; {} pages, {} rows in {secs:.1} s ({:.0} pages/s, {:.0} rows/s); request weight {}, {} refusals (429/418), {} retries",
         summary.tasks,
         summary.complete,
         summary.failed.len(),
@@ -165,7 +165,6 @@ fn ingest_rest(args: &RestArgs, data_dir: &Path, ui: &Ui) -> Outcome {
         summary.pages as f64 / secs,
         summary.rows as f64 / secs,
         summary.weight,
-        summary.weight as f64 / secs * 60.0,
         summary.refusals,
         summary.retries,
     )?;

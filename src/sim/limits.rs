@@ -41,7 +41,12 @@ pub struct Limits {
     limit: u32,
     window_ms: i64,
     ips: HashMap<IpAddr, Ip>,
+    /// Weight served per window (all IPs), the last [`HISTORY`] windows.
+    history: std::collections::BTreeMap<i64, u32>,
 }
+
+/// Windows of served weight kept for `/sim/stats`.
+const HISTORY: usize = 1000;
 
 impl Limits {
     /// A budget of `limit` weight per IP per clock-aligned window of
@@ -51,7 +56,14 @@ impl Limits {
             limit,
             window_ms: window_ms.max(1000),
             ips: HashMap::new(),
+            history: std::collections::BTreeMap::new(),
         }
+    }
+
+    /// Weight served in each of the latest windows, oldest first (a benchmark
+    /// reads how close a client runs to the limit).
+    pub fn weight_per_window(&self) -> Vec<u32> {
+        self.history.values().copied().collect()
     }
 
     /// The budget per window.
@@ -132,7 +144,12 @@ impl Limits {
             );
         }
         state.used += weight;
-        (Admission::Served, state.used)
+        let used = state.used;
+        *self.history.entry(minute).or_default() += weight;
+        if self.history.len() > HISTORY {
+            self.history.pop_first();
+        }
+        (Admission::Served, used)
     }
 }
 

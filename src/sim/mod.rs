@@ -299,5 +299,6 @@ fn stats(sim: &Sim) -> axum::Json<serde_json::Value> {
         "cut": n(&s.cut),
         "malformed": n(&s.malformed),
         "weight_limit": sim.config.weight_limit,
+        "weight_per_window": sim.limits.lock().expect("limits lock").weight_per_window(),
     }))
 }
