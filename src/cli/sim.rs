@@ -49,7 +49,7 @@ pub(super) struct ServeArgs {
     /// Added latency per request, milliseconds.
     #[arg(long, default_value_t = 0)]
     latency_ms: u64,
-    /// Fraction of REST requests answered 500/503.
+    /// Fraction of requests answered 500/503 (REST and Vision).
     #[arg(long, default_value_t = 0.0)]
     fail_rate: f64,
     /// Fraction of REST requests answered 429 (Retry-After: 1).
@@ -61,6 +61,17 @@ pub(super) struct ServeArgs {
     /// Fraction of REST answers that are broken JSON or lack a field.
     #[arg(long, default_value_t = 0.0)]
     malformed_rate: f64,
+    /// Days (YYYY-MM-DD, comma-separated) whose Vision archives answer 404.
+    #[arg(long, value_delimiter = ',')]
+    missing_days: Vec<String>,
+    /// Vision archives (file names, comma-separated) served with a damaged byte,
+    /// so that they no longer match their .CHECKSUM.
+    #[arg(long, value_delimiter = ',')]
+    corrupt_archives: Vec<String>,
+    /// Vision archives (file names, comma-separated) whose .CHECKSUM names
+    /// another SHA-256.
+    #[arg(long, value_delimiter = ',')]
+    wrong_checksums: Vec<String>,
 }
 
 pub(super) fn run(cmd: &SimCommand) -> Outcome {
@@ -81,6 +92,9 @@ pub(super) fn run(cmd: &SimCommand) -> Outcome {
                         throttles: args.throttle_rate,
                         cut_bodies: args.cut_rate,
                         malformed: args.malformed_rate,
+                        missing_days: args.missing_days.clone(),
+                        corrupt_archives: args.corrupt_archives.clone(),
+                        wrong_checksums: args.wrong_checksums.clone(),
                     },
                 },
             )?;

@@ -5,7 +5,7 @@
 //! ([`rest`]) with the exchange's paths, shapes, limits and weights, enforces
 //! the per-minute weight budget ([`limits`]), serves the Vision archives it was
 //! loaded from, and injects faults on request (latency, 5xx, throttling, bodies
-//! cut mid-way, malformed JSON). Its market ([`market`]) is one set of facts, so
+//! cut mid-way, malformed JSON; missing days, damaged archives, wrong checksums). Its market ([`market`]) is one set of facts, so
 //! REST and Vision agree on every trade. (The WebSocket side comes with the live
 //! streams; it will share the market and the server.)
 
@@ -42,6 +42,12 @@ pub struct Faults {
     pub cut_bodies: f64,
     /// REST bodies that are not valid JSON, or lack a field.
     pub malformed: f64,
+    /// Days (`YYYY-MM-DD`) whose Vision archives are missing (404).
+    pub missing_days: Vec<String>,
+    /// Vision archives (file names) served with damaged bytes.
+    pub corrupt_archives: Vec<String>,
+    /// Vision archives (file names) whose `.CHECKSUM` names another hash.
+    pub wrong_checksums: Vec<String>,
 }
 
 /// How the simulator runs.
@@ -131,6 +137,10 @@ async fn handle(
         return stats(&sim).into_response();
     }
     if let Some(rel) = path.strip_prefix("/data/futures/um/") {
+        if sim.chance(sim.config.faults.server_errors) {
+            sim.stats.server_errors.fetch_add(1, Ordering::Relaxed);
+            return (StatusCode::SERVICE_UNAVAILABLE, "simulated server error").into_response();
+        }
         return vision_file(&sim, rel).await;
     }
     let Some(weight) = rest::weight(path, &params) else {
@@ -279,11 +289,31 @@ async fn vision_file(sim: &Sim, rel: &str) -> Response {
     if rel.components().any(|c| !matches!(c, Component::Normal(_))) {
         return (StatusCode::BAD_REQUEST, "bad path").into_response();
     }
+    let faults = &sim.config.faults;
+    let name = rel.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    let archive = name.strip_suffix(".CHECKSUM").unwrap_or(name);
+    let missing = faults
+        .missing_days
+        .iter()
+        .any(|day| archive.ends_with(&format!("-{day}.zip")));
     let path: PathBuf = root.join(rel);
-    match tokio::fs::read(&path).await {
-        Ok(bytes) => bytes.into_response(),
-        Err(_) => (StatusCode::NOT_FOUND, "not found").into_response(),
+    let read = if missing {
+        None
+    } else {
+        tokio::fs::read(&path).await.ok()
+    };
+    let Some(mut bytes) = read else {
+        return (StatusCode::NOT_FOUND, "not found").into_response();
+    };
+    if name.ends_with(".CHECKSUM") && faults.wrong_checksums.iter().any(|f| f == archive) {
+        bytes = format!("{}  {archive}\n", "0".repeat(64)).into_bytes();
+    } else if faults.corrupt_archives.iter().any(|f| f == name) {
+        let middle = bytes.len() / 2;
+        if let Some(byte) = bytes.get_mut(middle) {
+            *byte ^= 0xFF;
+        }
     }
+    bytes.into_response()
 }
 
 fn stats(sim: &Sim) -> axum::Json<serde_json::Value> {
