@@ -14,24 +14,40 @@ const DATE: &str = "2024-03-01";
 const START: i64 = 1_709_251_200_000;
 const HOUR: i64 = 3_600_000;
 
+/// Every history endpoint, by name.
+const ALL_KINDS: [&str; 10] = [
+    "klines",
+    "markPriceKlines",
+    "indexPriceKlines",
+    "premiumIndexKlines",
+    "aggTrades",
+    "fundingRate",
+    "openInterestHist",
+    "topLongShortAccountRatio",
+    "topLongShortPositionRatio",
+    "globalLongShortAccountRatio",
+];
+
+/// `ingest rest` of BTCUSDT for the test day from `sim`, plus `extra` arguments.
+fn rest_args<'a>(sim: &'a Sim, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "ingest",
+        "rest",
+        "--symbol",
+        "BTCUSDT",
+        "--start",
+        DATE,
+        "--end",
+        "2024-03-02",
+        "--base-url",
+        sim.url(),
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
 fn ingest_rest(sim: &Sim, data: &Path, kinds: &str) -> std::process::Output {
-    bml(
-        data,
-        &[
-            "ingest",
-            "rest",
-            "--symbol",
-            "BTCUSDT",
-            "--start",
-            DATE,
-            "--end",
-            "2024-03-02",
-            "--kinds",
-            kinds,
-            "--base-url",
-            sim.url(),
-        ],
-    )
+    bml(data, &rest_args(sim, &["--kinds", kinds]))
 }
 
 /// A coverage record: endpoint, start, end, rows.
@@ -94,48 +110,14 @@ fn rest_and_vision_give_the_same_lake_where_both_supply_the_columns() {
     let day = support::vision_day_at_rates(DATE, 2, 5, Some((2.0, 5.0)));
     let sim = Sim::start(day.path(), &[]);
     let (rest, vision) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let out = bml(
-        rest.path(),
-        &[
-            "ingest",
-            "rest",
-            "--symbol",
-            "BTCUSDT",
-            "--start",
-            DATE,
-            "--end",
-            "2024-03-02",
-            "--base-url",
-            sim.url(),
-        ],
-    );
+    let out = bml(rest.path(), &rest_args(&sim, &[]));
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("0 failed"), "{}", text(&out));
-    let all = [
-        "klines",
-        "markPriceKlines",
-        "indexPriceKlines",
-        "premiumIndexKlines",
-        "aggTrades",
-        "fundingRate",
-        "openInterestHist",
-        "topLongShortAccountRatio",
-        "topLongShortPositionRatio",
-        "globalLongShortAccountRatio",
-    ];
-    assert_complete(rest.path(), &all);
+    assert_complete(rest.path(), &ALL_KINDS);
+    let vision_url = sim.vision_url();
     let out = bml(
         vision.path(),
-        &[
-            "ingest",
-            "vision",
-            "--symbol",
-            "BTCUSDT",
-            "--start",
-            DATE,
-            "--base-url",
-            &sim.vision_url(),
-        ],
+        &support::vision_ingest_args(DATE, &vision_url, &[]),
     );
     assert!(text(&out).contains("0 failed"), "{}", text(&out));
     for data in [&rest, &vision] {
@@ -194,23 +176,7 @@ fn ten_ranges_at_once_draw_no_429_and_parallel_processes_no_ban() {
         &["--weight-limit", "60", "--weight-window-s", "2"],
     );
     let one = tempfile::tempdir().unwrap();
-    let out = bml(
-        one.path(),
-        &[
-            "ingest",
-            "rest",
-            "--symbol",
-            "BTCUSDT",
-            "--start",
-            DATE,
-            "--end",
-            "2024-03-02",
-            "--concurrency",
-            "10",
-            "--base-url",
-            sim.url(),
-        ],
-    );
+    let out = bml(one.path(), &rest_args(&sim, &["--concurrency", "10"]));
     assert!(out.status.success(), "{}", text(&out));
     let stats = sim.stats();
     assert_eq!(
@@ -219,21 +185,7 @@ fn ten_ranges_at_once_draw_no_429_and_parallel_processes_no_ban() {
         "{stats}"
     );
 
-    assert_complete(
-        one.path(),
-        &[
-            "klines",
-            "markPriceKlines",
-            "indexPriceKlines",
-            "premiumIndexKlines",
-            "aggTrades",
-            "fundingRate",
-            "openInterestHist",
-            "topLongShortAccountRatio",
-            "topLongShortPositionRatio",
-            "globalLongShortAccountRatio",
-        ],
-    );
+    assert_complete(one.path(), &ALL_KINDS);
 
     let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let children: Vec<_> = dirs
@@ -243,20 +195,7 @@ fn ten_ranges_at_once_draw_no_429_and_parallel_processes_no_ban() {
                 .arg("--quiet")
                 .arg("--data-dir")
                 .arg(d.path())
-                .args([
-                    "ingest",
-                    "rest",
-                    "--symbol",
-                    "BTCUSDT",
-                    "--start",
-                    DATE,
-                    "--end",
-                    "2024-03-02",
-                    "--kinds",
-                    "klines,aggTrades",
-                    "--base-url",
-                    sim.url(),
-                ])
+                .args(rest_args(&sim, &["--kinds", "klines,aggTrades"]))
                 .output_async()
         })
         .collect();

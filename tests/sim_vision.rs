@@ -10,20 +10,10 @@ use support::{bml, text, Sim};
 const DAY: &str = "2024-03-01";
 
 fn ingest(sim: &Sim, data: &std::path::Path, kinds: &str) -> std::process::Output {
+    let base_url = sim.vision_url();
     bml(
         data,
-        &[
-            "ingest",
-            "vision",
-            "--symbol",
-            "BTCUSDT",
-            "--start",
-            DAY,
-            "--kinds",
-            kinds,
-            "--base-url",
-            &sim.vision_url(),
-        ],
+        &support::vision_ingest_args(DAY, &base_url, &["--kinds", kinds]),
     )
 }
 

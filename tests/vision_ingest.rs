@@ -15,24 +15,11 @@ use support::{
 
 const DAY: &str = "2024-03-01";
 
-/// `ingest vision` for the test day from `server`, plus `extra` arguments.
-fn ingest_args<'a>(base_url: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
-    let mut args = vec![
-        "ingest",
-        "vision",
-        "--symbol",
-        "BTCUSDT",
-        "--start",
-        DAY,
-        "--base-url",
-        base_url,
-    ];
-    args.extend_from_slice(extra);
-    args
-}
-
 fn ingest(data: &Path, server: &VisionServer, extra: &[&str]) -> std::process::Output {
-    bml(data, &ingest_args(&server.base_url(), extra))
+    bml(
+        data,
+        &support::vision_ingest_args(DAY, &server.base_url(), extra),
+    )
 }
 
 fn next_offset(data: &Path) -> u64 {
@@ -265,7 +252,11 @@ fn killed_mid_file_leaves_nothing_visible_and_a_rerun_completes_it() {
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_bml"))
         .args(["--quiet", "--data-dir"])
         .arg(data.path())
-        .args(ingest_args(&base, &["--kinds", "bookTicker"]))
+        .args(support::vision_ingest_args(
+            DAY,
+            &base,
+            &["--kinds", "bookTicker"],
+        ))
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()

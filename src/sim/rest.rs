@@ -127,6 +127,22 @@ impl Query<'_> {
             .transpose()
     }
 
+    /// [`window`] by the `startTime` and `endTime` parameters.
+    fn window<'i, T>(
+        &self,
+        items: &'i [T],
+        time: impl Fn(&T) -> i64,
+        limit: usize,
+    ) -> Result<&'i [T], ApiError> {
+        Ok(window(
+            items,
+            time,
+            self.int("startTime")?,
+            self.int("endTime")?,
+            limit,
+        ))
+    }
+
     /// `limit`, defaulted and checked against its maximum.
     fn limit(&self, default: i64, max: i64) -> Result<usize, ApiError> {
         let limit = self.int("limit")?.unwrap_or(default);
@@ -169,13 +185,7 @@ fn klines(m: &SymbolMarket, kind: KlineKind, q: &Query) -> Result<Value, ApiErro
         .range((kind, i64::MIN)..=(kind, i64::MAX))
         .map(|(_, k)| k)
         .collect();
-    let picked = window(
-        &series,
-        |k| k.open_time,
-        q.int("startTime")?,
-        q.int("endTime")?,
-        limit,
-    );
+    let picked = q.window(&series, |k| k.open_time, limit)?;
     Ok(Value::Array(
         picked
             .iter()
@@ -249,13 +259,7 @@ fn agg_trades(m: &SymbolMarket, q: &Query, now_ms: i64) -> Result<Value, ApiErro
 
 fn funding(m: &SymbolMarket, symbol: &str, q: &Query) -> Result<Value, ApiError> {
     let limit = q.limit(100, 1000)?;
-    let picked = window(
-        &m.funding,
-        |f| f.funding_time,
-        q.int("startTime")?,
-        q.int("endTime")?,
-        limit,
-    );
+    let picked = q.window(&m.funding, |f| f.funding_time, limit)?;
     Ok(Value::Array(
         picked
             .iter()

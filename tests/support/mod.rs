@@ -23,6 +23,22 @@ pub fn bml(data_dir: &Path, args: &[&str]) -> Output {
         .expect("run bml")
 }
 
+/// `ingest vision` of BTCUSDT for `day` from `base_url`, plus `extra` arguments.
+pub fn vision_ingest_args<'a>(day: &'a str, base_url: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "ingest",
+        "vision",
+        "--symbol",
+        "BTCUSDT",
+        "--start",
+        day,
+        "--base-url",
+        base_url,
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
 /// Ingests a generated day's BTCUSDT archives of `kinds` (Vision names,
 /// comma-separated) from its directory; panics unless bml exits 0.
 pub fn ingest_day(data_dir: &Path, day: &Path, date: &str, kinds: &str) {
