@@ -7,12 +7,12 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 
 use super::{exit, Outcome};
-use crate::sim::{self, market::Market, Config, Faults};
+use crate::sim::{self, market::Market, synthetic, Config, Faults};
 
 #[derive(Debug, Subcommand)]
 pub(super) enum SimCommand {
     /// Serve a simulated Binance USD-M exchange (REST and Vision archives) until
-    /// killed. Prints `listening on http://ADDR` first. Point bml's sources at it
+    /// killed: a replay of Vision archives, or a synthetic market from a seed. Prints `listening on http://ADDR` first. Point bml's sources at it
     /// with `--base-url http://ADDR` (REST) and `--base-url
     /// http://ADDR/data/futures/um/` (Vision).
     Serve(ServeArgs),
@@ -25,9 +25,19 @@ pub(super) struct ServeArgs {
     addr: SocketAddr,
     /// The market: Binance Vision archives in Vision's layout (e.g. written by
     /// tools/gen_vision_day.py). REST answers are cut from the same rows the
-    /// archives hold, and the archives are served as Vision.
+    /// archives hold, and the archives are served as Vision. Without it, a
+    /// synthetic market is made up from --seed (see --start-date, --days).
     #[arg(long, value_name = "DIR")]
-    from_vision: PathBuf,
+    from_vision: Option<PathBuf>,
+    /// Synthetic market: its first day (UTC).
+    #[arg(long, default_value = "2024-03-01", conflicts_with = "from_vision")]
+    start_date: chrono::NaiveDate,
+    /// Synthetic market: how many days.
+    #[arg(long, default_value_t = 1, conflicts_with = "from_vision")]
+    days: u32,
+    /// Synthetic market: mean aggTrades per minute.
+    #[arg(long, default_value_t = 300, conflicts_with = "from_vision")]
+    trades_per_minute: u32,
     /// Symbols to serve, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "BTCUSDT")]
     symbols: Vec<String>,
@@ -43,7 +53,7 @@ pub(super) struct ServeArgs {
     /// 30-day statistics horizon count back from it. Default: the end of the data.
     #[arg(long)]
     now_ms: Option<i64>,
-    /// Seed of the fault injection.
+    /// Seed of the synthetic market and of the fault injection.
     #[arg(long, default_value_t = 1)]
     seed: u64,
     /// Added latency per request, milliseconds.
@@ -77,7 +87,27 @@ pub(super) struct ServeArgs {
 pub(super) fn run(cmd: &SimCommand) -> Outcome {
     match cmd {
         SimCommand::Serve(args) => {
-            let market = Market::from_vision(&args.from_vision, &args.symbols)?;
+            // A synthetic market is written as Vision archives and loaded like
+            // any: one way in, so both channels serve the same facts.
+            let made_up;
+            let dir = match &args.from_vision {
+                Some(dir) => dir.as_path(),
+                None => {
+                    made_up = tempfile::tempdir()?;
+                    synthetic::write_vision(
+                        made_up.path(),
+                        &synthetic::Spec {
+                            symbols: args.symbols.clone(),
+                            first_day: args.start_date,
+                            days: args.days,
+                            seed: args.seed,
+                            trades_per_minute: args.trades_per_minute,
+                        },
+                    )?;
+                    made_up.path()
+                }
+            };
+            let market = Market::from_vision(dir, &args.symbols)?;
             sim::serve(
                 market,
                 Config {

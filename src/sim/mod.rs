@@ -5,13 +5,16 @@
 //! ([`rest`]) with the exchange's paths, shapes, limits and weights, enforces
 //! the per-minute weight budget ([`limits`]), serves the Vision archives it was
 //! loaded from, and injects faults on request (latency, 5xx, throttling, bodies
-//! cut mid-way, malformed JSON; missing days, damaged archives, wrong checksums). Its market ([`market`]) is one set of facts, so
-//! REST and Vision agree on every trade. (The WebSocket side comes with the live
-//! streams; it will share the market and the server.)
+//! cut mid-way, malformed JSON; missing days, damaged archives, wrong
+//! checksums). Its market ([`market`]: Vision archives, real or made up from a
+//! seed by [`synthetic`]) is one set of facts, so REST and Vision agree on every
+//! trade. (The WebSocket side comes with the live streams; it will share the
+//! market and the server.)
 
 pub mod limits;
 pub mod market;
 pub mod rest;
+pub mod synthetic;
 
 use std::net::SocketAddr;
 use std::path::{Component, Path, PathBuf};

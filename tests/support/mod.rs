@@ -359,17 +359,19 @@ impl Sim {
     /// Serves the Vision day under `day` with extra `serve` arguments (faults,
     /// limits); returns once it listens.
     pub fn start(day: &Path, args: &[&str]) -> Sim {
+        let day = day.to_str().expect("a UTF-8 temp path");
+        Sim::serve(&[&["--from-vision", day], args].concat())
+    }
+
+    /// Serves a synthetic market made up from the `serve` arguments (`--seed`, …).
+    pub fn synthetic(args: &[&str]) -> Sim {
+        Sim::serve(args)
+    }
+
+    fn serve(args: &[&str]) -> Sim {
         use std::io::BufRead;
         let mut child = Command::new(env!("CARGO_BIN_EXE_bml"))
-            .args([
-                "--quiet",
-                "sim",
-                "serve",
-                "--addr",
-                "127.0.0.1:0",
-                "--from-vision",
-            ])
-            .arg(day)
+            .args(["--quiet", "sim", "serve", "--addr", "127.0.0.1:0"])
             .args(args)
             .stdout(std::process::Stdio::piped())
             .spawn()

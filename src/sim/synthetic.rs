@@ -1,0 +1,284 @@
+//! A deterministic synthetic market, written as Binance Vision archives.
+//!
+//! `bml sim serve --seed N` without `--from-vision` serves a market made up
+//! from the seed: per minute, aggTrades (a random walk on a 0.1 tick, log-normal
+//! sizes with occasional whales, consecutive ids), the trade kline folded
+//! exactly from them, mark and index price klines near the trade price, the
+//! premium index kline between them; metrics (open interest and ratios) every
+//! 5 minutes; a funding settlement every 8 hours. It is written in Vision's
+//! exact layout (CSV with header in a zip, `.CHECKSUM` beside it), and the
+//! simulator then loads it like any Vision directory: so REST and Vision serve
+//! the same facts, and the same seed always gives the same bytes.
+
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::Context;
+use chrono::{Datelike, NaiveDate};
+use sha2::Digest;
+
+use crate::event::{Decimal, VisionKind};
+use crate::sources::vision::{rows, FileSpec};
+
+const MINUTE_MS: i64 = 60_000;
+const DAY_MS: i64 = 86_400_000;
+
+/// What to make up.
+#[derive(Debug, Clone)]
+pub struct Spec {
+    /// Upper-case symbols.
+    pub symbols: Vec<String>,
+    /// First day.
+    pub first_day: NaiveDate,
+    /// Days, from the first.
+    pub days: u32,
+    /// Seed of everything.
+    pub seed: u64,
+    /// Mean aggTrades per minute.
+    pub trades_per_minute: u32,
+}
+
+/// Writes the market of `spec` under `dir` (Vision's `data/futures/um/` layout).
+pub fn write_vision(dir: &Path, spec: &Spec) -> anyhow::Result<()> {
+    for (n, symbol) in spec.symbols.iter().enumerate() {
+        let mut rng = fastrand::Rng::with_seed(spec.seed.wrapping_mul(1_000_003) + n as u64);
+        let mut state = State::new(&mut rng, 60_000.0 / (n as f64 + 1.0));
+        let mut funding = Vec::new();
+        for d in 0..spec.days {
+            let day = spec.first_day + chrono::Days::new(u64::from(d));
+            let tables = state.day(&mut rng, symbol, day, spec.trades_per_minute);
+            for (kind, csv) in tables.archives {
+                write_archive(dir, kind, symbol, &day.to_string(), &csv)?;
+            }
+            funding.extend(tables.funding);
+        }
+        // One monthly funding archive per month touched.
+        let mut months: Vec<(i32, u32)> =
+            funding.iter().map(|(d, _)| (d.year(), d.month())).collect();
+        months.dedup();
+        for (year, month) in months {
+            let mut csv = rows::columns(VisionKind::FundingRate).join(",") + "\n";
+            for (_, line) in funding
+                .iter()
+                .filter(|(d, _)| (d.year(), d.month()) == (year, month))
+            {
+                csv.push_str(line);
+            }
+            write_archive(
+                dir,
+                VisionKind::FundingRate,
+                symbol,
+                &format!("{year}-{month:02}"),
+                &csv,
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// The market's state carried from minute to minute.
+struct State {
+    /// Last trade price, in 0.1 ticks.
+    price: i64,
+    next_agg_id: u64,
+    next_trade_id: u64,
+    /// Open interest, in 0.0001 contracts.
+    open_interest: i64,
+    ratio: f64,
+}
+
+/// One day's archives (kind, CSV text) and its funding rows (day, CSV line).
+struct DayTables {
+    archives: Vec<(VisionKind, String)>,
+    funding: Vec<(NaiveDate, String)>,
+}
+
+impl State {
+    fn new(rng: &mut fastrand::Rng, price: f64) -> State {
+        State {
+            price: (price * 10.0) as i64,
+            next_agg_id: 1_000_000_000 + rng.u64(0..1_000_000),
+            next_trade_id: 4_000_000_000 + rng.u64(0..1_000_000),
+            open_interest: 800_000_000,
+            ratio: 1.3,
+        }
+    }
+
+    fn day(
+        &mut self,
+        rng: &mut fastrand::Rng,
+        symbol: &str,
+        day: NaiveDate,
+        per_minute: u32,
+    ) -> DayTables {
+        let header = |kind| rows::columns(kind).join(",") + "\n";
+        let kline_kinds = [
+            VisionKind::Klines,
+            VisionKind::MarkPriceKlines,
+            VisionKind::IndexPriceKlines,
+            VisionKind::PremiumIndexKlines,
+        ];
+        let mut csv: Vec<String> = kline_kinds.iter().map(|&k| header(k)).collect();
+        let mut trades = header(VisionKind::AggTrades);
+        let mut metrics = header(VisionKind::Metrics);
+        let mut funding = Vec::new();
+        let start = day
+            .and_time(chrono::NaiveTime::MIN)
+            .and_utc()
+            .timestamp_millis();
+        let price = |ticks: i64| Decimal::new(ticks, 1).expect("scale 1");
+        for minute in (start..start + DAY_MS).step_by(MINUTE_MS as usize) {
+            // Trades, and the trade kline folded from them exactly.
+            let n = (f64::from(per_minute) + f64::from(per_minute).sqrt() * normal(rng))
+                .round()
+                .max(1.0) as usize;
+            let mut times: Vec<i64> = (0..n).map(|_| minute + rng.i64(0..MINUTE_MS)).collect();
+            times.sort_unstable();
+            let (open, mut high, mut low) = (self.price, self.price, self.price);
+            let (mut volume, mut quote, mut count, mut buy_volume, mut buy_quote) =
+                (0i64, 0i64, 0u64, 0i64, 0i64);
+            for (i, &time) in times.iter().enumerate() {
+                if i > 0 {
+                    self.price += (normal(rng) * 3.0).round() as i64;
+                }
+                high = high.max(self.price);
+                low = low.min(self.price);
+                // Quantity in 0.001: log-normal around 0.02, a whale now and then.
+                let mut qty = ((normal(rng) * 1.2 - 3.9).exp() * 1000.0).round().max(1.0) as i64;
+                if rng.f64() < 0.01 {
+                    qty *= 100;
+                }
+                let underlying = [1, 1, 1, 2, 3][rng.usize(0..5)];
+                let maker_buyer = rng.bool();
+                let (first, last) = (self.next_trade_id, self.next_trade_id + underlying - 1);
+                trades.push_str(&format!(
+                    "{},{},{},{first},{last},{time},{maker_buyer}\n",
+                    self.next_agg_id,
+                    price(self.price),
+                    Decimal::new(qty, 3).expect("scale 3"),
+                ));
+                self.next_agg_id += 1;
+                self.next_trade_id += underlying;
+                volume += qty;
+                quote += self.price * qty;
+                count += underlying;
+                if !maker_buyer {
+                    buy_volume += qty;
+                    buy_quote += self.price * qty;
+                }
+            }
+            let close = self.price;
+            let qty = |m: i64| Decimal::new(m, 3).expect("scale 3");
+            let notional = |m: i64| Decimal::new(m, 4).expect("scale 4");
+            let end = minute + MINUTE_MS - 1;
+            csv[0].push_str(&format!(
+                "{minute},{},{},{},{},{},{end},{},{count},{},{},0\n",
+                price(open),
+                price(high),
+                price(low),
+                price(close),
+                qty(volume),
+                notional(quote),
+                qty(buy_volume),
+                notional(buy_quote),
+            ));
+            // Mark and index near the trade price; premium between them.
+            let near = |rng: &mut fastrand::Rng| -> [i64; 4] {
+                let mut p =
+                    [open, high, low, close].map(|p| p + (normal(rng) * 2.0).round() as i64);
+                p[1] = p.iter().copied().max().expect("four");
+                p[2] = p.iter().copied().min().expect("four");
+                p
+            };
+            let (mark, index) = (near(rng), near(rng));
+            let premium = |i: usize| {
+                let value = (mark[i] - index[i]) as f64 / index[i] as f64;
+                Decimal::new((value * 1e8).round() as i64, 8).expect("scale 8")
+            };
+            let mut premiums = [premium(0), premium(1), premium(2), premium(3)];
+            let (lo, hi) = (
+                *premiums.iter().min_by_key(|d| d.mantissa()).expect("four"),
+                *premiums.iter().max_by_key(|d| d.mantissa()).expect("four"),
+            );
+            (premiums[1], premiums[2]) = (hi, lo);
+            let line = |p: [Decimal; 4]| {
+                format!(
+                    "{minute},{},{},{},{},0.000,{end},0.0000,0,0.000,0.0000,0\n",
+                    p[0], p[1], p[2], p[3]
+                )
+            };
+            csv[1].push_str(&line(mark.map(price)));
+            csv[2].push_str(&line(index.map(price)));
+            csv[3].push_str(&line(premiums));
+
+            // Metrics every 5 minutes, stamped at the end of the period.
+            if (minute / MINUTE_MS) % 5 == 4 {
+                self.open_interest += (normal(rng) * 2_000_000.0) as i64;
+                self.ratio = (self.ratio + normal(rng) * 0.01).clamp(0.5, 3.0);
+                let stamp = chrono::DateTime::from_timestamp_millis(minute + MINUTE_MS)
+                    .expect("in range")
+                    .format("%Y-%m-%d %H:%M:%S");
+                let oi = Decimal::new(self.open_interest, 4).expect("scale 4");
+                let value = self.open_interest as f64 / 1e4 * close as f64 / 10.0;
+                let ratio = |r: f64| format!("{r:.5}");
+                metrics.push_str(&format!(
+                    "{stamp},{symbol},{oi},{value:.5},{},{},{},{}\n",
+                    ratio(self.ratio),
+                    ratio(self.ratio * 0.85),
+                    ratio(self.ratio * 1.2),
+                    ratio(1.0 + normal(rng) * 0.05),
+                ));
+            }
+            if (minute - start) % (8 * 3_600_000) == 0 {
+                let rate =
+                    Decimal::new(10_000 + (normal(rng) * 3_000.0) as i64, 8).expect("scale 8");
+                funding.push((day, format!("{minute},8,{rate}\n")));
+            }
+        }
+        let mut archives: Vec<(VisionKind, String)> = kline_kinds.into_iter().zip(csv).collect();
+        archives.push((VisionKind::AggTrades, trades));
+        archives.push((VisionKind::Metrics, metrics));
+        DayTables { archives, funding }
+    }
+}
+
+/// A standard normal draw (Box–Muller).
+fn normal(rng: &mut fastrand::Rng) -> f64 {
+    let (u, v) = (rng.f64().max(f64::MIN_POSITIVE), rng.f64());
+    (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
+}
+
+/// Writes one archive (a zip holding `{stem}.csv`) and its `.CHECKSUM`, with
+/// no timestamps in the zip, so the bytes depend on the contents only.
+fn write_archive(
+    dir: &Path,
+    kind: VisionKind,
+    symbol: &str,
+    period: &str,
+    csv: &str,
+) -> anyhow::Result<()> {
+    let spec = FileSpec {
+        kind,
+        symbol: symbol.to_string(),
+        period: period.to_string(),
+    };
+    let path = dir.join("data/futures/um").join(spec.rel_path());
+    std::fs::create_dir_all(path.parent().expect("archives are in folders"))?;
+    let mut bytes = Vec::new();
+    {
+        let mut zip = zip::ZipWriter::new(std::io::Cursor::new(&mut bytes));
+        let options = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated)
+            .last_modified_time(zip::DateTime::default());
+        zip.start_file(format!("{}.csv", spec.stem()), options)?;
+        zip.write_all(csv.as_bytes())?;
+        zip.finish()?;
+    }
+    std::fs::write(&path, &bytes).with_context(|| format!("writing {}", path.display()))?;
+    let sha = hex::encode(sha2::Sha256::digest(&bytes));
+    std::fs::write(
+        path.with_extension("zip.CHECKSUM"),
+        format!("{sha}  {}\n", spec.file_name()),
+    )?;
+    Ok(())
+}
