@@ -186,6 +186,53 @@ fn a_seeded_market_is_the_same_over_rest_and_vision_and_repeats_exactly() {
     assert_ne!(checksum(&sim), checksum(&other));
 }
 
+/// Polls answer the exchange's state at its "now" (the end of the market's
+/// data), one record each.
+#[test]
+fn polls_append_the_state_at_the_exchanges_now() {
+    let sim = Sim::synthetic(&["--seed", "7", "--trades-per-minute", "20"]);
+    let data = tempfile::tempdir().unwrap();
+    let out = bml(
+        data.path(),
+        &[
+            "ingest",
+            "poll",
+            "--symbol",
+            "BTCUSDT",
+            "--base-url",
+            sim.url(),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let now = START + 24 * HOUR;
+    let events: Vec<Event> = support::log_records(data.path())
+        .into_iter()
+        .flat_map(|(_, r, _)| r.events)
+        .collect();
+    assert_eq!(events.len(), 3, "{events:?}");
+    for event in events {
+        match event {
+            Event::PremiumIndex(p) => {
+                assert_eq!((p.time, p.next_funding_time), (now, now + 8 * HOUR));
+                assert!(p.mark_price.to_f64() > 0.0 && p.index_price.to_f64() > 0.0);
+            }
+            Event::OpenInterest(o) => {
+                assert_eq!(o.time, now);
+                assert!(o.contracts.to_f64() > 0.0 && o.value_usdt.is_none());
+            }
+            Event::BookTicker(b) => {
+                assert_eq!(b.time(), now);
+                assert_eq!(
+                    b.ask_price.mantissa() - b.bid_price.mantissa(),
+                    1,
+                    "one tick wide"
+                );
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
 /// The columns whose values differ between two lakes of `rows` rows each
 /// (read back with pyarrow, hive partitioning), comma-separated.
 fn differing_columns(a: &Path, b: &Path, rows: usize) -> String {

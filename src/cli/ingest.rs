@@ -27,6 +27,22 @@ pub(super) enum IngestCommand {
     /// read to its end gets a coverage record; a range that failed does not, and
     /// is listed. Exits 1 if any range failed.
     Rest(RestArgs),
+    /// Point-in-time REST polls for the hot band (premiumIndex, openInterest,
+    /// ticker/bookTicker): the exchange's state now, one record per answer.
+    Poll(PollArgs),
+}
+
+#[derive(Debug, Args)]
+pub(super) struct PollArgs {
+    /// Symbols, comma-separated.
+    #[arg(long, value_delimiter = ',', required = true)]
+    symbol: Vec<String>,
+    /// Polls, comma-separated: premiumIndex, openInterest, bookTicker. Default: all.
+    #[arg(long, value_delimiter = ',')]
+    kinds: Vec<String>,
+    /// REST base URL (point it at `bml sim serve`).
+    #[arg(long, env = "BML_REST_URL", default_value = "https://fapi.binance.com")]
+    base_url: String,
 }
 
 #[derive(Debug, Args)]
@@ -103,7 +119,32 @@ pub(super) fn run(cmd: &IngestCommand, data_dir: &Path, ui: &Ui) -> Outcome {
     match cmd {
         IngestCommand::Vision(args) => ingest_vision(args, data_dir, ui),
         IngestCommand::Rest(args) => ingest_rest(args, data_dir, ui),
+        IngestCommand::Poll(args) => ingest_poll(args, data_dir),
     }
+}
+
+fn ingest_poll(args: &PollArgs, data_dir: &Path) -> Outcome {
+    let polls = if args.kinds.is_empty() {
+        rest::Poll::ALL.to_vec()
+    } else {
+        args.kinds
+            .iter()
+            .map(|k| rest::Poll::from_name(k).ok_or_else(|| anyhow!("unknown poll {k:?}")))
+            .collect::<anyhow::Result<Vec<_>>>()?
+    };
+    let governor = std::sync::Arc::new(rest::Governor::new(
+        2400,
+        std::time::Duration::from_secs(60),
+    ));
+    let (client, _) = rest::Client::connect(&args.base_url, governor)?;
+    let symbols: Vec<String> = args.symbol.iter().map(|s| s.to_uppercase()).collect();
+    let mut log = EventLog::open(data_dir)?;
+    let appended = rest::polls::poll(&mut log, &client, &symbols, &polls)?;
+    writeln!(
+        std::io::stdout().lock(),
+        "poll: {appended} answers appended"
+    )?;
+    Ok(exit::OK)
 }
 
 fn ingest_rest(args: &RestArgs, data_dir: &Path, ui: &Ui) -> Outcome {

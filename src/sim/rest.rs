@@ -59,6 +59,8 @@ pub fn weight(path: &str, params: &Params) -> Option<u32> {
         | "/fapi/v1/indexPriceKlines"
         | "/fapi/v1/premiumIndexKlines" => kline_weight(),
         "/fapi/v1/aggTrades" => 20,
+        "/fapi/v1/premiumIndex" | "/fapi/v1/openInterest" => 1,
+        "/fapi/v1/ticker/bookTicker" => 2,
         "/fapi/v1/exchangeInfo" => 1,
         "/fapi/v1/fundingRate" => 1,
         "/futures/data/openInterestHist"
@@ -103,6 +105,9 @@ pub fn answer(
         "/fapi/v1/premiumIndexKlines" => klines(m, KlineKind::Premium, &q),
         "/fapi/v1/aggTrades" => agg_trades(m, &q, now_ms),
         "/fapi/v1/fundingRate" => funding(m, symbol, &q),
+        "/fapi/v1/premiumIndex" => Ok(premium_index(m, symbol, now_ms)),
+        "/fapi/v1/openInterest" => Ok(open_interest(m, symbol, now_ms)),
+        "/fapi/v1/ticker/bookTicker" => Ok(book_ticker(m, symbol, now_ms)),
         _ => stats(m, symbol, path, &q, now_ms),
     }
 }
@@ -326,6 +331,65 @@ fn stats(
         _ => ratio(p.count_long_short_ratio, p.create_time),
     });
     Ok(Value::Array(rows.collect()))
+}
+
+/// The latest kline of `kind` that opened before `now_ms`.
+fn latest(m: &SymbolMarket, kind: KlineKind, now_ms: i64) -> Option<&Kline> {
+    m.klines
+        .range((kind, i64::MIN)..(kind, now_ms))
+        .next_back()
+        .map(|(_, k)| k)
+}
+
+/// The mark price state at "now": the latest mark and index closes, the last
+/// settled rate, the next 8-hourly settlement.
+fn premium_index(m: &SymbolMarket, symbol: &str, now_ms: i64) -> Value {
+    let close = |kind| latest(m, kind, now_ms).map_or(Decimal::ZERO, |k| k.close);
+    let index = close(KlineKind::Index);
+    let funding = m.funding.iter().rev().find(|f| f.funding_time <= now_ms);
+    let period = 8 * 3_600_000;
+    json!({
+        "symbol": symbol,
+        "markPrice": close(KlineKind::Mark).to_string(),
+        "indexPrice": index.to_string(),
+        "estimatedSettlePrice": index.to_string(),
+        "lastFundingRate": funding.map_or("0.00000000".to_string(), |f| f.rate.to_string()),
+        "interestRate": "0.00010000",
+        "nextFundingTime": (now_ms.div_euclid(period) + 1) * period,
+        "time": now_ms,
+    })
+}
+
+/// Open interest at "now": the latest metrics point.
+fn open_interest(m: &SymbolMarket, symbol: &str, now_ms: i64) -> Value {
+    let point = m.metrics.iter().rev().find(|p| p.create_time <= now_ms);
+    json!({
+        "openInterest": point.and_then(|p| p.sum_open_interest).unwrap_or(Decimal::ZERO).to_string(),
+        "symbol": symbol,
+        "time": now_ms,
+    })
+}
+
+/// The best bid and ask at "now": around the last trade (one tick wide, the
+/// last trade's size on each side), updated with each trade.
+fn book_ticker(m: &SymbolMarket, symbol: &str, now_ms: i64) -> Value {
+    let last = m.agg_trades.iter().rev().find(|t| t.transact_time < now_ms);
+    let (bid, ask, qty, id) = match last {
+        Some(t) => {
+            let tick = Decimal::new(t.price.mantissa() + 1, t.price.scale()).unwrap_or(t.price);
+            (t.price, tick, t.quantity, t.agg_trade_id)
+        }
+        None => (Decimal::ZERO, Decimal::ZERO, Decimal::ZERO, 0),
+    };
+    json!({
+        "symbol": symbol,
+        "bidPrice": bid.to_string(),
+        "bidQty": qty.to_string(),
+        "askPrice": ask.to_string(),
+        "askQty": qty.to_string(),
+        "time": now_ms,
+        "lastUpdateId": id,
+    })
 }
 
 fn exchange_info(market: &Market, budget: &Budget, now_ms: i64) -> Value {

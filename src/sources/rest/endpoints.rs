@@ -214,19 +214,19 @@ fn field<'a>(v: &'a Value, name: &str) -> anyhow::Result<&'a Value> {
     v.get(name).ok_or_else(|| anyhow!("missing field {name:?}"))
 }
 
-fn int(v: &Value, name: &str) -> anyhow::Result<i64> {
+pub(super) fn int(v: &Value, name: &str) -> anyhow::Result<i64> {
     field(v, name)?
         .as_i64()
         .ok_or_else(|| anyhow!("field {name:?}: expected an integer"))
 }
 
-fn uint(v: &Value, name: &str) -> anyhow::Result<u64> {
+pub(super) fn uint(v: &Value, name: &str) -> anyhow::Result<u64> {
     field(v, name)?
         .as_u64()
         .ok_or_else(|| anyhow!("field {name:?}: expected an unsigned integer"))
 }
 
-fn decimal(v: &Value, name: &str) -> anyhow::Result<Decimal> {
+pub(super) fn decimal(v: &Value, name: &str) -> anyhow::Result<Decimal> {
     let text = field(v, name)?
         .as_str()
         .ok_or_else(|| anyhow!("field {name:?}: expected a decimal string"))?;

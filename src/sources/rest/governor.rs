@@ -49,6 +49,13 @@ fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
+/// Binance's default budget (2 400 per minute) until `exchangeInfo` says more.
+impl Default for Governor {
+    fn default() -> Governor {
+        Governor::new(2400, Duration::from_secs(60))
+    }
+}
+
 impl Governor {
     /// A governor allowing `limit` weight per clock-aligned `window`.
     pub fn new(limit: u32, window: Duration) -> Governor {

@@ -10,6 +10,7 @@
 pub mod client;
 pub mod endpoints;
 pub mod governor;
+pub mod polls;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
@@ -20,6 +21,7 @@ use anyhow::Context;
 pub use client::Client;
 pub use endpoints::Kind;
 pub use governor::Governor;
+pub use polls::Poll;
 
 use crate::event::{Event, Record, RestRangeComplete, Source};
 use crate::eventlog::EventLog;
@@ -94,7 +96,7 @@ pub fn ingest(
     progress: &(dyn Fn(Progress) + Sync),
 ) -> anyhow::Result<Summary> {
     let started = Instant::now();
-    let governor = Arc::new(Governor::new(2400, Duration::from_secs(60)));
+    let governor = Arc::new(Governor::default());
     let (client, server_time) = Client::connect(&options.base_url, governor.clone())?;
     let mut summary = Summary::default();
     let tasks = plan(options, server_time, &mut summary);

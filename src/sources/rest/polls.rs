@@ -1,0 +1,115 @@
+//! Point-in-time polls for the hot band: the exchange's state now (premium
+//! index and predicted funding, open interest, best bid/ask), one record each.
+//! A poll is a point, not a range: no coverage record follows it.
+
+use anyhow::Context;
+use serde_json::Value;
+
+use super::endpoints::{decimal, int, uint};
+use super::Client;
+use crate::event::{
+    BookTicker, Event, OpenInterest, OpenInterestSource, PremiumIndex, Record, Source,
+};
+use crate::eventlog::EventLog;
+
+/// A point-in-time endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Poll {
+    /// `/fapi/v1/premiumIndex`: mark, index, last and predicted funding.
+    PremiumIndex,
+    /// `/fapi/v1/openInterest`: open interest now (contracts).
+    OpenInterest,
+    /// `/fapi/v1/ticker/bookTicker`: best bid and ask now.
+    BookTicker,
+}
+
+impl Poll {
+    /// Every poll.
+    pub const ALL: [Poll; 3] = [Poll::PremiumIndex, Poll::OpenInterest, Poll::BookTicker];
+
+    /// The endpoint's path.
+    pub fn path(self) -> &'static str {
+        match self {
+            Poll::PremiumIndex => "/fapi/v1/premiumIndex",
+            Poll::OpenInterest => "/fapi/v1/openInterest",
+            Poll::BookTicker => "/fapi/v1/ticker/bookTicker",
+        }
+    }
+
+    /// The poll named like its path's last segment.
+    pub fn from_name(name: &str) -> Option<Poll> {
+        Poll::ALL
+            .into_iter()
+            .find(|p| p.path().rsplit('/').next() == Some(name))
+    }
+
+    fn weight(self) -> u32 {
+        match self {
+            Poll::BookTicker => 2,
+            _ => 1,
+        }
+    }
+
+    fn parse(self, v: &Value) -> anyhow::Result<Event> {
+        Ok(match self {
+            Poll::PremiumIndex => Event::PremiumIndex(PremiumIndex {
+                time: int(v, "time")?,
+                mark_price: decimal(v, "markPrice")?,
+                index_price: decimal(v, "indexPrice")?,
+                estimated_settle_price: decimal(v, "estimatedSettlePrice")?,
+                last_funding_rate: decimal(v, "lastFundingRate")?,
+                interest_rate: decimal(v, "interestRate")?,
+                next_funding_time: int(v, "nextFundingTime")?,
+            }),
+            Poll::OpenInterest => Event::OpenInterest(OpenInterest {
+                source: OpenInterestSource::Snapshot,
+                time: int(v, "time")?,
+                contracts: decimal(v, "openInterest")?,
+                value_usdt: None,
+            }),
+            Poll::BookTicker => {
+                let time = int(v, "time")?;
+                Event::BookTicker(BookTicker {
+                    update_id: uint(v, "lastUpdateId")?,
+                    bid_price: decimal(v, "bidPrice")?,
+                    bid_qty: decimal(v, "bidQty")?,
+                    ask_price: decimal(v, "askPrice")?,
+                    ask_qty: decimal(v, "askQty")?,
+                    transaction_time: time,
+                    event_time: time,
+                })
+            }
+        })
+    }
+}
+
+/// Polls each of `polls` once per symbol and appends one record per answer;
+/// returns the records appended.
+pub fn poll(
+    log: &mut EventLog,
+    client: &Client,
+    symbols: &[String],
+    polls: &[Poll],
+) -> anyhow::Result<u64> {
+    let mut appended = 0;
+    for symbol in symbols {
+        for &p in polls {
+            let event = client
+                .get(p.path(), &[("symbol", symbol.clone())], p.weight(), |v| {
+                    p.parse(v)
+                })
+                .with_context(|| format!("polling {} for {symbol}", p.path()))?;
+            log.push(&Record {
+                symbol: symbol.clone(),
+                source: Source::Rest {
+                    endpoint: p.path().to_string(),
+                },
+                received_ms: chrono::Utc::now().timestamp_millis(),
+                events: vec![event],
+            })?;
+            appended += 1;
+        }
+    }
+    log.commit()?;
+    Ok(appended)
+}
