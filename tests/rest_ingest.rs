@@ -187,7 +187,7 @@ fn a_seeded_market_is_the_same_over_rest_and_vision_and_repeats_exactly() {
 }
 
 /// Polls answer the exchange's state at its "now" (the end of the market's
-/// data), one record each.
+/// data), one record each, the 1000-level book included.
 #[test]
 fn polls_append_the_state_at_the_exchanges_now() {
     let sim = Sim::synthetic(&["--seed", "7", "--trades-per-minute", "20"]);
@@ -209,7 +209,7 @@ fn polls_append_the_state_at_the_exchanges_now() {
         .into_iter()
         .flat_map(|(_, r, _)| r.events)
         .collect();
-    assert_eq!(events.len(), 3, "{events:?}");
+    assert_eq!(events.len(), 4, "{events:?}");
     for event in events {
         match event {
             Event::PremiumIndex(p) => {
@@ -226,6 +226,16 @@ fn polls_append_the_state_at_the_exchanges_now() {
                     b.ask_price.mantissa() - b.bid_price.mantissa(),
                     1,
                     "one tick wide"
+                );
+            }
+            Event::DepthSnapshot(d) => {
+                assert_eq!(
+                    (d.event_time, d.bids.len(), d.asks.len()),
+                    (now, 1000, 1000)
+                );
+                assert!(
+                    d.bids[0].0.mantissa() < d.asks[0].0.mantissa(),
+                    "not crossed"
                 );
             }
             other => panic!("unexpected {other:?}"),

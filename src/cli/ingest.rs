@@ -28,7 +28,7 @@ pub(super) enum IngestCommand {
     /// is listed. Exits 1 if any range failed.
     Rest(RestArgs),
     /// Point-in-time REST polls for the hot band (premiumIndex, openInterest,
-    /// ticker/bookTicker): the exchange's state now, one record per answer.
+    /// ticker/bookTicker, depth): the exchange's state now, one record per answer.
     Poll(PollArgs),
 }
 
@@ -37,7 +37,8 @@ pub(super) struct PollArgs {
     /// Symbols, comma-separated.
     #[arg(long, value_delimiter = ',', required = true)]
     symbol: Vec<String>,
-    /// Polls, comma-separated: premiumIndex, openInterest, bookTicker. Default: all.
+    /// Polls, comma-separated: premiumIndex, openInterest, bookTicker, depth
+    /// (1000 levels). Default: all.
     #[arg(long, value_delimiter = ',')]
     kinds: Vec<String>,
     /// REST base URL (point it at `bml sim serve`).

@@ -61,6 +61,12 @@ pub fn weight(path: &str, params: &Params) -> Option<u32> {
         "/fapi/v1/aggTrades" => 20,
         "/fapi/v1/premiumIndex" | "/fapi/v1/openInterest" => 1,
         "/fapi/v1/ticker/bookTicker" => 2,
+        "/fapi/v1/depth" => match params.get("limit").map(String::as_str) {
+            Some("100") => 5,
+            Some("500") | None => 10,
+            Some("1000") => 20,
+            _ => 2,
+        },
         "/fapi/v1/exchangeInfo" => 1,
         "/fapi/v1/fundingRate" => 1,
         "/futures/data/openInterestHist"
@@ -108,6 +114,7 @@ pub fn answer(
         "/fapi/v1/premiumIndex" => Ok(premium_index(m, symbol, now_ms)),
         "/fapi/v1/openInterest" => Ok(open_interest(m, symbol, now_ms)),
         "/fapi/v1/ticker/bookTicker" => Ok(book_ticker(m, symbol, now_ms)),
+        "/fapi/v1/depth" => depth(m, &q, now_ms),
         _ => stats(m, symbol, path, &q, now_ms),
     }
 }
@@ -390,6 +397,37 @@ fn book_ticker(m: &SymbolMarket, symbol: &str, now_ms: i64) -> Value {
         "time": now_ms,
         "lastUpdateId": id,
     })
+}
+
+/// An order book at "now": `limit` levels a tick apart on each side of the
+/// last trade, with sizes made up from the level's price (deterministic).
+fn depth(m: &SymbolMarket, q: &Query, now_ms: i64) -> Result<Value, ApiError> {
+    let limit = q.int("limit")?.unwrap_or(500);
+    if ![5, 10, 20, 50, 100, 500, 1000].contains(&limit) {
+        return Err(error(
+            -1130,
+            "Invalid limit: one of 5, 10, 20, 50, 100, 500, 1000",
+        ));
+    }
+    let last = m.agg_trades.iter().rev().find(|t| t.transact_time < now_ms);
+    let (price, id) = last.map_or((Decimal::ZERO, 0), |t| (t.price, t.agg_trade_id));
+    let level = |offset: i64| {
+        let mantissa = price.mantissa() + offset;
+        let size = 1 + mantissa.rem_euclid(97) * 13;
+        json!([
+            Decimal::new(mantissa, price.scale())
+                .unwrap_or(price)
+                .to_string(),
+            Decimal::new(size, 3).expect("scale 3").to_string()
+        ])
+    };
+    Ok(json!({
+        "lastUpdateId": id,
+        "E": now_ms,
+        "T": now_ms,
+        "bids": (0..limit).map(|i| level(-i)).collect::<Vec<_>>(),
+        "asks": (1..=limit).map(level).collect::<Vec<_>>(),
+    }))
 }
 
 fn exchange_info(market: &Market, budget: &Budget, now_ms: i64) -> Value {

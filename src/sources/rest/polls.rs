@@ -1,5 +1,6 @@
 //! Point-in-time polls for the hot band: the exchange's state now (premium
-//! index and predicted funding, open interest, best bid/ask), one record each.
+//! index and predicted funding, open interest, best bid/ask, the order book),
+//! one record each.
 //! A poll is a point, not a range: no coverage record follows it.
 
 use anyhow::Context;
@@ -8,7 +9,8 @@ use serde_json::Value;
 use super::endpoints::{decimal, int, uint};
 use super::Client;
 use crate::event::{
-    BookTicker, Event, OpenInterest, OpenInterestSource, PremiumIndex, Record, Source,
+    BookTicker, Decimal, DepthSnapshot, Event, Level, OpenInterest, OpenInterestSource,
+    PremiumIndex, Record, Source,
 };
 use crate::eventlog::EventLog;
 
@@ -21,11 +23,18 @@ pub enum Poll {
     OpenInterest,
     /// `/fapi/v1/ticker/bookTicker`: best bid and ask now.
     BookTicker,
+    /// `/fapi/v1/depth?limit=1000`: the order book now (the live book's snapshot).
+    Depth,
 }
 
 impl Poll {
     /// Every poll.
-    pub const ALL: [Poll; 3] = [Poll::PremiumIndex, Poll::OpenInterest, Poll::BookTicker];
+    pub const ALL: [Poll; 4] = [
+        Poll::PremiumIndex,
+        Poll::OpenInterest,
+        Poll::BookTicker,
+        Poll::Depth,
+    ];
 
     /// The endpoint's path.
     pub fn path(self) -> &'static str {
@@ -33,6 +42,7 @@ impl Poll {
             Poll::PremiumIndex => "/fapi/v1/premiumIndex",
             Poll::OpenInterest => "/fapi/v1/openInterest",
             Poll::BookTicker => "/fapi/v1/ticker/bookTicker",
+            Poll::Depth => "/fapi/v1/depth",
         }
     }
 
@@ -46,7 +56,16 @@ impl Poll {
     fn weight(self) -> u32 {
         match self {
             Poll::BookTicker => 2,
+            Poll::Depth => 20,
             _ => 1,
+        }
+    }
+
+    /// Query parameters beyond the symbol.
+    fn extra(self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            Poll::Depth => &[("limit", "1000")],
+            _ => &[],
         }
     }
 
@@ -79,8 +98,40 @@ impl Poll {
                     event_time: time,
                 })
             }
+            Poll::Depth => Event::DepthSnapshot(DepthSnapshot {
+                last_update_id: uint(v, "lastUpdateId")?,
+                event_time: int(v, "E")?,
+                transaction_time: int(v, "T")?,
+                bids: levels(v, "bids")?,
+                asks: levels(v, "asks")?,
+            }),
         })
     }
+}
+
+/// `[["price", "qty"], …]`.
+fn levels(v: &Value, name: &str) -> anyhow::Result<Vec<Level>> {
+    let side = v
+        .get(name)
+        .and_then(Value::as_array)
+        .with_context(|| format!("field {name:?}: expected an array of levels"))?;
+    side.iter()
+        .map(|level| {
+            let pair = level.as_array().filter(|p| p.len() == 2);
+            let text = |i: usize| pair.and_then(|p| p[i].as_str());
+            match (text(0), text(1)) {
+                (Some(price), Some(qty)) => Ok((
+                    Decimal::parse(price.as_bytes())
+                        .map_err(|e| anyhow::anyhow!("{name}: {price:?}: {e}"))?,
+                    Decimal::parse(qty.as_bytes())
+                        .map_err(|e| anyhow::anyhow!("{name}: {qty:?}: {e}"))?,
+                )),
+                _ => Err(anyhow::anyhow!(
+                    "field {name:?}: a level is not [price, qty]: {level}"
+                )),
+            }
+        })
+        .collect()
 }
 
 /// Polls each of `polls` once per symbol and appends one record per answer;
@@ -94,10 +145,10 @@ pub fn poll(
     let mut appended = 0;
     for symbol in symbols {
         for &p in polls {
+            let mut query = vec![("symbol", symbol.clone())];
+            query.extend(p.extra().iter().map(|&(k, v)| (k, v.to_string())));
             let event = client
-                .get(p.path(), &[("symbol", symbol.clone())], p.weight(), |v| {
-                    p.parse(v)
-                })
+                .get(p.path(), &query, p.weight(), |v| p.parse(v))
                 .with_context(|| format!("polling {} for {symbol}", p.path()))?;
             log.push(&Record {
                 symbol: symbol.clone(),
