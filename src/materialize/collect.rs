@@ -268,35 +268,57 @@ impl<T: Fact> Copies<T> {
     /// origins: among equal copies the one that arrived first (best source,
     /// earliest, then by source) is kept, so no tie is left to the log order.
     fn resolve(&mut self, origins: &[Origin], arrival: &[u32], conflicts: &mut Vec<Conflict>) {
-        let order = |(a, ao): (&T, u32), (b, bo): (&T, u32)| {
-            a.key()
-                .cmp(&b.key())
-                .then(arrival[ao as usize].cmp(&arrival[bo as usize]))
-        };
-        let at = |i: usize| (&self.facts[i], self.origins[i]);
-        // The log mostly holds a kind's facts in key order already.
-        if (1..self.facts.len()).any(|i| order(at(i - 1), at(i)).is_gt()) {
+        let reported = conflicts.len();
+        // The log mostly holds a kind's facts in key order already: resolve in
+        // one pass, and sort only if that pass finds them out of order.
+        if !self.resolve_in_order(origins, arrival, conflicts) {
+            conflicts.truncate(reported);
             let mut pairs: Vec<(T, u32)> =
                 self.facts.drain(..).zip(self.origins.drain(..)).collect();
-            pairs.sort_by(|a, b| order((&a.0, a.1), (&b.0, b.1)));
+            pairs.sort_by(|(a, ao), (b, bo)| {
+                a.key()
+                    .cmp(&b.key())
+                    .then(arrival[*ao as usize].cmp(&arrival[*bo as usize]))
+            });
             for (fact, origin) in pairs {
                 self.push(fact, origin);
             }
+            let sorted = self.resolve_in_order(origins, arrival, conflicts);
+            debug_assert!(sorted, "sorted copies resolve in one pass");
         }
-        // Each group's kept copy moves down to `kept`.
+    }
+
+    /// Resolves copies that are in (key, arrival) order, moving each group's
+    /// kept copy down to the front. Returns false as soon as it meets copies
+    /// out of that order, having only permuted them.
+    fn resolve_in_order(
+        &mut self,
+        origins: &[Origin],
+        arrival: &[u32],
+        conflicts: &mut Vec<Conflict>,
+    ) -> bool {
         let (mut kept, mut start) = (0, 0);
+        let mut previous: Option<T::Key> = None;
         while start < self.facts.len() {
             let key = self.facts[start].key();
+            if previous.as_ref().is_some_and(|p| *p >= key) {
+                return false;
+            }
             let end = start
                 + self.facts[start..]
                     .iter()
                     .take_while(|f| f.key() == key)
                     .count();
-            let group = &self.facts[start..end];
+            let (group, group_origins) = (&self.facts[start..end], &self.origins[start..end]);
+            if group_origins
+                .windows(2)
+                .any(|w| arrival[w[0] as usize] > arrival[w[1] as usize])
+            {
+                return false;
+            }
             let winner = if group[1..].iter().all(|f| *f == group[0]) {
                 start
             } else {
-                let group_origins = &self.origins[start..end];
                 start + precedence(group, group_origins, &key, origins, conflicts)
             };
             if kept != winner {
@@ -305,9 +327,11 @@ impl<T: Fact> Copies<T> {
             }
             kept += 1;
             start = end;
+            previous = Some(key);
         }
         self.facts.truncate(kept);
         self.origins.truncate(kept);
+        true
     }
 
     /// The resolved facts, leaving the copies empty.
