@@ -267,10 +267,9 @@ print(",".join(c for c in a.schema.names if a[c].to_pylist() != b[c].to_pylist()
 }
 
 /// One governor paces every caller of a process: ten ranges fetched at once
-/// against a small weight budget draw no 429 at all. Three processes at once
-/// (three governors, one IP budget) race for it: some draw 429s, which they
-/// wait out, so nobody is banned, no page is lost, and every log holds the same
-/// facts.
+/// against a small weight budget draw no 429 at all. Ten processes at once
+/// (ten governors, one IP budget) race for it: they draw 429s, which they wait
+/// out, so nobody is banned, no page is lost, and every log holds the same facts.
 #[test]
 fn ten_ranges_at_once_draw_no_429_and_parallel_processes_no_ban() {
     let day = support::vision_day_at_rates(DATE, 2, 6, Some((0.25, 1.0)));
@@ -290,7 +289,7 @@ fn ten_ranges_at_once_draw_no_429_and_parallel_processes_no_ban() {
 
     assert_complete(one.path(), &ALL_KINDS);
 
-    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let dirs: Vec<tempfile::TempDir> = (0..10).map(|_| tempfile::tempdir().unwrap()).collect();
     let children: Vec<_> = dirs
         .iter()
         .map(|d| {
@@ -313,7 +312,7 @@ fn ten_ranges_at_once_draw_no_429_and_parallel_processes_no_ban() {
         assert_complete(d.path(), &["klines", "aggTrades"]);
         assert_eq!(rest_log(d.path()).0, reference);
     }
-    eprintln!("sim after three processes: {stats}");
+    eprintln!("sim after ten processes: {stats}");
 }
 
 /// Bursts of 429s and 5xx, bodies cut mid-way and malformed answers are all

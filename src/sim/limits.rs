@@ -6,10 +6,11 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-/// Requests sent during one `Retry-After` wait before the IP is banned: a few
-/// already in flight when the 429 went out (or from other processes on the
-/// same IP) are forgiven, a client that keeps going is not.
-const VIOLATIONS_BEFORE_BAN: u32 = 10;
+/// Requests sent during one `Retry-After` wait before the IP is banned (Binance
+/// does not publish its figure). Those already in flight when the 429 went out,
+/// from every thread and process on the IP, are forgiven; a client that keeps
+/// going without waiting sends far more than this within one wait.
+const VIOLATIONS_BEFORE_BAN: u32 = 50;
 /// How long a ban lasts (Binance: 2 minutes for a first offence).
 const BAN_MS: i64 = 120_000;
 
