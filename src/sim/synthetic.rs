@@ -3,8 +3,9 @@
 //! `bml sim serve --seed N` without `--from-vision` serves a market made up
 //! from the seed: per minute, aggTrades (a random walk on a 0.1 tick, log-normal
 //! sizes with occasional whales, consecutive ids), the trade kline folded
-//! exactly from them, mark and index price klines near the trade price, the
-//! premium index kline between them; metrics (open interest and ratios) every
+//! exactly from them, bookTicker updates around them (until 2024-03-31, when
+//! Vision stopped publishing them), mark and index price klines near the trade
+//! price, the premium index kline between them; metrics (open interest and ratios) every
 //! 5 minutes; a funding settlement every 8 hours. It is written in Vision's
 //! exact layout (CSV with header in a zip, `.CHECKSUM` beside it), and the
 //! simulator then loads it like any Vision directory: so REST and Vision serve
@@ -82,6 +83,7 @@ struct State {
     price: i64,
     next_agg_id: u64,
     next_trade_id: u64,
+    next_book_id: u64,
     /// Open interest, in 0.0001 contracts.
     open_interest: i64,
     ratio: f64,
@@ -98,6 +100,7 @@ impl State {
         State {
             price: (price * 10.0) as i64,
             next_agg_id: 1_000_000_000 + rng.u64(0..1_000_000),
+            next_book_id: 3_000_000_000_000 + rng.u64(0..1_000_000),
             next_trade_id: 4_000_000_000 + rng.u64(0..1_000_000),
             open_interest: 800_000_000,
             ratio: 1.3,
@@ -120,6 +123,9 @@ impl State {
         ];
         let mut csv: Vec<String> = kline_kinds.iter().map(|&k| header(k)).collect();
         let mut trades = header(VisionKind::AggTrades);
+        // Vision stopped publishing bookTicker archives after 2024-03-31.
+        let with_book = day <= NaiveDate::from_ymd_opt(2024, 3, 31).expect("a date");
+        let mut book = header(VisionKind::BookTicker);
         let mut metrics = header(VisionKind::Metrics);
         let mut funding = Vec::new();
         let start = day
@@ -137,10 +143,12 @@ impl State {
             let (open, mut high, mut low) = (self.price, self.price, self.price);
             let (mut volume, mut quote, mut count, mut buy_volume, mut buy_quote) =
                 (0i64, 0i64, 0u64, 0i64, 0i64);
+            let mut path = Vec::with_capacity(n);
             for (i, &time) in times.iter().enumerate() {
                 if i > 0 {
                     self.price += (normal(rng) * 3.0).round() as i64;
                 }
+                path.push((time, self.price));
                 high = high.max(self.price);
                 low = low.min(self.price);
                 // Quantity in 0.001: log-normal around 0.02, a whale now and then.
@@ -166,6 +174,9 @@ impl State {
                     buy_volume += qty;
                     buy_quote += self.price * qty;
                 }
+            }
+            if with_book {
+                self.book_minute(rng, minute, open, &path, &mut book);
             }
             let close = self.price;
             let qty = |m: i64| Decimal::new(m, 3).expect("scale 3");
@@ -237,8 +248,49 @@ impl State {
         }
         let mut archives: Vec<(VisionKind, String)> = kline_kinds.into_iter().zip(csv).collect();
         archives.push((VisionKind::AggTrades, trades));
+        if with_book {
+            archives.push((VisionKind::BookTicker, book));
+        }
         archives.push((VisionKind::Metrics, metrics));
         DayTables { archives, funding }
+    }
+
+    /// Two book updates per trade: the best bid at the last trade's price (the
+    /// minute's open before the first), the ask one or two ticks above, sizes
+    /// log-normal; `event_time` a few milliseconds after `transaction_time`.
+    fn book_minute(
+        &mut self,
+        rng: &mut fastrand::Rng,
+        minute: i64,
+        open: i64,
+        trades: &[(i64, i64)],
+        csv: &mut String,
+    ) {
+        let mut times: Vec<i64> = (0..2 * trades.len().max(1))
+            .map(|_| minute + rng.i64(0..MINUTE_MS))
+            .collect();
+        times.sort_unstable();
+        let mut last = 0;
+        for time in times {
+            while last < trades.len() && trades[last].0 <= time {
+                last += 1;
+            }
+            let bid = if last == 0 { open } else { trades[last - 1].1 };
+            let ask = bid + 1 + i64::from(rng.u8(0..10) == 0);
+            let size = |rng: &mut fastrand::Rng| {
+                let m = ((normal(rng) - 0.5).exp() * 1000.0).round().max(1.0) as i64;
+                Decimal::new(m, 3).expect("scale 3")
+            };
+            let (bid_qty, ask_qty) = (size(rng), size(rng));
+            self.next_book_id += rng.u64(1..40);
+            csv.push_str(&format!(
+                "{},{},{bid_qty},{},{ask_qty},{time},{}\n",
+                self.next_book_id,
+                Decimal::new(bid, 1).expect("scale 1"),
+                Decimal::new(ask, 1).expect("scale 1"),
+                time + rng.i64(0..5),
+            ));
+        }
     }
 }
 
