@@ -80,9 +80,9 @@ fn rest_log(data: &Path) -> (BTreeSet<String>, Vec<Range>) {
     (facts, ranges)
 }
 
-/// Every range the plan makes for two hours of data, all complete, and the
-/// rows they claim are the rows in the log.
-fn assert_complete(data: &Path, kinds: &[&str]) {
+/// Every range the plan makes for `hours` of data, all complete, and the rows
+/// they claim are the rows in the log.
+fn assert_complete(data: &Path, kinds: &[&str], hours: i64) {
     let (facts, ranges) = rest_log(data);
     let mut expected: Vec<(String, i64, i64)> = Vec::new();
     for kind in kinds {
@@ -92,10 +92,11 @@ fn assert_complete(data: &Path, kinds: &[&str]) {
             format!("/fapi/v1/{kind}")
         };
         if *kind == "aggTrades" {
-            expected.push((endpoint.clone(), START, START + HOUR));
-            expected.push((endpoint, START + HOUR, START + 2 * HOUR));
+            for h in 0..hours {
+                expected.push((endpoint.clone(), START + h * HOUR, START + (h + 1) * HOUR));
+            }
         } else {
-            expected.push((endpoint, START, START + 2 * HOUR));
+            expected.push((endpoint, START, START + hours * HOUR));
         }
     }
     expected.sort();
@@ -115,25 +116,7 @@ fn assert_complete(data: &Path, kinds: &[&str]) {
 fn rest_and_vision_give_the_same_lake_where_both_supply_the_columns() {
     let day = support::vision_day_at_rates(DATE, 2, 5, Some((2.0, 5.0)));
     let sim = Sim::start(day.path(), &[]);
-    let (rest, vision) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let out = bml(rest.path(), &rest_args(&sim, &[]));
-    assert!(out.status.success(), "{}", text(&out));
-    assert!(text(&out).contains("0 failed"), "{}", text(&out));
-    assert_complete(rest.path(), &ALL_KINDS);
-    let vision_url = sim.vision_url();
-    let out = bml(
-        vision.path(),
-        &support::vision_ingest_args(DATE, &vision_url, &[]),
-    );
-    assert!(text(&out).contains("0 failed"), "{}", text(&out));
-    for data in [&rest, &vision] {
-        let out = bml(data.path(), &["materialize"]);
-        assert!(out.status.success(), "{}", text(&out));
-    }
-    assert_eq!(
-        differing_columns(&rest.path().join("lake"), &vision.path().join("lake"), 120),
-        ONLY_VISION_GIVES
-    );
+    let (rest, vision) = both_channels(&sim, 120);
     // The book columns differ because REST has no bookTicker history at all.
     assert!(rest_log(rest.path())
         .0
@@ -158,27 +141,7 @@ fn rest_and_vision_give_the_same_lake_where_both_supply_the_columns() {
 #[test]
 fn a_seeded_market_is_the_same_over_rest_and_vision_and_repeats_exactly() {
     let sim = Sim::synthetic(&["--seed", "7", "--trades-per-minute", "20"]);
-    let (rest, vision) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let out = bml(rest.path(), &rest_args(&sim, &[]));
-    assert!(out.status.success(), "{}", text(&out));
-    let vision_url = sim.vision_url();
-    let out = bml(
-        vision.path(),
-        &support::vision_ingest_args(DATE, &vision_url, &[]),
-    );
-    assert!(text(&out).contains("0 failed"), "{}", text(&out));
-    for data in [&rest, &vision] {
-        let out = bml(data.path(), &["materialize"]);
-        assert!(
-            out.status.success() && text(&out).contains("1440 rows, 0 findings"),
-            "{}",
-            text(&out)
-        );
-    }
-    assert_eq!(
-        differing_columns(&rest.path().join("lake"), &vision.path().join("lake"), 1440),
-        ONLY_VISION_GIVES
-    );
+    both_channels(&sim, 1440);
     let checksum = |sim: &Sim| {
         let url = format!(
             "{}daily/aggTrades/BTCUSDT/BTCUSDT-aggTrades-{DATE}.zip.CHECKSUM",
@@ -249,6 +212,41 @@ fn polls_append_the_state_at_the_exchanges_now() {
     }
 }
 
+/// Ingests everything `sim` serves once over REST (all endpoints) and once as
+/// Vision archives into two data dirs, materializes both (`rows` rows, no
+/// finding), and checks the lakes differ only in [`ONLY_VISION_GIVES`] and that
+/// every REST range has its coverage record. Returns (REST dir, Vision dir).
+fn both_channels(sim: &Sim, rows: usize) -> (tempfile::TempDir, tempfile::TempDir) {
+    let (rest, vision) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let out = bml(rest.path(), &rest_args(sim, &[]));
+    assert!(
+        out.status.success() && text(&out).contains("0 failed"),
+        "{}",
+        text(&out)
+    );
+    assert_complete(rest.path(), &ALL_KINDS, rows as i64 / 60);
+    let vision_url = sim.vision_url();
+    let out = bml(
+        vision.path(),
+        &support::vision_ingest_args(DATE, &vision_url, &[]),
+    );
+    assert!(text(&out).contains("0 failed"), "{}", text(&out));
+    for data in [&rest, &vision] {
+        let out = bml(data.path(), &["materialize"]);
+        let expected = format!("{rows} rows, 0 findings");
+        assert!(
+            out.status.success() && text(&out).contains(&expected),
+            "{}",
+            text(&out)
+        );
+    }
+    assert_eq!(
+        differing_columns(&rest.path().join("lake"), &vision.path().join("lake"), rows),
+        ONLY_VISION_GIVES
+    );
+    (rest, vision)
+}
+
 /// The columns whose values differ between two lakes of `rows` rows each
 /// (read back with pyarrow, hive partitioning), comma-separated.
 fn differing_columns(a: &Path, b: &Path, rows: usize) -> String {
@@ -293,7 +291,7 @@ fn ten_ranges_at_once_draw_no_429_and_parallel_processes_no_ban() {
         "{stats}"
     );
 
-    assert_complete(one.path(), &ALL_KINDS);
+    assert_complete(one.path(), &ALL_KINDS, 2);
 
     let dirs: Vec<tempfile::TempDir> = (0..10).map(|_| tempfile::tempdir().unwrap()).collect();
     let children: Vec<_> = dirs
@@ -315,7 +313,7 @@ fn ten_ranges_at_once_draw_no_429_and_parallel_processes_no_ban() {
     assert_eq!(stats["banned"], 0, "{stats}");
     let reference = rest_log(dirs[0].path()).0;
     for d in &dirs {
-        assert_complete(d.path(), &["klines", "aggTrades"]);
+        assert_complete(d.path(), &["klines", "aggTrades"], 2);
         assert_eq!(rest_log(d.path()).0, reference);
     }
     eprintln!("sim after ten processes: {stats}");
@@ -361,7 +359,11 @@ fn throttles_server_errors_cut_and_malformed_answers_are_survived_without_a_gap(
         );
     }
     assert_eq!(stats["banned"], 0, "{stats}");
-    assert_complete(faulty.path(), &["klines", "aggTrades", "openInterestHist"]);
+    assert_complete(
+        faulty.path(),
+        &["klines", "aggTrades", "openInterestHist"],
+        2,
+    );
     assert_eq!(rest_log(faulty.path()), rest_log(clean.path()));
 }
 
