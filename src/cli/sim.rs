@@ -60,16 +60,16 @@ pub(super) struct ServeArgs {
     #[arg(long, default_value_t = 0)]
     latency_ms: u64,
     /// Fraction of requests answered 500/503 (REST and Vision).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, value_parser = fraction)]
     fail_rate: f64,
     /// Fraction of REST requests answered 429 (Retry-After: 1).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, value_parser = fraction)]
     throttle_rate: f64,
     /// Fraction of REST answers whose connection drops mid-body.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, value_parser = fraction)]
     cut_rate: f64,
     /// Fraction of REST answers that are broken JSON or lack a field.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, value_parser = fraction)]
     malformed_rate: f64,
     /// Days (YYYY-MM-DD, comma-separated) whose Vision archives answer 404.
     #[arg(long, value_delimiter = ',')]
@@ -82,6 +82,14 @@ pub(super) struct ServeArgs {
     /// another SHA-256.
     #[arg(long, value_delimiter = ',')]
     wrong_checksums: Vec<String>,
+}
+
+/// A fraction of requests: a number from 0 to 1.
+fn fraction(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(f) if (0.0..=1.0).contains(&f) => Ok(f),
+        _ => Err(format!("{text:?} is not a fraction from 0 to 1")),
+    }
 }
 
 pub(super) fn run(cmd: &SimCommand) -> Outcome {
