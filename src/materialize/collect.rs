@@ -387,6 +387,7 @@ fn precedence<T: Fact>(
 /// one collector for every hour it derives: [`Collector::start`] begins an
 /// hour, [`Collector::finish`] ends it, [`Collector::reuse`] returns the
 /// memory of its facts.
+#[derive(Default)]
 pub struct Collector {
     hour: Range<i64>,
     origins: Vec<Origin>,
@@ -416,25 +417,9 @@ pub struct Collector {
 impl Collector {
     /// A collector for the hour starting at `hour_start`.
     pub fn new(hour_start: i64) -> Collector {
-        Collector {
-            hour: hour_start..hour_start + HOUR_MS,
-            origins: Vec::new(),
-            origin_ids: FxHashMap::default(),
-            klines: Copies::default(),
-            agg_trades: Copies::default(),
-            book_tickers: Copies::default(),
-            book_tail_minute: i64::MIN,
-            book_tail_in_front: 0,
-            book_tail: Copies::default(),
-            metrics: Copies::default(),
-            funding: Copies::default(),
-            premium_polls: Copies::default(),
-            open_interest: Copies::default(),
-            ratios: Copies::default(),
-            mark_prices: Copies::default(),
-            depth_diffs: Copies::default(),
-            liquidations: Copies::default(),
-        }
+        let mut collector = Collector::default();
+        collector.start(hour_start);
+        collector
     }
 
     /// Forgets everything taken in and begins the hour starting at `hour_start`.

@@ -230,7 +230,12 @@ pub(super) fn decimal(v: &Value, name: &str) -> anyhow::Result<Decimal> {
     let text = field(v, name)?
         .as_str()
         .ok_or_else(|| anyhow!("field {name:?}: expected a decimal string"))?;
-    Decimal::parse(text.as_bytes()).map_err(|e| anyhow!("field {name:?}: {text:?}: {e}"))
+    decimal_text(text, &format!("field {name:?}"))
+}
+
+/// A decimal from the exchange's text; `what` names it in the error.
+pub(super) fn decimal_text(text: &str, what: &str) -> anyhow::Result<Decimal> {
+    Decimal::parse(text.as_bytes()).map_err(|e| anyhow!("{what}: {text:?}: {e}"))
 }
 
 fn ratio(v: &Value, kind: RatioKind) -> anyhow::Result<Event> {
@@ -259,7 +264,7 @@ fn kline(v: &Value, kind: KlineKind) -> anyhow::Result<Event> {
         let text = a[i]
             .as_str()
             .ok_or_else(|| anyhow!("kline field {i}: expected a decimal string"))?;
-        Decimal::parse(text.as_bytes()).map_err(|e| anyhow!("kline field {i}: {text:?}: {e}"))
+        decimal_text(text, &format!("kline field {i}"))
     };
     let open_time = int(0)?;
     let close_time = int(6)?;

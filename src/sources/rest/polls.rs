@@ -6,11 +6,11 @@
 use anyhow::Context;
 use serde_json::Value;
 
-use super::endpoints::{decimal, int, uint};
+use super::endpoints::{decimal, decimal_text, int, uint};
 use super::Client;
 use crate::event::{
-    BookTicker, Decimal, DepthSnapshot, Event, Level, OpenInterest, OpenInterestSource,
-    PremiumIndex, Record, Source,
+    BookTicker, DepthSnapshot, Event, Level, OpenInterest, OpenInterestSource, PremiumIndex,
+    Record, Source,
 };
 use crate::eventlog::EventLog;
 
@@ -121,10 +121,8 @@ fn levels(v: &Value, name: &str) -> anyhow::Result<Vec<Level>> {
             let text = |i: usize| pair.and_then(|p| p[i].as_str());
             match (text(0), text(1)) {
                 (Some(price), Some(qty)) => Ok((
-                    Decimal::parse(price.as_bytes())
-                        .map_err(|e| anyhow::anyhow!("{name}: {price:?}: {e}"))?,
-                    Decimal::parse(qty.as_bytes())
-                        .map_err(|e| anyhow::anyhow!("{name}: {qty:?}: {e}"))?,
+                    decimal_text(price, &format!("field {name:?}"))?,
+                    decimal_text(qty, &format!("field {name:?}"))?,
                 )),
                 _ => Err(anyhow::anyhow!(
                     "field {name:?}: a level is not [price, qty]: {level}"
