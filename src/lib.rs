@@ -3,12 +3,14 @@
 //! sources → write-ahead log (`bml-wal`, typed by [`eventlog`]) → materializer →
 //! lake and ledger.
 //!
+//! - [`binance`]: facts about the exchange that several stages share.
 //! - [`event`]: the vocabulary of the log (market facts and coverage facts).
 //! - [`eventlog`]: records in and out of the log.
 //! - [`sources`]: the appenders (Vision, REST).
 //! - [`sim`]: the simulated exchange the sources are tested against.
 //! - [`cli`]: wires the stages to the command line; nothing below it knows it.
 
+pub mod binance;
 pub mod cli;
 pub mod event;
 pub mod eventlog;

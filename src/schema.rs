@@ -52,7 +52,19 @@ const fn col(name: &'static str, ty: ColumnType, class: Class) -> Column {
     }
 }
 
-/// The 58 columns, in file order.
+impl Column {
+    /// The column with its definition at version `n`.
+    const fn v(self, n: u32) -> Column {
+        Column {
+            rule_version: n,
+            ..self
+        }
+    }
+}
+
+/// The 58 columns, in file order. Versions above 1, and why:
+/// - 44–50 v2: as-of points keyed by snapshot time (Vision metrics labels moved
+///   to the start of the period on 2026-06-25).
 #[rustfmt::skip]
 pub const COLUMNS: [Column; 58] = [
     col("event_time",                ColumnType::BigInt,  Class::LiveOnly),
@@ -98,13 +110,13 @@ pub const COLUMNS: [Column; 58] = [
     col("avg_ask_depth",             ColumnType::Float,   Class::BackfillAvailable),
     col("spread_pct",                ColumnType::Float,   Class::BackfillAvailable),
     col("price_impact_100k",         ColumnType::Float,   Class::LiveOnly),
-    col("oi_contracts",              ColumnType::Float,   Class::BackfillAvailable),
-    col("oi_value_usdt",             ColumnType::Float,   Class::BackfillAvailable),
-    col("top_trader_ls_ratio_acct",  ColumnType::Float,   Class::BackfillAvailable),
-    col("global_ls_ratio_acct",      ColumnType::Float,   Class::BackfillAvailable),
-    col("ls_ratio_divergence",       ColumnType::Float,   Class::BackfillAvailable),
-    col("top_trader_long_pct",       ColumnType::Float,   Class::BackfillAvailable),
-    col("top_trader_short_pct",      ColumnType::Float,   Class::BackfillAvailable),
+    col("oi_contracts",              ColumnType::Float,   Class::BackfillAvailable).v(2),
+    col("oi_value_usdt",             ColumnType::Float,   Class::BackfillAvailable).v(2),
+    col("top_trader_ls_ratio_acct",  ColumnType::Float,   Class::BackfillAvailable).v(2),
+    col("global_ls_ratio_acct",      ColumnType::Float,   Class::BackfillAvailable).v(2),
+    col("ls_ratio_divergence",       ColumnType::Float,   Class::BackfillAvailable).v(2),
+    col("top_trader_long_pct",       ColumnType::Float,   Class::BackfillAvailable).v(2),
+    col("top_trader_short_pct",      ColumnType::Float,   Class::BackfillAvailable).v(2),
     col("mark_price_open",           ColumnType::Float,   Class::HardRequired),
     col("mark_price_close",          ColumnType::Float,   Class::HardRequired),
     col("index_price_open",          ColumnType::Float,   Class::HardRequired),

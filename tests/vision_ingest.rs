@@ -42,10 +42,10 @@ fn a_day_over_http_lands_in_the_log_exactly_once() {
 
     // Every data row of every archive is in the log, once, and visible.
     for (kind, file_part) in [
-        ("klines", "BTCUSDT-1m-"),
-        ("markPriceKlines", "markPriceKlines"),
-        ("indexPriceKlines", "indexPriceKlines"),
-        ("premiumIndexKlines", "premiumIndexKlines"),
+        ("klines", "daily/klines/"),
+        ("markPriceKlines", "daily/markPriceKlines/"),
+        ("indexPriceKlines", "daily/indexPriceKlines/"),
+        ("premiumIndexKlines", "daily/premiumIndexKlines/"),
         ("aggTrades", "aggTrades"),
         ("bookTicker", "bookTicker"),
         ("metrics", "metrics"),

@@ -74,12 +74,13 @@ pub(super) struct ServeArgs {
     /// Days (YYYY-MM-DD, comma-separated) whose Vision archives answer 404.
     #[arg(long, value_delimiter = ',')]
     missing_days: Vec<String>,
-    /// Vision archives (file names, comma-separated) served with a damaged byte,
-    /// so that they no longer match their .CHECKSUM.
+    /// Vision archives served with a damaged byte, so that they no longer match
+    /// their .CHECKSUM (named as for --wrong-checksums).
     #[arg(long, value_delimiter = ',')]
     corrupt_archives: Vec<String>,
-    /// Vision archives (file names, comma-separated) whose .CHECKSUM names
-    /// another SHA-256.
+    /// Vision archives whose .CHECKSUM names another SHA-256, comma-separated:
+    /// file names, or the end of their path where a name is shared
+    /// (`markPriceKlines/BTCUSDT/1m/BTCUSDT-1m-2024-03-01.zip`).
     #[arg(long, value_delimiter = ',')]
     wrong_checksums: Vec<String>,
 }

@@ -31,6 +31,20 @@ pub enum VisionKind {
     FundingRate,
 }
 
+impl VisionKind {
+    /// True for the four 1m kline kinds (trade, mark, index, premium), whose
+    /// archives share one file name and differ only by folder.
+    pub fn is_kline(self) -> bool {
+        matches!(
+            self,
+            VisionKind::Klines
+                | VisionKind::MarkPriceKlines
+                | VisionKind::IndexPriceKlines
+                | VisionKind::PremiumIndexKlines
+        )
+    }
+}
+
 /// An archive was appended completely. Written after its last row, in the same
 /// durable commit: rows of that file are valid only in `first_offset..` this
 /// record's own offset. Rows with no marker (a crash midway) are ignored.

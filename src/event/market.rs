@@ -112,7 +112,8 @@ impl BookTicker {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(any(test, feature = "arbitrary"), derive(arbitrary::Arbitrary))]
 pub struct Metrics {
-    /// `create_time` as epoch ms.
+    /// `create_time` as epoch ms: the label, as the file writes it. Which
+    /// snapshot it labels depends on the file's day (`binance::metrics_snapshot_time`).
     pub create_time: i64,
     /// Open interest, contracts.
     pub sum_open_interest: Option<Decimal>,

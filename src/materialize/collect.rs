@@ -181,8 +181,25 @@ impl Fact for Kline {
     }
 }
 
-/// The time and reach of a market event; `None` for coverage events.
-fn time_and_reach(event: &Event) -> Option<(i64, Reach)> {
+/// A metrics point as the materializer keys it: at its snapshot time. The log
+/// holds a Vision row's label as the file wrote it; what the label means
+/// depends on the file's day (`binance::metrics_snapshot_time`).
+fn at_snapshot(point: &Metrics, source: &Source) -> Metrics {
+    let day = match source {
+        Source::Vision { file, .. } => crate::binance::vision_file_day(file),
+        _ => None,
+    };
+    Metrics {
+        create_time: day.map_or(point.create_time, |day| {
+            crate::binance::metrics_snapshot_time(day, point.create_time)
+        }),
+        ..point.clone()
+    }
+}
+
+/// The time and reach of a market event from `source`; `None` for coverage
+/// events.
+fn time_and_reach(event: &Event, source: &Source) -> Option<(i64, Reach)> {
     fn of<T: Fact>(fact: &T) -> Option<(i64, Reach)> {
         Some((fact.time(), T::REACH))
     }
@@ -190,7 +207,7 @@ fn time_and_reach(event: &Event) -> Option<(i64, Reach)> {
         Event::Kline(e) => of(e),
         Event::AggTrade(e) => of(e),
         Event::BookTicker(e) => of(e),
-        Event::Metrics(e) => of(e),
+        Event::Metrics(e) => of(&at_snapshot(e, source)),
         Event::FundingRate(e) => of(e),
         Event::PremiumIndex(e) => of(e),
         Event::OpenInterest(e) => of(e),
@@ -202,10 +219,10 @@ fn time_and_reach(event: &Event) -> Option<(i64, Reach)> {
     }
 }
 
-/// The first and last start of the hours whose rows a market event can
-/// change; `None` for coverage events.
-pub fn hours_reached(event: &Event) -> Option<(i64, i64)> {
-    time_and_reach(event).map(|(time, reach)| reach.hours(time))
+/// The first and last start of the hours whose rows a market event from
+/// `source` can change; `None` for coverage events.
+pub fn hours_reached(event: &Event, source: &Source) -> Option<(i64, i64)> {
+    time_and_reach(event, source).map(|(time, reach)| reach.hours(time))
 }
 
 /// Two copies of one fact that disagree.
@@ -470,7 +487,10 @@ impl Collector {
                     self.book_tickers.offer(e, origin, hour)
                 }
                 Event::BookTicker(e) => self.offer_book_tail(e, origin),
-                Event::Metrics(e) => self.metrics.offer(e, origin, hour),
+                Event::Metrics(e) => {
+                    self.metrics
+                        .offer(&at_snapshot(e, &record.source), origin, hour)
+                }
                 Event::FundingRate(e) => self.funding.offer(e, origin, hour),
                 Event::PremiumIndex(e) => self.premium_polls.offer(e, origin, hour),
                 Event::OpenInterest(e) => self.open_interest.offer(e, origin, hour),

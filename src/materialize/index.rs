@@ -79,7 +79,8 @@ pub fn extend(
 fn hours_reached_by(record: &Record) -> BTreeSet<i64> {
     let mut hours = BTreeSet::new();
     let mut previous = None;
-    for reached in record.events.iter().filter_map(hours_reached) {
+    let reached_by = |event| hours_reached(event, &record.source);
+    for reached in record.events.iter().filter_map(reached_by) {
         if previous != Some(reached) {
             let (first, last) = reached;
             hours.extend((first..=last).step_by(HOUR_MS as usize));

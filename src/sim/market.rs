@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
-use crate::event::{AggTrade, Event, FundingRate, Kline, KlineKind, Metrics, VisionKind};
-use crate::sources::vision::{rows, FileSpec};
+use super::vision;
+use crate::event::{AggTrade, FundingRate, Kline, KlineKind, Metrics, VisionKind};
 
 /// Everything known about one symbol, in time (or id) order.
 #[derive(Debug, Default)]
@@ -20,7 +20,7 @@ pub struct SymbolMarket {
     pub klines: BTreeMap<(KlineKind, i64), Kline>,
     /// aggTrades by id (ids are consecutive within a day).
     pub agg_trades: Vec<AggTrade>,
-    /// 5-minute metrics points (open interest, ratios), by time.
+    /// 5-minute metrics points (open interest, ratios), by snapshot time.
     pub metrics: Vec<Metrics>,
     /// Funding settlements, by time.
     pub funding: Vec<FundingRate>,
@@ -61,15 +61,9 @@ impl Market {
         for symbol in symbols {
             let mut m = SymbolMarket::default();
             for kind in LOADED {
-                let spec = FileSpec {
-                    kind,
-                    symbol: symbol.clone(),
-                    period: String::new(),
-                };
-                let rel = spec.rel_path();
-                let folder = root.join(&rel[..rel.rfind('/').unwrap_or(0)]);
+                let folder = root.join(vision::folder_path(kind, symbol));
                 for file in archives(&folder)? {
-                    load_archive(&file, kind, &mut m)
+                    vision::load(&file, kind, &mut m)
                         .with_context(|| format!("loading {}", file.display()))?;
                 }
             }
@@ -108,29 +102,4 @@ fn archives(folder: &Path) -> anyhow::Result<Vec<PathBuf>> {
     }
     files.sort();
     Ok(files)
-}
-
-fn load_archive(file: &Path, kind: VisionKind, m: &mut SymbolMarket) -> anyhow::Result<()> {
-    let mut zip = zip::ZipArchive::new(std::fs::File::open(file)?)?;
-    let entry = zip.by_index(0)?;
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .from_reader(entry);
-    for (line, record) in reader.byte_records().enumerate() {
-        let record = record?;
-        if rows::is_header(&record) {
-            continue;
-        }
-        let event = rows::parse_row(kind, &record).with_context(|| format!("line {}", line + 1))?;
-        match event {
-            Event::Kline(k) => {
-                m.klines.insert((k.kind, k.open_time), k);
-            }
-            Event::AggTrade(t) => m.agg_trades.push(t),
-            Event::Metrics(p) => m.metrics.push(p),
-            Event::FundingRate(f) => m.funding.push(f),
-            _ => {}
-        }
-    }
-    Ok(())
 }

@@ -15,6 +15,7 @@ pub mod limits;
 pub mod market;
 pub mod rest;
 pub mod synthetic;
+pub mod vision;
 
 use std::net::SocketAddr;
 use std::path::{Component, Path, PathBuf};
@@ -47,9 +48,10 @@ pub struct Faults {
     pub malformed: f64,
     /// Days (`YYYY-MM-DD`) whose Vision archives are missing (404).
     pub missing_days: Vec<String>,
-    /// Vision archives (file names) served with damaged bytes.
+    /// Vision archives served with damaged bytes (file names, or the end of
+    /// their path where the kline kinds share a name).
     pub corrupt_archives: Vec<String>,
-    /// Vision archives (file names) whose `.CHECKSUM` names another hash.
+    /// Vision archives whose `.CHECKSUM` names another hash (as above).
     pub wrong_checksums: Vec<String>,
 }
 
@@ -308,9 +310,14 @@ async fn vision_file(sim: &Sim, rel: &str) -> Response {
     let Some(mut bytes) = read else {
         return (StatusCode::NOT_FOUND, "not found").into_response();
     };
-    if name.ends_with(".CHECKSUM") && faults.wrong_checksums.iter().any(|f| f == archive) {
+    // Faults name an archive by its path's end: a file name, or (the kline
+    // kinds share one name) `markPriceKlines/BTCUSDT/1m/BTCUSDT-1m-….zip`.
+    let full = rel.to_str().unwrap_or_default();
+    let archive_path = full.strip_suffix(".CHECKSUM").unwrap_or(full);
+    let named = |list: &[String]| list.iter().any(|f| archive_path.ends_with(f.as_str()));
+    if name.ends_with(".CHECKSUM") && named(&faults.wrong_checksums) {
         bytes = format!("{}  {archive}\n", "0".repeat(64)).into_bytes();
-    } else if faults.corrupt_archives.iter().any(|f| f == name) {
+    } else if !name.ends_with(".CHECKSUM") && named(&faults.corrupt_archives) {
         let middle = bytes.len() / 2;
         if let Some(byte) = bytes.get_mut(middle) {
             *byte ^= 0xFF;

@@ -18,8 +18,9 @@ use anyhow::Context;
 use chrono::{Datelike, NaiveDate};
 use sha2::Digest;
 
+use super::vision;
+use crate::binance::{LAST_BOOK_TICKER_DAY, METRICS_LABELS_MOVED, METRICS_PERIOD_MS};
 use crate::event::{Decimal, VisionKind};
-use crate::sources::vision::{rows, FileSpec};
 
 const MINUTE_MS: i64 = 60_000;
 const DAY_MS: i64 = 86_400_000;
@@ -58,7 +59,7 @@ pub fn write_vision(dir: &Path, spec: &Spec) -> anyhow::Result<()> {
             funding.iter().map(|(d, _)| (d.year(), d.month())).collect();
         months.dedup();
         for (year, month) in months {
-            let mut csv = rows::columns(VisionKind::FundingRate).join(",") + "\n";
+            let mut csv = vision::header(VisionKind::FundingRate).to_string() + "\n";
             for (_, line) in funding
                 .iter()
                 .filter(|(d, _)| (d.year(), d.month()) == (year, month))
@@ -114,7 +115,7 @@ impl State {
         day: NaiveDate,
         per_minute: u32,
     ) -> DayTables {
-        let header = |kind| rows::columns(kind).join(",") + "\n";
+        let header = |kind| vision::header(kind).to_string() + "\n";
         let kline_kinds = [
             VisionKind::Klines,
             VisionKind::MarkPriceKlines,
@@ -124,7 +125,7 @@ impl State {
         let mut csv: Vec<String> = kline_kinds.iter().map(|&k| header(k)).collect();
         let mut trades = header(VisionKind::AggTrades);
         // Vision stopped publishing bookTicker archives after 2024-03-31.
-        let with_book = day <= NaiveDate::from_ymd_opt(2024, 3, 31).expect("a date");
+        let with_book = day <= LAST_BOOK_TICKER_DAY;
         let mut book = header(VisionKind::BookTicker);
         let mut metrics = header(VisionKind::Metrics);
         let mut funding = Vec::new();
@@ -222,11 +223,19 @@ impl State {
             csv[2].push_str(&line(index.map(price)));
             csv[3].push_str(&line(premiums));
 
-            // Metrics every 5 minutes, stamped at the end of the period.
+            // Metrics every 5 minutes: the snapshot at the end of the period,
+            // labelled by Vision at its time, or (files from 2026-06-25 on) at
+            // the start of the period.
             if (minute / MINUTE_MS) % 5 == 4 {
                 self.open_interest += (normal(rng) * 2_000_000.0) as i64;
                 self.ratio = (self.ratio + normal(rng) * 0.01).clamp(0.5, 3.0);
-                let stamp = chrono::DateTime::from_timestamp_millis(minute + MINUTE_MS)
+                let snapshot = minute + MINUTE_MS;
+                let label = if day >= METRICS_LABELS_MOVED {
+                    snapshot - METRICS_PERIOD_MS
+                } else {
+                    snapshot
+                };
+                let stamp = chrono::DateTime::from_timestamp_millis(label)
                     .expect("in range")
                     .format("%Y-%m-%d %H:%M:%S");
                 let oi = Decimal::new(self.open_interest, 4).expect("scale 4");
@@ -309,12 +318,11 @@ fn write_archive(
     period: &str,
     csv: &str,
 ) -> anyhow::Result<()> {
-    let spec = FileSpec {
-        kind,
-        symbol: symbol.to_string(),
-        period: period.to_string(),
-    };
-    let path = dir.join("data/futures/um").join(spec.rel_path());
+    let stem = vision::stem(kind, symbol, period);
+    let path = dir
+        .join("data/futures/um")
+        .join(vision::folder_path(kind, symbol))
+        .join(format!("{stem}.zip"));
     std::fs::create_dir_all(path.parent().expect("archives are in folders"))?;
     let mut bytes = Vec::new();
     {
@@ -322,7 +330,7 @@ fn write_archive(
         let options = zip::write::SimpleFileOptions::default()
             .compression_method(zip::CompressionMethod::Deflated)
             .last_modified_time(zip::DateTime::default());
-        zip.start_file(format!("{}.csv", spec.stem()), options)?;
+        zip.start_file(format!("{stem}.csv"), options)?;
         zip.write_all(csv.as_bytes())?;
         zip.finish()?;
     }
@@ -330,7 +338,7 @@ fn write_archive(
     let sha = hex::encode(sha2::Sha256::digest(&bytes));
     std::fs::write(
         path.with_extension("zip.CHECKSUM"),
-        format!("{sha}  {}\n", spec.file_name()),
+        format!("{sha}  {stem}.zip\n"),
     )?;
     Ok(())
 }

@@ -136,16 +136,16 @@ pub mod determinism {
     pub fn blocks() -> Vec<Block> {
         let mut blocks = Vec::new();
         for (kind, name) in [
-            (KlineKind::Trade, "1m"),
-            (KlineKind::Mark, "markPriceKlines-1m"),
-            (KlineKind::Index, "indexPriceKlines-1m"),
-            (KlineKind::Premium, "premiumIndexKlines-1m"),
+            (KlineKind::Trade, "klines"),
+            (KlineKind::Mark, "markPriceKlines"),
+            (KlineKind::Index, "indexPriceKlines"),
+            (KlineKind::Premium, "premiumIndexKlines"),
         ] {
             let events = (0..120)
                 .map(|m| kline(kind, m, &format!("{}.25", 60_000 + m % 11)))
                 .collect();
             blocks.push(vision(
-                &format!("BTCUSDT-{name}-2024-03-01.zip"),
+                &format!("daily/{name}/BTCUSDT/1m/BTCUSDT-1m-2024-03-01.zip"),
                 events,
                 true,
             ));
@@ -195,7 +195,7 @@ pub mod determinism {
         blocks.push(vision("BTCUSDT-metrics-2024-03-01.zip", metrics, true));
         // An attempt that died before its marker, with other values: never seen.
         blocks.push(vision(
-            "BTCUSDT-1m-2024-03-01.zip",
+            "daily/klines/BTCUSDT/1m/BTCUSDT-1m-2024-03-01.zip",
             (0..120)
                 .map(|m| kline(KlineKind::Trade, m, "1.0"))
                 .collect(),

