@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 
 use super::{exit, Outcome};
-use crate::sim::{self, market::Market, synthetic, Config, Faults};
+use crate::sim::{self, market::Market, synthetic, Behaviour, Config, Faults, WindowEnd};
 
 #[derive(Debug, Subcommand)]
 pub(super) enum SimCommand {
@@ -49,10 +49,35 @@ pub(super) struct ServeArgs {
     /// Binance names its windows; shorter windows make tests quick.
     #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..))]
     weight_window_s: u32,
-    /// The simulated "now", epoch ms: the 48-hour aggTrades horizon and the
-    /// 30-day statistics horizon count back from it. Default: the end of the data.
+    /// The exchange's clock at start, epoch ms; it runs on at the local pace.
+    /// Horizons (aggTrades, the 30-day statistics) count back from it, weight
+    /// windows align to it, `serverTime` and `Date` tell it. Default: the end
+    /// of the data.
     #[arg(long)]
     now_ms: Option<i64>,
+    /// Assumption: which trades a crowded aggTrades startTime/endTime window
+    /// answers with (Binance does not document it; ccxt says the last).
+    #[arg(long, value_enum, default_value_t = WindowEnd::Last)]
+    agg_trades_window_end: WindowEnd,
+    /// Assumption: aggTrades older than this many hours answer -4166 (clients
+    /// report 48; the USD-M docs say one year); 0 serves any age.
+    #[arg(long, default_value_t = 48)]
+    agg_trades_horizon_hours: u32,
+    /// Assumption: aggTrades with startTime but no endTime (or the reverse)
+    /// answer -1128. Off: served from the one bound given.
+    #[arg(long)]
+    refuse_start_without_end: bool,
+    /// Statistics endpoints stamp `timestamp` as JSON text, as the docs show it
+    /// (default: a number, as recordings show).
+    #[arg(long)]
+    stats_timestamp_text: bool,
+    /// fundingRate and fundingInfo requests allowed per IP per funding window
+    /// (Binance: 500 per 5 minutes, apart from the weight budget).
+    #[arg(long, default_value_t = 500)]
+    funding_limit: u32,
+    /// The funding window in seconds (Binance: 300).
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u32).range(1..))]
+    funding_window_s: u32,
     /// Seed of the synthetic market and of the fault injection.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -83,6 +108,14 @@ pub(super) struct ServeArgs {
     /// (`markPriceKlines/BTCUSDT/1m/BTCUSDT-1m-2024-03-01.zip`).
     #[arg(long, value_delimiter = ',')]
     wrong_checksums: Vec<String>,
+    /// Fraction of aggTrades pages by fromId that skip a page of trades, as
+    /// if one had been lost (bml must notice the id gap).
+    #[arg(long, default_value_t = 0.0, value_parser = fraction)]
+    agg_trade_gap_rate: f64,
+    /// Leave the X-MBX-USED-WEIGHT-… header out of every answer (an exchange
+    /// unlike Binance, for `bml check-exchange` to notice).
+    #[arg(long)]
+    omit_weight_header: bool,
 }
 
 /// A fraction of requests: a number from 0 to 1.
@@ -124,6 +157,15 @@ pub(super) fn run(cmd: &SimCommand) -> Outcome {
                     weight_limit: args.weight_limit,
                     weight_window_ms: i64::from(args.weight_window_s) * 1000,
                     now_ms: args.now_ms,
+                    behaviour: Behaviour {
+                        agg_trades_window_end: args.agg_trades_window_end,
+                        agg_trades_horizon_ms: (args.agg_trades_horizon_hours > 0)
+                            .then(|| i64::from(args.agg_trades_horizon_hours) * 3_600_000),
+                        refuse_start_without_end: args.refuse_start_without_end,
+                        stats_timestamp_text: args.stats_timestamp_text,
+                        funding_limit: args.funding_limit,
+                        funding_window_ms: i64::from(args.funding_window_s) * 1000,
+                    },
                     seed: args.seed,
                     faults: Faults {
                         latency: Duration::from_millis(args.latency_ms),
@@ -134,6 +176,8 @@ pub(super) fn run(cmd: &SimCommand) -> Outcome {
                         missing_days: args.missing_days.clone(),
                         corrupt_archives: args.corrupt_archives.clone(),
                         wrong_checksums: args.wrong_checksums.clone(),
+                        agg_trade_gaps: args.agg_trade_gap_rate,
+                        omit_weight_header: args.omit_weight_header,
                     },
                 },
             )?;

@@ -51,8 +51,11 @@ impl Decimal {
     }
 
     /// Parses plain decimal text: optional `-`, digits, optionally `.` and digits.
-    /// No exponents, no `+`, no spaces: anything unusual is an error, not a guess.
+    /// No exponents, no `+`, no spaces inside: anything unusual is an error, not
+    /// a guess. Spaces around the number are dropped (Binance's own examples
+    /// show `" 0.01"`-style padding; it says nothing about the value).
     pub fn parse(text: &[u8]) -> Result<Decimal, DecimalError> {
+        let text = text.trim_ascii();
         let (negative, digits) = match text.split_first() {
             Some((b'-', rest)) => (true, rest),
             _ => (false, text),
@@ -192,12 +195,19 @@ mod tests {
         let d = Decimal::parse(b"0.00123000").unwrap();
         assert_eq!((d.mantissa(), d.scale()), (123000, 8));
         assert_eq!(Decimal::parse(b".5").unwrap().to_string(), "0.5");
+        for padded in [" 1.5", "1.5 ", "\t1.5\n", "  1.5  "] {
+            assert_eq!(
+                Decimal::parse(padded.as_bytes()).unwrap().to_string(),
+                "1.5"
+            );
+        }
     }
 
     #[test]
     fn refuses_what_is_not_plain_decimal_text() {
         for bad in [
-            "", "-", ".", "1.", "1e5", "+1", " 1", "1,5", "0x10", "NaN", "--1", "1.2.3",
+            "", "-", ".", "1.", "1e5", "+1", "1 5", "- 1", "1,5", "0x10", "NaN", "--1", "1.2.3",
+            " ",
         ] {
             assert!(Decimal::parse(bad.as_bytes()).is_err(), "{bad:?}");
         }

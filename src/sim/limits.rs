@@ -22,6 +22,9 @@ pub enum Admission {
     /// 429: over budget (or a throttle the simulator injects); retry after so
     /// many seconds.
     TooMany { retry_after_s: u64 },
+    /// 429: over the funding budget (fundingRate, fundingInfo); retry after
+    /// so many seconds. The weight budget is not touched.
+    FundingTooMany { retry_after_s: u64 },
     /// 418: banned for so many more seconds.
     Banned { retry_after_s: u64 },
 }
@@ -34,6 +37,8 @@ struct Ip {
     wait_until: i64,
     violations: u32,
     banned_until: i64,
+    funding_window: i64,
+    funding_used: u32,
 }
 
 /// Per-IP weight accounting.
@@ -41,6 +46,8 @@ struct Ip {
 pub struct Limits {
     limit: u32,
     window_ms: i64,
+    funding_limit: u32,
+    funding_window_ms: i64,
     ips: HashMap<IpAddr, Ip>,
     /// Weight served per window (all IPs), the last [`HISTORY`] windows.
     history: std::collections::BTreeMap<i64, u32>,
@@ -51,11 +58,14 @@ const HISTORY: usize = 1000;
 
 impl Limits {
     /// A budget of `limit` weight per IP per clock-aligned window of
-    /// `window_ms` (Binance: 60 000).
-    pub fn new(limit: u32, window_ms: i64) -> Limits {
+    /// `window_ms` (Binance: 60 000), and of `funding_limit` funding requests
+    /// per `funding_window_ms` (Binance: 500 per 300 000).
+    pub fn new(limit: u32, window_ms: i64, funding_limit: u32, funding_window_ms: i64) -> Limits {
         Limits {
             limit,
             window_ms: window_ms.max(1000),
+            funding_limit,
+            funding_window_ms: funding_window_ms.max(1000),
             ips: HashMap::new(),
             history: std::collections::BTreeMap::new(),
         }
@@ -83,17 +93,20 @@ impl Limits {
         }
     }
 
-    /// Decides one request of `weight` from `ip` at wall time `now_ms`;
-    /// `throttle` forces a 429 (fault injection). Returns the decision and the
-    /// weight used in the current minute (the `X-MBX-USED-WEIGHT-1M` header).
+    /// Decides one request of `weight` from `ip` at exchange time `now_ms`;
+    /// `throttle` forces a 429 (fault injection); `funding` says it also
+    /// counts against the funding budget. Returns the decision and the weight
+    /// used in the current minute (the `X-MBX-USED-WEIGHT-1M` header).
     pub fn admit(
         &mut self,
         ip: IpAddr,
         weight: u32,
         now_ms: i64,
         throttle: bool,
+        funding: bool,
     ) -> (Admission, u32) {
         let (limit, window) = (self.limit, self.window_ms);
+        let (funding_limit, funding_window) = (self.funding_limit, self.funding_window_ms);
         let state = self.ips.entry(ip).or_default();
         let minute = now_ms.div_euclid(window);
         if state.minute != minute {
@@ -144,6 +157,23 @@ impl Limits {
                 state.used,
             );
         }
+        if funding {
+            let current = now_ms.div_euclid(funding_window);
+            if state.funding_window != current {
+                state.funding_window = current;
+                state.funding_used = 0;
+            }
+            if state.funding_used >= funding_limit {
+                let until = (current + 1) * funding_window;
+                return (
+                    Admission::FundingTooMany {
+                        retry_after_s: seconds(until),
+                    },
+                    state.used,
+                );
+            }
+            state.funding_used += 1;
+        }
         state.used += weight;
         let used = state.used;
         *self.history.entry(minute).or_default() += weight;
@@ -161,37 +191,62 @@ mod tests {
     #[test]
     fn budget_per_clock_minute_then_429_then_418_for_the_impatient() {
         let ip: IpAddr = "127.0.0.1".parse().unwrap();
-        let mut l = Limits::new(50, 60_000);
+        let mut l = Limits::new(50, 60_000, 500, 300_000);
         let t = 600_000 + 59_000;
-        assert_eq!(l.admit(ip, 20, t, false), (Admission::Served, 20));
-        assert_eq!(l.admit(ip, 20, t, false), (Admission::Served, 40));
+        assert_eq!(l.admit(ip, 20, t, false, false), (Admission::Served, 20));
+        assert_eq!(l.admit(ip, 20, t, false, false), (Admission::Served, 40));
         assert_eq!(
-            l.admit(ip, 20, t, false),
+            l.admit(ip, 20, t, false, false),
             (Admission::TooMany { retry_after_s: 1 }, 40)
         );
         // Asking again before the minute turns: violations, then a ban.
         for i in 1..VIOLATIONS_BEFORE_BAN {
             assert!(matches!(
-                l.admit(ip, 1, t + i64::from(i), false).0,
+                l.admit(ip, 1, t + i64::from(i), false, false).0,
                 Admission::TooMany { .. }
             ));
         }
         assert_eq!(
-            l.admit(ip, 1, t + 30, false).0,
+            l.admit(ip, 1, t + 30, false, false).0,
             Admission::Banned { retry_after_s: 120 }
         );
         assert!(matches!(
-            l.admit(ip, 1, t + 60_000, false).0,
+            l.admit(ip, 1, t + 60_000, false, false).0,
             Admission::Banned { .. }
         ));
-        assert_eq!(l.admit(ip, 1, t + 121_000, false), (Admission::Served, 1));
+        assert_eq!(
+            l.admit(ip, 1, t + 121_000, false, false),
+            (Admission::Served, 1)
+        );
         // A patient client is never banned: the new minute has a fresh budget.
-        let mut l = Limits::new(50, 60_000);
-        assert_eq!(l.admit(ip, 50, t, false).0, Admission::Served);
+        let mut l = Limits::new(50, 60_000, 500, 300_000);
+        assert_eq!(l.admit(ip, 50, t, false, false).0, Admission::Served);
         assert!(matches!(
-            l.admit(ip, 1, t, false).0,
+            l.admit(ip, 1, t, false, false).0,
             Admission::TooMany { .. }
         ));
-        assert_eq!(l.admit(ip, 50, t + 1000, false), (Admission::Served, 50));
+        assert_eq!(
+            l.admit(ip, 50, t + 1000, false, false),
+            (Admission::Served, 50)
+        );
+    }
+
+    #[test]
+    fn the_funding_budget_counts_requests_apart_from_the_weight() {
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        let mut l = Limits::new(100, 60_000, 2, 300_000);
+        let t = 300_000 * 7 + 1000;
+        assert_eq!(l.admit(ip, 0, t, false, true), (Admission::Served, 0));
+        assert_eq!(l.admit(ip, 0, t, false, true), (Admission::Served, 0));
+        assert_eq!(
+            l.admit(ip, 0, t, false, true).0,
+            Admission::FundingTooMany { retry_after_s: 299 }
+        );
+        // Other endpoints go on; the next funding window is fresh.
+        assert_eq!(l.admit(ip, 5, t, false, false), (Admission::Served, 5));
+        assert_eq!(
+            l.admit(ip, 0, t + 299_000, false, true).0,
+            Admission::Served
+        );
     }
 }

@@ -53,6 +53,46 @@ pub struct Faults {
     pub corrupt_archives: Vec<String>,
     /// Vision archives whose `.CHECKSUM` names another hash (as above).
     pub wrong_checksums: Vec<String>,
+    /// aggTrades pages by `fromId` that skip a page's worth of trades, as if
+    /// a page had been lost.
+    pub agg_trade_gaps: f64,
+    /// Answers without the `X-MBX-USED-WEIGHT-…` header (a "wrong" exchange
+    /// for `bml check-exchange` to notice).
+    pub omit_weight_header: bool,
+}
+
+/// Which `limit` trades an aggTrades `startTime`/`endTime` window holding more
+/// than `limit` answers with. Binance does not document it; ccxt says the last.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum WindowEnd {
+    /// The first `limit` trades of the window.
+    First,
+    /// The last `limit` trades of the window.
+    Last,
+}
+
+/// How the exchange behaves where Binance's documentation is silent or bml's
+/// reading of it is unverified: each one a named assumption the tests switch
+/// (`docs/binance-fidelity.md`).
+#[derive(Debug, Clone)]
+pub struct Behaviour {
+    /// Which end of a crowded aggTrades time window comes back.
+    pub agg_trades_window_end: WindowEnd,
+    /// How far back aggTrades are served; older windows answer -4166 (the
+    /// code and the figure are assumptions: clients report 48 hours, the
+    /// USD-M docs say one year). `None`: no limit.
+    pub agg_trades_horizon_ms: Option<i64>,
+    /// `startTime` without `endTime` (or the reverse) answers -1128 (an
+    /// assumption; the docs do not say).
+    pub refuse_start_without_end: bool,
+    /// Statistics `timestamp` as JSON text, as the docs show it (recordings
+    /// show a number).
+    pub stats_timestamp_text: bool,
+    /// fundingRate and fundingInfo requests per IP per funding window
+    /// (Binance: 500 per 5 minutes).
+    pub funding_limit: u32,
+    /// The funding window, ms.
+    pub funding_window_ms: i64,
 }
 
 /// How the simulator runs.
@@ -64,9 +104,13 @@ pub struct Config {
     pub weight_limit: u32,
     /// The budget's window, ms (Binance: one minute; shorter makes tests quick).
     pub weight_window_ms: i64,
-    /// The simulated "now" (epoch ms): horizons such as aggTrades' 48 hours
-    /// count back from it. Default: the end of the market's data.
+    /// The simulated clock at start (epoch ms); it runs on from there at the
+    /// local clock's pace. Horizons count back from it, weight windows are
+    /// aligned to it, `serverTime` and the `Date` header tell it. Default: the
+    /// end of the market's data.
     pub now_ms: Option<i64>,
+    /// Where the exchange's behaviour is an assumption: which one.
+    pub behaviour: Behaviour,
     /// Seed of the fault injection.
     pub seed: u64,
     /// Faults to inject.
@@ -81,6 +125,8 @@ struct Stats {
     weight_served: AtomicU64,
     too_many: AtomicU64,
     banned: AtomicU64,
+    funding_too_many: AtomicU64,
+    gaps: AtomicU64,
     server_errors: AtomicU64,
     cut: AtomicU64,
     malformed: AtomicU64,
@@ -89,7 +135,9 @@ struct Stats {
 struct Sim {
     market: Market,
     config: Config,
+    /// The simulated clock at `started`.
     now_ms: i64,
+    started: std::time::Instant,
     limits: Mutex<Limits>,
     rng: Mutex<fastrand::Rng>,
     stats: Stats,
@@ -109,7 +157,13 @@ pub fn serve(market: Market, config: Config) -> anyhow::Result<()> {
         tracing::info!(%addr, symbols = ?market.symbols.keys().collect::<Vec<_>>(), "simulated exchange up");
         let sim = Arc::new(Sim {
             now_ms: config.now_ms.unwrap_or_else(|| market.end_ms()),
-            limits: Mutex::new(Limits::new(config.weight_limit, config.weight_window_ms)),
+            started: std::time::Instant::now(),
+            limits: Mutex::new(Limits::new(
+                config.weight_limit,
+                config.weight_window_ms,
+                config.behaviour.funding_limit,
+                config.behaviour.funding_window_ms,
+            )),
             rng: Mutex::new(fastrand::Rng::with_seed(config.seed)),
             stats: Stats::default(),
             market,
@@ -125,37 +179,53 @@ impl Sim {
     fn chance(&self, fraction: f64) -> bool {
         fraction > 0.0 && self.rng.lock().expect("rng lock").f64() < fraction
     }
+
+    /// The exchange's clock now.
+    fn clock_ms(&self) -> i64 {
+        self.now_ms + self.started.elapsed().as_millis() as i64
+    }
 }
 
+/// Every answer, with the `Date` of the exchange's clock (the server would
+/// otherwise stamp the local clock's).
 async fn handle(
     State(sim): State<Arc<Sim>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     uri: Uri,
     Query(params): Query<Params>,
 ) -> Response {
+    let mut response = answer(&sim, peer, &uri, &params).await;
+    response
+        .headers_mut()
+        .insert(header::DATE, date_header(sim.clock_ms()));
+    response
+}
+
+async fn answer(sim: &Sim, peer: SocketAddr, uri: &Uri, params: &Params) -> Response {
     sim.stats.requests.fetch_add(1, Ordering::Relaxed);
     if !sim.config.faults.latency.is_zero() {
         tokio::time::sleep(sim.config.faults.latency).await;
     }
     let path = uri.path();
     if path == "/sim/stats" {
-        return stats(&sim).into_response();
+        return stats(sim).into_response();
     }
     if let Some(rel) = path.strip_prefix("/data/futures/um/") {
         if sim.chance(sim.config.faults.server_errors) {
             sim.stats.server_errors.fetch_add(1, Ordering::Relaxed);
             return (StatusCode::SERVICE_UNAVAILABLE, "simulated server error").into_response();
         }
-        return vision_file(&sim, rel).await;
+        return vision_file(sim, rel).await;
     }
-    let Some(weight) = rest::weight(path, &params) else {
+    let Some(weight) = rest::weight(path, params) else {
         return (StatusCode::NOT_FOUND, "no such endpoint").into_response();
     };
     let throttle = sim.chance(sim.config.faults.throttles);
-    let now = chrono::Utc::now().timestamp_millis();
+    let now = sim.clock_ms();
+    let funding = rest::FUNDING_PATHS.contains(&path);
     let (admission, used, suffix) = {
         let mut limits = sim.limits.lock().expect("limits lock");
-        let (admission, used) = limits.admit(peer.ip(), weight, now, throttle);
+        let (admission, used) = limits.admit(peer.ip(), weight, now, throttle, funding);
         (admission, used, limits.interval().2)
     };
     let mut response = match admission {
@@ -164,7 +234,16 @@ async fn handle(
             sim.stats
                 .weight_served
                 .fetch_add(u64::from(weight), Ordering::Relaxed);
-            rest_answer(&sim, path, &params)
+            rest_answer(sim, path, params, now)
+        }
+        Admission::FundingTooMany { retry_after_s } => {
+            sim.stats.funding_too_many.fetch_add(1, Ordering::Relaxed);
+            refusal(
+                StatusCode::TOO_MANY_REQUESTS,
+                retry_after_s,
+                -1003,
+                "Too many fundingRate/fundingInfo requests (500 per 5 minutes).",
+            )
         }
         Admission::TooMany { retry_after_s } => {
             sim.stats.too_many.fetch_add(1, Ordering::Relaxed);
@@ -185,11 +264,23 @@ async fn handle(
             )
         }
     };
-    response.headers_mut().insert(
-        header::HeaderName::try_from(format!("x-mbx-used-weight-{suffix}")).expect("a header name"),
-        HeaderValue::from_str(&used.to_string()).expect("digits"),
-    );
+    if !sim.config.faults.omit_weight_header {
+        response.headers_mut().insert(
+            header::HeaderName::try_from(format!("x-mbx-used-weight-{suffix}"))
+                .expect("a header name"),
+            HeaderValue::from_str(&used.to_string()).expect("digits"),
+        );
+    }
     response
+}
+
+/// The `Date` header of the exchange's clock (HTTP's format, whole seconds).
+fn date_header(ms: i64) -> HeaderValue {
+    let text = chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .format("%a, %d %b %Y %H:%M:%S GMT")
+        .to_string();
+    HeaderValue::from_str(&text).expect("ASCII")
 }
 
 fn refusal(status: StatusCode, retry_after_s: u64, code: i32, msg: &str) -> Response {
@@ -206,8 +297,18 @@ fn refusal(status: StatusCode, retry_after_s: u64, code: i32, msg: &str) -> Resp
 }
 
 /// A served REST request: the answer, or an injected fault.
-fn rest_answer(sim: &Sim, path: &str, params: &Params) -> Response {
+fn rest_answer(sim: &Sim, path: &str, params: &Params, now: i64) -> Response {
     let faults = &sim.config.faults;
+    let mut params = std::borrow::Cow::Borrowed(params);
+    if path == "/fapi/v1/aggTrades" && sim.chance(faults.agg_trade_gaps) {
+        if let Some(from) = params.get("fromId").and_then(|f| f.parse::<u64>().ok()) {
+            sim.stats.gaps.fetch_add(1, Ordering::Relaxed);
+            let limit = params.get("limit").and_then(|l| l.parse::<u64>().ok());
+            let skipped = from + limit.unwrap_or(500);
+            params.to_mut().insert("fromId".into(), skipped.to_string());
+        }
+    }
+    let params = params.as_ref();
     if sim.chance(faults.server_errors) {
         sim.stats.server_errors.fetch_add(1, Ordering::Relaxed);
         let status = if sim.chance(0.5) {
@@ -226,7 +327,8 @@ fn rest_answer(sim: &Sim, path: &str, params: &Params) -> Response {
         interval,
         interval_num,
     };
-    let value = match rest::answer(&sim.market, &budget, path, params, sim.now_ms) {
+    let behaviour = &sim.config.behaviour;
+    let value = match rest::answer(&sim.market, &budget, behaviour, path, params, now) {
         Ok(value) => value,
         Err(e) => {
             return (
@@ -335,6 +437,8 @@ fn stats(sim: &Sim) -> axum::Json<serde_json::Value> {
         "weight_served": n(&s.weight_served),
         "too_many": n(&s.too_many),
         "banned": n(&s.banned),
+        "funding_too_many": n(&s.funding_too_many),
+        "gaps": n(&s.gaps),
         "server_errors": n(&s.server_errors),
         "cut": n(&s.cut),
         "malformed": n(&s.malformed),

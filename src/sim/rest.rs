@@ -6,11 +6,10 @@ use std::collections::HashMap;
 use serde_json::{json, Value};
 
 use super::market::{Market, SymbolMarket};
+use super::{Behaviour, WindowEnd};
 use crate::event::{Decimal, Kline, KlineKind};
 
-/// aggTrades are served for this long before "now" (older: code -4166).
-const AGG_TRADES_HORIZON_MS: i64 = 48 * 3_600_000;
-/// openInterestHist and the ratio series: the last 30 days only.
+/// openInterestHist and the ratio series: the last 30 days only (documented).
 const STATS_HORIZON_MS: i64 = 30 * 86_400_000;
 
 /// A Binance error answer: HTTP 400 with `{"code", "msg"}`.
@@ -43,6 +42,10 @@ pub struct Budget {
     pub interval_num: i64,
 }
 
+/// The endpoints that share the funding budget (500 requests per 5 minutes per
+/// IP, on top of the weight budget).
+pub const FUNDING_PATHS: [&str; 2] = ["/fapi/v1/fundingRate", "/fapi/v1/fundingInfo"];
+
 /// The REST endpoints the simulator knows, with their request weight; `None`
 /// for an unknown path.
 pub fn weight(path: &str, params: &Params) -> Option<u32> {
@@ -68,11 +71,13 @@ pub fn weight(path: &str, params: &Params) -> Option<u32> {
             _ => 2,
         },
         "/fapi/v1/exchangeInfo" => 1,
-        "/fapi/v1/fundingRate" => 1,
+        // Its own budget instead (`FUNDING_PATHS`), not the weight.
+        "/fapi/v1/fundingRate" | "/fapi/v1/fundingInfo" => 0,
+        // Weight 0 per the docs.
         "/futures/data/openInterestHist"
         | "/futures/data/topLongShortAccountRatio"
         | "/futures/data/topLongShortPositionRatio"
-        | "/futures/data/globalLongShortAccountRatio" => 1,
+        | "/futures/data/globalLongShortAccountRatio" => 0,
         _ => return None,
     })
 }
@@ -81,12 +86,16 @@ pub fn weight(path: &str, params: &Params) -> Option<u32> {
 pub fn answer(
     market: &Market,
     budget: &Budget,
+    behaviour: &Behaviour,
     path: &str,
     params: &Params,
     now_ms: i64,
 ) -> Result<Value, ApiError> {
     if path == "/fapi/v1/exchangeInfo" {
         return Ok(exchange_info(market, budget, now_ms));
+    }
+    if path == "/fapi/v1/fundingInfo" {
+        return Ok(funding_info(market));
     }
     let symbol_param = if path == "/fapi/v1/indexPriceKlines" {
         "pair"
@@ -109,13 +118,13 @@ pub fn answer(
         "/fapi/v1/markPriceKlines" => klines(m, KlineKind::Mark, &q),
         "/fapi/v1/indexPriceKlines" => klines(m, KlineKind::Index, &q),
         "/fapi/v1/premiumIndexKlines" => klines(m, KlineKind::Premium, &q),
-        "/fapi/v1/aggTrades" => agg_trades(m, &q, now_ms),
+        "/fapi/v1/aggTrades" => agg_trades(m, &q, behaviour, now_ms),
         "/fapi/v1/fundingRate" => funding(m, symbol, &q),
         "/fapi/v1/premiumIndex" => Ok(premium_index(m, symbol, now_ms)),
         "/fapi/v1/openInterest" => Ok(open_interest(m, symbol, now_ms)),
         "/fapi/v1/ticker/bookTicker" => Ok(book_ticker(m, symbol, now_ms)),
         "/fapi/v1/depth" => depth(m, &q, now_ms),
-        _ => stats(m, symbol, path, &q, now_ms),
+        _ => stats(m, symbol, path, &q, behaviour, now_ms),
     }
 }
 
@@ -221,7 +230,12 @@ fn klines(m: &SymbolMarket, kind: KlineKind, q: &Query) -> Result<Value, ApiErro
     ))
 }
 
-fn agg_trades(m: &SymbolMarket, q: &Query, now_ms: i64) -> Result<Value, ApiError> {
+fn agg_trades(
+    m: &SymbolMarket,
+    q: &Query,
+    behaviour: &Behaviour,
+    now_ms: i64,
+) -> Result<Value, ApiError> {
     let limit = q.limit(500, 1000)?;
     let (start, end, from_id) = (q.int("startTime")?, q.int("endTime")?, q.int("fromId")?);
     let trades = &m.agg_trades[..];
@@ -237,19 +251,31 @@ fn agg_trades(m: &SymbolMarket, q: &Query, now_ms: i64) -> Result<Value, ApiErro
                     "More than 1 hours between startTime and endTime.",
                 ));
             }
-            window(trades, |t| t.transact_time, Some(s), Some(e), limit)
+            let all = window(trades, |t| t.transact_time, Some(s), Some(e), trades.len());
+            match behaviour.agg_trades_window_end {
+                WindowEnd::First => &all[..all.len().min(limit)],
+                WindowEnd::Last => &all[all.len().saturating_sub(limit)..],
+            }
         }
         (None, None, None) => window(trades, |t| t.transact_time, None, None, limit),
+        (None, Some(s), None) if !behaviour.refuse_start_without_end => {
+            window(trades, |t| t.transact_time, Some(s), None, limit)
+        }
+        (None, None, Some(e)) if !behaviour.refuse_start_without_end => {
+            window(trades, |t| t.transact_time, None, Some(e), limit)
+        }
         _ => return Err(error(-1128, "startTime and endTime must be sent together.")),
     };
-    if picked
-        .first()
-        .is_some_and(|t| t.transact_time < now_ms - AGG_TRADES_HORIZON_MS)
-    {
-        return Err(error(
-            -4166,
-            "Only the last 48 hours of aggTrades are served.",
-        ));
+    if let Some(horizon) = behaviour.agg_trades_horizon_ms {
+        if picked
+            .first()
+            .is_some_and(|t| t.transact_time < now_ms - horizon)
+        {
+            return Err(error(
+                -4166,
+                "aggTrades this old are not served (the simulator's assumed horizon).",
+            ));
+        }
     }
     Ok(Value::Array(
         picked
@@ -293,6 +319,7 @@ fn stats(
     symbol: &str,
     path: &str,
     q: &Query,
+    behaviour: &Behaviour,
     now_ms: i64,
 ) -> Result<Value, ApiError> {
     if q.params.get("period").map(String::as_str) != Some("5m") {
@@ -310,6 +337,14 @@ fn stats(
         .metrics
         .partition_point(|p| p.create_time < now_ms - STATS_HORIZON_MS);
     let points = window(&m.metrics[horizon..], |p| p.create_time, start, end, limit);
+    // The docs show the timestamp as text, recordings as a number.
+    let stamp = |time: i64| {
+        if behaviour.stats_timestamp_text {
+            json!(time.to_string())
+        } else {
+            json!(time)
+        }
+    };
     let ratio = |r: Option<Decimal>, p_time: i64| {
         r.map(|r| {
             let value = r.to_f64();
@@ -318,7 +353,7 @@ fn stats(
                 "longShortRatio": r.to_string(),
                 "longAccount": format!("{:.4}", value / (1.0 + value)),
                 "shortAccount": format!("{:.4}", 1.0 / (1.0 + value)),
-                "timestamp": p_time,
+                "timestamp": stamp(p_time),
             })
         })
     };
@@ -327,7 +362,7 @@ fn stats(
             "symbol": symbol,
             "sumOpenInterest": p.sum_open_interest?.to_string(),
             "sumOpenInterestValue": p.sum_open_interest_value?.to_string(),
-            "timestamp": p.create_time,
+            "timestamp": stamp(p.create_time),
         })),
         "/futures/data/topLongShortAccountRatio" => {
             ratio(p.count_toptrader_long_short_ratio, p.create_time)
@@ -428,6 +463,12 @@ fn depth(m: &SymbolMarket, q: &Query, now_ms: i64) -> Result<Value, ApiError> {
         "bids": (0..limit).map(|i| level(-i)).collect::<Vec<_>>(),
         "asks": (1..=limit).map(level).collect::<Vec<_>>(),
     }))
+}
+
+/// `/fapi/v1/fundingInfo`: symbols whose funding differs from the default; the
+/// simulator's all settle every 8 hours, so it lists none.
+fn funding_info(_market: &Market) -> Value {
+    json!([])
 }
 
 fn exchange_info(market: &Market, budget: &Budget, now_ms: i64) -> Value {

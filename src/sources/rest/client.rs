@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context};
 use serde_json::Value;
 
-use super::governor::Governor;
+use super::governor::{Cost, Governor};
 
 /// Attempts per request before giving up (failures: 5xx, transport errors,
 /// unusable answers).
@@ -19,6 +19,9 @@ const ATTEMPTS: u32 = 8;
 /// 429/418 answers tolerated per request. They are not failures but pacing:
 /// each pauses every caller for its `Retry-After`, and does not use an attempt.
 const REFUSALS: u32 = 100;
+/// How far outside an answer's whole-second `Date` the clock estimate may be
+/// (the answer's time in flight) before it is corrected.
+const DATE_SLACK: Duration = Duration::from_millis(1500);
 
 /// A REST client bound to one base URL and one governor.
 pub struct Client {
@@ -42,8 +45,9 @@ pub struct ClientStats {
 
 impl Client {
     /// A client for `base_url` (e.g. `https://fapi.binance.com`). Reads the
-    /// request-weight budget from `exchangeInfo` and hands it to `governor`;
-    /// returns the client and the exchange's `serverTime`.
+    /// request-weight budget and the exchange's clock from `exchangeInfo` and
+    /// hands them to `governor`; returns the client and the exchange's
+    /// `serverTime`.
     pub fn connect(base_url: &str, governor: Arc<Governor>) -> anyhow::Result<(Client, i64)> {
         let http = reqwest::blocking::Client::builder()
             .connect_timeout(Duration::from_secs(10))
@@ -58,26 +62,30 @@ impl Client {
             retries: AtomicU64::new(0),
             refusals: AtomicU64::new(0),
         };
-        let (budget, server_time) = client.get("/fapi/v1/exchangeInfo", &[], 1, |v| {
-            let limit = v["rateLimits"]
-                .as_array()
-                .and_then(|l| l.iter().find(|l| l["rateLimitType"] == "REQUEST_WEIGHT"))
-                .context("no REQUEST_WEIGHT in rateLimits")?;
-            let num = limit["intervalNum"].as_u64().context("intervalNum")?;
-            let (seconds, letter) = match limit["interval"].as_str() {
-                Some("SECOND") => (num, "s"),
-                Some("MINUTE") => (num * 60, "m"),
-                Some("HOUR") => (num * 3600, "h"),
-                Some("DAY") => (num * 86_400, "d"),
-                other => bail!("unknown interval {other:?}"),
-            };
-            let weight = limit["limit"].as_u64().context("limit")?;
-            let server_time = v["serverTime"].as_i64().context("serverTime")?;
-            Ok((
-                (weight as u32, seconds, format!("{num}{letter}")),
-                server_time,
-            ))
-        })?;
+        let (budget, server_time) =
+            client.get("/fapi/v1/exchangeInfo", &[], Cost::weight(1), |v| {
+                let limit = v["rateLimits"]
+                    .as_array()
+                    .and_then(|l| l.iter().find(|l| l["rateLimitType"] == "REQUEST_WEIGHT"))
+                    .context("no REQUEST_WEIGHT in rateLimits")?;
+                let num = limit["intervalNum"].as_u64().context("intervalNum")?;
+                let (seconds, letter) = match limit["interval"].as_str() {
+                    Some("SECOND") => (num, "s"),
+                    Some("MINUTE") => (num * 60, "m"),
+                    Some("HOUR") => (num * 3600, "h"),
+                    Some("DAY") => (num * 86_400, "d"),
+                    other => bail!("unknown interval {other:?}"),
+                };
+                let weight = limit["limit"].as_u64().context("limit")?;
+                let server_time = v["serverTime"].as_i64().context("serverTime")?;
+                Ok((
+                    (weight as u32, seconds, format!("{num}{letter}")),
+                    server_time,
+                ))
+            })?;
+        client
+            .governor
+            .set_server_time(server_time, chrono::Utc::now().timestamp_millis());
         client
             .governor
             .set_limit(budget.0, Duration::from_secs(budget.1));
@@ -93,14 +101,21 @@ impl Client {
         }
     }
 
-    /// GETs `path?query` (weight `weight`) and hands the JSON answer to
-    /// `parse`. A failure to parse (broken JSON, a missing field) is retried
-    /// like a dropped connection: a fresh answer is usually whole.
+    /// The exchange's clock now (as measured at connect, corrected by the
+    /// `Date` of every answer since).
+    pub fn server_now(&self) -> i64 {
+        self.governor.server_now()
+    }
+
+    /// GETs `path?query` (costing `cost`) and hands the JSON answer to
+    /// `parse`. A failure to parse (broken JSON, a missing field, a page that
+    /// does not continue the previous one) is retried like a dropped
+    /// connection: a fresh answer is usually whole.
     pub fn get<T>(
         &self,
         path: &str,
         query: &[(&str, String)],
-        weight: u32,
+        cost: Cost,
         parse: impl Fn(&Value) -> anyhow::Result<T>,
     ) -> anyhow::Result<T> {
         let url = reqwest::Url::parse_with_params(&format!("{}{path}", self.base_url), query)
@@ -113,7 +128,7 @@ impl Client {
                 std::thread::sleep(crate::sources::backoff(attempt));
             }
             attempt += 1;
-            self.governor.acquire(weight);
+            self.governor.acquire(cost);
             let response = match self.http.get(url.clone()).send() {
                 Ok(r) => r,
                 Err(e) => {
@@ -123,6 +138,14 @@ impl Client {
                 }
             };
             let status = response.status();
+            if let Some(date) = response
+                .headers()
+                .get(reqwest::header::DATE)
+                .and_then(|v| chrono::DateTime::parse_from_rfc2822(v.to_str().ok()?).ok())
+            {
+                self.governor
+                    .observe_date(date.timestamp_millis(), DATE_SLACK);
+            }
             if let Some(used) = response
                 .headers()
                 .get(format!("x-mbx-used-weight-{}", self.weight_header))

@@ -5,6 +5,7 @@
 use anyhow::{anyhow, Context};
 use serde_json::Value;
 
+use super::governor::Cost;
 use crate::event::{
     AggTrade, Decimal, Event, FundingRate, Kline, KlineKind, LongShortRatio, OpenInterest,
     OpenInterestSource, RatioKind,
@@ -135,15 +136,22 @@ impl Kind {
         }
     }
 
-    /// The request weight of one full page.
-    pub fn weight(self) -> u32 {
+    /// What one full page costs: klines at `limit=1500` weigh 10; aggTrades 20;
+    /// fundingRate one request of its own budget (and, conservatively, weight
+    /// 1); the statistics 0 per the docs (reserved as 1: an undocumented limit
+    /// costs more than a unit of weight).
+    pub fn cost(self) -> Cost {
         match self {
             Kind::Klines
             | Kind::MarkPriceKlines
             | Kind::IndexPriceKlines
-            | Kind::PremiumIndexKlines => 10,
-            Kind::AggTrades => 20,
-            _ => 1,
+            | Kind::PremiumIndexKlines => Cost::weight(10),
+            Kind::AggTrades => Cost::weight(20),
+            Kind::FundingRate => Cost {
+                weight: 1,
+                funding: 1,
+            },
+            _ => Cost::weight(1),
         }
     }
 
@@ -187,7 +195,7 @@ impl Kind {
             }),
             Kind::OpenInterestHist => Event::OpenInterest(OpenInterest {
                 source: OpenInterestSource::History5m,
-                time: int(v, "timestamp")?,
+                time: int_or_text(v, "timestamp")?,
                 contracts: decimal(v, "sumOpenInterest")?,
                 value_usdt: Some(decimal(v, "sumOpenInterestValue")?),
             }),
@@ -220,6 +228,16 @@ pub(super) fn int(v: &Value, name: &str) -> anyhow::Result<i64> {
         .ok_or_else(|| anyhow!("field {name:?}: expected an integer"))
 }
 
+/// An integer sent as a JSON number or as text: the docs show the statistics'
+/// `timestamp` as `"1583139600000"`, recordings as a number.
+fn int_or_text(v: &Value, name: &str) -> anyhow::Result<i64> {
+    let value = field(v, name)?;
+    value
+        .as_i64()
+        .or_else(|| value.as_str()?.trim().parse().ok())
+        .ok_or_else(|| anyhow!("field {name:?}: expected an integer or its text"))
+}
+
 pub(super) fn uint(v: &Value, name: &str) -> anyhow::Result<u64> {
     field(v, name)?
         .as_u64()
@@ -241,7 +259,7 @@ pub(super) fn decimal_text(text: &str, what: &str) -> anyhow::Result<Decimal> {
 fn ratio(v: &Value, kind: RatioKind) -> anyhow::Result<Event> {
     Ok(Event::LongShortRatio(LongShortRatio {
         kind,
-        time: int(v, "timestamp")?,
+        time: int_or_text(v, "timestamp")?,
         ratio: decimal(v, "longShortRatio")?,
         long: decimal(v, "longAccount")?,
         short: decimal(v, "shortAccount")?,

@@ -7,6 +7,7 @@
 //! says so. A task that fails leaves no such record: its range is known to be
 //! incomplete, and the run says which and why.
 
+mod agg_trades;
 pub mod client;
 pub mod endpoints;
 pub mod governor;
@@ -61,7 +62,8 @@ pub struct Summary {
     /// Tasks that failed, with the reason (their ranges stay incomplete).
     pub failed: Vec<String>,
     /// Ranges not asked for because the endpoint no longer serves them
-    /// (aggTrades: 48 hours; statistics: 30 days), as `endpoint start..end`.
+    /// (aggTrades: 48 hours; statistics: 30 days), as `symbol endpoint
+    /// start..end`: at planning, or when a task started too late.
     pub beyond_horizon: Vec<String>,
     /// Request weight spent.
     pub weight: u64,
@@ -82,10 +84,31 @@ struct Task {
     end_ms: i64,
 }
 
+impl Task {
+    fn describe(&self) -> String {
+        format!(
+            "{} {} {}..{}",
+            self.symbol,
+            self.kind.path(),
+            time_text(self.start_ms),
+            time_text(self.end_ms)
+        )
+    }
+}
+
 enum Message {
     Page(Record),
     Complete(Record),
+    BeyondHorizon(String),
     Failed(String),
+}
+
+/// How a task ended, short of failing.
+enum Ended {
+    /// Read to its end: the coverage record.
+    Complete(Record),
+    /// By the time it started, the endpoint no longer served its range.
+    BeyondHorizon,
 }
 
 /// Reads the endpoints into `log`; `progress` is told each page appended
@@ -109,16 +132,10 @@ pub fn ingest(
             let (sender, next, tasks, client) = (sender.clone(), &next, &tasks, &client);
             scope.spawn(move || {
                 while let Some(task) = tasks.get(next.fetch_add(1, Ordering::Relaxed)) {
-                    let sent = fetch(client, task, server_time, &sender);
-                    let outcome = match sent {
-                        Ok(coverage) => Message::Complete(coverage),
-                        Err(e) => Message::Failed(format!(
-                            "{} {} {}..{}: {e:#}",
-                            task.symbol,
-                            task.kind.path(),
-                            time_text(task.start_ms),
-                            time_text(task.end_ms)
-                        )),
+                    let outcome = match fetch(client, task, server_time, &sender) {
+                        Ok(Ended::Complete(coverage)) => Message::Complete(coverage),
+                        Ok(Ended::BeyondHorizon) => Message::BeyondHorizon(task.describe()),
+                        Err(e) => Message::Failed(format!("{}: {e:#}", task.describe())),
                     };
                     if sender.send(outcome).is_err() {
                         return;
@@ -140,6 +157,11 @@ pub fn ingest(
                     log.push(&record)?;
                     // The range's pages and its coverage are durable together.
                     log.commit()?;
+                    progress(Progress::TaskDone);
+                }
+                Message::BeyondHorizon(range) => {
+                    tracing::warn!("{range}: past the endpoint's horizon by the time it started");
+                    summary.beyond_horizon.push(range);
                     progress(Progress::TaskDone);
                 }
                 Message::Failed(reason) => {
@@ -167,12 +189,13 @@ pub enum Progress {
     Planned(u64),
     /// A page of this many elements was appended.
     Page(u64),
-    /// A task ended (complete or failed).
+    /// A task ended (complete, beyond the horizon, or failed).
     TaskDone,
 }
 
 /// Cuts the range into tasks: per symbol and endpoint, UTC days (hours for
-/// aggTrades), inside what the endpoint serves at `server_time`.
+/// aggTrades; the whole range for funding, whose pages hold 1 000
+/// settlements), inside what the endpoint serves at `server_time`.
 fn plan(options: &Options, server_time: i64, summary: &mut Summary) -> Vec<Task> {
     // Nothing after the last closed minute: a later kline would still be open.
     let end = options.end_ms.min(server_time.div_euclid(60_000) * 60_000);
@@ -193,14 +216,18 @@ fn plan(options: &Options, server_time: i64, summary: &mut Summary) -> Vec<Task>
                     start = oldest.div_euclid(60_000) * 60_000 + 60_000;
                 }
             }
-            let step = if kind == Kind::AggTrades {
-                HOUR_MS
-            } else {
-                DAY_MS
+            let step = match kind {
+                Kind::AggTrades => HOUR_MS,
+                Kind::FundingRate => i64::MAX / 4,
+                _ => DAY_MS,
             };
             let mut chunk = start;
             while chunk < end {
-                let chunk_end = ((chunk.div_euclid(step) + 1) * step).min(end);
+                let chunk_end = chunk
+                    .div_euclid(step)
+                    .saturating_add(1)
+                    .saturating_mul(step)
+                    .min(end);
                 tasks.push(Task {
                     symbol: symbol.clone(),
                     kind,
@@ -214,13 +241,19 @@ fn plan(options: &Options, server_time: i64, summary: &mut Summary) -> Vec<Task>
     tasks
 }
 
-/// Fetches one task's pages (sent as they come) and returns its coverage record.
+/// Fetches one task's pages (sent as they come) and returns how it ended.
 fn fetch(
     client: &Client,
     task: &Task,
     server_time: i64,
     sender: &mpsc::SyncSender<Message>,
-) -> anyhow::Result<Record> {
+) -> anyhow::Result<Ended> {
+    // A long run drifts: the horizon is checked again as each task starts.
+    if let Some(horizon) = task.kind.horizon_ms() {
+        if task.start_ms < client.server_now() - horizon {
+            return Ok(Ended::BeyondHorizon);
+        }
+    }
     let path = task.kind.path();
     let record = |events: Vec<Event>| Record {
         symbol: task.symbol.clone(),
@@ -230,7 +263,6 @@ fn fetch(
         received_ms: chrono::Utc::now().timestamp_millis(),
         events,
     };
-    let symbol = (task.kind.symbol_param(), task.symbol.clone());
     let mut rows = 0u64;
     let mut send = |events: Vec<Event>| -> anyhow::Result<()> {
         rows += events.len() as u64;
@@ -241,78 +273,56 @@ fn fetch(
     };
     match task.kind.paging() {
         Paging::Time { limit, extra } => {
-            let mut cursor = task.start_ms;
-            while cursor < task.end_ms {
-                let mut query = vec![
-                    symbol.clone(),
-                    ("startTime", cursor.to_string()),
-                    ("endTime", (task.end_ms - 1).to_string()),
-                    ("limit", limit.to_string()),
-                ];
-                query.extend(extra.iter().map(|&(k, v)| (k, v.to_string())));
-                let page = client.get(path, &query, task.kind.weight(), |v| {
-                    task.kind.parse_page(v)
-                })?;
-                let full = page.len() as u32 == limit;
-                let events: Vec<Event> = page
-                    .into_iter()
-                    .filter(|e| {
-                        (cursor..task.end_ms).contains(&time_of(e)) && closed_by(e, server_time)
-                    })
-                    .collect();
-                let Some(last) = events.last().map(time_of) else {
-                    break;
-                };
-                send(events)?;
-                cursor = last + 1;
-                if !full {
-                    break;
-                }
-            }
+            by_time(client, task, limit, extra, server_time, &mut send)?
         }
-        Paging::AggTrades => {
-            let mut query = vec![
-                symbol.clone(),
-                ("startTime", task.start_ms.to_string()),
-                ("endTime", (task.end_ms - 1).to_string()),
-                ("limit", "1000".to_string()),
-            ];
-            loop {
-                let page = client.get(path, &query, task.kind.weight(), |v| {
-                    task.kind.parse_page(v)
-                })?;
-                let full = page.len() == 1000;
-                let last_id = page.last().map(|e| match e {
-                    Event::AggTrade(t) => t.agg_trade_id,
-                    _ => unreachable!("aggTrades pages hold aggTrades"),
-                });
-                let past_end = page.iter().any(|e| time_of(e) >= task.end_ms);
-                let events: Vec<Event> = page
-                    .into_iter()
-                    .filter(|e| (task.start_ms..task.end_ms).contains(&time_of(e)))
-                    .collect();
-                if !events.is_empty() {
-                    send(events)?;
-                }
-                match last_id {
-                    Some(id) if full && !past_end => {
-                        query = vec![
-                            symbol.clone(),
-                            ("fromId", (id + 1).to_string()),
-                            ("limit", "1000".to_string()),
-                        ];
-                    }
-                    _ => break,
-                }
-            }
+        Paging::AggTrades => agg_trades::fetch(client, task, &mut send)?,
+    }
+    Ok(Ended::Complete(record(vec![Event::RestRangeComplete(
+        RestRangeComplete {
+            endpoint: path.to_string(),
+            start_ms: task.start_ms,
+            end_ms: task.end_ms,
+            rows,
+        },
+    )])))
+}
+
+/// Pages by time: `startTime` moves past the last element of each page.
+fn by_time(
+    client: &Client,
+    task: &Task,
+    limit: u32,
+    extra: &[(&str, &str)],
+    server_time: i64,
+    send: &mut dyn FnMut(Vec<Event>) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let mut cursor = task.start_ms;
+    while cursor < task.end_ms {
+        let mut query = vec![
+            (task.kind.symbol_param(), task.symbol.clone()),
+            ("startTime", cursor.to_string()),
+            ("endTime", (task.end_ms - 1).to_string()),
+            ("limit", limit.to_string()),
+        ];
+        query.extend(extra.iter().map(|&(k, v)| (k, v.to_string())));
+        let page = client.get(task.kind.path(), &query, task.kind.cost(), |v| {
+            task.kind.parse_page(v)
+        })?;
+        let full = page.len() as u32 == limit;
+        let events: Vec<Event> = page
+            .into_iter()
+            .filter(|e| (cursor..task.end_ms).contains(&time_of(e)) && closed_by(e, server_time))
+            .collect();
+        let Some(last) = events.last().map(time_of) else {
+            break;
+        };
+        send(events)?;
+        cursor = last + 1;
+        if !full {
+            break;
         }
     }
-    Ok(record(vec![Event::RestRangeComplete(RestRangeComplete {
-        endpoint: path.to_string(),
-        start_ms: task.start_ms,
-        end_ms: task.end_ms,
-        rows,
-    })]))
+    Ok(())
 }
 
 /// False for a kline the exchange still had open at `server_time`.

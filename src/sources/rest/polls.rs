@@ -7,6 +7,7 @@ use anyhow::Context;
 use serde_json::Value;
 
 use super::endpoints::{decimal, decimal_text, int, uint};
+use super::governor::Cost;
 use super::Client;
 use crate::event::{
     BookTicker, DepthSnapshot, Event, Level, OpenInterest, OpenInterestSource, PremiumIndex,
@@ -146,7 +147,7 @@ pub fn poll(
             let mut query = vec![("symbol", symbol.clone())];
             query.extend(p.extra().iter().map(|&(k, v)| (k, v.to_string())));
             let event = client
-                .get(p.path(), &query, p.weight(), |v| p.parse(v))
+                .get(p.path(), &query, Cost::weight(p.weight()), |v| p.parse(v))
                 .with_context(|| format!("polling {} for {symbol}", p.path()))?;
             log.push(&Record {
                 symbol: symbol.clone(),
