@@ -489,3 +489,33 @@ fn exchange_info(market: &Market, budget: &Budget, now_ms: i64) -> Value {
         })).collect::<Vec<_>>(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Klines weigh by `limit`: [1, 100) → 1, [100, 500) → 2, [500, 1000] → 5,
+    /// above → 10 (the default, 500, weighs 5).
+    #[test]
+    fn kline_weights_follow_the_limit_boundaries() {
+        let weight_at = |limit: Option<&str>| {
+            let params: Params = limit
+                .map(|l| [("limit".to_string(), l.to_string())].into())
+                .unwrap_or_default();
+            weight("/fapi/v1/markPriceKlines", &params)
+        };
+        for (limit, expected) in [
+            (Some("1"), 1),
+            (Some("99"), 1),
+            (Some("100"), 2),
+            (Some("499"), 2),
+            (Some("500"), 5),
+            (Some("1000"), 5),
+            (Some("1001"), 10),
+            (Some("1500"), 10),
+            (None, 5),
+        ] {
+            assert_eq!(weight_at(limit), Some(expected), "limit {limit:?}");
+        }
+    }
+}
