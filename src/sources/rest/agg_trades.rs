@@ -103,7 +103,7 @@ fn first_id_in_hour(client: &Client, task: &Task) -> anyhow::Result<Option<u64>>
             Kind::AggTrades.path(),
             &query,
             Kind::AggTrades.cost(),
-            |v| trades(v),
+            trades,
         )?;
         if page.len() < LIMIT {
             // Fewer than `limit`: the whole window, whichever end was asked for.
