@@ -1,6 +1,7 @@
 //! The command line: argument parsing, logging setup, exit codes. Thin by design:
 //! each command calls into a stage and prints what it returns.
 
+mod check;
 mod ingest;
 mod materialize;
 mod sim;
@@ -74,6 +75,12 @@ enum Command {
     /// The simulated exchange, for tests, benchmarks and a first offline run.
     #[command(subcommand)]
     Sim(sim::SimCommand),
+    /// Try bml's assumptions about the exchange against a live one, read-only
+    /// and cheap (about 70 request weight and a few small downloads): archive
+    /// URLs, metrics labels, which end of an aggTrades window comes back, the
+    /// statistics timestamp, the clock, the weight header and limits. Prints
+    /// pass/note/FAIL per assumption; exit code 3 if any failed.
+    CheckExchange(check::CheckArgs),
 }
 
 /// What a command hands back: its exit code.
@@ -98,6 +105,7 @@ pub fn main() -> ExitCode {
         Command::Status => materialize::status(&cli.data_dir),
         Command::Wal(cmd) => wal::run(cmd, &cli.data_dir.join("wal"), &ui),
         Command::Sim(cmd) => sim::run(cmd),
+        Command::CheckExchange(args) => check::run(args),
     };
     match outcome {
         Ok(code) => ExitCode::from(code),

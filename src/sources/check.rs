@@ -1,0 +1,393 @@
+//! `bml check-exchange`: the assumptions bml makes about the exchange, each
+//! tried once against a live exchange with a few cheap, read-only requests
+//! (about 70 request weight and a few small downloads). The tests can only
+//! run against bml's own simulator, so a misreading shared by the client and
+//! the simulator would pass them all; this is how a user finds one.
+//! `docs/binance-fidelity.md` lists the assumptions and their sources.
+
+use std::io::Read;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, Context};
+use chrono::{Datelike, NaiveDate};
+use serde_json::Value;
+
+use super::rest::governor::Cost;
+use super::rest::{Client, Governor};
+use super::vision::{FileSpec, ALL_KINDS};
+use crate::binance::{LAST_BOOK_TICKER_DAY, METRICS_LABELS_MOVED};
+use crate::event::VisionKind;
+
+/// What one check found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// The exchange behaves as bml assumes.
+    Pass,
+    /// It behaves otherwise, in a way bml copes with (said for the record).
+    Note,
+    /// It behaves otherwise, in a way that breaks bml.
+    Fail,
+}
+
+/// One assumption and what the exchange said to it.
+#[derive(Debug, Clone)]
+pub struct Check {
+    /// The assumption, in a few words.
+    pub name: String,
+    /// What was found.
+    pub verdict: Verdict,
+    /// What was seen (URL, value).
+    pub detail: String,
+}
+
+/// Where to look, and at what.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// REST base, e.g. `https://fapi.binance.com`.
+    pub rest_base: String,
+    /// Vision base ending in `/futures/um/`.
+    pub vision_base: String,
+    /// The symbol to try.
+    pub symbol: String,
+    /// The day whose archives to look for; default: two days before the
+    /// exchange's today (Vision publishes a day after it ends).
+    pub day: Option<NaiveDate>,
+}
+
+/// Runs every check; fails only if the exchange cannot be reached at all.
+pub fn run(target: &Target) -> anyhow::Result<Vec<Check>> {
+    let mut checks = Vec::new();
+    let http = reqwest::blocking::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(Duration::from_secs(60))
+        .user_agent(concat!("bml/", env!("CARGO_PKG_VERSION")))
+        .build()?;
+    let rest = target.rest_base.trim_end_matches('/');
+    let server_time = exchange_info(&http, rest, &mut checks)?;
+    let client = Client::connect(rest, Arc::new(Governor::default()))?.0;
+    let day = target.day.unwrap_or_else(|| {
+        chrono::DateTime::from_timestamp_millis(server_time)
+            .unwrap_or_default()
+            .date_naive()
+            - chrono::Days::new(2)
+    });
+    vision_archives(&http, target, day, &mut checks);
+    metrics_labels(&http, target, day, &mut checks);
+    agg_trades_window(&client, &target.symbol, server_time, &mut checks);
+    agg_trades_horizon(&client, &target.symbol, server_time, &mut checks);
+    statistics_timestamp(&client, &target.symbol, &mut checks);
+    Ok(checks)
+}
+
+fn check(checks: &mut Vec<Check>, name: impl Into<String>, verdict: Verdict, detail: String) {
+    checks.push(Check {
+        name: name.into(),
+        verdict,
+        detail,
+    });
+}
+
+/// exchangeInfo: the weight budget, the clock, the used-weight header.
+fn exchange_info(
+    http: &reqwest::blocking::Client,
+    rest: &str,
+    checks: &mut Vec<Check>,
+) -> anyhow::Result<i64> {
+    let url = format!("{rest}/fapi/v1/exchangeInfo");
+    let sent = chrono::Utc::now().timestamp_millis();
+    let response = http
+        .get(&url)
+        .send()
+        .with_context(|| format!("GET {url}"))?;
+    let received = chrono::Utc::now().timestamp_millis();
+    let headers = response.headers().clone();
+    let body = response
+        .error_for_status()
+        .and_then(|r| r.bytes())
+        .with_context(|| format!("GET {url}"))?;
+    let info: Value =
+        serde_json::from_slice(&body).with_context(|| format!("GET {url}: not JSON"))?;
+    let server_time = info["serverTime"]
+        .as_i64()
+        .ok_or_else(|| anyhow!("GET {url}: no serverTime"))?;
+    let offset = server_time - (sent + received) / 2;
+    let verdict = if offset.abs() <= 1000 {
+        Verdict::Pass
+    } else {
+        Verdict::Note
+    };
+    check(
+        checks,
+        "server clock near the local one (windows follow the server's anyway)",
+        verdict,
+        format!(
+            "serverTime - local = {offset} ms (round trip {} ms)",
+            received - sent
+        ),
+    );
+    let weight = info["rateLimits"]
+        .as_array()
+        .and_then(|l| l.iter().find(|l| l["rateLimitType"] == "REQUEST_WEIGHT"));
+    let Some(weight) = weight else {
+        check(
+            checks,
+            "exchangeInfo states a REQUEST_WEIGHT limit",
+            Verdict::Fail,
+            format!("{url}: none in rateLimits"),
+        );
+        return Ok(server_time);
+    };
+    let (interval, num) = (
+        weight["interval"].as_str().unwrap_or("?"),
+        weight["intervalNum"].as_u64().unwrap_or(0),
+    );
+    let per_minute = interval == "MINUTE" && num == 1;
+    check(
+        checks,
+        "request weight counted per minute",
+        if per_minute {
+            Verdict::Pass
+        } else {
+            Verdict::Note
+        },
+        format!("{} per {num} {interval}", weight["limit"]),
+    );
+    let suffix = format!(
+        "{num}{}",
+        interval.chars().next().unwrap_or('?').to_ascii_lowercase()
+    );
+    let header = format!("x-mbx-used-weight-{suffix}");
+    let used = headers.get(&header).and_then(|v| v.to_str().ok());
+    check(
+        checks,
+        format!("answers carry {}", header.to_uppercase()),
+        if used.is_some() {
+            Verdict::Pass
+        } else {
+            Verdict::Fail
+        },
+        match used {
+            Some(v) => format!("{v} used"),
+            None => format!("{url}: missing; the governor cannot see other processes' weight"),
+        },
+    );
+    Ok(server_time)
+}
+
+/// Every archive kind is where bml asks for it (HEAD, for `day`; funding for
+/// the month before), and bookTicker is absent after its last day.
+fn vision_archives(
+    http: &reqwest::blocking::Client,
+    target: &Target,
+    day: NaiveDate,
+    checks: &mut Vec<Check>,
+) {
+    let base = vision_base(target);
+    for kind in ALL_KINDS {
+        let period = match kind {
+            VisionKind::FundingRate => {
+                let previous = day.with_day(1).unwrap_or(day) - chrono::Days::new(1);
+                format!("{:04}-{:02}", previous.year(), previous.month())
+            }
+            _ => day.format("%Y-%m-%d").to_string(),
+        };
+        let spec = FileSpec {
+            kind,
+            symbol: target.symbol.to_uppercase(),
+            period,
+        };
+        let url = format!("{base}{}", spec.rel_path());
+        let expected = !(kind == VisionKind::BookTicker && day > LAST_BOOK_TICKER_DAY);
+        let status = http.head(&url).send().map(|r| r.status());
+        let (verdict, detail) = match status {
+            Ok(s) if s.is_success() == expected => (Verdict::Pass, format!("{url}: {s}")),
+            Ok(s) => (Verdict::Fail, format!("{url}: {s}")),
+            Err(e) => (Verdict::Fail, format!("{url}: {e}")),
+        };
+        let name = if expected {
+            format!(
+                "Vision {} archive at bml's URL",
+                super::vision::kind_name(kind)
+            )
+        } else {
+            "no Vision bookTicker archive after 2024-03-31".to_string()
+        };
+        check(checks, name, verdict, detail);
+    }
+}
+
+/// The first label of the day's metrics file: 00:05 before 2026-06-25 (a row
+/// is the snapshot at its label), 00:00 from then on (the snapshot 5 minutes
+/// after its label).
+fn metrics_labels(
+    http: &reqwest::blocking::Client,
+    target: &Target,
+    day: NaiveDate,
+    checks: &mut Vec<Check>,
+) {
+    let spec = FileSpec {
+        kind: VisionKind::Metrics,
+        symbol: target.symbol.to_uppercase(),
+        period: day.format("%Y-%m-%d").to_string(),
+    };
+    let url = format!("{}{}", vision_base(target), spec.rel_path());
+    let expected = if day >= METRICS_LABELS_MOVED {
+        "00:00:00"
+    } else {
+        "00:05:00"
+    };
+    let name = format!("metrics file of {day} starts at {expected} (label convention)");
+    let first_label = || -> anyhow::Result<String> {
+        let bytes = http.get(&url).send()?.error_for_status()?.bytes()?;
+        let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes))?;
+        let mut text = String::new();
+        zip.by_index(0)?.read_to_string(&mut text)?;
+        let row = text
+            .lines()
+            .find(|l| l.starts_with(|c: char| c.is_ascii_digit()))
+            .context("no data row")?;
+        Ok(row.split(',').next().unwrap_or_default().to_string())
+    };
+    let (verdict, detail) = match first_label() {
+        Ok(label) if label.ends_with(expected) => (Verdict::Pass, format!("{url}: {label}")),
+        Ok(label) => (Verdict::Fail, format!("{url}: first row labelled {label}")),
+        Err(e) => (Verdict::Fail, format!("{url}: {e:#}")),
+    };
+    check(checks, name, verdict, detail);
+}
+
+/// Which end of a crowded aggTrades window comes back. bml reads hours by id
+/// and copes with either; anything else (trades outside the window) breaks it.
+fn agg_trades_window(client: &Client, symbol: &str, server_time: i64, checks: &mut Vec<Check>) {
+    const HOUR: i64 = 3_600_000;
+    let start = (server_time.div_euclid(HOUR) - 1) * HOUR;
+    let name = "aggTrades: a crowded time window answers with one end of it";
+    let outcome = || -> anyhow::Result<(Verdict, String)> {
+        let window = agg_trades(
+            client,
+            symbol,
+            &[
+                ("startTime", start.to_string()),
+                ("endTime", (start + HOUR - 1).to_string()),
+            ],
+            1000,
+        )?;
+        let (Some(first), Some(last)) = (window.first(), window.last()) else {
+            return Ok((Verdict::Note, "the hour before now holds no trade".into()));
+        };
+        let times = |t: &Value| t["T"].as_i64().unwrap_or(-1);
+        if window
+            .iter()
+            .any(|t| !(start..start + HOUR).contains(&times(t)))
+        {
+            return Ok((Verdict::Fail, "trades outside the window came back".into()));
+        }
+        if window.len() < 1000 {
+            return Ok((
+                Verdict::Note,
+                format!("the hour held {} trades: too few to tell", window.len()),
+            ));
+        }
+        let first_id = first["a"].as_u64().context("field a")?;
+        let before = agg_trades(
+            client,
+            symbol,
+            &[("fromId", first_id.saturating_sub(1).to_string())],
+            1,
+        )?;
+        let before_in_window = before
+            .first()
+            .is_some_and(|t| t["a"].as_u64() != Some(first_id) && times(t) >= start);
+        let end = if before_in_window { "last" } else { "first" };
+        Ok((
+            Verdict::Pass,
+            format!(
+                "the {end} 1000 (ids {first_id}..={}); bml reads by id either way",
+                last["a"]
+            ),
+        ))
+    };
+    let (verdict, detail) = outcome().unwrap_or_else(|e| (Verdict::Fail, format!("{e:#}")));
+    check(checks, name, verdict, detail);
+}
+
+/// bml plans aggTrades over REST for the last 48 hours only (what clients
+/// report); if older ones are served, the horizon is merely conservative.
+fn agg_trades_horizon(client: &Client, symbol: &str, server_time: i64, checks: &mut Vec<Check>) {
+    let start = server_time - 72 * 3_600_000;
+    let answer = agg_trades(
+        client,
+        symbol,
+        &[
+            ("startTime", start.to_string()),
+            ("endTime", (start + 60_000).to_string()),
+        ],
+        1,
+    );
+    let (verdict, detail) = match answer {
+        Ok(page) if page.is_empty() => (Verdict::Pass, "72 hours ago: nothing served".into()),
+        Ok(_) => (
+            Verdict::Note,
+            "72 hours ago is still served: the 48-hour horizon is conservative".into(),
+        ),
+        Err(e) => (Verdict::Pass, format!("72 hours ago refused: {e:#}")),
+    };
+    check(
+        checks,
+        "aggTrades over REST: 48 hours back",
+        verdict,
+        detail,
+    );
+}
+
+/// The statistics' `timestamp`: a number (recordings) or text (the docs).
+fn statistics_timestamp(client: &Client, symbol: &str, checks: &mut Vec<Check>) {
+    let query = [
+        ("symbol", symbol.to_string()),
+        ("period", "5m".to_string()),
+        ("limit", "1".to_string()),
+    ];
+    let answer = client.get(
+        "/futures/data/openInterestHist",
+        &query,
+        Cost::weight(1),
+        |v| Ok(v.get(0).map(|p| p["timestamp"].clone())),
+    );
+    let (verdict, detail) = match answer {
+        Ok(Some(Value::Number(n))) => (Verdict::Pass, format!("a number ({n})")),
+        Ok(Some(Value::String(s))) if s.parse::<i64>().is_ok() => {
+            (Verdict::Pass, format!("text ({s:?}); bml reads both"))
+        }
+        Ok(other) => (Verdict::Fail, format!("{other:?}")),
+        Err(e) => (Verdict::Fail, format!("{e:#}")),
+    };
+    check(
+        checks,
+        "statistics timestamp is a number or its text",
+        verdict,
+        detail,
+    );
+}
+
+fn agg_trades(
+    client: &Client,
+    symbol: &str,
+    params: &[(&'static str, String)],
+    limit: u32,
+) -> anyhow::Result<Vec<Value>> {
+    let mut query = vec![("symbol", symbol.to_string()), ("limit", limit.to_string())];
+    query.extend(params.iter().cloned());
+    client.get("/fapi/v1/aggTrades", &query, Cost::weight(20), |v| {
+        v.as_array().cloned().context("expected a JSON array")
+    })
+}
+
+fn vision_base(target: &Target) -> String {
+    let base = &target.vision_base;
+    if base.ends_with('/') {
+        base.clone()
+    } else {
+        format!("{base}/")
+    }
+}
