@@ -18,6 +18,8 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 
+use anyhow::Context;
+
 use super::collect::hours_reached;
 use super::hour::HOUR_MS;
 use crate::event::{Event, Record, Source};
@@ -48,7 +50,10 @@ pub fn extend(
 ) -> anyhow::Result<Extended> {
     let start = ledger.indexed_to()?;
     let mut state = Pending::default();
-    let mut batch = ledger.batch()?;
+    // One write transaction at a time: redb's `begin_write` waits forever for
+    // a transaction its own thread holds, so a batch is committed before the
+    // next one begins.
+    let mut batch = Some(ledger.batch()?);
     let mut done = Extended {
         records: 0,
         head: start,
@@ -58,17 +63,22 @@ pub fn extend(
         start,
         |_| true,
         |offset, record| {
-            state.add(&batch, offset, &record)?;
+            let open = batch.as_mut().context("no ledger batch open")?;
+            state.add(open, offset, &record)?;
             done.records += 1;
             done.head = offset + 1;
             progress(offset);
             if done.records.is_multiple_of(RECORDS_PER_COMMIT) {
-                state.write(&mut batch, done.head)?;
-                std::mem::replace(&mut batch, ledger.batch()?).commit_lazily()?;
+                state.write(open, done.head)?;
+                if let Some(full) = batch.take() {
+                    full.commit_lazily()?;
+                }
+                batch = Some(ledger.batch()?);
             }
             Ok(())
         },
     )?;
+    let mut batch = batch.context("no ledger batch open")?;
     state.write(&mut batch, done.head)?;
     batch.commit()?;
     Ok(done)

@@ -177,7 +177,10 @@ pub fn run(
             batch.put_partition(symbol, hour, &derived.partition, &derived.findings)?;
             since_commit += 1;
             if since_commit == HOURS_PER_COMMIT {
-                std::mem::replace(&mut batch, ledger.batch()?).commit_lazily()?;
+                // Committed before the next begins: redb waits forever for a
+                // second write transaction opened while its thread holds one.
+                batch.commit_lazily()?;
+                batch = ledger.batch()?;
                 since_commit = 0;
             }
             progress.derived(symbol, hour);

@@ -23,6 +23,29 @@ pub fn bml(data_dir: &Path, args: &[&str]) -> Output {
         .expect("run bml")
 }
 
+/// Like [`bml`], but a run still going after `limit` is killed and the test
+/// fails at once: a hang is a failure, not a stalled CI.
+pub fn bml_within(data_dir: &Path, args: &[&str], limit: std::time::Duration) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bml"))
+        .arg("--quiet")
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run bml");
+    let started = std::time::Instant::now();
+    while child.try_wait().expect("wait for bml").is_none() {
+        if started.elapsed() > limit {
+            child.kill().expect("kill bml");
+            panic!("bml {args:?} still running after {limit:?}: a hang");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.wait_with_output().expect("bml's output")
+}
+
 /// `ingest vision` of BTCUSDT for `day` from `base_url`, plus `extra` arguments.
 pub fn vision_ingest_args<'a>(day: &'a str, base_url: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
     let mut args = vec![

@@ -1,0 +1,88 @@
+//! Runs that derive more hours than one ledger commit holds (64): three days of
+//! klines and a month's funding archive, whose settlements reach every hour of
+//! the month. Such a run used to hang forever (a second ledger write
+//! transaction opened while the first was still open); the watchdog fails it
+//! fast instead. One run over everything equals a day-by-day build.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use support::{bml_within, ingest_day, text};
+
+const KINDS: &str = "klines,markPriceKlines,indexPriceKlines";
+const DAYS: [&str; 3] = ["2024-03-12", "2024-03-13", "2024-03-14"];
+const WATCHDOG: Duration = Duration::from_secs(120);
+
+/// Every lake file under `lake`, by relative path, with its bytes' SHA-256.
+fn lake_files(lake: &Path) -> BTreeMap<String, String> {
+    use sha2::Digest;
+    bml::lake::files(lake)
+        .unwrap()
+        .into_iter()
+        .map(|rel| {
+            let bytes = std::fs::read(lake.join(&rel)).unwrap();
+            (
+                rel.display().to_string(),
+                hex::encode(sha2::Sha256::digest(bytes)),
+            )
+        })
+        .collect()
+}
+
+/// The month's funding archive: a settlement every 8 hours of March 2024.
+fn funding_month(root: &Path) {
+    let folder = root.join("data/futures/um/monthly/fundingRate/BTCUSDT");
+    std::fs::create_dir_all(&folder).unwrap();
+    let mut csv = "calc_time,funding_interval_hours,last_funding_rate\n".to_string();
+    let march = 1_709_251_200_000i64;
+    for i in 0..93 {
+        csv.push_str(&format!(
+            "{},8,0.000{}\n",
+            march + i * 8 * 3_600_000 + 1,
+            100 + i
+        ));
+    }
+    support::write_archive(
+        &folder.join("BTCUSDT-fundingRate-2024-03.zip"),
+        &[("BTCUSDT-fundingRate-2024-03.csv", csv.as_bytes())],
+    );
+}
+
+#[test]
+fn a_run_deriving_hundreds_of_hours_finishes_and_equals_a_day_by_day_build() {
+    let days: Vec<tempfile::TempDir> = DAYS
+        .iter()
+        .enumerate()
+        .map(|(i, d)| support::vision_day_at_rates(d, 24, 3 + i as u32, Some((0.5, 0.5))))
+        .collect();
+    funding_month(days[0].path());
+    let ingest_all = |data: &Path, materialize_each_day: bool| {
+        for (dir, day) in days.iter().zip(DAYS) {
+            ingest_day(data, dir.path(), day, KINDS);
+            if day == DAYS[0] {
+                ingest_day(data, dir.path(), day, "fundingRate");
+            }
+            if materialize_each_day {
+                let out = bml_within(data, &["materialize"], WATCHDOG);
+                assert!(out.status.success(), "{}", text(&out));
+            }
+        }
+    };
+    let at_once = tempfile::tempdir().unwrap();
+    ingest_all(at_once.path(), false);
+    let out = bml_within(at_once.path(), &["materialize", "--jobs", "2"], WATCHDOG);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("72 written"), "{}", text(&out));
+
+    let by_day = tempfile::tempdir().unwrap();
+    ingest_all(by_day.path(), true);
+    let (a, b) = (
+        lake_files(&at_once.path().join("lake")),
+        lake_files(&by_day.path().join("lake")),
+    );
+    assert_eq!(a.len(), 72);
+    assert_eq!(a, b, "one run and a day-by-day build give the same bytes");
+}
