@@ -16,7 +16,9 @@ use serde_json::Value;
 use super::rest::governor::Cost;
 use super::rest::{Client, Governor};
 use super::vision::{FileSpec, ALL_KINDS};
-use crate::binance::{LAST_BOOK_TICKER_DAY, METRICS_LABELS_MOVED};
+use crate::binance::{
+    metrics_snapshot_time, LAST_BOOK_TICKER_DAY, METRICS_LABELS_MOVED, METRICS_PERIOD_MS,
+};
 use crate::event::VisionKind;
 
 /// What one check found.
@@ -73,7 +75,7 @@ pub fn run(target: &Target) -> anyhow::Result<Vec<Check>> {
             - chrono::Days::new(2)
     });
     vision_archives(&http, target, day, &mut checks);
-    metrics_labels(&http, target, day, &mut checks);
+    metrics_labels(&http, &client, target, day, &mut checks);
     agg_trades_window(&client, &target.symbol, server_time, &mut checks);
     agg_trades_horizon(&client, &target.symbol, server_time, &mut checks);
     statistics_timestamp(&client, &target.symbol, &mut checks);
@@ -217,11 +219,14 @@ fn vision_archives(
     }
 }
 
-/// The first label of the day's metrics file: 00:05 before 2026-06-25 (a row
-/// is the snapshot at its label), 00:00 from then on (the snapshot 5 minutes
-/// after its label).
+/// The day's metrics file, read twice: its first label must be 00:05 before
+/// 2026-06-25 (a row is the snapshot at its label) and 00:00 from then on (the
+/// snapshot 5 minutes after its label); and REST's openInterestHist, whose
+/// `timestamp` bml takes for the snapshot time, must agree with the file's
+/// snapshots at the same times.
 fn metrics_labels(
     http: &reqwest::blocking::Client,
+    client: &Client,
     target: &Target,
     day: NaiveDate,
     checks: &mut Vec<Check>,
@@ -238,21 +243,111 @@ fn metrics_labels(
         "00:05:00"
     };
     let name = format!("metrics file of {day} starts at {expected} (label convention)");
-    let first_label = || -> anyhow::Result<String> {
+    let rows = || -> anyhow::Result<Vec<(String, String)>> {
         let bytes = http.get(&url).send()?.error_for_status()?.bytes()?;
         let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes))?;
         let mut text = String::new();
         zip.by_index(0)?.read_to_string(&mut text)?;
-        let row = text
+        // (create_time, sum_open_interest) of every data row.
+        Ok(text
             .lines()
-            .find(|l| l.starts_with(|c: char| c.is_ascii_digit()))
-            .context("no data row")?;
-        Ok(row.split(',').next().unwrap_or_default().to_string())
+            .filter(|l| l.starts_with(|c: char| c.is_ascii_digit()))
+            .map(|l| {
+                let f: Vec<&str> = l.split(',').collect();
+                (
+                    f[0].to_string(),
+                    f.get(2).copied().unwrap_or("").to_string(),
+                )
+            })
+            .collect())
     };
-    let (verdict, detail) = match first_label() {
-        Ok(label) if label.ends_with(expected) => (Verdict::Pass, format!("{url}: {label}")),
-        Ok(label) => (Verdict::Fail, format!("{url}: first row labelled {label}")),
-        Err(e) => (Verdict::Fail, format!("{url}: {e:#}")),
+    let rows = match rows() {
+        Ok(rows) if !rows.is_empty() => rows,
+        Ok(_) => return check(checks, name, Verdict::Fail, format!("{url}: no data row")),
+        Err(e) => return check(checks, name, Verdict::Fail, format!("{url}: {e:#}")),
+    };
+    let label = &rows[0].0;
+    let verdict = if label.ends_with(expected) {
+        Verdict::Pass
+    } else {
+        Verdict::Fail
+    };
+    check(
+        checks,
+        name,
+        verdict,
+        format!("{url}: first row labelled {label}"),
+    );
+    rest_statistics_time(client, target, day, &rows, checks);
+}
+
+/// openInterestHist against the Vision file's snapshots: equal values at the
+/// same snapshot times pass; equal values 5 minutes apart fail (the REST
+/// `timestamp` would then not be the snapshot time bml takes it for).
+fn rest_statistics_time(
+    client: &Client,
+    target: &Target,
+    day: NaiveDate,
+    rows: &[(String, String)],
+    checks: &mut Vec<Check>,
+) {
+    let name = "openInterestHist timestamp is the snapshot time (as Vision's)";
+    let vision: std::collections::HashMap<i64, f64> = rows
+        .iter()
+        .filter_map(|(label, oi)| {
+            let label = chrono::NaiveDateTime::parse_from_str(label, "%Y-%m-%d %H:%M:%S").ok()?;
+            let snapshot = metrics_snapshot_time(day, label.and_utc().timestamp_millis());
+            Some((snapshot, oi.parse().ok()?))
+        })
+        .collect();
+    let start = day
+        .and_time(chrono::NaiveTime::MIN)
+        .and_utc()
+        .timestamp_millis();
+    let query = [
+        ("symbol", target.symbol.clone()),
+        ("period", "5m".to_string()),
+        ("startTime", start.to_string()),
+        ("endTime", (start + 86_400_000 - 1).to_string()),
+        ("limit", "500".to_string()),
+    ];
+    let points = client.get(
+        "/futures/data/openInterestHist",
+        &query,
+        Cost::weight(1),
+        |v| {
+            let items = v.as_array().context("expected a JSON array")?;
+            Ok(items
+                .iter()
+                .filter_map(|p| {
+                    let t = &p["timestamp"];
+                    let time = t.as_i64().or_else(|| t.as_str()?.parse().ok())?;
+                    Some((time, p["sumOpenInterest"].as_str()?.parse::<f64>().ok()?))
+                })
+                .collect::<Vec<(i64, f64)>>())
+        },
+    );
+    let points = match points {
+        Ok(points) => points,
+        Err(e) => return check(checks, name, Verdict::Fail, format!("{e:#}")),
+    };
+    let agree = |shift: i64| {
+        points
+            .iter()
+            .filter(|(t, oi)| vision.get(&(t + shift)) == Some(oi))
+            .count()
+    };
+    let (same, later) = (agree(0), agree(METRICS_PERIOD_MS));
+    let detail = format!(
+        "{} REST points of {day}: {same} equal Vision's snapshot at their timestamp, {later} the one 5 minutes later",
+        points.len()
+    );
+    let verdict = if points.is_empty() {
+        Verdict::Note
+    } else if same > later {
+        Verdict::Pass
+    } else {
+        Verdict::Fail
     };
     check(checks, name, verdict, detail);
 }
