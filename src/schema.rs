@@ -65,6 +65,8 @@ impl Column {
 /// The 58 columns, in file order. Versions above 1, and why:
 /// - 44–50 v2: as-of points keyed by snapshot time (Vision metrics labels moved
 ///   to the start of the period on 2026-06-25).
+/// - 56 v2: a settlement counts from the minute holding its timestamp (v1: from
+///   the next minute when stamped after the minute's start).
 #[rustfmt::skip]
 pub const COLUMNS: [Column; 58] = [
     col("event_time",                ColumnType::BigInt,  Class::LiveOnly),
@@ -122,7 +124,7 @@ pub const COLUMNS: [Column; 58] = [
     col("index_price_open",          ColumnType::Float,   Class::HardRequired),
     col("index_price_close",         ColumnType::Float,   Class::HardRequired),
     col("premium_index",             ColumnType::Float,   Class::BackfillAvailable),
-    col("funding_rate",              ColumnType::Float,   Class::BackfillAvailable),
+    col("funding_rate",              ColumnType::Float,   Class::BackfillAvailable).v(2),
     col("predicted_funding",         ColumnType::Float,   Class::LiveOnly),
     col("next_funding_time",         ColumnType::BigInt,  Class::LiveOnly),
 ];

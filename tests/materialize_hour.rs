@@ -217,4 +217,30 @@ fn fill_rules_gates_and_findings() {
     );
     assert_eq!(out.rows[1].funding_rate, None, "8 h 2 min old");
     assert_eq!(out.rows[0].avg_spread_usdt, None);
+
+    // A settlement counts from the minute that holds its timestamp: stamped
+    // 00:10:00.001 (real settlements carry a few ms of jitter), it shows at
+    // 00:10, not from 00:11; the minute before keeps the previous rate.
+    let mut settling = HourFacts {
+        hour_start: HOUR,
+        klines: facts.klines.clone(),
+        ..HourFacts::default()
+    };
+    settling.funding.push(facts.funding[0].clone());
+    settling.funding.push(bml::event::FundingRate {
+        funding_time: HOUR + 10 * MINUTE_MS + 1,
+        rate: "0.00025".parse().unwrap(),
+        ..facts.funding[0].clone()
+    });
+    let out = build_hour(&settling);
+    let rate_at = |m: i64| {
+        let row = out
+            .rows
+            .iter()
+            .find(|r| r.timestamp == HOUR + m * MINUTE_MS);
+        row.unwrap().funding_rate
+    };
+    assert_eq!(rate_at(9), Some(0.0001));
+    assert_eq!(rate_at(10), Some(0.00025), "its own minute");
+    assert_eq!(rate_at(11), Some(0.00025));
 }

@@ -283,10 +283,14 @@ pub fn build_hour(facts: &HourFacts) -> HourOutput {
         }
         fill_book(&mut row, minute, &book_minutes);
         fill_as_of(&mut row, minute, facts);
+        // A settlement counts from the minute holding its timestamp (one stamped
+        // 00:00:00.001 shows at 00:00), and is carried 8 h 1 min at most.
         row.funding_rate = facts
             .funding
             .iter()
-            .filter(|f| f.funding_time <= minute && minute - f.funding_time <= FUNDING_CARRY_MS)
+            .filter(|f| {
+                f.funding_time < minute + MINUTE_MS && minute - f.funding_time <= FUNDING_CARRY_MS
+            })
             .max_by_key(|f| f.funding_time)
             .map(|f| f.rate.to_f64());
         fill_predicted_funding(&mut row, minute, facts);
