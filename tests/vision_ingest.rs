@@ -239,6 +239,80 @@ fn server_errors_are_retried_and_bad_archives_are_refused_whole() {
         assert!(text(&out).contains(expect), "{}", text(&out));
         assert_nothing_of(data.path(), "BTCUSDT-1m-");
     }
+
+    // 6. Rows of another day (the next day's file published under this day's
+    //    name): refused, the file named and the first stray row quoted.
+    let next_day: Vec<String> = data_rows(&good_csv)
+        .iter()
+        .map(|row| {
+            let mut f: Vec<String> = row.split(',').map(str::to_string).collect();
+            for i in [0, 6] {
+                f[i] = (f[i].parse::<i64>().unwrap() + 86_400_000).to_string();
+            }
+            f.join(",")
+        })
+        .collect();
+    write_archive(
+        &klines,
+        &[(csv_name, (next_day.join("\n") + "\n").as_bytes())],
+    );
+    let data = fresh();
+    let out = ingest(data.path(), &server, &["--kinds", "klines"]);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(
+        all.contains(&format!("{csv_name}:1"))
+            && all.contains("another period")
+            && all.contains(&next_day[0]),
+        "{all}"
+    );
+    assert_nothing_visible_of(data.path(), "BTCUSDT-1m-");
+
+    // 7. Two entries of the same name (the reader would keep the last).
+    let twin = csv_name.replacen('B', "X", 1);
+    write_archive(
+        &klines,
+        &[
+            (&twin, good_csv.as_bytes()),
+            (csv_name, b"1,2\n".as_slice()),
+        ],
+    );
+    let bytes = std::fs::read(&klines).unwrap();
+    let renamed = String::from_utf8_lossy(&bytes).contains(&twin);
+    assert!(renamed, "the entry names are stored as text");
+    let mut bytes = bytes;
+    for at in 0..bytes.len() - twin.len() {
+        if bytes[at..].starts_with(twin.as_bytes()) {
+            bytes[at] = b'B';
+        }
+    }
+    std::fs::write(&klines, &bytes).unwrap();
+    write_checksum(&klines);
+    let data = fresh();
+    let out = ingest(data.path(), &server, &["--kinds", "klines"]);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(all.contains("more than one entry named"), "{all}");
+    assert_nothing_of(data.path(), "BTCUSDT-1m-");
+}
+
+#[test]
+fn downloads_a_killed_run_left_are_swept_by_the_next() {
+    let day = support::vision_day(DAY, 1, 4);
+    let server = VisionServer::start(day.path());
+    let data = tempfile::tempdir().unwrap();
+    let tmp = data.path().join("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    let left = tmp.join(".tmpA1b2C3");
+    std::fs::write(&left, vec![0u8; 19 << 10]).unwrap();
+    let out = ingest(data.path(), &server, &["--kinds", "metrics"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(!left.exists(), "the stale download is gone");
+    assert_eq!(
+        std::fs::read_dir(&tmp).unwrap().count(),
+        0,
+        "and nothing else stayed"
+    );
 }
 
 #[test]

@@ -51,6 +51,34 @@ impl FileSpec {
         format!("{}.zip", self.stem())
     }
 
+    /// The times its rows may carry (epoch ms, as `rows::event_time` reads a
+    /// row): its UTC day, or month for funding. A metrics file may also hold the
+    /// next day's 00:00 (files before 2026-06-25 run 00:05 … 00:00); bookTicker
+    /// rows are bucketed by transaction time, which near midnight may fall a
+    /// moment before the day whose file holds them, so they get a minute either
+    /// side. `None` if the period does not parse (then nothing is checked).
+    pub fn time_range(&self) -> Option<std::ops::RangeInclusive<i64>> {
+        const DAY_MS: i64 = 86_400_000;
+        let ms = |d: chrono::NaiveDate| {
+            d.and_time(chrono::NaiveTime::MIN)
+                .and_utc()
+                .timestamp_millis()
+        };
+        if self.kind == VisionKind::FundingRate {
+            let first =
+                chrono::NaiveDate::parse_from_str(&format!("{}-01", self.period), "%Y-%m-%d")
+                    .ok()?;
+            let next = first.checked_add_months(chrono::Months::new(1))?;
+            return Some(ms(first)..=ms(next) - 1);
+        }
+        let start = ms(chrono::NaiveDate::parse_from_str(&self.period, "%Y-%m-%d").ok()?);
+        Some(match self.kind {
+            VisionKind::Metrics => start..=start + DAY_MS,
+            VisionKind::BookTicker => start - 60_000..=start + DAY_MS + 60_000 - 1,
+            _ => start..=start + DAY_MS - 1,
+        })
+    }
+
     /// The archive's identity in the log (its path under the USD-M base): the
     /// file name alone is not unique, since the kline kinds share it.
     pub fn id(&self) -> String {
@@ -346,6 +374,15 @@ pub fn open_csv<'a>(
     }
     if name != expected {
         bail!("{location}: unexpected entry {name:?}, expected {expected:?}");
+    }
+    // The zip reader keeps the last of entries that share a name; a Vision
+    // archive's one entry starts the file, so a kept entry elsewhere means an
+    // earlier one of the same name was hidden.
+    if entry.header_start() != 0 {
+        bail!(
+            "{location}: more than one entry named {name:?} (the entry read starts at byte {})",
+            entry.header_start()
+        );
     }
     Ok(entry)
 }

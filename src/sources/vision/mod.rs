@@ -165,6 +165,7 @@ pub fn ingest(
     progress: &MultiProgress,
 ) -> Summary {
     let started = Instant::now();
+    sweep_downloads(tmp_dir);
     let overall = progress.add(ProgressBar::new(specs.len() as u64));
     overall.set_style(
         ProgressStyle::with_template("{prefix:>10} [{bar:30}] {pos}/{len} archives, {elapsed}")
@@ -202,6 +203,28 @@ pub fn ingest(
     overall.finish_and_clear();
     summary.elapsed = started.elapsed();
     summary
+}
+
+/// Removes the downloads a killed run left in `tmp_dir`. Safe: the caller
+/// holds the log's writer lock, so no other ingest of this data dir runs.
+fn sweep_downloads(tmp_dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(tmp_dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let name = entry.file_name();
+        if path.is_file() && name.to_string_lossy().starts_with(".tmp") {
+            match std::fs::remove_file(&path) {
+                Ok(()) => {
+                    tracing::info!(path = %path.display(), "removed a download a killed run left")
+                }
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), "cannot remove a stale download: {e}")
+                }
+            }
+        }
+    }
 }
 
 fn ingest_file(
@@ -326,6 +349,7 @@ fn append_rows(
     bar.set_message(csv_name.clone());
     let input = bar.wrap_read(entry);
     let at = |line: u64| format!("{}: {csv_name}:{line}", archive.location);
+    let range = spec.time_range();
     let rows = std::thread::scope(|scope| -> anyhow::Result<u64> {
         let (full_tx, full_rx) = mpsc::sync_channel(4);
         let (empty_tx, empty_rx) = mpsc::channel();
@@ -348,8 +372,21 @@ fn append_rows(
                 if std::mem::take(&mut first) && rows::is_header(record) {
                     continue;
                 }
-                let event = rows::parse_row(spec.kind, record)
-                    .with_context(|| at(record.position().map_or(0, |p| p.line())))?;
+                let line = record.position().map_or(0, |p| p.line());
+                let event = rows::parse_row(spec.kind, record).with_context(|| at(line))?;
+                let time = rows::event_time(&event);
+                if range.as_ref().is_some_and(|r| !r.contains(&time)) {
+                    let row: Vec<String> = record
+                        .iter()
+                        .map(|f| String::from_utf8_lossy(f).into_owned())
+                        .collect();
+                    bail!(
+                        "{}: a row of another period than the archive's {} ({:?}, time {time})",
+                        at(line),
+                        spec.period,
+                        row.join(",")
+                    );
+                }
                 sink.push(event)?;
             }
             let _ = empty_tx.send(records);
