@@ -6,7 +6,6 @@
 
 mod support;
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -15,22 +14,6 @@ use support::{bml_within, ingest_day, text};
 const KINDS: &str = "klines,markPriceKlines,indexPriceKlines";
 const DAYS: [&str; 3] = ["2024-03-12", "2024-03-13", "2024-03-14"];
 const WATCHDOG: Duration = Duration::from_secs(120);
-
-/// Every lake file under `lake`, by relative path, with its bytes' SHA-256.
-fn lake_files(lake: &Path) -> BTreeMap<String, String> {
-    use sha2::Digest;
-    bml::lake::files(lake)
-        .unwrap()
-        .into_iter()
-        .map(|rel| {
-            let bytes = std::fs::read(lake.join(&rel)).unwrap();
-            (
-                rel.display().to_string(),
-                hex::encode(sha2::Sha256::digest(bytes)),
-            )
-        })
-        .collect()
-}
 
 /// The month's funding archive: a settlement every 8 hours of March 2024.
 fn funding_month(root: &Path) {
@@ -80,8 +63,8 @@ fn a_run_deriving_hundreds_of_hours_finishes_and_equals_a_day_by_day_build() {
     let by_day = tempfile::tempdir().unwrap();
     ingest_all(by_day.path(), true);
     let (a, b) = (
-        lake_files(&at_once.path().join("lake")),
-        lake_files(&by_day.path().join("lake")),
+        support::lake_files(&at_once.path().join("lake")),
+        support::lake_files(&by_day.path().join("lake")),
     );
     assert_eq!(a.len(), 72);
     assert_eq!(a, b, "one run and a day-by-day build give the same bytes");

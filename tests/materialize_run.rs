@@ -4,12 +4,10 @@
 
 mod support;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use bml::ledger::Ledger;
-use sha2::Digest;
 use support::{bml, text, vision_day_at_rates};
 
 const DATE: &str = "2024-03-01";
@@ -35,18 +33,6 @@ fn ingest(data: &Path, day: &Path, kinds: &str) {
 const ALL_KINDS: &str =
     "klines,markPriceKlines,indexPriceKlines,premiumIndexKlines,aggTrades,bookTicker,metrics";
 
-/// Every file under the lake, relative path → SHA-256.
-fn lake_files(lake: &Path) -> BTreeMap<PathBuf, String> {
-    bml::lake::files(lake)
-        .unwrap()
-        .into_iter()
-        .map(|rel| {
-            let hash = sha2::Sha256::digest(std::fs::read(lake.join(&rel)).unwrap());
-            (rel, hex::encode(hash))
-        })
-        .collect()
-}
-
 fn digest(data: &Path) -> [u8; 32] {
     Ledger::open(data).unwrap().digest().unwrap()
 }
@@ -63,7 +49,7 @@ fn materialize_writes_each_hour_once_and_a_second_run_rewrites_nothing() {
     let first = run_ok(data.path(), &["materialize"]);
     assert!(first.contains("3 written, 0 unchanged"), "{first}");
     let lake = data.path().join("lake");
-    let files = lake_files(&lake);
+    let files = support::lake_files(&lake);
     assert_eq!(files.len(), 3, "{files:?}");
     for hour in 0..3 {
         let expected = PathBuf::from("futures/um/minute")
@@ -80,7 +66,7 @@ fn materialize_writes_each_hour_once_and_a_second_run_rewrites_nothing() {
     assert_eq!(mark.trim(), "BTCUSDT\t2024-03-01T02:59Z");
 
     let times = |lake: &Path| -> Vec<std::time::SystemTime> {
-        lake_files(lake)
+        support::lake_files(lake)
             .keys()
             .map(|p| std::fs::metadata(lake.join(p)).unwrap().modified().unwrap())
             .collect()
@@ -94,7 +80,7 @@ fn materialize_writes_each_hour_once_and_a_second_run_rewrites_nothing() {
         "{everything}"
     );
     assert_eq!(times(&lake), before, "nothing rewritten");
-    assert_eq!(lake_files(&lake), files);
+    assert_eq!(support::lake_files(&lake), files);
 }
 
 #[test]
@@ -104,7 +90,7 @@ fn from_n_rederives_the_hours_reached_at_or_after_n_exactly_as_a_full_replay() {
     ingest(data.path(), day.path(), ALL_KINDS);
     run_ok(data.path(), &["materialize"]);
     let lake = data.path().join("lake");
-    let full = lake_files(&lake);
+    let full = support::lake_files(&lake);
     let full_digest = digest(data.path());
     let head = Ledger::open(data.path()).unwrap().checkpoint().unwrap();
     let mut rng = fastrand::Rng::with_seed(5);
@@ -117,7 +103,7 @@ fn from_n_rederives_the_hours_reached_at_or_after_n_exactly_as_a_full_replay() {
             .unwrap();
         std::fs::remove_dir_all(&lake).unwrap();
         let out = run_ok(data.path(), &["materialize", "--from", &n.to_string()]);
-        let rebuilt = lake_files(&lake);
+        let rebuilt = support::lake_files(&lake);
         // Every file rebuilt is byte-identical to the full replay's, and the
         // rebuilt ones are exactly the complete hours that records ≥ n reach.
         for (path, hash) in &rebuilt {
@@ -139,7 +125,7 @@ fn from_n_rederives_the_hours_reached_at_or_after_n_exactly_as_a_full_replay() {
         );
         assert_eq!(digest(data.path()), full_digest, "--from {n}");
         run_ok(data.path(), &["materialize", "--from", "0"]);
-        assert_eq!(lake_files(&lake), full);
+        assert_eq!(support::lake_files(&lake), full);
     }
     let past = bml(
         data.path(),
@@ -159,14 +145,14 @@ fn replaying_from_scratch_or_piecemeal_gives_the_same_lake_and_ledger() {
     let whole = tempfile::tempdir().unwrap();
     ingest(whole.path(), day.path(), ALL_KINDS);
     run_ok(whole.path(), &["materialize"]);
-    let files = lake_files(&whole.path().join("lake"));
+    let files = support::lake_files(&whole.path().join("lake"));
     let ledger_digest = digest(whole.path());
 
     // Delete the ledger and the lake: a replay rebuilds both identically.
     std::fs::remove_file(whole.path().join("ledger.redb")).unwrap();
     std::fs::remove_dir_all(whole.path().join("lake")).unwrap();
     run_ok(whole.path(), &["materialize"]);
-    assert_eq!(lake_files(&whole.path().join("lake")), files);
+    assert_eq!(support::lake_files(&whole.path().join("lake")), files);
     assert_eq!(digest(whole.path()), ledger_digest);
 
     // One archive at a time, materializing after each: the same end state
@@ -176,7 +162,7 @@ fn replaying_from_scratch_or_piecemeal_gives_the_same_lake_and_ledger() {
         ingest(piecemeal.path(), day.path(), kind);
         run_ok(piecemeal.path(), &["materialize"]);
     }
-    assert_eq!(lake_files(&piecemeal.path().join("lake")), files);
+    assert_eq!(support::lake_files(&piecemeal.path().join("lake")), files);
     assert_eq!(digest(piecemeal.path()), ledger_digest);
 }
 
@@ -205,6 +191,27 @@ fn a_schema_change_makes_partitions_stale_and_materialize_rederives_them() {
     assert!(out.contains("5 hours"), "{out}");
     let status = run_ok(data.path(), &["status"]);
     assert!(status.contains("0 stale"), "{status}");
+}
+
+/// A partition damaged in place (one byte flipped, same size) is not taken
+/// for unchanged: the next replay writes it again, equal to the clean file.
+#[test]
+fn a_partition_damaged_in_place_is_written_again() {
+    let day = day();
+    let data = tempfile::tempdir().unwrap();
+    ingest(data.path(), day.path(), ALL_KINDS);
+    run_ok(data.path(), &["materialize"]);
+    let lake = data.path().join("lake");
+    let clean = support::lake_files(&lake);
+    let (victim, _) = clean.iter().next().unwrap();
+    let path = lake.join(victim);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    std::fs::write(&path, &bytes).unwrap();
+    let out = run_ok(data.path(), &["materialize", "--from", "0"]);
+    assert!(out.contains("1 written"), "{out}");
+    assert_eq!(support::lake_files(&lake), clean);
 }
 
 #[test]

@@ -333,10 +333,11 @@ impl Context<'_> {
             .display()
             .to_string();
         let previous = ledger.partition(symbol, hour)?;
-        let on_disk = std::fs::metadata(&path).map(|m| m.len()).ok();
+        // Unchanged only if the ledger says so *and* the file holds exactly
+        // these bytes: a file damaged in place (same size) is written again.
         let same = previous.as_ref().is_some_and(|p| {
             p.content_hash == Some(content_hash) && p.path.as_deref() == Some(relative.as_str())
-        }) && on_disk == Some(bytes.len() as u64);
+        }) && std::fs::read(&path).is_ok_and(|on_disk| on_disk == bytes);
         let file = if same {
             File::Unchanged
         } else {

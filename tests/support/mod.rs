@@ -46,6 +46,19 @@ pub fn bml_within(data_dir: &Path, args: &[&str], limit: std::time::Duration) ->
     child.wait_with_output().expect("bml's output")
 }
 
+/// Every file under the lake root, relative path → SHA-256 of its bytes.
+pub fn lake_files(lake: &Path) -> std::collections::BTreeMap<PathBuf, String> {
+    use sha2::Digest;
+    bml::lake::files(lake)
+        .unwrap()
+        .into_iter()
+        .map(|rel| {
+            let hash = sha2::Sha256::digest(std::fs::read(lake.join(&rel)).unwrap());
+            (rel, hex::encode(hash))
+        })
+        .collect()
+}
+
 /// `ingest vision` of BTCUSDT for `day` from `base_url`, plus `extra` arguments.
 pub fn vision_ingest_args<'a>(day: &'a str, base_url: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
     let mut args = vec![
