@@ -17,6 +17,61 @@ pub fn wal_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("wal")
 }
 
+/// The log's identity: a random id written beside its segments the first time
+/// it is asked for (by `init-state`, an appender, or a materializer meeting a
+/// log from before ids). A ledger remembers the id of the log it was derived
+/// from, so a log replaced or recreated under it is noticed.
+pub fn log_id(data_dir: &Path) -> anyhow::Result<String> {
+    if let Some(id) = existing_log_id(data_dir)? {
+        return Ok(id);
+    }
+    let path = wal_dir(data_dir).join("log-id");
+    let id = format!("{:032x}", fastrand::u128(..));
+    std::fs::create_dir_all(wal_dir(data_dir))
+        .with_context(|| format!("creating {}", wal_dir(data_dir).display()))?;
+    let tmp = path.with_extension("new");
+    std::fs::write(&tmp, format!("{id}\n"))
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::File::open(&tmp)
+        .and_then(|f| f.sync_all())
+        .with_context(|| format!("syncing {}", tmp.display()))?;
+    std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(id)
+}
+
+/// The log's id if it has one (reads only; see [`log_id`]).
+pub fn existing_log_id(data_dir: &Path) -> anyhow::Result<Option<String>> {
+    let path = wal_dir(data_dir).join("log-id");
+    match std::fs::read_to_string(&path) {
+        Ok(id) => Ok(Some(id.trim().to_string())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+/// SHA-256 of the bytes of the record at `offset`; `None` if the log ends
+/// before it. Two logs that agree here almost surely agree up to it: a ledger
+/// keeps this for the last record it indexed.
+pub fn fingerprint(data_dir: &Path, offset: u64) -> anyhow::Result<Option<[u8; 32]>> {
+    use sha2::Digest;
+    let dir = wal_dir(data_dir);
+    if !dir.exists() {
+        return Ok(None);
+    }
+    let head = bml_wal::stat(&dir)
+        .with_context(|| format!("reading the log at {}", dir.display()))?
+        .next_offset;
+    if offset >= head {
+        return Ok(None);
+    }
+    let mut reader = bml_wal::Reader::open(&dir, offset)?;
+    reader.seek(offset)?;
+    let raw = reader
+        .next()?
+        .with_context(|| format!("the log has no record at offset {offset}"))?;
+    Ok(Some(sha2::Sha256::digest(raw.data).into()))
+}
+
 /// The writer side: encodes records and appends them in batches.
 pub struct EventLog {
     wal: Wal,
@@ -33,6 +88,7 @@ impl EventLog {
     /// the points where its work is whole (a Vision file, a REST page).
     pub fn open(data_dir: &Path) -> anyhow::Result<EventLog> {
         let dir = wal_dir(data_dir);
+        log_id(data_dir)?;
         let wal = Wal::open(
             &dir,
             Options {

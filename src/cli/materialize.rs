@@ -9,6 +9,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use super::{exit, Outcome, Ui};
 use crate::ledger::{ledger_path, Ledger};
+use crate::materialize::index;
 use crate::materialize::run::{self, Progress};
 use crate::schema::schema_hash;
 
@@ -24,6 +25,12 @@ pub(super) struct MaterializeArgs {
     /// (about 60 MB for a busy symbol). Default: one per core.
     #[arg(long, short = 'j', value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     jobs: Option<u16>,
+    /// Delete the ledger unread and rebuild it from the log (it is derived
+    /// state: nothing is lost), then derive every partition again. For a
+    /// damaged ledger; a ledger that no longer matches its log is rebuilt
+    /// without asking.
+    #[arg(long)]
+    rebuild_ledger: bool,
 }
 
 #[derive(Debug, Args)]
@@ -46,12 +53,20 @@ pub(super) fn materialize(
             || std::thread::available_parallelism().map_or(1, usize::from),
             usize::from,
         ),
+        rebuild_ledger: args.rebuild_ledger,
     };
     let mut bars = Bars::new(ui);
     let summary = run::run(data_dir, &options, &mut bars)?;
     bars.finish();
     let seconds = summary.elapsed.as_secs_f64();
     let mut out = std::io::stdout().lock();
+    if let Some(reason) = &summary.rebuilt {
+        writeln!(
+            out,
+            "ledger rebuilt from the log: {reason}; {} partition files the log no longer holds removed",
+            summary.orphans_removed
+        )?;
+    }
     writeln!(
         out,
         "materialized offsets {}..{} ({} new records indexed) into {}",
@@ -79,6 +94,10 @@ pub(super) fn materialize(
 
 pub(super) fn show_watermark(args: &WatermarkArgs, data_dir: &Path) -> Outcome {
     let ledger = open_existing(data_dir)?;
+    let stale = index::stale_reason(data_dir, &ledger)?;
+    if let Some(reason) = &stale {
+        eprintln!("warning: the ledger does not describe this log ({reason}); these watermarks are not to be trusted until `bml materialize` rebuilds it");
+    }
     let marks = ledger.watermarks()?;
     let mut out = std::io::stdout().lock();
     let symbols: Vec<String> = match &args.symbol {
@@ -94,7 +113,11 @@ pub(super) fn show_watermark(args: &WatermarkArgs, data_dir: &Path) -> Outcome {
             None => writeln!(out, "{symbol}\tnone (no committed minute)")?,
         }
     }
-    Ok(exit::OK)
+    Ok(if stale.is_some() {
+        exit::FOUND_PROBLEMS
+    } else {
+        exit::OK
+    })
 }
 
 pub(super) fn status(data_dir: &Path) -> Outcome {
@@ -133,6 +156,13 @@ pub(super) fn status(data_dir: &Path) -> Outcome {
     }
     for (symbol, minute) in ledger.watermarks()? {
         writeln!(out, "watermark       {symbol} {}", utc(minute))?;
+    }
+    if let Some(reason) = index::stale_reason(data_dir, &ledger)? {
+        writeln!(
+            out,
+            "ledger          STALE: {reason}; the next `bml materialize` rebuilds it from the log"
+        )?;
+        return Ok(exit::FOUND_PROBLEMS);
     }
     Ok(exit::OK)
 }

@@ -65,8 +65,9 @@ pub(super) fn init_state(data_dir: &Path) -> Outcome {
     for problem in &recovery.problems {
         tracing::error!("damaged record kept for inspection: {problem}");
     }
+    let id = crate::eventlog::log_id(data_dir)?;
     println!(
-        "log ready at {} (next offset {})",
+        "log {id} ready at {} (next offset {})",
         dir.display(),
         wal.next_offset()
     );

@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
+use anyhow::{bail, Context};
 use redb::{
     Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction,
 };
@@ -20,7 +20,7 @@ use sha2::Digest;
 
 use crate::event::Sha256;
 
-/// Scalars: `checkpoint`, `indexed_to`, `lake_root`.
+/// Scalars: `checkpoint`, `indexed_to`, `lake_root`, `log_binding`.
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 /// (symbol, hour start) → the log offsets that reach the hour, ascending.
 const INDEX: TableDefinition<(&str, i64), &[u8]> = TableDefinition::new("index");
@@ -108,6 +108,28 @@ pub struct StreamSpan {
     pub last: i64,
 }
 
+/// Which log a ledger was derived from: the log's id, and the fingerprint of
+/// the last record indexed (`eventlog::fingerprint` at `indexed_to - 1`). A log
+/// that lost its tail and was appended to again reuses the offsets, but not
+/// the records.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogBinding {
+    /// `eventlog::log_id`.
+    pub log_id: String,
+    /// The index end it was taken at.
+    pub indexed_to: u64,
+    /// SHA-256 of the record at `indexed_to - 1` (zeros when nothing is indexed).
+    pub fingerprint: [u8; 32],
+}
+
+fn damaged(path: &Path, why: &str) -> String {
+    format!(
+        "the ledger at {} is damaged ({why}); it is derived from the log: \
+         `bml materialize --rebuild-ledger` rebuilds it",
+        path.display()
+    )
+}
+
 /// The ledger, open.
 pub struct Ledger {
     db: Database,
@@ -120,8 +142,21 @@ impl Ledger {
         let path = ledger_path(data_dir);
         std::fs::create_dir_all(data_dir)
             .with_context(|| format!("creating {}", data_dir.display()))?;
-        let db = Database::create(&path)
-            .with_context(|| format!("opening the ledger {}", path.display()))?;
+        // A damaged file can make redb fail, or panic, anywhere later; its
+        // pages are checked once here so that damage is one plain error.
+        let opened = std::panic::catch_unwind(|| -> Result<Database, String> {
+            let mut db = Database::create(&path).map_err(|e| e.to_string())?;
+            match db.check_integrity() {
+                Ok(true) => Ok(db),
+                Ok(false) => Err("some of its pages needed repair".into()),
+                Err(e) => Err(e.to_string()),
+            }
+        });
+        let db = match opened {
+            Ok(Ok(db)) => db,
+            Ok(Err(why)) => bail!(damaged(&path, &why)),
+            Err(_) => bail!(damaged(&path, "reading it panicked")),
+        };
         let ledger = Ledger { db, path };
         let batch = ledger.batch()?;
         {
@@ -171,13 +206,37 @@ impl Ledger {
         Ok(value.map(|v| String::from_utf8_lossy(v.value()).into_owned()))
     }
 
+    /// The log this ledger was derived from, as of its last index commit.
+    pub fn log_binding(&self) -> anyhow::Result<Option<LogBinding>> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(META)?;
+        let Some(value) = table.get("log_binding")? else {
+            return Ok(None);
+        };
+        postcard::from_bytes(value.value())
+            .map(Some)
+            .with_context(|| {
+                format!(
+                    "{}: meta key \"log_binding\" is unreadable",
+                    self.path.display()
+                )
+            })
+    }
+
     fn meta_u64(&self, key: &str) -> anyhow::Result<u64> {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(META)?;
-        let value = table.get(key)?;
-        Ok(value.map_or(0, |v| {
-            u64::from_le_bytes(v.value().try_into().expect("8-byte value"))
-        }))
+        let Some(value) = table.get(key)? else {
+            return Ok(0);
+        };
+        let bytes: [u8; 8] = value.value().try_into().map_err(|_| {
+            anyhow::anyhow!(
+                "{}: meta key {key:?} holds {} bytes, not 8",
+                self.path.display(),
+                value.value().len()
+            )
+        })?;
+        Ok(u64::from_le_bytes(bytes))
     }
 
     /// The offsets that reach one symbol-hour.
@@ -328,6 +387,12 @@ impl Batch {
     /// Sets how far the offset index reaches.
     pub fn set_indexed_to(&mut self, offset: u64) -> anyhow::Result<()> {
         self.set_meta("indexed_to", &offset.to_le_bytes())
+    }
+
+    /// Records which log, and how far into it, the ledger was derived from.
+    pub fn set_log_binding(&mut self, binding: &LogBinding) -> anyhow::Result<()> {
+        let bytes = postcard::to_stdvec(binding).context("encoding the log binding")?;
+        self.set_meta("log_binding", &bytes)
     }
 
     /// Records the lake root partitions are written under.

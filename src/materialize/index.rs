@@ -24,7 +24,7 @@ use super::collect::hours_reached;
 use super::hour::HOUR_MS;
 use crate::event::{Event, Record, Source};
 use crate::eventlog;
-use crate::ledger::{Batch, Ledger, StreamSpan, VisionMarker};
+use crate::ledger::{Batch, Ledger, LogBinding, StreamSpan, VisionMarker};
 
 /// Commit the index this often (records), so memory stays bounded on a long log.
 const RECORDS_PER_COMMIT: u64 = 200_000;
@@ -70,6 +70,7 @@ pub fn extend(
             progress(offset);
             if done.records.is_multiple_of(RECORDS_PER_COMMIT) {
                 state.write(open, done.head)?;
+                open.set_log_binding(&binding(data_dir, done.head)?)?;
                 if let Some(full) = batch.take() {
                     full.commit_lazily()?;
                 }
@@ -80,8 +81,65 @@ pub fn extend(
     )?;
     let mut batch = batch.context("no ledger batch open")?;
     state.write(&mut batch, done.head)?;
+    batch.set_log_binding(&binding(data_dir, done.head)?)?;
     batch.commit()?;
     Ok(done)
+}
+
+/// The binding of an index that ends at `head`: the log's id and the last
+/// indexed record's fingerprint.
+fn binding(data_dir: &Path, head: u64) -> anyhow::Result<LogBinding> {
+    let fingerprint = match head.checked_sub(1) {
+        None => [0; 32],
+        Some(last) => eventlog::fingerprint(data_dir, last)?
+            .with_context(|| format!("the log ends before offset {last}, just indexed"))?,
+    };
+    Ok(LogBinding {
+        log_id: eventlog::log_id(data_dir)?,
+        indexed_to: head,
+        fingerprint,
+    })
+}
+
+/// Why the ledger of `data_dir` does not describe its log, if it does not: it
+/// was derived from another log, or from a longer one, or from one whose record
+/// at the index's end differs (a log cut back and appended to again reuses the
+/// offsets). Such a ledger must be rebuilt, never used. Reads only.
+pub fn stale_reason(data_dir: &Path, ledger: &Ledger) -> anyhow::Result<Option<String>> {
+    let (indexed_to, checkpoint) = (ledger.indexed_to()?, ledger.checkpoint()?);
+    let Some(bound) = ledger.log_binding()? else {
+        return Ok((indexed_to > 0 || checkpoint > 0).then(|| {
+            "it does not say which log it was derived from (an older bml wrote it)".to_string()
+        }));
+    };
+    let log_id = eventlog::existing_log_id(data_dir)?;
+    if log_id.as_deref() != Some(bound.log_id.as_str()) {
+        return Ok(Some(format!(
+            "it was derived from log {}, and the log here is {}",
+            bound.log_id,
+            log_id.as_deref().unwrap_or("one without an id")
+        )));
+    }
+    if bound.indexed_to != indexed_to || checkpoint > indexed_to {
+        return Ok(Some(format!(
+            "its index end ({indexed_to}), binding ({}) and checkpoint ({checkpoint}) disagree",
+            bound.indexed_to
+        )));
+    }
+    let Some(last) = indexed_to.checked_sub(1) else {
+        return Ok(None);
+    };
+    Ok(match eventlog::fingerprint(data_dir, last)? {
+        None => Some(format!(
+            "it indexed the log up to offset {indexed_to}, and the log now ends before that \
+             (a lost tail, or a log restored from an older copy)"
+        )),
+        Some(f) if f != bound.fingerprint => Some(format!(
+            "the record at offset {last} is not the one it indexed (the log was cut back \
+             and appended to again, or restored from another copy)"
+        )),
+        Some(_) => None,
+    })
 }
 
 /// The starts of the hours a record's market events reach. Neighbouring events

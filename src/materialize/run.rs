@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use anyhow::bail;
+use anyhow::{bail, Context as _};
 use sha2::Digest;
 
 use super::collect::Collector;
@@ -46,6 +46,9 @@ pub struct Options {
     /// Hours derived at once, each on its own thread (at least 1). Memory grows
     /// with it: one hour's facts per job.
     pub jobs: usize,
+    /// Start from an empty ledger (the old one deleted unread: it may be
+    /// damaged), as a stale ledger is.
+    pub rebuild_ledger: bool,
 }
 
 /// What a run did.
@@ -73,6 +76,10 @@ pub struct Summary {
     pub records_read: u64,
     /// Events in those records.
     pub events_read: u64,
+    /// Why the ledger was rebuilt from the log, if it was.
+    pub rebuilt: Option<String>,
+    /// Lake files no partition of the rebuilt ledger names, removed.
+    pub orphans_removed: u64,
     /// Wall time.
     pub elapsed: Duration,
 }
@@ -103,7 +110,7 @@ pub fn run(
     progress: &mut dyn Progress,
 ) -> anyhow::Result<Summary> {
     let started = Instant::now();
-    let ledger = Ledger::open(data_dir)?;
+    let (ledger, rebuilt) = open_bound_ledger(data_dir, options.rebuild_ledger)?;
     let head = bml_wal::stat(&crate::eventlog::wal_dir(data_dir))
         .map(|s| s.next_offset)
         .unwrap_or(0);
@@ -197,8 +204,63 @@ pub fn run(
     batch.set_lake_root(&lake_root)?;
     batch.set_checkpoint(head)?;
     batch.commit()?;
+    if rebuilt.is_some() {
+        summary.orphans_removed = remove_orphans(&options.lake_root, &partitions)?;
+    }
+    summary.rebuilt = rebuilt;
     summary.elapsed = started.elapsed();
     Ok(summary)
+}
+
+/// The ledger, if it describes the log; else (or when asked) a new one, with
+/// the reason. A ledger that does not open names itself and the way out: it
+/// is derived state, so deleting and rebuilding it loses nothing.
+fn open_bound_ledger(data_dir: &Path, rebuild: bool) -> anyhow::Result<(Ledger, Option<String>)> {
+    let path = crate::ledger::ledger_path(data_dir);
+    let remove = || match std::fs::remove_file(&path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("removing the ledger {}", path.display()))
+        }
+        _ => Ok(()),
+    };
+    if rebuild {
+        remove()?;
+        return Ok((
+            Ledger::open(data_dir)?,
+            Some("asked (--rebuild-ledger)".into()),
+        ));
+    }
+    let ledger = Ledger::open(data_dir)?;
+    let Some(reason) = index::stale_reason(data_dir, &ledger)? else {
+        return Ok((ledger, None));
+    };
+    tracing::warn!("the ledger does not describe this log ({reason}): rebuilding it from the log");
+    drop(ledger);
+    remove()?;
+    Ok((Ledger::open(data_dir)?, Some(reason)))
+}
+
+/// Removes the partition files under `lake_root` that no partition names (a
+/// rebuilt ledger knows only what the log holds now). Returns how many.
+fn remove_orphans(
+    lake_root: &Path,
+    partitions: &BTreeMap<(String, i64), Partition>,
+) -> anyhow::Result<u64> {
+    let named: BTreeSet<&str> = partitions
+        .values()
+        .filter_map(|p| p.path.as_deref())
+        .collect();
+    let mut removed = 0;
+    for rel in lake::files(lake_root)? {
+        let is_partition = rel.file_name().is_some_and(|n| n == "part.parquet");
+        if is_partition && !named.contains(rel.display().to_string().as_str()) {
+            let path = lake_root.join(&rel);
+            std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+            tracing::warn!(path = %path.display(), "removed a partition the log no longer holds");
+            removed += 1;
+        }
+    }
+    Ok(removed)
 }
 
 /// What deriving an hour needs, shared by the workers.

@@ -326,6 +326,7 @@ pub mod determinism {
             from: None,
             lake_root: lake.clone(),
             jobs: 2,
+            rebuild_ledger: false,
         };
         let mut log = EventLog::open(data.path()).expect("log");
         for (position, &(index, batch)) in arrangement.blocks.iter().enumerate() {
