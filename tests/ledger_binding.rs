@@ -112,3 +112,35 @@ fn another_log_or_a_damaged_ledger_is_rebuilt_never_used() {
     assert!(out.contains("asked (--rebuild-ledger)"), "{out}");
     assert_eq!(lake_files(&data.path().join("lake")), clean_lake);
 }
+
+/// `status` and `show-watermark` answer while another process holds the
+/// ledger (a materialize running), from the state the last run saved; and
+/// `status` counts lake files the ledger names but the disk lacks.
+#[test]
+fn status_answers_while_the_ledger_is_held_and_counts_missing_files() {
+    let day = vision_day_at_rates(DATE, 2, 13, Some((1.0, 2.0)));
+    let data = built(day.path());
+    let live = run_ok(data.path(), &["status"]);
+    let held = bml::ledger::Ledger::open(data.path()).unwrap();
+    let out = run_ok(data.path(), &["status"]);
+    assert!(out.contains("the ledger is in use"), "{out}");
+    let same = |text: &str| {
+        text.lines()
+            .filter(|l| !l.starts_with("note"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(same(&out), same(&live));
+    let marks = run_ok(data.path(), &["show-watermark"]);
+    assert!(marks.starts_with("BTCUSDT\t2024-03-01T01:59Z"), "{marks}");
+    drop(held);
+
+    let lake = data.path().join("lake");
+    let (first, _) = lake_files(&lake).into_iter().next().unwrap();
+    std::fs::remove_file(lake.join(first)).unwrap();
+    let out = bml(data.path(), &["status"]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(text(&out).contains("1 MISSING"), "{}", text(&out));
+    run_ok(data.path(), &["materialize", "--from", "0"]);
+    assert_eq!(bml(data.path(), &["status"]).status.code(), Some(0));
+}

@@ -8,10 +8,9 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::{exit, Outcome, Ui};
-use crate::ledger::{ledger_path, Ledger};
-use crate::materialize::index;
+use crate::ledger::{ledger_path, Ledger, LedgerError};
 use crate::materialize::run::{self, Progress};
-use crate::schema::schema_hash;
+use crate::materialize::state::{self, State};
 
 #[derive(Debug, Args)]
 pub(super) struct MaterializeArgs {
@@ -93,12 +92,14 @@ pub(super) fn materialize(
 }
 
 pub(super) fn show_watermark(args: &WatermarkArgs, data_dir: &Path) -> Outcome {
-    let ledger = open_existing(data_dir)?;
-    let stale = index::stale_reason(data_dir, &ledger)?;
-    if let Some(reason) = &stale {
+    let (state, note) = current_state(data_dir)?;
+    if let Some(note) = &note {
+        eprintln!("note: {note}");
+    }
+    if let Some(reason) = &state.stale_ledger {
         eprintln!("warning: the ledger does not describe this log ({reason}); these watermarks are not to be trusted until `bml materialize` rebuilds it");
     }
-    let marks = ledger.watermarks()?;
+    let marks = &state.watermarks;
     let mut out = std::io::stdout().lock();
     let symbols: Vec<String> = match &args.symbol {
         Some(s) => vec![s.clone()],
@@ -113,7 +114,7 @@ pub(super) fn show_watermark(args: &WatermarkArgs, data_dir: &Path) -> Outcome {
             None => writeln!(out, "{symbol}\tnone (no committed minute)")?,
         }
     }
-    Ok(if stale.is_some() {
+    Ok(if state.stale_ledger.is_some() {
         exit::FOUND_PROBLEMS
     } else {
         exit::OK
@@ -121,54 +122,57 @@ pub(super) fn show_watermark(args: &WatermarkArgs, data_dir: &Path) -> Outcome {
 }
 
 pub(super) fn status(data_dir: &Path) -> Outcome {
-    let ledger = open_existing(data_dir)?;
-    let head = bml_wal::stat(&crate::eventlog::wal_dir(data_dir))
-        .map(|s| s.next_offset)
-        .unwrap_or(0);
-    let checkpoint = ledger.checkpoint()?;
-    let current = schema_hash();
-    let (mut committed, mut empty, mut stale, mut rows, mut findings) = (0, 0, 0, 0u64, 0u64);
-    for p in ledger.partitions()?.values() {
-        match (p.schema_hash == current, p.path.is_some()) {
-            (false, _) => stale += 1,
-            (true, true) => committed += 1,
-            (true, false) => empty += 1,
-        }
-        rows += u64::from(p.rows);
-        findings += u64::from(p.findings);
-    }
+    let (s, note) = current_state(data_dir)?;
     let mut out = std::io::stdout().lock();
-    writeln!(out, "log head        {head}")?;
-    writeln!(out, "checkpoint      {checkpoint}")?;
+    if let Some(note) = &note {
+        writeln!(out, "note            {note}")?;
+    }
+    writeln!(out, "log head        {}", s.log_head)?;
+    writeln!(out, "checkpoint      {}", s.checkpoint)?;
     writeln!(
         out,
         "lag             {} records",
-        head.saturating_sub(checkpoint)
+        s.log_head.saturating_sub(s.checkpoint)
     )?;
     writeln!(
         out,
-        "partitions      {committed} committed, {empty} without a complete minute, {stale} stale (older schema)"
+        "partitions      {} committed, {} without a complete minute, {} stale (older schema)",
+        s.committed, s.empty, s.stale_partitions
     )?;
-    writeln!(out, "rows            {rows}")?;
-    writeln!(out, "findings        {findings}")?;
-    if let Some(root) = ledger.lake_root()? {
+    writeln!(out, "rows            {}", s.rows)?;
+    writeln!(out, "findings        {}", s.findings)?;
+    if let Some(root) = &s.lake_root {
         writeln!(out, "lake            {root}")?;
     }
-    for (symbol, minute) in ledger.watermarks()? {
-        writeln!(out, "watermark       {symbol} {}", utc(minute))?;
+    for (symbol, minute) in &s.watermarks {
+        writeln!(out, "watermark       {symbol} {}", utc(*minute))?;
     }
-    if let Some(reason) = index::stale_reason(data_dir, &ledger)? {
+    let mut problems = false;
+    if s.missing_files > 0 {
+        writeln!(
+            out,
+            "lake files      {} MISSING; `bml materialize --from 0` writes them again",
+            s.missing_files
+        )?;
+        problems = true;
+    }
+    if let Some(reason) = &s.stale_ledger {
         writeln!(
             out,
             "ledger          STALE: {reason}; the next `bml materialize` rebuilds it from the log"
         )?;
-        return Ok(exit::FOUND_PROBLEMS);
+        problems = true;
     }
-    Ok(exit::OK)
+    Ok(if problems {
+        exit::FOUND_PROBLEMS
+    } else {
+        exit::OK
+    })
 }
 
-/// The ledger, which inspection commands must not create by accident.
-fn open_existing(data_dir: &Path) -> anyhow::Result<Ledger> {
+/// The state from the ledger; while another process holds the ledger (a
+/// running materialize), the state the last materialize saved, with a note.
+fn current_state(data_dir: &Path) -> anyhow::Result<(State, Option<String>)> {
     let path = ledger_path(data_dir);
     if !path.exists() {
         anyhow::bail!(
@@ -176,7 +180,19 @@ fn open_existing(data_dir: &Path) -> anyhow::Result<Ledger> {
             path.display()
         );
     }
-    Ledger::open(data_dir)
+    match Ledger::open(data_dir) {
+        Ok(ledger) => Ok((state::read(data_dir, &ledger)?, None)),
+        Err(e) if matches!(e.downcast_ref(), Some(LedgerError::InUse { .. })) => {
+            let saved = state::saved(data_dir)?
+                .ok_or_else(|| e.context("and no earlier materialize saved its state"))?;
+            let note = format!(
+                "the ledger is in use (a materialize running?): the state its last run saved, as of {}",
+                utc(saved.as_of_ms)
+            );
+            Ok((saved, Some(note)))
+        }
+        Err(e) => Err(e),
+    }
 }
 
 fn utc(ms: i64) -> String {

@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use redb::{
     Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction,
 };
@@ -122,12 +122,28 @@ pub struct LogBinding {
     pub fingerprint: [u8; 32],
 }
 
-fn damaged(path: &Path, why: &str) -> String {
-    format!(
+/// Why the ledger cannot be opened, where a caller has something better to do
+/// than fail (show the last saved state; rebuild).
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    /// Another process (a running `materialize`) holds it.
+    #[error("the ledger at {} is in use by another bml process (a materialize running?)", path.display())]
+    InUse {
+        /// The ledger file.
+        path: PathBuf,
+    },
+    /// It does not read back.
+    #[error(
         "the ledger at {} is damaged ({why}); it is derived from the log: \
          `bml materialize --rebuild-ledger` rebuilds it",
         path.display()
-    )
+    )]
+    Damaged {
+        /// The ledger file.
+        path: PathBuf,
+        /// What redb said.
+        why: String,
+    },
 }
 
 /// The ledger, open.
@@ -144,18 +160,25 @@ impl Ledger {
             .with_context(|| format!("creating {}", data_dir.display()))?;
         // A damaged file can make redb fail, or panic, anywhere later; its
         // pages are checked once here so that damage is one plain error.
-        let opened = std::panic::catch_unwind(|| -> Result<Database, String> {
-            let mut db = Database::create(&path).map_err(|e| e.to_string())?;
+        let opened = std::panic::catch_unwind(|| {
+            let mut db = Database::create(&path).map_err(|e| match e {
+                redb::DatabaseError::DatabaseAlreadyOpen => None,
+                other => Some(other.to_string()),
+            })?;
             match db.check_integrity() {
                 Ok(true) => Ok(db),
-                Ok(false) => Err("some of its pages needed repair".into()),
-                Err(e) => Err(e.to_string()),
+                Ok(false) => Err(Some("some of its pages needed repair".to_string())),
+                Err(e) => Err(Some(e.to_string())),
             }
         });
         let db = match opened {
             Ok(Ok(db)) => db,
-            Ok(Err(why)) => bail!(damaged(&path, &why)),
-            Err(_) => bail!(damaged(&path, "reading it panicked")),
+            Ok(Err(None)) => return Err(LedgerError::InUse { path }.into()),
+            Ok(Err(Some(why))) => return Err(LedgerError::Damaged { path, why }.into()),
+            Err(_) => {
+                let why = "reading it panicked".to_string();
+                return Err(LedgerError::Damaged { path, why }.into());
+            }
         };
         let ledger = Ledger { db, path };
         let batch = ledger.batch()?;

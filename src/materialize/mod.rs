@@ -16,4 +16,5 @@ pub mod exact;
 pub mod hour;
 pub mod index;
 pub mod run;
+pub mod state;
 pub mod trades;

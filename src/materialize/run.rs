@@ -207,6 +207,7 @@ pub fn run(
     if rebuilt.is_some() {
         summary.orphans_removed = remove_orphans(&options.lake_root, &partitions)?;
     }
+    super::state::save(data_dir, &super::state::read(data_dir, &ledger)?)?;
     summary.rebuilt = rebuilt;
     summary.elapsed = started.elapsed();
     Ok(summary)

@@ -1,0 +1,111 @@
+//! What `bml status` and `bml show-watermark` report, read from the ledger, and
+//! saved by each `materialize` at its end so that they can still answer while a
+//! later run holds the ledger (redb admits one process at a time).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+
+use super::index;
+use crate::eventlog;
+use crate::ledger::Ledger;
+use crate::schema::schema_hash;
+
+/// The state of a data dir's log, ledger and lake.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct State {
+    /// When it was read (ms, local clock).
+    pub as_of_ms: i64,
+    /// The log's next offset.
+    pub log_head: u64,
+    /// The materializer's checkpoint.
+    pub checkpoint: u64,
+    /// Partitions with a file, under the current schema.
+    pub committed: u64,
+    /// Partitions with facts but no complete minute.
+    pub empty: u64,
+    /// Partitions written under another schema.
+    pub stale_partitions: u64,
+    /// Partitions the ledger names whose file is missing.
+    pub missing_files: u64,
+    /// Rows in the partitions.
+    pub rows: u64,
+    /// Findings recorded.
+    pub findings: u64,
+    /// The lake root partitions were written under.
+    pub lake_root: Option<String>,
+    /// Per symbol, the last minute of its unbroken committed run.
+    pub watermarks: BTreeMap<String, i64>,
+    /// Why the ledger does not describe the log, if it does not.
+    pub stale_ledger: Option<String>,
+}
+
+/// Reads the state from `ledger` (open) and the log of `data_dir`.
+pub fn read(data_dir: &Path, ledger: &Ledger) -> anyhow::Result<State> {
+    let wal = eventlog::wal_dir(data_dir);
+    let log_head = if wal.exists() {
+        bml_wal::stat(&wal)
+            .with_context(|| format!("reading the log at {}", wal.display()))?
+            .next_offset
+    } else {
+        0
+    };
+    let lake_root = ledger.lake_root()?;
+    let current = schema_hash();
+    let mut state = State {
+        as_of_ms: chrono::Utc::now().timestamp_millis(),
+        log_head,
+        checkpoint: ledger.checkpoint()?,
+        committed: 0,
+        empty: 0,
+        stale_partitions: 0,
+        missing_files: 0,
+        rows: 0,
+        findings: 0,
+        lake_root: lake_root.clone(),
+        watermarks: ledger.watermarks()?,
+        stale_ledger: index::stale_reason(data_dir, ledger)?,
+    };
+    for p in ledger.partitions()?.values() {
+        match (p.schema_hash == current, &p.path) {
+            (false, _) => state.stale_partitions += 1,
+            (true, Some(_)) => state.committed += 1,
+            (true, None) => state.empty += 1,
+        }
+        if let (Some(root), Some(rel)) = (&lake_root, &p.path) {
+            if !Path::new(root).join(rel).is_file() {
+                state.missing_files += 1;
+            }
+        }
+        state.rows += u64::from(p.rows);
+        state.findings += u64::from(p.findings);
+    }
+    Ok(state)
+}
+
+fn saved_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("status.json")
+}
+
+/// Saves `state` atomically (a temp file renamed over the last one).
+pub fn save(data_dir: &Path, state: &State) -> anyhow::Result<()> {
+    let path = saved_path(data_dir);
+    let tmp = path.with_extension("json.tmp");
+    let text = serde_json::to_vec_pretty(state).context("encoding the state")?;
+    std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, &path).with_context(|| format!("replacing {}", path.display()))
+}
+
+/// The state the last `materialize` saved, if any.
+pub fn saved(data_dir: &Path) -> anyhow::Result<Option<State>> {
+    let path = saved_path(data_dir);
+    match std::fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .with_context(|| format!("reading {}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
