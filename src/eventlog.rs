@@ -49,6 +49,23 @@ pub fn existing_log_id(data_dir: &Path) -> anyhow::Result<Option<String>> {
     }
 }
 
+/// Damage in the log's sealed segments that a cheap look finds (headers, the
+/// chain of frames and offsets; `bml_wal::check_sealed`), each as a message
+/// naming file, byte and offsets, and what to run next. Appends go on beside
+/// it; replays stop at it.
+pub fn sealed_damage(data_dir: &Path) -> anyhow::Result<Vec<String>> {
+    let dir = wal_dir(data_dir);
+    if !dir.exists() {
+        return Ok(Vec::new());
+    }
+    let problems = bml_wal::check_sealed(&dir)
+        .with_context(|| format!("checking the log at {}", dir.display()))?;
+    Ok(problems
+        .iter()
+        .map(|p| format!("damage in a sealed segment of the log: {p} (`bml wal verify` lists all)"))
+        .collect())
+}
+
 /// SHA-256 of the bytes of the record at `offset`; `None` if the log ends
 /// before it. Two logs that agree here almost surely agree up to it: a ledger
 /// keeps this for the last record it indexed.
@@ -107,6 +124,9 @@ impl EventLog {
         }
         for problem in &wal.recovery().problems {
             tracing::error!("damaged record in the log (kept for inspection): {problem}");
+        }
+        for problem in sealed_damage(data_dir)? {
+            tracing::error!("{problem}");
         }
         let next = wal.next_offset();
         Ok(EventLog {

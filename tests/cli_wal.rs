@@ -130,3 +130,42 @@ fn init_state_creates_the_log_and_is_idempotent() {
     let out = bml(&root, &["wal", "verify"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
 }
+
+/// Damage in a sealed segment is reported by `init-state` and `status` (exit
+/// 3, file, byte and offsets named, `bml wal verify` pointed at), not passed
+/// over: a missing middle segment, and a zeroed 4 KiB block over frame headers.
+#[test]
+fn init_state_and_status_report_damage_in_sealed_segments() {
+    for damage in ["missing segment", "zeroed block"] {
+        let data = tempfile::tempdir().unwrap();
+        drop(small_log(data.path()));
+        let mut segments: Vec<_> = std::fs::read_dir(data.path().join("wal"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "wal"))
+            .collect();
+        segments.sort();
+        assert!(segments.len() >= 4, "{segments:?}");
+        let victim = &segments[1];
+        match damage {
+            "missing segment" => std::fs::remove_file(victim).unwrap(),
+            _ => {
+                let mut bytes = std::fs::read(victim).unwrap();
+                let end = bytes.len().min(24 + 4096);
+                bytes[24..end].fill(0);
+                std::fs::write(victim, bytes).unwrap();
+            }
+        }
+        let out = bml(data.path(), &["init-state"]);
+        let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
+        assert_eq!(out.status.code(), Some(3), "{damage}: {all}");
+        assert!(
+            all.contains("damage in a sealed segment") && all.contains("bml wal verify"),
+            "{damage}: {all}"
+        );
+        let out = bml(data.path(), &["status"]);
+        let all = text(&out.stdout);
+        assert_eq!(out.status.code(), Some(3), "{damage}: {all}");
+        assert!(all.contains("offsets"), "{damage}: {all}");
+    }
+}

@@ -163,6 +163,10 @@ pub(super) fn status(data_dir: &Path) -> Outcome {
         )?;
         problems = true;
     }
+    for damage in &s.log_damage {
+        writeln!(out, "log             {damage}")?;
+        problems = true;
+    }
     Ok(if problems {
         exit::FOUND_PROBLEMS
     } else {

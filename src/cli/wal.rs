@@ -77,7 +77,15 @@ pub(super) fn init_state(data_dir: &Path) -> Outcome {
         ledger.path().display(),
         ledger.checkpoint()?
     );
-    Ok(exit::OK)
+    let damage = crate::eventlog::sealed_damage(data_dir)?;
+    for problem in &damage {
+        println!("{problem}");
+    }
+    Ok(if damage.is_empty() && recovery.problems.is_empty() {
+        exit::OK
+    } else {
+        exit::FOUND_PROBLEMS
+    })
 }
 
 fn stat(dir: &Path) -> Outcome {

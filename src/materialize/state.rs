@@ -40,6 +40,8 @@ pub struct State {
     pub watermarks: BTreeMap<String, i64>,
     /// Why the ledger does not describe the log, if it does not.
     pub stale_ledger: Option<String>,
+    /// Damage a cheap look at the log's sealed segments finds.
+    pub log_damage: Vec<String>,
 }
 
 /// Reads the state from `ledger` (open) and the log of `data_dir`.
@@ -67,6 +69,7 @@ pub fn read(data_dir: &Path, ledger: &Ledger) -> anyhow::Result<State> {
         lake_root: lake_root.clone(),
         watermarks: ledger.watermarks()?,
         stale_ledger: index::stale_reason(data_dir, ledger)?,
+        log_damage: eventlog::sealed_damage(data_dir)?,
     };
     for p in ledger.partitions()?.values() {
         match (p.schema_hash == current, &p.path) {

@@ -37,7 +37,9 @@ mod writer;
 
 pub use error::{Error, Result};
 pub use format::{HeaderError, FORMAT_VERSION, MAX_RECORD_LEN};
-pub use inspect::{stat, verify, verify_with_progress, SegmentStat, Stat, VerifyReport};
+pub use inspect::{
+    check_sealed, stat, verify, verify_with_progress, SegmentStat, Stat, VerifyReport,
+};
 pub use reader::{Reader, Record};
 pub use walk::{Problem, ProblemKind};
 pub use writer::{Options, Recovery, SyncPolicy, TornTail, Wal};
