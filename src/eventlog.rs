@@ -49,6 +49,37 @@ pub fn existing_log_id(data_dir: &Path) -> anyhow::Result<Option<String>> {
     }
 }
 
+/// Says what opening the log had to repair: a torn tail cut (its bytes moved
+/// to quarantine; an error when they began with a whole frame that failed its
+/// checksum, whose records may have been acknowledged), damage kept for
+/// inspection.
+pub fn report_recovery(recovery: &bml_wal::Recovery) {
+    if let Some(torn) = &recovery.truncated {
+        let (segment, quarantine) = (torn.segment.display(), torn.quarantine.display());
+        match &torn.damaged_frame {
+            Some(lost) => tracing::error!(
+                "{segment}, byte {}: the last frame (offsets {}..{}) failed its checksum; its \
+                 {} bytes were moved to {quarantine} and appends continue at offset {}",
+                torn.position,
+                lost.start,
+                lost.end,
+                torn.bytes,
+                torn.offset
+            ),
+            None => tracing::warn!(
+                "{segment}, byte {}: cut a torn tail left by a crash ({} bytes, moved to \
+                 {quarantine}); appends continue at offset {}",
+                torn.position,
+                torn.bytes,
+                torn.offset
+            ),
+        }
+    }
+    for problem in &recovery.problems {
+        tracing::error!("damaged record in the log (kept for inspection): {problem}");
+    }
+}
+
 /// Damage in the log's sealed segments that a cheap look finds (headers, the
 /// chain of frames and offsets; `bml_wal::check_sealed`), each as a message
 /// naming file, byte and offsets, and what to run next. Appends go on beside
@@ -114,17 +145,7 @@ impl EventLog {
             },
         )
         .with_context(|| format!("opening the log at {}", dir.display()))?;
-        if let Some(torn) = &wal.recovery().truncated {
-            tracing::warn!(
-                segment = %torn.segment.display(),
-                bytes = torn.bytes,
-                "cut a torn tail left by a crash; appends continue at offset {}",
-                torn.offset
-            );
-        }
-        for problem in &wal.recovery().problems {
-            tracing::error!("damaged record in the log (kept for inspection): {problem}");
-        }
+        report_recovery(wal.recovery());
         for problem in sealed_damage(data_dir)? {
             tracing::error!("{problem}");
         }

@@ -53,18 +53,7 @@ pub(super) fn init_state(data_dir: &Path) -> Outcome {
     let wal = bml_wal::Wal::open(dir, bml_wal::Options::default())
         .with_context(|| format!("opening the log at {}", dir.display()))?;
     let recovery = wal.recovery();
-    if let Some(torn) = &recovery.truncated {
-        tracing::warn!(
-            segment = %torn.segment.display(),
-            position = torn.position,
-            bytes = torn.bytes,
-            "cut a torn tail left by a crash; appends continue at offset {}",
-            torn.offset
-        );
-    }
-    for problem in &recovery.problems {
-        tracing::error!("damaged record kept for inspection: {problem}");
-    }
+    crate::eventlog::report_recovery(recovery);
     let id = crate::eventlog::log_id(data_dir)?;
     println!(
         "log {id} ready at {} (next offset {})",
@@ -81,11 +70,17 @@ pub(super) fn init_state(data_dir: &Path) -> Outcome {
     for problem in &damage {
         println!("{problem}");
     }
-    Ok(if damage.is_empty() && recovery.problems.is_empty() {
-        exit::OK
-    } else {
-        exit::FOUND_PROBLEMS
-    })
+    let lost = recovery
+        .truncated
+        .as_ref()
+        .is_some_and(|t| t.damaged_frame.is_some());
+    Ok(
+        if damage.is_empty() && recovery.problems.is_empty() && !lost {
+            exit::OK
+        } else {
+            exit::FOUND_PROBLEMS
+        },
+    )
 }
 
 fn stat(dir: &Path) -> Outcome {

@@ -1,7 +1,7 @@
 //! The one writer of a log directory: open-time recovery, appends, durability.
 
 use std::fs::{self, File, OpenOptions, TryLockError};
-use std::io::{Read, Write};
+use std::io::{Read, Seek, Write};
 use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -53,8 +53,10 @@ impl Default for Options {
     }
 }
 
-/// What opening the log had to repair. Only the torn tail is ever cut: it holds
-/// no acknowledged record, because an append returns only after its bytes are whole.
+/// What opening the log had to repair. Only the torn tail is ever cut, and its
+/// bytes are moved to a quarantine file first, never deleted: a short write holds
+/// no acknowledged record (an append returns only after its bytes are whole),
+/// but a whole frame that fails its checksum at the end may, and says so.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Recovery {
     /// The torn tail cut from the last segment: file, byte position, bytes cut,
@@ -79,6 +81,14 @@ pub struct TornTail {
     pub bytes: u64,
     /// The offset the next append gets.
     pub offset: u64,
+    /// Where the cut bytes were moved: `quarantine/<segment>.<position>.bytes`
+    /// beside the segments.
+    pub quarantine: PathBuf,
+    /// The offsets of a whole frame the cut bytes begin with, whose header
+    /// verifies but whose body does not: bit rot of records that may have been
+    /// acknowledged, not a crash's short write. `None` for a short write (or a
+    /// header too damaged to tell).
+    pub damaged_frame: Option<Range<u64>>,
 }
 
 /// The writer of a log directory. Cheap to clone; clones share one writer, so any
@@ -501,6 +511,24 @@ fn sync_dir(dir: &Path) -> Result<()> {
         .at("syncing directory", dir)
 }
 
+/// Copies the bytes of `segment` from `position` on to a quarantine file beside
+/// the segments, durably, before recovery cuts them; returns its path.
+fn quarantine(dir: &Path, segment: &Path, position: u64) -> Result<PathBuf> {
+    let folder = dir.join("quarantine");
+    fs::create_dir_all(&folder).at("creating", &folder)?;
+    let name = segment.file_name().unwrap_or_default().to_string_lossy();
+    let path = folder.join(format!("{name}.{position}.bytes"));
+    let mut from = File::open(segment).at("opening segment", segment)?;
+    from.seek(std::io::SeekFrom::Start(position))
+        .at("reading segment", segment)?;
+    let mut to = File::create(&path).at("creating", &path)?;
+    std::io::copy(&mut from, &mut to).at("writing", &path)?;
+    to.sync_all().at("syncing", &path)?;
+    sync_dir(&folder)?;
+    sync_dir(dir)?;
+    Ok(path)
+}
+
 /// Recovers the last segment: rewrites a header lost mid-creation, cuts a torn
 /// tail, notes damage it must not cut. Returns the active segment and next offset.
 fn recover_last(
@@ -527,6 +555,10 @@ fn recover_last(
     }
     recovery.problems = walk.problems;
     if let Some(tail) = walk.tail {
+        let damaged_frame = crate::segment::Scanner::open(&last.path)?
+            .header_at(tail.position)?
+            .map(|h| h.first_offset..h.end_offset());
+        let quarantine = quarantine(dir, &last.path, tail.position)?;
         let file = OpenOptions::new()
             .write(true)
             .open(&last.path)
@@ -540,6 +572,8 @@ fn recover_last(
             position: tail.position,
             bytes: tail.bytes,
             offset: walk.end_offset,
+            quarantine,
+            damaged_frame,
         });
     }
     Ok((open_active(&last.path, len)?, walk.end_offset))
