@@ -1,8 +1,9 @@
-//! Runs that derive more hours than one ledger commit holds (64): three days of
-//! klines and a month's funding archive, whose settlements reach every hour of
-//! the month. Such a run used to hang forever (a second ledger write
-//! transaction opened while the first was still open); the watchdog fails it
-//! fast instead. One run over everything equals a day-by-day build.
+//! Runs that derive more hours than one ledger commit holds (64): a month of
+//! generated days (thin rates) and the month's funding archive, whose
+//! settlements reach every hour. Such a run used to hang forever (a second
+//! ledger write transaction opened while the first was still open); the
+//! watchdog fails it fast instead. One run over the month equals a day-by-day
+//! build.
 
 mod support;
 
@@ -12,7 +13,10 @@ use std::time::Duration;
 use support::{bml_within, ingest_day, text};
 
 const KINDS: &str = "klines,markPriceKlines,indexPriceKlines";
-const DAYS: [&str; 3] = ["2024-03-12", "2024-03-13", "2024-03-14"];
+/// Every day of March 2024 but the last (30 days).
+fn days() -> Vec<String> {
+    (1..=30).map(|d| format!("2024-03-{d:02}")).collect()
+}
 const WATCHDOG: Duration = Duration::from_secs(120);
 
 /// The month's funding archive: a settlement every 8 hours of March 2024.
@@ -35,17 +39,18 @@ fn funding_month(root: &Path) {
 }
 
 #[test]
-fn a_run_deriving_hundreds_of_hours_finishes_and_equals_a_day_by_day_build() {
-    let days: Vec<tempfile::TempDir> = DAYS
+fn a_month_in_one_run_finishes_and_equals_a_day_by_day_build() {
+    let names = days();
+    let dirs: Vec<tempfile::TempDir> = names
         .iter()
         .enumerate()
-        .map(|(i, d)| support::vision_day_at_rates(d, 24, 3 + i as u32, Some((0.5, 0.5))))
+        .map(|(i, d)| support::vision_day_at_rates(d, 24, 3 + i as u32, Some((0.1, 0.1))))
         .collect();
-    funding_month(days[0].path());
+    funding_month(dirs[0].path());
     let ingest_all = |data: &Path, materialize_each_day: bool| {
-        for (dir, day) in days.iter().zip(DAYS) {
+        for (dir, day) in dirs.iter().zip(&names) {
             ingest_day(data, dir.path(), day, KINDS);
-            if day == DAYS[0] {
+            if day == &names[0] {
                 ingest_day(data, dir.path(), day, "fundingRate");
             }
             if materialize_each_day {
@@ -58,7 +63,7 @@ fn a_run_deriving_hundreds_of_hours_finishes_and_equals_a_day_by_day_build() {
     ingest_all(at_once.path(), false);
     let out = bml_within(at_once.path(), &["materialize", "--jobs", "2"], WATCHDOG);
     assert!(out.status.success(), "{}", text(&out));
-    assert!(text(&out).contains("72 written"), "{}", text(&out));
+    assert!(text(&out).contains("720 written"), "{}", text(&out));
 
     let by_day = tempfile::tempdir().unwrap();
     ingest_all(by_day.path(), true);
@@ -66,6 +71,6 @@ fn a_run_deriving_hundreds_of_hours_finishes_and_equals_a_day_by_day_build() {
         support::lake_files(&at_once.path().join("lake")),
         support::lake_files(&by_day.path().join("lake")),
     );
-    assert_eq!(a.len(), 72);
+    assert_eq!(a.len(), 720);
     assert_eq!(a, b, "one run and a day-by-day build give the same bytes");
 }
