@@ -1,0 +1,213 @@
+//! A randomized torture run, as an operator's worst week would go: ingests and
+//! materializes, some killed with SIGKILL at random instants, the log's tail
+//! cut at random bytes, random bytes written into the ledger, a byte flipped in
+//! a partition. After every step the invariant: `bml materialize` either
+//! refuses with a named error (a damaged ledger, which the documented
+//! `--rebuild-ledger` then repairs), or leaves the lake equal to the lake a
+//! fresh data dir derives from a copy of the same log. The lake is never
+//! trusted beyond the log.
+//!
+//! Bounded for CI (`BML_TORTURE_STEPS`, default 30); the seed is printed and
+//! can be set (`BML_TORTURE_SEED`) to replay a run.
+
+mod support;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use support::{bml, lake_files, text, vision_day_at_rates};
+
+const DATE: &str = "2024-03-01";
+const KINDS: [&str; 7] = [
+    "klines",
+    "markPriceKlines",
+    "indexPriceKlines",
+    "premiumIndexKlines",
+    "aggTrades",
+    "bookTicker",
+    "metrics",
+];
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Runs bml, killing it with SIGKILL after `kill_after` if given; returns the
+/// exit code (`None` when killed).
+fn run(data: &Path, args: &[&str], kill_after: Option<Duration>) -> Option<i32> {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bml"))
+        .args(["--quiet", "--data-dir"])
+        .arg(data)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    if let Some(after) = kill_after {
+        std::thread::sleep(after);
+        let _ = child.kill();
+    }
+    child.wait().unwrap().code()
+}
+
+/// The lake a fresh data dir derives from a copy of `data`'s log.
+fn derived_afresh(data: &Path) -> std::collections::BTreeMap<std::path::PathBuf, String> {
+    let fresh = tempfile::tempdir().unwrap();
+    let wal = fresh.path().join("wal");
+    std::fs::create_dir_all(&wal).unwrap();
+    for entry in std::fs::read_dir(data.join("wal")).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap();
+        if path.is_file() && name != "LOCK" {
+            std::fs::copy(&path, wal.join(name)).unwrap();
+        }
+    }
+    let out = bml(fresh.path(), &["materialize"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "fresh derivation: {}",
+        text(&out)
+    );
+    lake_files(&fresh.path().join("lake"))
+}
+
+fn last_segment(data: &Path) -> Option<std::path::PathBuf> {
+    let mut segments: Vec<_> = std::fs::read_dir(data.join("wal"))
+        .ok()?
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "wal"))
+        .collect();
+    segments.sort();
+    segments.pop()
+}
+
+#[test]
+fn after_any_step_the_lake_is_what_the_log_holds_or_a_named_refusal() {
+    let steps = env_u64("BML_TORTURE_STEPS", 30);
+    let seed = env_u64("BML_TORTURE_SEED", fastrand::u64(..));
+    println!("torture: {steps} steps, seed {seed} (BML_TORTURE_SEED={seed} replays it)");
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let day = vision_day_at_rates(DATE, 2, 41, Some((1.5, 3.0)));
+    let data = tempfile::tempdir().unwrap();
+    let from_dir = day.path().to_str().unwrap().to_string();
+    let mut tally = std::collections::BTreeMap::<&str, u32>::new();
+
+    for step in 0..steps {
+        let kill = rng.bool().then(|| Duration::from_millis(rng.u64(0..400)));
+        let action = match rng.u32(0..10) {
+            0..=3 => {
+                let kinds: Vec<&str> = KINDS.iter().copied().filter(|_| rng.bool()).collect();
+                let kinds = if kinds.is_empty() {
+                    KINDS.join(",")
+                } else {
+                    kinds.join(",")
+                };
+                let args = [
+                    "ingest",
+                    "vision",
+                    "--symbol",
+                    "BTCUSDT",
+                    "--start",
+                    DATE,
+                    "--kinds",
+                    &kinds,
+                    "--from-dir",
+                    &from_dir,
+                ];
+                let code = run(data.path(), &args, kill);
+                assert!(
+                    matches!(code, None | Some(0)),
+                    "step {step}: ingest exited {code:?}"
+                );
+                if kill.is_some() {
+                    "ingest, killed"
+                } else {
+                    "ingest"
+                }
+            }
+            4..=5 => {
+                let code = run(data.path(), &["materialize"], kill);
+                assert!(
+                    matches!(code, None | Some(0 | 1)),
+                    "step {step}: materialize {code:?}"
+                );
+                if kill.is_some() {
+                    "materialize, killed"
+                } else {
+                    "materialize"
+                }
+            }
+            6..=7 => {
+                let Some(segment) = last_segment(data.path()) else {
+                    continue;
+                };
+                let len = std::fs::metadata(&segment).unwrap().len();
+                if len <= 24 {
+                    continue;
+                }
+                let cut = rng.u64(24..len);
+                let file = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&segment)
+                    .unwrap();
+                file.set_len(cut).unwrap();
+                "log tail cut"
+            }
+            8 => {
+                let ledger = data.path().join("ledger.redb");
+                let Ok(mut bytes) = std::fs::read(&ledger) else {
+                    continue;
+                };
+                let at = rng.usize(0..bytes.len().saturating_sub(64).max(1));
+                for b in bytes.iter_mut().skip(at).take(64) {
+                    *b = rng.u8(..);
+                }
+                std::fs::write(&ledger, bytes).unwrap();
+                "ledger garbled"
+            }
+            _ => {
+                let lake = data.path().join("lake");
+                let files: Vec<_> = lake_files(&lake).into_keys().collect();
+                if files.is_empty() {
+                    continue;
+                }
+                let path = lake.join(&files[rng.usize(0..files.len())]);
+                let mut bytes = std::fs::read(&path).unwrap();
+                let at = rng.usize(0..bytes.len());
+                bytes[at] ^= 1 << rng.u32(0..8);
+                std::fs::write(&path, bytes).unwrap();
+                "partition byte flipped"
+            }
+        };
+        *tally.entry(action).or_default() += 1;
+
+        // The invariant, checked by a run nobody kills.
+        let mut out = bml(data.path(), &["materialize", "--from", "0"]);
+        if out.status.code() == Some(1) {
+            let all = text(&out);
+            assert!(
+                all.contains("is damaged") && all.contains("--rebuild-ledger"),
+                "step {step} ({action}): an unnamed refusal: {all}"
+            );
+            *tally.entry("refused: damaged ledger").or_default() += 1;
+            out = bml(data.path(), &["materialize", "--rebuild-ledger"]);
+        }
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "step {step} ({action}): {}",
+            text(&out)
+        );
+        assert_eq!(
+            lake_files(&data.path().join("lake")),
+            derived_afresh(data.path()),
+            "step {step} ({action}): the lake is not what the log holds"
+        );
+    }
+    println!("torture: {tally:?}");
+}
