@@ -196,9 +196,39 @@ impl EventLog {
     pub fn commit(&mut self) -> anyhow::Result<()> {
         self.flush()?;
         self.wal.sync()?;
+        if let Some(trace) = std::env::var_os(SYNC_TRACE_ENV) {
+            self.trace_sync(Path::new(&trace))?;
+        }
         Ok(())
     }
+
+    /// Appends the sync point just completed to `trace`: the next offset, then
+    /// each segment's name and length, as one line. Tests that simulate a power
+    /// cut read it to know what the disk is guaranteed to hold.
+    fn trace_sync(&self, trace: &Path) -> anyhow::Result<()> {
+        use std::io::Write;
+        let stat = bml_wal::stat(self.wal.dir())?;
+        let mut line = self.next_offset().to_string();
+        for segment in &stat.segments {
+            let name = segment
+                .path
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy();
+            line.push_str(&format!(" {name}:{}", segment.bytes));
+        }
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(trace)
+            .with_context(|| format!("opening the sync trace {}", trace.display()))?;
+        writeln!(file, "{line}").with_context(|| format!("writing {}", trace.display()))
+    }
 }
+
+/// Set to a file path, every commit appends its sync point there (see
+/// [`EventLog::commit`]); for power-cut tests, never needed in use.
+pub const SYNC_TRACE_ENV: &str = "BML_TEST_SYNC_TRACE";
 
 /// Reads `(offset, Record)` from `from` to the end of the log, decoding only the
 /// records `wanted` accepts by class (so a scan for coverage skips data cheaply).

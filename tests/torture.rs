@@ -54,28 +54,6 @@ fn run(data: &Path, args: &[&str], kill_after: Option<Duration>) -> Option<i32> 
     child.wait().unwrap().code()
 }
 
-/// The lake a fresh data dir derives from a copy of `data`'s log.
-fn derived_afresh(data: &Path) -> std::collections::BTreeMap<std::path::PathBuf, String> {
-    let fresh = tempfile::tempdir().unwrap();
-    let wal = fresh.path().join("wal");
-    std::fs::create_dir_all(&wal).unwrap();
-    for entry in std::fs::read_dir(data.join("wal")).unwrap() {
-        let path = entry.unwrap().path();
-        let name = path.file_name().unwrap();
-        if path.is_file() && name != "LOCK" {
-            std::fs::copy(&path, wal.join(name)).unwrap();
-        }
-    }
-    let out = bml(fresh.path(), &["materialize"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "fresh derivation: {}",
-        text(&out)
-    );
-    lake_files(&fresh.path().join("lake"))
-}
-
 fn last_segment(data: &Path) -> Option<std::path::PathBuf> {
     let mut segments: Vec<_> = std::fs::read_dir(data.join("wal"))
         .ok()?
@@ -205,7 +183,7 @@ fn after_any_step_the_lake_is_what_the_log_holds_or_a_named_refusal() {
         );
         assert_eq!(
             lake_files(&data.path().join("lake")),
-            derived_afresh(data.path()),
+            support::lake_derived_afresh(data.path()),
             "step {step} ({action}): the lake is not what the log holds"
         );
     }

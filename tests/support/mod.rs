@@ -59,6 +59,30 @@ pub fn lake_files(lake: &Path) -> std::collections::BTreeMap<PathBuf, String> {
         .collect()
 }
 
+/// The lake a fresh data dir derives from a copy of `data`'s log (its segments
+/// and id; no ledger, no lake): what the log holds, whatever `data`'s own
+/// ledger and lake say.
+pub fn lake_derived_afresh(data: &Path) -> std::collections::BTreeMap<PathBuf, String> {
+    let fresh = tempfile::tempdir().unwrap();
+    let wal = fresh.path().join("wal");
+    std::fs::create_dir_all(&wal).unwrap();
+    for entry in std::fs::read_dir(data.join("wal")).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap();
+        if path.is_file() && name != "LOCK" {
+            std::fs::copy(&path, wal.join(name)).unwrap();
+        }
+    }
+    let out = bml(fresh.path(), &["materialize"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "fresh derivation: {}",
+        text(&out)
+    );
+    lake_files(&fresh.path().join("lake"))
+}
+
 /// `ingest vision` of BTCUSDT for `day` from `base_url`, plus `extra` arguments.
 pub fn vision_ingest_args<'a>(day: &'a str, base_url: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
     let mut args = vec![
