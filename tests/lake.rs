@@ -37,6 +37,16 @@ fn pyarrow_reads_the_partition_with_hive_keys_and_the_spec_types() {
         "futures/um/minute/symbol=BTCUSDT/year=2024/month=03/day=01/hour=00/part.parquet"
     ));
     assert_eq!(written.path, partition_path(lake.path(), "BTCUSDT", HOUR));
+    // The file's mode follows the umask like any file a program creates (a
+    // reader running as another user can open it), not a temp file's 0600.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let probe = lake.path().join("probe");
+        std::fs::write(&probe, b"").unwrap();
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&written.path), mode(&probe));
+        std::fs::remove_file(probe).unwrap();
+    }
 
     let out = Command::new("python3")
         .args(["-c", READ_BACK])

@@ -205,9 +205,12 @@ pub fn remove_stale_temporaries(root: &Path, symbol: &str, hour_start: i64) -> a
 fn commit(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     let dir = path.parent().expect("partition path has a directory");
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    // 0666 before the umask, as any file a program creates: readers running as
+    // another user must be able to open the lake (temp files default to 0600).
     let mut tmp = tempfile::Builder::new()
         .prefix(".part.")
         .suffix(".tmp")
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
         .tempfile_in(dir)
         .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
     tmp.write_all(bytes)
