@@ -27,17 +27,6 @@ fn built(day: &Path) -> tempfile::TempDir {
     data
 }
 
-/// The log's only segment.
-fn segment(data: &Path) -> std::path::PathBuf {
-    let mut segments: Vec<_> = std::fs::read_dir(data.join("wal"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "wal"))
-        .collect();
-    segments.sort();
-    segments.pop().unwrap()
-}
-
 #[test]
 fn a_log_cut_back_and_appended_to_again_rebuilds_the_ledger() {
     let day = vision_day_at_rates(DATE, 3, 11, Some((2.0, 5.0)));
@@ -48,7 +37,7 @@ fn a_log_cut_back_and_appended_to_again_rebuilds_the_ledger() {
     // Lose the last third of the log (as a power cut after an unsynced read
     // would), then ingest again: new records take the offsets the ledger
     // already indexed.
-    let seg = segment(data.path());
+    let seg = support::last_segment(data.path()).unwrap();
     let len = std::fs::metadata(&seg).unwrap().len();
     std::fs::OpenOptions::new()
         .write(true)

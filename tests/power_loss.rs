@@ -22,13 +22,6 @@ const DATE: &str = "2024-03-01";
 const KINDS: &str =
     "klines,markPriceKlines,indexPriceKlines,premiumIndexKlines,aggTrades,bookTicker,metrics,bookDepth";
 
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 /// One sync point: the next offset, and each segment's synced length.
 struct SyncPoint {
     next_offset: u64,
@@ -81,8 +74,8 @@ fn copy_dir(from: &Path, to: &Path) {
 
 #[test]
 fn a_power_cut_loses_no_acknowledged_record_and_nothing_derived_outruns_the_log() {
-    let cuts = env_u64("BML_POWER_CUTS", 200);
-    let seed = env_u64("BML_POWER_SEED", fastrand::u64(..));
+    let cuts = support::env_u64("BML_POWER_CUTS", 200);
+    let seed = support::env_u64("BML_POWER_SEED", fastrand::u64(..));
     println!("power cuts: {cuts}, seed {seed} (BML_POWER_SEED={seed} replays it)");
     let mut rng = fastrand::Rng::with_seed(seed);
 

@@ -29,13 +29,6 @@ const KINDS: [&str; 7] = [
     "metrics",
 ];
 
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 /// Runs bml, killing it with SIGKILL after `kill_after` if given; returns the
 /// exit code (`None` when killed).
 fn run(data: &Path, args: &[&str], kill_after: Option<Duration>) -> Option<i32> {
@@ -54,20 +47,10 @@ fn run(data: &Path, args: &[&str], kill_after: Option<Duration>) -> Option<i32> 
     child.wait().unwrap().code()
 }
 
-fn last_segment(data: &Path) -> Option<std::path::PathBuf> {
-    let mut segments: Vec<_> = std::fs::read_dir(data.join("wal"))
-        .ok()?
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "wal"))
-        .collect();
-    segments.sort();
-    segments.pop()
-}
-
 #[test]
 fn after_any_step_the_lake_is_what_the_log_holds_or_a_named_refusal() {
-    let steps = env_u64("BML_TORTURE_STEPS", 30);
-    let seed = env_u64("BML_TORTURE_SEED", fastrand::u64(..));
+    let steps = support::env_u64("BML_TORTURE_STEPS", 30);
+    let seed = support::env_u64("BML_TORTURE_SEED", fastrand::u64(..));
     println!("torture: {steps} steps, seed {seed} (BML_TORTURE_SEED={seed} replays it)");
     let mut rng = fastrand::Rng::with_seed(seed);
     let day = vision_day_at_rates(DATE, 2, 41, Some((1.5, 3.0)));
@@ -121,7 +104,7 @@ fn after_any_step_the_lake_is_what_the_log_holds_or_a_named_refusal() {
                 }
             }
             6..=7 => {
-                let Some(segment) = last_segment(data.path()) else {
+                let Some(segment) = support::last_segment(data.path()) else {
                     continue;
                 };
                 let len = std::fs::metadata(&segment).unwrap().len();

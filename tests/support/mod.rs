@@ -59,6 +59,26 @@ pub fn lake_files(lake: &Path) -> std::collections::BTreeMap<PathBuf, String> {
         .collect()
 }
 
+/// A number from the environment (`name`), or `default`: the knobs that make a
+/// bounded randomized test run longer or replay a seed.
+pub fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The log's last segment file, if it has one.
+pub fn last_segment(data: &Path) -> Option<PathBuf> {
+    let mut segments: Vec<PathBuf> = std::fs::read_dir(data.join("wal"))
+        .ok()?
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "wal"))
+        .collect();
+    segments.sort();
+    segments.pop()
+}
+
 /// The lake a fresh data dir derives from a copy of `data`'s log (its segments
 /// and id; no ledger, no lake): what the log holds, whatever `data`'s own
 /// ledger and lake say.
