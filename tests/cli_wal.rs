@@ -169,3 +169,31 @@ fn init_state_and_status_report_damage_in_sealed_segments() {
         assert!(all.contains("offsets"), "{damage}: {all}");
     }
 }
+
+/// `bml wal dump | head -1`: the reader stopped early, which is not an error.
+#[test]
+fn a_closed_pipe_is_not_an_error() {
+    let data = tempfile::tempdir().unwrap();
+    {
+        let wal = Wal::open(data.path().join("wal"), Options::default()).unwrap();
+        let records: Vec<Vec<u8>> = (0..20_000u32)
+            .map(|i| vec![b'x'; 64 + (i % 7) as usize])
+            .collect();
+        wal.append_batch(&records).unwrap();
+    }
+    let script = format!(
+        "'{}' --data-dir '{}' wal dump --from 0 --limit 20000 --raw | head -1",
+        env!("CARGO_BIN_EXE_bml"),
+        data.path().display()
+    );
+    let out = Command::new("bash")
+        .args(["-o", "pipefail", "-c", &script])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        !text(&out.stderr).contains("Broken pipe"),
+        "{}",
+        text(&out.stderr)
+    );
+}

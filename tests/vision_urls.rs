@@ -79,5 +79,22 @@ fn every_kind_is_asked_for_at_the_url_binance_publishes_it_under() {
             "{kind}: bml asked for other URLs"
         );
         assert!(text(&out).contains("1 missing"), "{kind}: {}", text(&out));
+        // Logs to a pipe carry no colour codes.
+        assert!(!text(&out).contains('\u{1b}'), "{kind}: {}", text(&out));
     }
+}
+
+/// An exchange that cannot be reached: the error says why, down to the cause
+/// (the connection refused), not only "error sending request".
+#[test]
+fn an_unreachable_vision_names_the_cause() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let data = tempfile::tempdir().unwrap();
+    let base = format!("http://127.0.0.1:{port}/data/futures/um/");
+    let args = support::vision_ingest_args("2024-03-01", &base, &["--kinds", "metrics"]);
+    let out = bml(data.path(), &args);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("Connection refused"), "{}", text(&out));
 }

@@ -132,8 +132,8 @@ impl Client {
             let response = match self.http.get(url.clone()).send() {
                 Ok(r) => r,
                 Err(e) => {
-                    last_error = format!("{e}");
-                    tracing::warn!(%url, attempt, "request failed: {e}");
+                    last_error = crate::sources::error_chain(&e);
+                    tracing::warn!(%url, attempt, "request failed: {last_error}");
                     continue;
                 }
             };

@@ -293,8 +293,8 @@ fn get<T>(
         let response = match client.get(url).send() {
             Ok(r) => r,
             Err(e) => {
-                last_error = format!("{e}");
-                tracing::warn!(url, attempt, "request failed: {e}");
+                last_error = crate::sources::error_chain(&e);
+                tracing::warn!(url, attempt, "request failed: {last_error}");
                 continue;
             }
         };
