@@ -3,11 +3,11 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use anyhow::{anyhow, bail};
 use chrono::NaiveDate;
 use clap::{Args, Subcommand};
 
 use super::{exit, Outcome, Ui};
+use crate::event::VisionKind;
 use crate::eventlog::EventLog;
 use crate::sources::rest;
 use crate::sources::vision::{self, Catalog, Store};
@@ -39,8 +39,8 @@ pub(super) struct PollArgs {
     symbol: Vec<String>,
     /// Polls, comma-separated: premiumIndex, openInterest, bookTicker, depth
     /// (1000 levels). Default: all.
-    #[arg(long, value_delimiter = ',')]
-    kinds: Vec<String>,
+    #[arg(long, value_delimiter = ',', value_parser = poll_kind)]
+    kinds: Vec<rest::Poll>,
     /// REST base URL (point it at `bml sim serve`).
     #[arg(long, env = "BML_REST_URL", default_value = "https://fapi.binance.com")]
     base_url: String,
@@ -62,14 +62,60 @@ pub(super) struct RestArgs {
     /// fundingRate, openInterestHist, topLongShortAccountRatio,
     /// topLongShortPositionRatio, globalLongShortAccountRatio (last 30 days).
     /// Default: all.
-    #[arg(long, value_delimiter = ',')]
-    kinds: Vec<String>,
+    #[arg(long, value_delimiter = ',', value_parser = rest_kind)]
+    kinds: Vec<rest::Kind>,
     /// REST base URL (point it at `bml sim serve`).
     #[arg(long, env = "BML_REST_URL", default_value = "https://fapi.binance.com")]
     base_url: String,
     /// Ranges fetched at once (one governor paces them all).
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
     concurrency: u16,
+}
+
+/// A command line that parses but asks for something impossible: said on
+/// stderr, exit code 2 like clap's own.
+fn usage(message: &str) -> Outcome {
+    eprintln!("error: {message}");
+    Ok(exit::USAGE)
+}
+
+/// The item of `all` called `text` (any case); else an error listing them all.
+fn named<T: Copy>(text: &str, all: &[T], name: impl Fn(T) -> &'static str) -> Result<T, String> {
+    all.iter()
+        .copied()
+        .find(|k| name(*k).eq_ignore_ascii_case(text))
+        .ok_or_else(|| {
+            let names: Vec<&str> = all.iter().map(|k| name(*k)).collect();
+            format!("unknown {text:?}; one of: {}", names.join(", "))
+        })
+}
+
+fn vision_kind(text: &str) -> Result<VisionKind, String> {
+    named(text, &vision::ALL_KINDS, vision::kind_name)
+}
+
+fn rest_kind(text: &str) -> Result<rest::Kind, String> {
+    named(text, &rest::Kind::ALL, rest::Kind::name)
+}
+
+fn poll_kind(text: &str) -> Result<rest::Poll, String> {
+    named(text, &rest::Poll::ALL, rest::Poll::name)
+}
+
+/// A UTC day on the command line.
+fn parse_day(text: &str) -> Result<NaiveDate, String> {
+    NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .map_err(|_| format!("{text:?} is not a day: expected YYYY-MM-DD"))
+}
+
+/// A directory that exists.
+fn existing_dir(text: &str) -> Result<PathBuf, String> {
+    let path = PathBuf::from(text);
+    if path.is_dir() {
+        Ok(path)
+    } else {
+        Err(format!("{text:?} is not a directory"))
+    }
 }
 
 /// A time on the command line, as epoch ms.
@@ -97,22 +143,23 @@ pub(super) struct VisionArgs {
     #[arg(long, value_delimiter = ',', required = true)]
     symbol: Vec<String>,
     /// First day (UTC), YYYY-MM-DD.
-    #[arg(long)]
+    #[arg(long, value_parser = parse_day)]
     start: NaiveDate,
-    /// Last day (UTC), inclusive; defaults to --start.
-    #[arg(long)]
+    /// Last day (UTC), YYYY-MM-DD, inclusive; defaults to --start.
+    #[arg(long, value_parser = parse_day)]
     end: Option<NaiveDate>,
     /// Archive kinds, comma-separated, Vision's names: klines, markPriceKlines,
     /// indexPriceKlines, premiumIndexKlines, aggTrades, bookTicker, metrics,
     /// bookDepth, fundingRate (monthly). Default: all.
-    #[arg(long, value_delimiter = ',')]
-    kinds: Vec<String>,
+    #[arg(long, value_delimiter = ',', value_parser = vision_kind)]
+    kinds: Vec<VisionKind>,
     /// Vision base URL for USD-M futures (point it at a mirror or a local simulator).
     #[arg(long, env = "BML_VISION_URL", default_value = VISION_BASE, conflicts_with = "from_dir")]
     base_url: String,
     /// Read archives from this directory instead of HTTP: Vision's own layout
-    /// (daily/…, or data/futures/um/daily/…) or a flat folder of archive names.
-    #[arg(long)]
+    /// (daily/…, or data/futures/um/daily/…) or a flat folder of archive names
+    /// (mark, index and premium klines need the layout: they share one name).
+    #[arg(long, value_parser = existing_dir)]
     from_dir: Option<PathBuf>,
 }
 
@@ -128,10 +175,7 @@ fn ingest_poll(args: &PollArgs, data_dir: &Path) -> Outcome {
     let polls = if args.kinds.is_empty() {
         rest::Poll::ALL.to_vec()
     } else {
-        args.kinds
-            .iter()
-            .map(|k| rest::Poll::from_name(k).ok_or_else(|| anyhow!("unknown poll {k:?}")))
-            .collect::<anyhow::Result<Vec<_>>>()?
+        args.kinds.clone()
     };
     let governor = std::sync::Arc::new(rest::Governor::new(
         2400,
@@ -150,15 +194,12 @@ fn ingest_poll(args: &PollArgs, data_dir: &Path) -> Outcome {
 
 fn ingest_rest(args: &RestArgs, data_dir: &Path, ui: &Ui) -> Outcome {
     if args.end <= args.start {
-        bail!("--end must be after --start");
+        return usage("--end must be after --start");
     }
     let kinds = if args.kinds.is_empty() {
         rest::Kind::ALL.to_vec()
     } else {
-        args.kinds
-            .iter()
-            .map(|k| rest::Kind::from_name(k).ok_or_else(|| anyhow!("unknown REST endpoint {k:?}")))
-            .collect::<anyhow::Result<Vec<_>>>()?
+        args.kinds.clone()
     };
     let options = rest::Options {
         symbols: args.symbol.iter().map(|s| s.to_uppercase()).collect(),
@@ -220,15 +261,12 @@ fn ingest_rest(args: &RestArgs, data_dir: &Path, ui: &Ui) -> Outcome {
 fn ingest_vision(args: &VisionArgs, data_dir: &Path, ui: &Ui) -> Outcome {
     let end = args.end.unwrap_or(args.start);
     if end < args.start {
-        bail!("--end {end} is before --start {}", args.start);
+        return usage(&format!("--end {end} is before --start {}", args.start));
     }
     let kinds = if args.kinds.is_empty() {
         vision::ALL_KINDS.to_vec()
     } else {
-        args.kinds
-            .iter()
-            .map(|k| vision::kind_from_name(k).ok_or_else(|| anyhow!("unknown archive kind {k:?}")))
-            .collect::<anyhow::Result<Vec<_>>>()?
+        args.kinds.clone()
     };
     let store = match &args.from_dir {
         Some(dir) => Store::Dir(dir.clone()),

@@ -81,11 +81,6 @@ impl Kind {
         }
     }
 
-    /// The kind named like its endpoint's last segment (`aggTrades`).
-    pub fn from_name(name: &str) -> Option<Kind> {
-        Kind::ALL.into_iter().find(|k| k.name() == name)
-    }
-
     /// The endpoint's last path segment.
     pub fn name(self) -> &'static str {
         self.path().rsplit('/').next().expect("paths have segments")

@@ -47,11 +47,9 @@ impl Poll {
         }
     }
 
-    /// The poll named like its path's last segment.
-    pub fn from_name(name: &str) -> Option<Poll> {
-        Poll::ALL
-            .into_iter()
-            .find(|p| p.path().rsplit('/').next() == Some(name))
+    /// Its name on the command line: the path's last segment.
+    pub fn name(self) -> &'static str {
+        self.path().rsplit('/').next().unwrap_or_default()
     }
 
     fn weight(self) -> u32 {

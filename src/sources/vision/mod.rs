@@ -59,13 +59,6 @@ pub fn kind_name(kind: VisionKind) -> &'static str {
     }
 }
 
-/// The kind called `name` (Vision's spelling, any case).
-pub fn kind_from_name(name: &str) -> Option<VisionKind> {
-    ALL_KINDS
-        .into_iter()
-        .find(|k| kind_name(*k).eq_ignore_ascii_case(name))
-}
-
 /// The archives covering `start..=end` for `symbols` and `kinds`: one per day for
 /// daily kinds, one per month for funding. bookTicker days after 2024-03-31 are
 /// left out (Vision never published them; that gap is known, not missing).
