@@ -559,3 +559,37 @@ fn statistics_timestamps_sent_as_text_are_read() {
     // The day's snapshots are 00:05 … 24:00; the last is the next day's.
     assert_eq!(points, 3 * 287);
 }
+
+/// Re-running a range appends nothing: ranges the log already holds read to
+/// their end are not fetched again, unless `--refetch` asks.
+#[test]
+fn a_range_already_complete_is_not_fetched_again_unless_asked() {
+    let sim = Sim::synthetic(&["--seed", "9", "--trades-per-minute", "5"]);
+    let data = tempfile::tempdir().unwrap();
+    let kinds = "klines,markPriceKlines,fundingRate";
+    let head = |d: &Path| bml_wal::stat(&d.join("wal")).unwrap().next_offset;
+    let out = ingest_rest(&sim, data.path(), kinds);
+    assert!(
+        text(&out).contains("3 ranges: 3 complete, 0 failed, 0 already"),
+        "{}",
+        text(&out)
+    );
+    let after_first = head(data.path());
+    let out = ingest_rest(&sim, data.path(), kinds);
+    assert!(
+        text(&out).contains("3 ranges: 0 complete, 0 failed, 3 already in the log"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(head(data.path()), after_first, "nothing appended");
+    let out = bml(
+        data.path(),
+        &rest_args(&sim, &["--kinds", kinds, "--refetch"]),
+    );
+    assert!(
+        text(&out).contains("3 ranges: 3 complete"),
+        "{}",
+        text(&out)
+    );
+    assert!(head(data.path()) > after_first);
+}

@@ -9,8 +9,9 @@ use clap::{Args, Subcommand};
 use super::{exit, Outcome, Ui};
 use crate::event::VisionKind;
 use crate::eventlog::EventLog;
+use crate::sources::catalog::Catalog;
 use crate::sources::rest;
-use crate::sources::vision::{self, Catalog, Store};
+use crate::sources::vision::{self, Store};
 
 /// Vision's public base for USD-M futures.
 const VISION_BASE: &str = "https://data.binance.vision/data/futures/um/";
@@ -70,6 +71,10 @@ pub(super) struct RestArgs {
     /// Ranges fetched at once (one governor paces them all).
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
     concurrency: u16,
+    /// Fetch again the ranges the log already holds read to their end
+    /// (default: skip them, so that re-running a range appends nothing).
+    #[arg(long)]
+    refetch: bool,
 }
 
 /// A command line that parses but asks for something impossible: said on
@@ -208,8 +213,10 @@ fn ingest_rest(args: &RestArgs, data_dir: &Path, ui: &Ui) -> Outcome {
         kinds,
         base_url: args.base_url.clone(),
         concurrency: usize::from(args.concurrency),
+        refetch: args.refetch,
     };
     let mut log = EventLog::open(data_dir)?;
+    let mut catalog = Catalog::load(data_dir)?;
     let bar = ui.progress().add(indicatif::ProgressBar::new(0));
     bar.set_style(
         indicatif::ProgressStyle::with_template(
@@ -219,7 +226,7 @@ fn ingest_rest(args: &RestArgs, data_dir: &Path, ui: &Ui) -> Outcome {
         .progress_chars("=> "),
     );
     let rows = std::sync::atomic::AtomicU64::new(0);
-    let summary = rest::ingest(&mut log, &options, &|p| match p {
+    let summary = rest::ingest(&mut log, &mut catalog, &options, &|p| match p {
         rest::Progress::Planned(n) => bar.set_length(n),
         rest::Progress::Page(n) => {
             let total = rows.fetch_add(n, std::sync::atomic::Ordering::Relaxed) + n;
@@ -228,6 +235,7 @@ fn ingest_rest(args: &RestArgs, data_dir: &Path, ui: &Ui) -> Outcome {
         rest::Progress::TaskDone => bar.inc(1),
     })?;
     bar.finish_and_clear();
+    catalog.save(data_dir, log.next_offset())?;
 
     let mut out = std::io::stdout().lock();
     for reason in &summary.failed {
@@ -239,10 +247,11 @@ fn ingest_rest(args: &RestArgs, data_dir: &Path, ui: &Ui) -> Outcome {
     let secs = summary.elapsed.as_secs_f64().max(1e-9);
     writeln!(
         out,
-        "rest: {} ranges: {} complete, {} failed; {} pages, {} rows in {secs:.1} s ({:.0} pages/s, {:.0} rows/s); request weight {}, {} refusals (429/418), {} retries",
+        "rest: {} ranges: {} complete, {} failed, {} already in the log; {} pages, {} rows in {secs:.1} s ({:.0} pages/s, {:.0} rows/s); request weight {}, {} refusals (429/418), {} retries",
         summary.tasks,
         summary.complete,
         summary.failed.len(),
+        summary.already,
         summary.pages,
         summary.rows,
         summary.pages as f64 / secs,

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+pub mod catalog;
 pub mod check;
 pub mod rest;
 pub mod vision;

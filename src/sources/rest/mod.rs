@@ -24,6 +24,7 @@ pub use endpoints::Kind;
 pub use governor::Governor;
 pub use polls::Poll;
 
+use super::catalog::Catalog;
 use crate::event::{Event, Record, RestRangeComplete, Source};
 use crate::eventlog::EventLog;
 use endpoints::{time_of, Paging};
@@ -46,13 +47,17 @@ pub struct Options {
     pub base_url: String,
     /// Tasks fetched at once.
     pub concurrency: usize,
+    /// Fetch ranges the log already holds read to their end, too.
+    pub refetch: bool,
 }
 
 /// What a run did.
 #[derive(Debug, Clone, Default)]
 pub struct Summary {
-    /// Tasks (endpoint × day or hour) planned.
+    /// Tasks (endpoint × day or hour) planned, those already in the log included.
     pub tasks: u64,
+    /// Ranges not fetched because the log already holds them read to their end.
+    pub already: u64,
     /// Pages appended (one record each).
     pub pages: u64,
     /// Elements appended.
@@ -115,6 +120,7 @@ enum Ended {
 /// (elements in it) and each task finished.
 pub fn ingest(
     log: &mut EventLog,
+    catalog: &mut Catalog,
     options: &Options,
     progress: &(dyn Fn(Progress) + Sync),
 ) -> anyhow::Result<Summary> {
@@ -122,8 +128,12 @@ pub fn ingest(
     let governor = Arc::new(Governor::default());
     let (client, server_time) = Client::connect(&options.base_url, governor.clone())?;
     let mut summary = Summary::default();
-    let tasks = plan(options, server_time, &mut summary);
+    let mut tasks = plan(options, server_time, &mut summary);
     summary.tasks = tasks.len() as u64;
+    if !options.refetch {
+        tasks.retain(|t| !catalog.rest_complete(&t.symbol, t.kind.path(), t.start_ms..t.end_ms));
+        summary.already = summary.tasks - tasks.len() as u64;
+    }
     progress(Progress::Planned(tasks.len() as u64));
     let next = AtomicUsize::new(0);
     let (sender, receiver) = mpsc::sync_channel::<Message>(64);
@@ -154,6 +164,12 @@ pub fn ingest(
                 }
                 Message::Complete(record) => {
                     summary.complete += 1;
+                    for event in &record.events {
+                        if let Event::RestRangeComplete(r) = event {
+                            let range = r.start_ms..r.end_ms;
+                            catalog.note_rest_complete(&record.symbol, &r.endpoint, range);
+                        }
+                    }
                     log.push(&record)?;
                     // The range's pages and its coverage are durable together.
                     log.commit()?;

@@ -7,7 +7,6 @@
 //! midway (see `event::Visibility`).
 
 mod archive;
-mod catalog;
 pub mod rows;
 
 use std::io::Read;
@@ -20,8 +19,8 @@ use chrono::{Datelike, NaiveDate};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 pub use archive::{FileSpec, Store};
-pub use catalog::Catalog;
 
+use super::catalog::Catalog;
 use crate::event::{
     Event, Record, Sha256, Source, VisionFileIngested, VisionFileMissing, VisionKind,
 };

@@ -1,6 +1,8 @@
-//! Which archives the log already holds, read back from the log's own coverage
-//! records: re-running a range appends nothing for a file already ingested with
-//! the same SHA-256, and a file Binance re-published is ingested again.
+//! What the log already holds, read back from its own coverage records: the
+//! Vision archives (re-running a range appends nothing for a file already
+//! ingested with the same SHA-256, and a file Binance re-published is ingested
+//! again), and the REST ranges read to their end (not fetched again unless
+//! asked).
 //!
 //! Scanning a years-long log at every start would cost minutes, so what was
 //! learned is kept in `<data-dir>/index/vision-catalog.bin` together with the log
@@ -8,6 +10,7 @@
 //! derived: delete it and the next start rebuilds it from the log.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -17,7 +20,7 @@ use crate::event::{Event, RecordClass, Sha256, Source};
 use crate::eventlog;
 
 /// Bumped whenever the cached layout changes; an unknown version is rebuilt.
-const CACHE_VERSION: u32 = 1;
+const CACHE_VERSION: u32 = 2;
 
 /// Archives known to the log.
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -27,6 +30,8 @@ pub struct Catalog {
     scanned_to: u64,
     ingested: BTreeMap<String, Sha256>,
     missing: BTreeSet<String>,
+    /// REST ranges read to their end: (symbol, endpoint) → (start, end) ms.
+    rest_complete: BTreeMap<(String, String), BTreeSet<(i64, i64)>>,
 }
 
 impl Catalog {
@@ -59,6 +64,11 @@ impl Catalog {
                         {
                             catalog.note_missing(file)
                         }
+                        (Event::RestRangeComplete(r), _) => catalog.note_rest_complete(
+                            &record.symbol,
+                            &r.endpoint,
+                            r.start_ms..r.end_ms,
+                        ),
                         _ => {}
                     }
                 }
@@ -103,6 +113,26 @@ impl Catalog {
     /// Records a missing archive.
     pub fn note_missing(&mut self, file: &str) {
         self.missing.insert(file.to_string());
+    }
+
+    /// Records a REST range read to its end.
+    pub fn note_rest_complete(&mut self, symbol: &str, endpoint: &str, range: Range<i64>) {
+        self.rest_complete
+            .entry((symbol.to_string(), endpoint.to_string()))
+            .or_default()
+            .insert((range.start, range.end));
+    }
+
+    /// True if the log holds `endpoint` of `symbol` read to its end over
+    /// all of `range` (by one earlier range that contains it).
+    pub fn rest_complete(&self, symbol: &str, endpoint: &str, range: Range<i64>) -> bool {
+        self.rest_complete
+            .get(&(symbol.to_string(), endpoint.to_string()))
+            .is_some_and(|ranges| {
+                ranges
+                    .range(..=(range.start, i64::MAX))
+                    .any(|&(start, end)| start <= range.start && range.end <= end)
+            })
     }
 }
 
