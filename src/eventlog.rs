@@ -25,6 +25,12 @@ pub fn log_id(data_dir: &Path) -> anyhow::Result<String> {
     if let Some(id) = existing_log_id(data_dir)? {
         return Ok(id);
     }
+    renew_log_id(data_dir)
+}
+
+/// Gives the log a new id (a repair changed its content: nothing derived
+/// from the old content may be trusted) and returns it.
+pub fn renew_log_id(data_dir: &Path) -> anyhow::Result<String> {
     let path = wal_dir(data_dir).join("log-id");
     let id = format!("{:032x}", fastrand::u128(..));
     std::fs::create_dir_all(wal_dir(data_dir))
@@ -49,34 +55,28 @@ pub fn existing_log_id(data_dir: &Path) -> anyhow::Result<Option<String>> {
     }
 }
 
-/// Says what opening the log had to repair: a torn tail cut (its bytes moved
-/// to quarantine; an error when they began with a whole frame that failed its
-/// checksum, whose records may have been acknowledged), damage kept for
-/// inspection.
+/// What to run about damage in the log.
+pub const DAMAGE_HINT: &str =
+    "`bml wal verify` lists all damage; `bml wal repair` moves it to quarantine so the log reads on";
+
+/// Says what opening the log had to do: a torn tail cut (a crash's short
+/// write, its bytes moved to quarantine), damage kept in place (a whole frame
+/// that fails its checksum is never cut: its records may have been
+/// acknowledged).
 pub fn report_recovery(recovery: &bml_wal::Recovery) {
     if let Some(torn) = &recovery.truncated {
-        let (segment, quarantine) = (torn.segment.display(), torn.quarantine.display());
-        match &torn.damaged_frame {
-            Some(lost) => tracing::error!(
-                "{segment}, byte {}: the last frame (offsets {}..{}) failed its checksum; its \
-                 {} bytes were moved to {quarantine} and appends continue at offset {}",
-                torn.position,
-                lost.start,
-                lost.end,
-                torn.bytes,
-                torn.offset
-            ),
-            None => tracing::warn!(
-                "{segment}, byte {}: cut a torn tail left by a crash ({} bytes, moved to \
-                 {quarantine}); appends continue at offset {}",
-                torn.position,
-                torn.bytes,
-                torn.offset
-            ),
-        }
+        tracing::warn!(
+            "{}, byte {}: cut a torn tail left by a crash ({} bytes, moved to {}); appends \
+             continue at offset {}",
+            torn.segment.display(),
+            torn.position,
+            torn.bytes,
+            torn.quarantine.display(),
+            torn.offset
+        );
     }
     for problem in &recovery.problems {
-        tracing::error!("damaged record in the log (kept for inspection): {problem}");
+        tracing::error!("damage in the log, kept in place: {problem} ({DAMAGE_HINT})");
     }
 }
 
@@ -93,7 +93,7 @@ pub fn sealed_damage(data_dir: &Path) -> anyhow::Result<Vec<String>> {
         .with_context(|| format!("checking the log at {}", dir.display()))?;
     Ok(problems
         .iter()
-        .map(|p| format!("damage in a sealed segment of the log: {p} (`bml wal verify` lists all)"))
+        .map(|p| format!("damage in a sealed segment of the log: {p} ({DAMAGE_HINT})"))
         .collect())
 }
 
@@ -113,11 +113,15 @@ pub fn fingerprint(data_dir: &Path, offset: u64) -> anyhow::Result<Option<[u8; 3
         return Ok(None);
     }
     let mut reader = bml_wal::Reader::open(&dir, offset)?;
-    reader.seek(offset)?;
-    let raw = reader
-        .next()?
+    reader.seek(offset).map_err(with_hint)?;
+    let entry = reader
+        .next_entry()
+        .map_err(with_hint)?
         .with_context(|| format!("the log has no record at offset {offset}"))?;
-    Ok(Some(sha2::Sha256::digest(raw.data).into()))
+    Ok(Some(match entry {
+        bml_wal::Entry::Record(raw) => sha2::Sha256::digest(raw.data).into(),
+        bml_wal::Entry::Lost { note, .. } => sha2::Sha256::digest(format!("lost:{note}")).into(),
+    }))
 }
 
 /// The writer side: encodes records and appends them in batches.
@@ -230,29 +234,58 @@ impl EventLog {
 /// [`EventLog::commit`]); for power-cut tests, never needed in use.
 pub const SYNC_TRACE_ENV: &str = "BML_TEST_SYNC_TRACE";
 
-/// Reads `(offset, Record)` from `from` to the end of the log, decoding only the
-/// records `wanted` accepts by class (so a scan for coverage skips data cheaply).
+/// What a scan of the log meets.
+pub enum Scanned {
+    /// A record, decoded.
+    Record(u64, Record),
+    /// Offsets whose records `bml wal repair` declared lost. Whatever facts
+    /// they held are gone from the log: coverage that relied on them no
+    /// longer holds (see `event::Visibility::observe_lost`).
+    Lost(Range<u64>),
+}
+
+/// Reads the log from `from` to its end, decoding only the records `wanted`
+/// accepts by class (so a scan for coverage skips data cheaply); lost ranges
+/// are always handed out. Damage stops the scan with an error that names it
+/// and says what to run.
 pub fn scan(
     data_dir: &Path,
     from: u64,
     wanted: impl Fn(RecordClass) -> bool,
-    mut each: impl FnMut(u64, Record) -> anyhow::Result<()>,
+    mut each: impl FnMut(Scanned) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
     let dir = wal_dir(data_dir);
     if !dir.exists() {
         return Ok(());
     }
     let mut reader = bml_wal::Reader::open(&dir, from)?;
-    while let Some(raw) = reader.next()? {
-        let class =
-            peek_class(raw.data).with_context(|| format!("record at offset {}", raw.offset))?;
-        if wanted(class) {
-            let record = Record::decode(raw.data)
-                .with_context(|| format!("record at offset {}", raw.offset))?;
-            each(raw.offset, record)?;
+    loop {
+        let entry = match reader.next_entry() {
+            Ok(Some(entry)) => entry,
+            Ok(None) => return Ok(()),
+            Err(e) => return Err(with_hint(e)),
+        };
+        match entry {
+            bml_wal::Entry::Record(raw) => {
+                let class = peek_class(raw.data)
+                    .with_context(|| format!("record at offset {}", raw.offset))?;
+                if wanted(class) {
+                    let record = Record::decode(raw.data)
+                        .with_context(|| format!("record at offset {}", raw.offset))?;
+                    each(Scanned::Record(raw.offset, record))?;
+                }
+            }
+            bml_wal::Entry::Lost { offsets, .. } => each(Scanned::Lost(offsets))?,
         }
     }
-    Ok(())
+}
+
+/// A log error, with what to run when it is damage.
+fn with_hint(e: bml_wal::Error) -> anyhow::Error {
+    match e {
+        bml_wal::Error::Corrupt { .. } => anyhow::anyhow!("{e} ({DAMAGE_HINT})"),
+        e => e.into(),
+    }
 }
 
 /// Reads records by offset, in any order (the materializer gathering an hour).
@@ -271,10 +304,11 @@ impl RecordReader {
 
     /// The record at `offset`; an error if the log is damaged there or shorter.
     pub fn read(&mut self, offset: u64) -> anyhow::Result<Record> {
-        self.reader.seek(offset)?;
+        self.reader.seek(offset).map_err(with_hint)?;
         let raw = self
             .reader
-            .next()?
+            .next()
+            .map_err(with_hint)?
             .with_context(|| format!("the log has no record at offset {offset}"))?;
         Record::decode(raw.data).with_context(|| format!("record at offset {offset}"))
     }

@@ -141,6 +141,14 @@ pub(super) fn status(data_dir: &Path) -> Outcome {
     )?;
     writeln!(out, "rows            {}", s.rows)?;
     writeln!(out, "findings        {}", s.findings)?;
+    if s.lost_records > 0 {
+        writeln!(
+            out,
+            "lost            {} records taken out by `bml wal repair` (what they covered is \
+             fetched again by `bml ingest`)",
+            s.lost_records
+        )?;
+    }
     if let Some(root) = &s.lake_root {
         writeln!(out, "lake            {root}")?;
     }

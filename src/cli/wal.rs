@@ -8,6 +8,8 @@ use clap::Subcommand;
 
 use super::{exit, Outcome, Ui};
 use crate::event::{Record, RecordClass, Visibility};
+use crate::eventlog::Scanned;
+use crate::sources::catalog::Catalog;
 
 #[derive(Debug, Subcommand)]
 pub(super) enum WalCommand {
@@ -17,6 +19,15 @@ pub(super) enum WalCommand {
     /// damaged record (segment file, byte position, offsets) and exits with 3 if
     /// there is any. Safe beside a running writer.
     Verify,
+    /// Take damage out of the log, explicitly (nothing does it on its own):
+    /// every damaged frame, stretch of garbage, sealed segment cut short or
+    /// missing segment is moved to `DATA/wal/quarantine/` and replaced by a
+    /// lost range, so offsets stay dense and replays read on. Prints what was
+    /// lost and the Vision archives and REST ranges that `bml ingest` will
+    /// therefore fetch again; the next `bml materialize` rebuilds the ledger.
+    /// Run it with no other bml writing to the data dir (it takes the log's
+    /// writer lock). Exits 0 once the log reads through.
+    Repair,
     /// Print records decoded: offset, symbol, source, events. Vision rows whose
     /// archive never got its "ingested" marker are flagged UNCOMMITTED (readers
     /// ignore them).
@@ -43,6 +54,7 @@ pub(super) fn run(cmd: &WalCommand, dir: &Path, ui: &Ui) -> Outcome {
     match cmd {
         WalCommand::Stat => stat(dir),
         WalCommand::Verify => verify(dir, ui),
+        WalCommand::Repair => repair(dir),
         WalCommand::Dump { from, limit, raw } => dump(dir, *from, *limit, *raw),
     }
 }
@@ -70,17 +82,11 @@ pub(super) fn init_state(data_dir: &Path) -> Outcome {
     for problem in &damage {
         println!("{problem}");
     }
-    let lost = recovery
-        .truncated
-        .as_ref()
-        .is_some_and(|t| t.damaged_frame.is_some());
-    Ok(
-        if damage.is_empty() && recovery.problems.is_empty() && !lost {
-            exit::OK
-        } else {
-            exit::FOUND_PROBLEMS
-        },
-    )
+    Ok(if damage.is_empty() && recovery.problems.is_empty() {
+        exit::OK
+    } else {
+        exit::FOUND_PROBLEMS
+    })
 }
 
 fn stat(dir: &Path) -> Outcome {
@@ -122,7 +128,7 @@ fn verify(dir: &Path, ui: &Ui) -> Outcome {
     }
     writeln!(
         out,
-        "{}: {} segments, {} records, {} bytes, next offset {}, {} problem(s)",
+        "{}: {} segments, {} records, {} lost in repairs, {} bytes, next offset {}, {} problem(s)",
         if report.is_clean() {
             "clean"
         } else {
@@ -130,10 +136,17 @@ fn verify(dir: &Path, ui: &Ui) -> Outcome {
         },
         report.segments,
         report.records,
+        report.lost,
         report.bytes,
         report.next_offset,
         report.problems.len()
     )?;
+    if !report.is_clean() {
+        writeln!(
+            out,
+            "`bml wal repair` moves the damage to quarantine so the log reads on"
+        )?;
+    }
     Ok(if report.is_clean() {
         exit::OK
     } else {
@@ -151,7 +164,18 @@ fn dump(dir: &Path, from: u64, limit: u64, raw: bool) -> Outcome {
     let mut reader = bml_wal::Reader::open(dir, from)?;
     let mut out = std::io::stdout().lock();
     for _ in 0..limit {
-        let Some(record) = reader.next()? else { break };
+        let record = match reader.next_entry()? {
+            None => break,
+            Some(bml_wal::Entry::Lost { offsets, note }) => {
+                writeln!(
+                    out,
+                    "{:>12}  LOST offsets {}..{} (repaired): {note}",
+                    offsets.start, offsets.start, offsets.end
+                )?;
+                continue;
+            }
+            Some(bml_wal::Entry::Record(record)) => record,
+        };
         if raw {
             let hex: String = record
                 .data
@@ -201,10 +225,92 @@ fn committed_vision_rows(dir: &Path) -> anyhow::Result<Visibility> {
         data_dir,
         0,
         |c| c == RecordClass::Coverage,
-        |offset, record| {
-            visibility.observe(offset, &record);
+        |scanned| {
+            match scanned {
+                Scanned::Record(offset, record) => visibility.observe(offset, &record),
+                Scanned::Lost(lost) => visibility.observe_lost(lost),
+            }
             Ok(())
         },
     )?;
     Ok(visibility)
+}
+
+fn repair(dir: &Path) -> Outcome {
+    let data_dir = dir.parent().unwrap_or(dir);
+    // What the log held complete before, to tell what the repair took away
+    // (a lost range can hold an archive's marker itself). Damage can keep it
+    // from being read: then only what the repaired log shows is reported.
+    let before = Catalog::load(data_dir).ok();
+    let report =
+        bml_wal::repair(dir).with_context(|| format!("repairing the log at {}", dir.display()))?;
+    let mut out = std::io::stdout().lock();
+    if report.segments_written.is_empty() {
+        writeln!(
+            out,
+            "the log at {} is whole: nothing to repair",
+            dir.display()
+        )?;
+        return Ok(exit::OK);
+    }
+    for lost in &report.lost {
+        writeln!(
+            out,
+            "LOST  offsets {}..{} ({} records): {}",
+            lost.offsets.start,
+            lost.offsets.end,
+            lost.offsets.end - lost.offsets.start,
+            lost.note
+        )?;
+    }
+    for file in &report.quarantined {
+        writeln!(out, "kept  {}", file.display())?;
+    }
+    // The log's content changed under everything derived from it: a new id
+    // makes every ledger derived from the old content stale (the next
+    // materialize rebuilds it), and the coverage catalog is read anew.
+    crate::eventlog::renew_log_id(data_dir)?;
+    let mut catalog = Catalog::rebuild(data_dir)?;
+    let head = bml_wal::stat(dir)?.next_offset;
+    catalog.save(data_dir, head)?;
+    let lost: u64 = report
+        .lost
+        .iter()
+        .map(|l| l.offsets.end - l.offsets.start)
+        .sum();
+    writeln!(
+        out,
+        "repaired: {} segment file(s) written, {lost} record(s) lost in {} range(s); the log \
+         reads through to offset {head}",
+        report.segments_written.len(),
+        report.lost.len()
+    )?;
+    let gone = catalog.no_longer_complete(before.as_ref());
+    if gone.is_empty() {
+        writeln!(
+            out,
+            "no archive or REST range the log held completely was touched"
+        )?;
+    } else {
+        writeln!(
+            out,
+            "no longer complete in the log, fetched again by `bml ingest`:"
+        )?;
+        for what in &gone {
+            writeln!(out, "  {what}")?;
+        }
+    }
+    if before.is_none() {
+        writeln!(
+            out,
+            "(the log could not be read before the repair: archives whose marker was lost are \
+             not listed, but `bml ingest` fetches every archive the log does not hold whole)"
+        )?;
+    }
+    writeln!(
+        out,
+        "next: `bml ingest …` over the days above, then `bml materialize` (it rebuilds the \
+         ledger from the repaired log)"
+    )?;
+    Ok(exit::OK)
 }

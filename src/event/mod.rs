@@ -25,7 +25,7 @@ pub use market::{
     Level, Liquidation, LongShortRatio, MarkPrice, Metrics, OpenInterest, OpenInterestSource,
     PremiumIndex, RatioKind, Side,
 };
-pub use visibility::Visibility;
+pub use visibility::{overlaps, Visibility};
 
 /// The event encoding this build writes (first byte of every record).
 pub const FORMAT_VERSION: u8 = 1;

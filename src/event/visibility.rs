@@ -2,8 +2,11 @@
 //! valid only between the file's first row and its `VisionFileIngested` marker.
 //! Rows a crash left without a marker, or rows of an aborted attempt, never
 //! reach the lake. When Binance re-publishes an archive (another SHA-256), the
-//! new marker names the old version, whose rows then stop counting. Every reader
-//! of the log (materializer, audit, dump) asks here.
+//! new marker names the old version, whose rows then stop counting. When
+//! `bml wal repair` declared records lost inside a file's range (or its marker
+//! with them), the file is no longer whole in the log: none of its rows count,
+//! and the appender fetches it again. Every reader of the log (materializer,
+//! audit, dump) asks here.
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -16,6 +19,8 @@ pub struct Visibility {
     committed: HashMap<(String, Sha256), Vec<Range<u64>>>,
     /// Offsets of the markers that replaced a version of a file.
     replaced: HashMap<(String, Sha256), Vec<u64>>,
+    /// Ranges of offsets a repair declared lost.
+    lost: Vec<Range<u64>>,
 }
 
 impl Visibility {
@@ -56,6 +61,17 @@ impl Visibility {
         }
     }
 
+    /// Takes note of offsets a repair declared lost: a file whose rows or
+    /// marker lay there is no longer committed.
+    pub fn observe_lost(&mut self, lost: Range<u64>) {
+        self.lost.push(lost);
+    }
+
+    /// True if some lost range touches `first..=last`.
+    pub fn touches_lost(&self, first: u64, last: u64) -> bool {
+        overlaps(&self.lost, first, last)
+    }
+
     /// True if the record at `offset` is valid: always for coverage records and
     /// for REST/WebSocket data; for Vision rows, inside a committed range that no
     /// later marker replaced.
@@ -69,14 +85,21 @@ impl Visibility {
                         .is_some_and(|at| at.iter().any(|&m| m >= end))
                 };
                 self.committed.get(&key).is_some_and(|ranges| {
-                    ranges
-                        .iter()
-                        .any(|r| r.contains(&offset) && !replaced_after(r.end))
+                    ranges.iter().any(|r| {
+                        r.contains(&offset)
+                            && !replaced_after(r.end)
+                            && !self.touches_lost(r.start, r.end)
+                    })
                 })
             }
             _ => true,
         }
     }
+}
+
+/// True if one of `ranges` shares an offset with `first..=last`.
+pub fn overlaps(ranges: &[Range<u64>], first: u64, last: u64) -> bool {
+    ranges.iter().any(|r| r.start <= last && first < r.end)
 }
 
 #[cfg(test)]
@@ -117,5 +140,19 @@ mod tests {
         // Version 1 ingested again after that: its new rows count again.
         v.observe_marker(f, Sha256([1; 32]), 50, 60, None);
         assert!(v.admits(55, &row(f, 1)) && !v.admits(15, &row(f, 1)));
+    }
+
+    #[test]
+    fn a_file_with_lost_records_in_its_range_does_not_count() {
+        let mut v = Visibility::new();
+        let f = "BTCUSDT-1m-2024-03-01.zip";
+        v.observe_marker(f, Sha256([1; 32]), 10, 20, None);
+        v.observe_marker("other.zip", Sha256([1; 32]), 21, 30, None);
+        v.observe_lost(20..21);
+        assert!(!v.admits(15, &row(f, 1)), "its marker was lost");
+        assert!(v.admits(25, &row("other.zip", 1)));
+        v.observe_lost(5..11);
+        assert!(!v.admits(15, &row(f, 1)));
+        assert!(v.admits(25, &row("other.zip", 1)), "untouched");
     }
 }

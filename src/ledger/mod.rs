@@ -36,6 +36,8 @@ const FILE_HOURS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("f
 const MARKERS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("vision_markers");
 /// (symbol, stream, connection) → [`StreamSpan`].
 const STREAMS: TableDefinition<(&str, &str, u64), &[u8]> = TableDefinition::new("streams");
+/// Offsets `bml wal repair` declared lost: first offset → one past the last.
+const LOST: TableDefinition<u64, u64> = TableDefinition::new("lost");
 
 /// Where the ledger of a data dir lives.
 pub fn ledger_path(data_dir: &Path) -> PathBuf {
@@ -192,6 +194,7 @@ impl Ledger {
             txn.open_table(FILE_HOURS)?;
             txn.open_table(MARKERS)?;
             txn.open_table(STREAMS)?;
+            txn.open_table(LOST)?;
         }
         batch.commit()?;
         Ok(ledger)
@@ -336,6 +339,18 @@ impl Ledger {
             let (key, value) = entry?;
             let (file, offset) = key.value();
             all.push((file.to_string(), offset, decode(value.value())?));
+        }
+        Ok(all)
+    }
+
+    /// The ranges of offsets the log says were lost (left by `bml wal repair`).
+    pub fn lost_ranges(&self) -> anyhow::Result<Vec<std::ops::Range<u64>>> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(LOST)?;
+        let mut all = Vec::new();
+        for entry in table.iter()? {
+            let (start, end) = entry?;
+            all.push(start.value()..end.value());
         }
         Ok(all)
     }
@@ -502,6 +517,12 @@ impl Batch {
         self.txn
             .open_table(MARKERS)?
             .insert((file, offset), postcard::to_stdvec(marker)?.as_slice())?;
+        Ok(())
+    }
+
+    /// Records offsets the log says were lost.
+    pub fn add_lost(&mut self, lost: std::ops::Range<u64>) -> anyhow::Result<()> {
+        self.txn.open_table(LOST)?.insert(lost.start, lost.end)?;
         Ok(())
     }
 

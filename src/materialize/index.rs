@@ -12,6 +12,10 @@
 //!   stream is known to have been up) reaches every hour whose coverage that
 //!   changes: the hours it grew over, and the hours of the span's old ends.
 //!
+//! Offsets a repair declared lost reach no hour; they are kept in the ledger,
+//! and any Vision file whose range they touch stops counting (a repair gives
+//! the log a new id, so the ledger is rebuilt and every hour re-derived).
+//!
 //! The index grows with the log, from the ledger's `indexed_to` to the log's end,
 //! and commits with it, so a crash never leaves an offset indexed twice or never.
 
@@ -23,7 +27,7 @@ use anyhow::Context;
 use super::collect::hours_reached;
 use super::hour::HOUR_MS;
 use crate::event::{Event, Record, Source};
-use crate::eventlog;
+use crate::eventlog::{self, Scanned};
 use crate::ledger::{Batch, Ledger, LogBinding, StreamSpan, VisionMarker};
 
 /// Commit the index this often (records), so memory stays bounded on a long log.
@@ -62,13 +66,23 @@ pub fn extend(
         data_dir,
         start,
         |_| true,
-        |offset, record| {
+        |scanned| {
             let open = batch.as_mut().context("no ledger batch open")?;
-            state.add(open, offset, &record)?;
-            done.records += 1;
+            let offset = match scanned {
+                Scanned::Record(offset, record) => {
+                    state.add(open, offset, &record)?;
+                    done.records += 1;
+                    offset
+                }
+                Scanned::Lost(lost) => {
+                    let last = lost.end - 1;
+                    state.lost.push(lost);
+                    last
+                }
+            };
             done.head = offset + 1;
             progress(offset);
-            if done.records.is_multiple_of(RECORDS_PER_COMMIT) {
+            if done.head.is_multiple_of(RECORDS_PER_COMMIT) {
                 state.write(open, done.head)?;
                 open.set_log_binding(&binding(data_dir, done.head)?)?;
                 if let Some(full) = batch.take() {
@@ -165,6 +179,7 @@ struct Pending {
     file_hours: HashMap<(String, String), BTreeSet<i64>>,
     markers: Vec<(String, u64, VisionMarker)>,
     spans: HashMap<(String, String, u64), StreamSpan>,
+    lost: Vec<std::ops::Range<u64>>,
 }
 
 impl Pending {
@@ -278,6 +293,9 @@ impl Pending {
         }
         for ((symbol, stream, connection), span) in self.spans.drain() {
             batch.set_stream_span(&symbol, &stream, connection, span)?;
+        }
+        for lost in self.lost.drain(..) {
+            batch.add_lost(lost)?;
         }
         batch.set_indexed_to(indexed_to)
     }

@@ -138,6 +138,9 @@ pub fn run(
     for (file, offset, m) in ledger.vision_markers()? {
         visibility.observe_marker(&file, m.sha256, m.first_offset, offset, m.replaces);
     }
+    for lost in ledger.lost_ranges()? {
+        visibility.observe_lost(lost);
+    }
     let mut summary = Summary {
         from,
         head,

@@ -42,6 +42,9 @@ pub struct State {
     pub stale_ledger: Option<String>,
     /// Damage a cheap look at the log's sealed segments finds.
     pub log_damage: Vec<String>,
+    /// Offsets `bml wal repair` declared lost, as the ledger knows them.
+    #[serde(default)]
+    pub lost_records: u64,
 }
 
 /// Reads the state from `ledger` (open) and the log of `data_dir`.
@@ -70,6 +73,7 @@ pub fn read(data_dir: &Path, ledger: &Ledger) -> anyhow::Result<State> {
         watermarks: ledger.watermarks()?,
         stale_ledger: index::stale_reason(data_dir, ledger)?,
         log_damage: eventlog::sealed_damage(data_dir)?,
+        lost_records: ledger.lost_ranges()?.iter().map(|r| r.end - r.start).sum(),
     };
     for p in ledger.partitions()?.values() {
         match (p.schema_hash == current, &p.path) {

@@ -16,11 +16,11 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
-use crate::event::{Event, RecordClass, Sha256, Source};
-use crate::eventlog;
+use crate::event::{overlaps, Event, RecordClass, Sha256, Source};
+use crate::eventlog::{self, Scanned};
 
 /// Bumped whenever the cached layout changes; an unknown version is rebuilt.
-const CACHE_VERSION: u32 = 2;
+const CACHE_VERSION: u32 = 3;
 
 /// Archives known to the log.
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -32,6 +32,14 @@ pub struct Catalog {
     missing: BTreeSet<String>,
     /// REST ranges read to their end: (symbol, endpoint) → (start, end) ms.
     rest_complete: BTreeMap<(String, String), BTreeSet<(i64, i64)>>,
+    /// Offset of the last REST range marker per (symbol, endpoint): the pages
+    /// of the next range lie after it.
+    rest_last_marker: BTreeMap<(String, String), u64>,
+    /// Offsets a repair declared lost.
+    lost: Vec<Range<u64>>,
+    /// Coverage whose marker survived but whose records lost ranges took
+    /// away: archive files and `symbol endpoint start..end` REST ranges.
+    voided: BTreeSet<String>,
 }
 
 impl Catalog {
@@ -53,22 +61,46 @@ impl Catalog {
             data_dir,
             from,
             |c| c == RecordClass::Coverage,
-            |offset, record| {
+            |scanned| {
+                let (offset, record) = match scanned {
+                    Scanned::Record(offset, record) => (offset, record),
+                    Scanned::Lost(range) => {
+                        catalog.scanned_to = range.end;
+                        catalog.lost.push(range);
+                        return Ok(());
+                    }
+                };
                 for event in &record.events {
                     match (event, &record.source) {
                         (Event::VisionFileIngested(m), _) => {
-                            catalog.note_ingested(&m.file, m.sha256)
+                            if overlaps(&catalog.lost, m.first_offset, offset) {
+                                catalog.voided.insert(m.file.clone());
+                            } else {
+                                catalog.note_ingested(&m.file, m.sha256)
+                            }
                         }
                         (Event::VisionFileMissing(_), Source::Vision { file, .. })
                             if !catalog.ingested.contains_key(file) =>
                         {
                             catalog.note_missing(file)
                         }
-                        (Event::RestRangeComplete(r), _) => catalog.note_rest_complete(
-                            &record.symbol,
-                            &r.endpoint,
-                            r.start_ms..r.end_ms,
-                        ),
+                        (Event::RestRangeComplete(r), _) => {
+                            let key = (record.symbol.clone(), r.endpoint.clone());
+                            let after = catalog.rest_last_marker.insert(key, offset);
+                            let first = after.map_or(0, |m| m + 1);
+                            if overlaps(&catalog.lost, first, offset) {
+                                catalog.voided.insert(format!(
+                                    "{} {} {}..{}",
+                                    record.symbol, r.endpoint, r.start_ms, r.end_ms
+                                ));
+                            } else {
+                                catalog.note_rest_complete(
+                                    &record.symbol,
+                                    &r.endpoint,
+                                    r.start_ms..r.end_ms,
+                                )
+                            }
+                        }
                         _ => {}
                     }
                 }
@@ -78,6 +110,20 @@ impl Catalog {
         )?;
         catalog.scanned_to = catalog.scanned_to.max(next);
         Ok(catalog)
+    }
+
+    /// The catalog read from the whole log, ignoring the cache (after a
+    /// repair changed the log under it).
+    pub fn rebuild(data_dir: &Path) -> anyhow::Result<Catalog> {
+        match std::fs::remove_file(cache_path(data_dir)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                let path = cache_path(data_dir);
+                return Err(e).with_context(|| format!("removing {}", path.display()));
+            }
+        }
+        Catalog::load(data_dir)
     }
 
     /// Writes the catalog, valid for the log up to `log_next_offset` (everything
@@ -97,6 +143,29 @@ impl Catalog {
     /// The SHA-256 of the last ingest of `file`, if any.
     pub fn ingested(&self, file: &str) -> Option<Sha256> {
         self.ingested.get(file).copied()
+    }
+
+    /// What `before` (the catalog of the same log before a repair) held
+    /// complete and this one does not, with [`Catalog::voided`]: archive
+    /// files, and REST ranges as `symbol endpoint start..end`.
+    pub fn no_longer_complete(&self, before: Option<&Catalog>) -> BTreeSet<String> {
+        let mut gone = self.voided.clone();
+        let Some(before) = before else {
+            return gone;
+        };
+        for (file, sha) in &before.ingested {
+            if self.ingested.get(file) != Some(sha) {
+                gone.insert(file.clone());
+            }
+        }
+        for ((symbol, endpoint), ranges) in &before.rest_complete {
+            for &(start, end) in ranges {
+                if !self.rest_complete(symbol, endpoint, start..end) {
+                    gone.insert(format!("{symbol} {endpoint} {start}..{end}"));
+                }
+            }
+        }
+        gone
     }
 
     /// True if the log already says `file` does not exist.

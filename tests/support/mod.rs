@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bml::event::{Event, Record, RecordClass, Visibility};
+use bml::eventlog::Scanned;
 
 /// Runs `bml --data-dir DATA ARGS…` quietly and returns its output.
 pub fn bml(data_dir: &Path, args: &[&str]) -> Output {
@@ -346,18 +347,24 @@ async fn serve(
 
 /// Every record in the log, with whether readers may use it.
 pub fn log_records(data_dir: &Path) -> Vec<(u64, Record, bool)> {
-    let mut all = Vec::new();
+    let (mut all, mut lost_ranges) = (Vec::new(), Vec::new());
     bml::eventlog::scan(
         data_dir,
         0,
         |_| true,
-        |offset, record| {
-            all.push((offset, record));
+        |scanned| {
+            match scanned {
+                Scanned::Record(offset, record) => all.push((offset, record)),
+                Scanned::Lost(lost) => lost_ranges.push(lost),
+            }
             Ok(())
         },
     )
     .unwrap();
     let mut visibility = Visibility::new();
+    for lost in lost_ranges {
+        visibility.observe_lost(lost);
+    }
     for (offset, record) in &all {
         if record.class() == RecordClass::Coverage {
             visibility.observe(*offset, record);

@@ -43,6 +43,20 @@ pub enum Error {
         reason: String,
     },
 
+    /// Offsets whose records a repair could not keep (a lost-range frame).
+    /// `Reader::next_entry` reads past them; `Reader::next` stops here.
+    #[error("offsets {}..{} of the log were lost and repaired ({segment}, byte {position}): {note}", offsets.start, offsets.end)]
+    Lost {
+        /// The segment file holding the lost-range frame.
+        segment: PathBuf,
+        /// Byte position of that frame.
+        position: u64,
+        /// The lost offsets.
+        offsets: std::ops::Range<u64>,
+        /// The repair's note.
+        note: String,
+    },
+
     /// A segment header that cannot be trusted.
     #[error("bad segment header in {segment}: {reason}")]
     BadSegmentHeader {

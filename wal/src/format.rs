@@ -32,6 +32,18 @@ pub const FRAME_TARGET_BODY: usize = 4 << 20;
 /// The largest body a valid frame can have. Anything claiming more is damage.
 pub const MAX_FRAME_BODY: u32 = (MAX_RECORD_LEN + RECORD_PREFIX_LEN) as u32;
 
+/// Segment header flag: the segment may hold lost-range frames (written only by
+/// a repair). A reader that predates them refuses the segment instead of
+/// misreading it.
+pub const FLAG_LOST_RANGES: u16 = 1;
+
+/// Set in a frame header's count: the frame stands for `count` offsets whose
+/// records were lost, and its body is a note saying how (see [`encode_lost_frame`]).
+pub const LOST_BIT: u32 = 1 << 31;
+
+/// The longest note a lost-range frame carries.
+pub const MAX_LOST_NOTE: u32 = 64 << 10;
+
 /// Why a segment header was rejected.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HeaderError {
@@ -72,10 +84,15 @@ impl fmt::Display for HeaderError {
 
 /// Encodes the header of a segment whose first record has offset `base_offset`.
 pub fn encode_segment_header(base_offset: u64) -> [u8; SEGMENT_HEADER_LEN] {
+    encode_segment_header_with(base_offset, 0)
+}
+
+/// [`encode_segment_header`] with `flags` (0, or [`FLAG_LOST_RANGES`]).
+pub fn encode_segment_header_with(base_offset: u64, flags: u16) -> [u8; SEGMENT_HEADER_LEN] {
     let mut h = [0u8; SEGMENT_HEADER_LEN];
     h[0..8].copy_from_slice(&SEGMENT_MAGIC);
     h[8..10].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
-    h[10..12].copy_from_slice(&0u16.to_le_bytes());
+    h[10..12].copy_from_slice(&flags.to_le_bytes());
     h[12..20].copy_from_slice(&base_offset.to_le_bytes());
     let crc = crc32fast::hash(&h[0..20]);
     h[20..24].copy_from_slice(&crc.to_le_bytes());
@@ -98,7 +115,7 @@ pub fn decode_segment_header(bytes: &[u8]) -> Result<u64, HeaderError> {
         return Err(HeaderError::Version(version));
     }
     let flags = le_u16(&h[10..12]);
-    if flags != 0 {
+    if flags & !FLAG_LOST_RANGES != 0 {
         return Err(HeaderError::Flags(flags));
     }
     Ok(le_u64(&h[12..20]))
@@ -109,8 +126,11 @@ pub fn decode_segment_header(bytes: &[u8]) -> Result<u64, HeaderError> {
 pub struct FrameHeader {
     /// Bytes of body following the header.
     pub body_len: u32,
-    /// Records in the body (at least one).
+    /// Offsets the frame stands for (at least one): its records, or the
+    /// records it says were lost.
     pub count: u32,
+    /// A lost-range frame: its body is a note, not records.
+    pub lost: bool,
     /// Offset of the first record; the others follow densely.
     pub first_offset: u64,
     /// CRC-32 of the body.
@@ -133,16 +153,23 @@ impl FrameHeader {
 /// checksum mismatch, or fields no writer could have produced.
 pub fn decode_frame_header(bytes: &[u8]) -> Option<FrameHeader> {
     let h = bytes.get(..FRAME_HEADER_LEN)?;
+    let count = le_u32(&h[4..8]);
     let header = FrameHeader {
         body_len: le_u32(&h[0..4]),
-        count: le_u32(&h[4..8]),
+        count: count & !LOST_BIT,
+        lost: count & LOST_BIT != 0,
         first_offset: le_u64(&h[8..16]),
         body_crc: le_u32(&h[16..20]),
     };
     // Cheap plausibility first: the resync scan calls this at every byte position.
+    let sized = if header.lost {
+        header.body_len <= MAX_LOST_NOTE
+    } else {
+        header.body_len <= MAX_FRAME_BODY
+            && u64::from(header.body_len) >= RECORD_PREFIX_LEN as u64 * u64::from(header.count)
+    };
     let plausible = header.count >= 1
-        && header.body_len <= MAX_FRAME_BODY
-        && u64::from(header.body_len) >= RECORD_PREFIX_LEN as u64 * u64::from(header.count)
+        && sized
         && header
             .first_offset
             .checked_add(u64::from(header.count))
@@ -158,6 +185,9 @@ pub fn decode_frame_header(bytes: &[u8]) -> Option<FrameHeader> {
 pub fn verify_frame_body(header: &FrameHeader, body: &[u8]) -> bool {
     if body.len() != header.body_len as usize || crc32fast::hash(body) != header.body_crc {
         return false;
+    }
+    if header.lost {
+        return true;
     }
     let (mut pos, mut seen) = (0usize, 0u32);
     while pos < body.len() {
@@ -194,7 +224,7 @@ pub fn push_record(out: &mut Vec<u8>, record: &[u8]) {
 
 /// Fills in the header of the frame that `begin_frame` started at `start`.
 pub fn finish_frame(out: &mut [u8], start: usize, first_offset: u64, count: u32) {
-    debug_assert!(count >= 1);
+    debug_assert!(count & !LOST_BIT >= 1);
     let body = &out[start + FRAME_HEADER_LEN..];
     let body_len = body.len() as u32;
     let body_crc = crc32fast::hash(body);
@@ -205,6 +235,21 @@ pub fn finish_frame(out: &mut [u8], start: usize, first_offset: u64, count: u32)
     h[16..20].copy_from_slice(&body_crc.to_le_bytes());
     let header_crc = crc32fast::hash(&h[0..20]);
     h[20..24].copy_from_slice(&header_crc.to_le_bytes());
+}
+
+/// Appends a lost-range frame: it stands for the `count` offsets from
+/// `first_offset`, whose records a repair could not keep, and carries `note`
+/// (cut to [`MAX_LOST_NOTE`] bytes) saying why. Offsets stay dense: a reader
+/// hands the range out as lost instead of as records.
+pub fn encode_lost_frame(out: &mut Vec<u8>, first_offset: u64, count: u32, note: &str) {
+    debug_assert!((1..LOST_BIT).contains(&count));
+    let mut end = note.len().min(MAX_LOST_NOTE as usize);
+    while !note.is_char_boundary(end) {
+        end -= 1;
+    }
+    let start = begin_frame(out);
+    out.extend_from_slice(&note.as_bytes()[..end]);
+    finish_frame(out, start, first_offset, count | LOST_BIT);
 }
 
 fn le_u16(b: &[u8]) -> u16 {
@@ -279,5 +324,39 @@ mod tests {
                 .is_some_and(|h| h == header && verify_frame_body(&h, &bad[FRAME_HEADER_LEN..]));
             assert!(!ok, "flipping bit {bit} went unnoticed");
         }
+    }
+
+    #[test]
+    fn lost_frames_round_trip_and_reject_damage() {
+        let mut out = Vec::new();
+        encode_lost_frame(&mut out, 40, 3, "segment 7 was missing");
+        let header = decode_frame_header(&out).unwrap();
+        assert!(header.lost);
+        assert_eq!(
+            (header.first_offset, header.count, header.end_offset()),
+            (40, 3, 43)
+        );
+        let body = &out[FRAME_HEADER_LEN..];
+        assert!(verify_frame_body(&header, body));
+        assert_eq!(body, b"segment 7 was missing");
+        for bit in 0..out.len() * 8 {
+            let mut bad = out.clone();
+            bad[bit / 8] ^= 1 << (bit % 8);
+            let ok = decode_frame_header(&bad)
+                .is_some_and(|h| h == header && verify_frame_body(&h, &bad[FRAME_HEADER_LEN..]));
+            assert!(!ok, "flipping bit {bit} went unnoticed");
+        }
+        let long = "x".repeat(MAX_LOST_NOTE as usize + 10);
+        let mut out = Vec::new();
+        encode_lost_frame(&mut out, 0, 1, &long);
+        assert_eq!(out.len(), FRAME_HEADER_LEN + MAX_LOST_NOTE as usize);
+        assert_eq!(
+            decode_segment_header(&encode_segment_header_with(9, FLAG_LOST_RANGES)),
+            Ok(9)
+        );
+        assert_eq!(
+            decode_segment_header(&encode_segment_header_with(9, 2)),
+            Err(HeaderError::Flags(2))
+        );
     }
 }

@@ -15,6 +15,8 @@ pub struct VerifyReport {
     pub segments: usize,
     /// Records in verified frames.
     pub records: u64,
+    /// Offsets that a repair declared lost (lost-range frames).
+    pub lost: u64,
     /// Bytes of all segment files.
     pub bytes: u64,
     /// One past the last readable offset.
@@ -43,6 +45,7 @@ pub fn verify_with_progress(dir: &Path, mut progress: impl FnMut(u64)) -> Result
     let mut report = VerifyReport {
         segments: segments.len(),
         records: 0,
+        lost: 0,
         bytes: 0,
         next_offset: 0,
         problems: Vec::new(),
@@ -71,6 +74,7 @@ pub fn verify_with_progress(dir: &Path, mut progress: impl FnMut(u64)) -> Result
             });
         }
         report.records += walk.records;
+        report.lost += walk.lost;
         report.problems.extend(walk.problems);
         if let Some(tail) = walk.tail {
             let (kind, offsets) = match next_base {

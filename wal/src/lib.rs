@@ -14,6 +14,9 @@
 //! - **Damage is never skipped.** A bad frame with valid frames after it is not a
 //!   torn tail: opening still succeeds, readers stop at it with an error naming
 //!   segment, byte and offset, and [`verify`] lists it.
+//! - **Damage is repaired only when asked.** [`repair`] moves damaged bytes to
+//!   quarantine and leaves a lost-range frame in their place, so offsets stay
+//!   dense and readers go on past it ([`Reader::next_entry`]).
 //! - **One writer.** An OS lock on `LOCK` in the directory; readers need no lock.
 //!
 //! ```
@@ -31,6 +34,7 @@ mod error;
 mod format;
 mod inspect;
 mod reader;
+mod repair;
 mod segment;
 mod walk;
 mod writer;
@@ -40,6 +44,7 @@ pub use format::{HeaderError, FORMAT_VERSION, MAX_RECORD_LEN};
 pub use inspect::{
     check_sealed, stat, verify, verify_with_progress, SegmentStat, Stat, VerifyReport,
 };
-pub use reader::{Reader, Record};
+pub use reader::{Entry, Reader, Record};
+pub use repair::{repair, LostRange, RepairReport};
 pub use walk::{Problem, ProblemKind};
 pub use writer::{Options, Recovery, SyncPolicy, TornTail, Wal};

@@ -22,9 +22,26 @@ pub struct Record<'a> {
     pub data: &'a [u8],
 }
 
+/// What a reader hands out at an offset: a record, or a range of offsets whose
+/// records a repair could not keep (see `bml wal repair`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Entry<'a> {
+    /// A record.
+    Record(Record<'a>),
+    /// Offsets whose records were lost, and the repair's note saying how.
+    Lost {
+        /// The lost offsets (from the reader's position on).
+        offsets: std::ops::Range<u64>,
+        /// What was lost and why, as the repair wrote it.
+        note: &'a str,
+    },
+}
+
 /// Reads records in offset order, starting anywhere. A damaged record is an
 /// error naming segment, byte position and offset, never skipped; calling again
-/// retries the same place.
+/// retries the same place. A lost range left by a repair is an
+/// [`Entry::Lost`] for [`Reader::next_entry`], and an error for
+/// [`Reader::next`], whose callers expect every offset to hold a record.
 pub struct Reader {
     dir: PathBuf,
     segments: Vec<SegmentPath>,
@@ -38,9 +55,19 @@ pub struct Reader {
     /// Records below this are skipped (the offset the reader was opened at).
     from: u64,
     frame: Option<FrameCursor>,
+    /// A lost-range frame reached and not yet handed out.
+    lost: Option<LostCursor>,
     tail: Option<Arc<TailSignal>>,
     /// Frame starts seen so far: first offset → (segment base, byte position).
     landmarks: BTreeMap<u64, (u64, u64)>,
+}
+
+/// A verified lost-range frame: its offsets and where its note is.
+struct LostCursor {
+    end: u64,
+    note_pos: u64,
+    note_len: usize,
+    position: u64,
 }
 
 /// Where we are inside the current, verified frame.
@@ -67,6 +94,7 @@ impl Reader {
             next_offset,
             from: offset,
             frame: None,
+            lost: None,
             tail: None,
             landmarks: BTreeMap::new(),
         })
@@ -108,6 +136,7 @@ impl Reader {
             });
         let go_on = self.seg == target
             && self.scanner.is_some()
+            && self.lost.is_none()
             && (first..=offset).contains(&self.next_offset);
         if !go_on {
             if self.seg != target || self.scanner.is_none() {
@@ -121,17 +150,49 @@ impl Reader {
             self.pos = pos;
             self.next_offset = first;
             self.frame = None;
+            self.lost = None;
         }
         self.from = offset;
         Ok(())
     }
 
-    /// The next record, or `None` at the live end of the log (for now).
+    /// The next record, or `None` at the live end of the log (for now). A lost
+    /// range is an [`Error::Lost`] here, returned again on every call.
     #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> Result<Option<Record<'_>>> {
         if !self.advance()? {
             return Ok(None);
         }
+        if let (Some(lost), Some(scanner)) = (&self.lost, &self.scanner) {
+            let note = String::from_utf8_lossy(scanner.slice(lost.note_pos, lost.note_len));
+            return Err(Error::Lost {
+                segment: scanner.path().to_path_buf(),
+                position: lost.position,
+                offsets: self.position()..lost.end,
+                note: note.into_owned(),
+            });
+        }
+        self.next_record()
+    }
+
+    /// The next record or lost range, or `None` at the live end of the log.
+    pub fn next_entry(&mut self) -> Result<Option<Entry<'_>>> {
+        if !self.advance()? {
+            return Ok(None);
+        }
+        if let Some(lost) = self.lost.take() {
+            let offsets = self.position()..lost.end;
+            self.next_offset = lost.end;
+            let scanner = self.scanner.as_ref().expect("segment is open");
+            let note = std::str::from_utf8(scanner.slice(lost.note_pos, lost.note_len))
+                .unwrap_or("(the note is not UTF-8)");
+            return Ok(Some(Entry::Lost { offsets, note }));
+        }
+        Ok(self.next_record()?.map(Entry::Record))
+    }
+
+    /// Hands out the record the cursor is at (after `advance` said there is one).
+    fn next_record(&mut self) -> Result<Option<Record<'_>>> {
         let (Some(frame), Some(scanner)) = (self.frame.as_mut(), self.scanner.as_ref()) else {
             return Ok(None);
         };
@@ -164,6 +225,9 @@ impl Reader {
     /// Moves to the next record to hand out; false at the live end.
     fn advance(&mut self) -> Result<bool> {
         loop {
+            if self.lost.is_some() {
+                return Ok(true);
+            }
             if let (Some(frame), Some(scanner)) = (self.frame.as_mut(), self.scanner.as_ref()) {
                 if frame.cursor < frame.body_len {
                     if self.next_offset >= self.from {
@@ -205,10 +269,20 @@ impl Reader {
                         )));
                     }
                     let body_pos = self.pos + FRAME_HEADER_LEN as u64;
+                    let position = self.pos;
                     self.pos += h.frame_len();
                     if h.end_offset() <= self.from {
                         self.next_offset = h.end_offset();
                         continue;
+                    }
+                    if h.lost {
+                        self.lost = Some(LostCursor {
+                            end: h.end_offset(),
+                            note_pos: body_pos,
+                            note_len: h.body_len as usize,
+                            position,
+                        });
+                        return Ok(true);
                     }
                     self.frame = Some(FrameCursor {
                         body_pos,
@@ -217,6 +291,7 @@ impl Reader {
                     });
                 }
                 Scan::Bad(why) => return Err(self.corrupt(why.to_string())),
+                Scan::BadBody(_) => return Err(self.corrupt("frame body checksum mismatch".into())),
                 Scan::End | Scan::Incomplete => {
                     if !self.next_segment()? {
                         return Ok(false);
@@ -284,6 +359,7 @@ impl Reader {
                 return Err(self.corrupt("sealed segment ends inside a frame".into()))
             }
             Scan::Bad(why) => return Err(self.corrupt(why.to_string())),
+            Scan::BadBody(_) => return Err(self.corrupt("frame body checksum mismatch".into())),
         }
         self.seg += 1;
         self.scanner = None;

@@ -60,8 +60,12 @@ pub(crate) enum Scan {
     End,
     /// Some bytes, but fewer than a whole frame: a write in flight, or a torn tail.
     Incomplete,
-    /// A whole frame's worth of bytes that do not verify.
+    /// A frame header that does not verify: damage, or a short write's garbage.
     Bad(&'static str),
+    /// A whole frame whose header verifies and whose body does not: bit rot of
+    /// records that were written whole (and may have been acknowledged), never
+    /// a crash's short write.
+    BadBody(FrameHeader),
 }
 
 /// Reads frames out of one segment file through a chunk buffer, using positioned
@@ -139,7 +143,7 @@ impl Scanner {
         let body = &self.slice(pos, frame_len)[FRAME_HEADER_LEN..];
         if !format::verify_frame_body(&header, body) {
             self.forget_from(pos);
-            return Ok(Scan::Bad("frame body checksum mismatch"));
+            return Ok(Scan::BadBody(header));
         }
         Ok(Scan::Frame(header))
     }

@@ -5,7 +5,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use crate::error::Result;
-use crate::format::{HeaderError, SEGMENT_HEADER_LEN};
+use crate::format::{FrameHeader, HeaderError, SEGMENT_HEADER_LEN};
 use crate::segment::{Scan, Scanner};
 
 /// Something wrong found in the log. Each one names the file, the byte position
@@ -90,73 +90,151 @@ pub(crate) struct SegmentWalk {
     pub end_offset: u64,
     /// Records in verified frames.
     pub records: u64,
+    /// Offsets that lost-range frames (left by a repair) stand for.
+    pub lost: u64,
     /// Damage with verified frames after it, and offset discontinuities.
     pub problems: Vec<Problem>,
     /// Trailing bytes that hold no verified frame.
     pub tail: Option<Tail>,
 }
 
+/// One stretch of a segment after its header, in file order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Piece {
+    /// A verified frame at a byte position (records, or a lost range).
+    Frame { position: u64, header: FrameHeader },
+    /// Bytes that hold no verified frame, with a verified frame after them. When
+    /// they are one whole frame whose header verified, `frame` is that header.
+    Damage {
+        position: u64,
+        bytes: u64,
+        frame: Option<FrameHeader>,
+        why: &'static str,
+    },
+    /// Trailing bytes with no verified frame after them.
+    Tail(Tail),
+}
+
 /// Walks the segment at `path`, whose file name says its first offset is `base`.
 pub(crate) fn walk_segment(path: &Path, base: u64) -> Result<SegmentWalk> {
+    let mut walk = SegmentWalk {
+        header: Ok(()),
+        end_offset: base,
+        records: 0,
+        lost: 0,
+        problems: Vec::new(),
+        tail: None,
+    };
+    // Damage that is not one whole frame reaches up to the next verified frame.
+    let mut open_damage: Option<usize> = None;
+    walk.header = walk_pieces(path, base, |piece| match piece {
+        Piece::Frame { position, header } => {
+            if let Some(i) = open_damage.take() {
+                let offsets = &mut walk.problems[i].offsets;
+                offsets.end = header.first_offset.max(offsets.start);
+            } else if header.first_offset != walk.end_offset {
+                walk.problems.push(Problem {
+                    segment: path.to_path_buf(),
+                    position,
+                    offsets: walk.end_offset..header.first_offset.max(walk.end_offset),
+                    kind: ProblemKind::OffsetGap {
+                        found: header.first_offset,
+                    },
+                });
+            }
+            walk.end_offset = header.end_offset();
+            if header.lost {
+                walk.lost += u64::from(header.count);
+            } else {
+                walk.records += u64::from(header.count);
+            }
+        }
+        Piece::Damage {
+            position,
+            frame,
+            why,
+            ..
+        } => {
+            let end = frame.map_or(walk.end_offset, |h| h.end_offset().max(walk.end_offset));
+            if frame.is_none() {
+                open_damage = Some(walk.problems.len());
+            }
+            walk.problems.push(Problem {
+                segment: path.to_path_buf(),
+                position,
+                offsets: walk.end_offset..end,
+                kind: ProblemKind::DamagedFrame(why),
+            });
+            walk.end_offset = end;
+        }
+        Piece::Tail(tail) => walk.tail = Some(tail),
+    })?;
+    Ok(walk)
+}
+
+/// Calls `each` with every stretch of the segment at `path`, in file order, and
+/// returns whether its header verified and names `base`. Verify, recovery and
+/// repair all see a segment through this one walk, so they cannot disagree.
+pub(crate) fn walk_pieces(
+    path: &Path,
+    base: u64,
+    mut each: impl FnMut(Piece),
+) -> Result<Result<(), HeaderError>> {
     let mut scanner = Scanner::open(path)?;
     let header = match scanner.header()? {
         Ok(b) if b == base => Ok(()),
         Ok(b) => Err(HeaderError::WrongBase(b)),
         Err(e) => Err(e),
     };
-    let mut walk = SegmentWalk {
-        header,
-        end_offset: base,
-        records: 0,
-        problems: Vec::new(),
-        tail: None,
-    };
     let mut pos = SEGMENT_HEADER_LEN as u64;
+    let mut expected = base;
     loop {
         match scanner.frame_at(pos)? {
             Scan::Frame(h) => {
-                if h.first_offset != walk.end_offset {
-                    walk.problems.push(Problem {
-                        segment: path.to_path_buf(),
-                        position: pos,
-                        offsets: walk.end_offset..h.first_offset.max(walk.end_offset),
-                        kind: ProblemKind::OffsetGap {
-                            found: h.first_offset,
-                        },
-                    });
-                }
-                walk.end_offset = h.end_offset();
-                walk.records += u64::from(h.count);
+                each(Piece::Frame {
+                    position: pos,
+                    header: h,
+                });
+                expected = h.end_offset();
                 pos += h.frame_len();
             }
             Scan::End => break,
+            Scan::BadBody(h) => {
+                each(Piece::Damage {
+                    position: pos,
+                    bytes: h.frame_len(),
+                    frame: Some(h),
+                    why: "frame body checksum mismatch",
+                });
+                expected = expected.max(h.end_offset());
+                pos += h.frame_len();
+            }
             damaged @ (Scan::Incomplete | Scan::Bad(_)) => {
                 let why = match damaged {
                     Scan::Bad(why) => why,
                     _ => "incomplete frame",
                 };
-                match scanner.resync(pos + 1, walk.end_offset)? {
-                    Some((next, h)) => {
-                        walk.problems.push(Problem {
-                            segment: path.to_path_buf(),
+                match scanner.resync(pos + 1, expected)? {
+                    Some((next, _)) => {
+                        each(Piece::Damage {
                             position: pos,
-                            offsets: walk.end_offset..h.first_offset,
-                            kind: ProblemKind::DamagedFrame(why),
+                            bytes: next - pos,
+                            frame: None,
+                            why,
                         });
-                        walk.end_offset = h.first_offset;
                         pos = next;
                     }
                     None => {
                         let len = scanner.file_len()?;
-                        walk.tail = Some(Tail {
+                        each(Piece::Tail(Tail {
                             position: pos,
                             bytes: len.saturating_sub(pos),
-                        });
+                        }));
                         break;
                     }
                 }
             }
         }
     }
-    Ok(walk)
+    Ok(header)
 }

@@ -55,8 +55,11 @@ impl Default for Options {
 
 /// What opening the log had to repair. Only the torn tail is ever cut, and its
 /// bytes are moved to a quarantine file first, never deleted: a short write holds
-/// no acknowledged record (an append returns only after its bytes are whole),
-/// but a whole frame that fails its checksum at the end may, and says so.
+/// no acknowledged record (an append returns only after its bytes are whole).
+/// A whole frame whose header verifies and whose body does not is not a short
+/// write but bit rot of records that may have been acknowledged: it is never
+/// cut, even at the very end; it is listed in `problems` and appends continue
+/// after it (`repair` is the explicit way past it).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Recovery {
     /// The torn tail cut from the last segment: file, byte position, bytes cut,
@@ -65,8 +68,9 @@ pub struct Recovery {
     /// The last segment's header was incomplete (a crash while a segment was being
     /// created) and was written again.
     pub rewrote_header: bool,
-    /// Damage found in the last segment with valid frames after it. Not repaired:
-    /// readers reach it and get an error; `verify` lists it.
+    /// Damage found in the last segment: a whole frame that fails its body
+    /// checksum, or bad bytes with valid frames after them. Not cut: readers
+    /// reach it and get an error; `verify` lists it; `repair` quarantines it.
     pub problems: Vec<Problem>,
 }
 
@@ -84,11 +88,6 @@ pub struct TornTail {
     /// Where the cut bytes were moved: `quarantine/<segment>.<position>.bytes`
     /// beside the segments.
     pub quarantine: PathBuf,
-    /// The offsets of a whole frame the cut bytes begin with, whose header
-    /// verifies but whose body does not: bit rot of records that may have been
-    /// acknowledged, not a crash's short write. `None` for a short write (or a
-    /// header too damaged to tell).
-    pub damaged_frame: Option<Range<u64>>,
 }
 
 /// The writer of a log directory. Cheap to clone; clones share one writer, so any
@@ -432,7 +431,7 @@ where
     Ok(total)
 }
 
-fn lock_dir(dir: &Path) -> Result<File> {
+pub(crate) fn lock_dir(dir: &Path) -> Result<File> {
     let path = dir.join("LOCK");
     let mut file = OpenOptions::new()
         .read(true)
@@ -461,7 +460,7 @@ fn lock_dir(dir: &Path) -> Result<File> {
 }
 
 /// A crash while creating a segment can leave its temporary file behind.
-fn remove_stale_temp_files(dir: &Path) -> Result<()> {
+pub(crate) fn remove_stale_temp_files(dir: &Path) -> Result<()> {
     for entry in fs::read_dir(dir).at("listing", dir)? {
         let path = entry.at("listing", dir)?.path();
         if path.extension().is_some_and(|e| e == "tmp") {
@@ -505,24 +504,41 @@ fn open_active(path: &Path, len: u64) -> Result<Active> {
     })
 }
 
-fn sync_dir(dir: &Path) -> Result<()> {
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .at("syncing directory", dir)
 }
 
-/// Copies the bytes of `segment` from `position` on to a quarantine file beside
-/// the segments, durably, before recovery cuts them; returns its path.
-fn quarantine(dir: &Path, segment: &Path, position: u64) -> Result<PathBuf> {
+/// Copies `len` bytes of `segment` at `position` (to its end when `None`) to a
+/// quarantine file beside the segments, `quarantine/<segment>.<position>.bytes`
+/// (with a `.1`, `.2`, … suffix if that name is taken: a quarantine file is
+/// never overwritten), durably, before recovery or repair takes them out of
+/// the live log; returns its path.
+pub(crate) fn quarantine(
+    dir: &Path,
+    segment: &Path,
+    position: u64,
+    len: Option<u64>,
+) -> Result<PathBuf> {
     let folder = dir.join("quarantine");
     fs::create_dir_all(&folder).at("creating", &folder)?;
     let name = segment.file_name().unwrap_or_default().to_string_lossy();
-    let path = folder.join(format!("{name}.{position}.bytes"));
+    let mut path = folder.join(format!("{name}.{position}.bytes"));
+    let mut n = 0;
+    while path.exists() {
+        n += 1;
+        path = folder.join(format!("{name}.{position}.bytes.{n}"));
+    }
     let mut from = File::open(segment).at("opening segment", segment)?;
     from.seek(std::io::SeekFrom::Start(position))
         .at("reading segment", segment)?;
     let mut to = File::create(&path).at("creating", &path)?;
-    std::io::copy(&mut from, &mut to).at("writing", &path)?;
+    let copied = match len {
+        Some(len) => std::io::copy(&mut (&mut from).take(len), &mut to),
+        None => std::io::copy(&mut from, &mut to),
+    };
+    copied.at("writing", &path)?;
     to.sync_all().at("syncing", &path)?;
     sync_dir(&folder)?;
     sync_dir(dir)?;
@@ -555,10 +571,7 @@ fn recover_last(
     }
     recovery.problems = walk.problems;
     if let Some(tail) = walk.tail {
-        let damaged_frame = crate::segment::Scanner::open(&last.path)?
-            .header_at(tail.position)?
-            .map(|h| h.first_offset..h.end_offset());
-        let quarantine = quarantine(dir, &last.path, tail.position)?;
+        let quarantine = quarantine(dir, &last.path, tail.position, None)?;
         let file = OpenOptions::new()
             .write(true)
             .open(&last.path)
@@ -573,7 +586,6 @@ fn recover_last(
             bytes: tail.bytes,
             offset: walk.end_offset,
             quarantine,
-            damaged_frame,
         });
     }
     Ok((open_active(&last.path, len)?, walk.end_offset))

@@ -72,27 +72,24 @@ fn every_single_bit_flip_is_reported_and_never_read_as_valid() {
             "bit {bit}: damage read past as if valid"
         );
 
-        // Opening as a writer: a damaged header refuses, the last frame is a torn
-        // tail and is cut, damage in the middle is kept and readers stop at it.
+        // Opening as a writer: a damaged header refuses; a last frame whose
+        // header no longer verifies is a torn tail, cut into quarantine; a
+        // whole frame whose body fails (anywhere, the last one too) is never
+        // cut: it is reported, and appends go on after it.
+        let whole_last = records.len() as u64 - 2..records.len() as u64;
+        let mut expected = records.clone();
         match Wal::open(original.path(), Options::default()) {
             Err(Error::BadSegmentHeader { .. }) => assert!(byte < 24, "bit {bit}"),
             Err(e) => panic!("bit {bit}: {e}"),
-            Ok(wal) if byte >= last_frame => {
-                // The last frame is cut, but its bytes are moved to quarantine,
-                // never deleted; a flip in its body (its header still verifies,
-                // the frame is whole) is told apart from a crash's short write.
+            Ok(wal) if byte >= last_frame && byte < last_frame + 24 => {
                 let torn = wal.recovery().truncated.clone().expect("cut");
-                assert_eq!(wal.next_offset(), records.len() as u64 - 2);
+                assert_eq!(wal.next_offset(), whole_last.start);
                 assert_eq!(
                     fs::read(&torn.quarantine).unwrap(),
                     &damaged[last_frame as usize..],
                     "bit {bit}: the cut bytes are kept"
                 );
-                let body = byte >= last_frame + 24;
-                let whole_frame = records.len() as u64 - 2..records.len() as u64;
-                if body {
-                    assert_eq!(torn.damaged_frame, Some(whole_frame), "bit {bit}");
-                }
+                expected.truncate(whole_last.start as usize);
             }
             Ok(wal) => {
                 assert!(byte >= 24, "bit {bit}");
@@ -101,10 +98,11 @@ fn every_single_bit_flip_is_reported_and_never_read_as_valid() {
                     None,
                     "bit {bit}: cut acknowledged records"
                 );
-                assert!(matches!(
-                    wal.recovery().problems[0].kind,
-                    ProblemKind::DamagedFrame(_)
-                ));
+                let problem = &wal.recovery().problems[0];
+                assert!(matches!(problem.kind, ProblemKind::DamagedFrame(_)));
+                if byte >= last_frame {
+                    assert_eq!(problem.offsets, whole_last, "bit {bit}");
+                }
                 assert_eq!(wal.next_offset(), records.len() as u64);
                 assert!(
                     matches!(error, Some(Error::Corrupt { .. })),
@@ -112,6 +110,15 @@ fn every_single_bit_flip_is_reported_and_never_read_as_valid() {
                 );
             }
         }
+        // `repair` then takes the damage out: everything else reads through.
+        let (kept, lost) = support::repair_and_check(original.path(), &expected);
+        let lost_count: u64 = lost.iter().map(|r| r.end - r.start).sum();
+        assert_eq!(
+            kept.len() as u64 + lost_count,
+            expected.len() as u64,
+            "bit {bit}"
+        );
+        let _ = fs::remove_dir_all(original.path().join("quarantine"));
     }
 }
 

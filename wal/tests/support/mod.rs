@@ -17,6 +17,57 @@ pub fn read_from(dir: &Path, offset: u64) -> Result<Vec<(u64, Vec<u8>)>> {
     Ok(out)
 }
 
+/// Repairs the log in `dir` and checks what a repaired log must be: `verify`
+/// finds nothing, offsets run densely from 0, every record read equals the one
+/// appended at its offset (`records`), and a second repair changes nothing.
+/// Returns the offsets still holding records and the ranges declared lost.
+pub fn repair_and_check(dir: &Path, records: &[Vec<u8>]) -> (Vec<u64>, Vec<std::ops::Range<u64>>) {
+    let report = bml_wal::repair(dir).expect("repair runs");
+    let verified = bml_wal::verify(dir).unwrap();
+    assert!(verified.is_clean(), "after repair: {:?}", verified.problems);
+    let mut reader = Reader::open(dir, 0).unwrap();
+    let (mut kept, mut lost, mut next) = (Vec::new(), Vec::new(), 0);
+    while let Some(entry) = reader.next_entry().expect("a repaired log reads through") {
+        match entry {
+            bml_wal::Entry::Record(r) => {
+                assert_eq!(r.offset, next, "offsets stay dense");
+                assert_eq!(
+                    r.data,
+                    &records[r.offset as usize][..],
+                    "offset {}",
+                    r.offset
+                );
+                kept.push(r.offset);
+                next += 1;
+            }
+            bml_wal::Entry::Lost { offsets, note } => {
+                assert_eq!(offsets.start, next, "offsets stay dense");
+                assert!(!note.is_empty());
+                next = offsets.end;
+                lost.push(offsets);
+            }
+        }
+    }
+    assert_eq!(verified.next_offset, next);
+    let lost_total: u64 = lost.iter().map(|r| r.end - r.start).sum();
+    assert_eq!(verified.lost, lost_total);
+    assert_eq!(
+        report
+            .lost
+            .iter()
+            .map(|l| l.offsets.clone())
+            .collect::<Vec<_>>(),
+        lost,
+        "the report lists every lost range"
+    );
+    let again = bml_wal::repair(dir).expect("a second repair runs");
+    assert!(
+        again.segments_written.is_empty() && again.lost.is_empty(),
+        "a second repair changed the log: {again:?}"
+    );
+    (kept, lost)
+}
+
 /// Reads until the first error or the end, keeping what was read before an error.
 pub fn read_until_error(dir: &Path) -> (Vec<(u64, Vec<u8>)>, Option<bml_wal::Error>) {
     let mut out = Vec::new();
