@@ -283,7 +283,9 @@ pub fn scan(
 /// A log error, with what to run when it is damage.
 fn with_hint(e: bml_wal::Error) -> anyhow::Error {
     match e {
-        bml_wal::Error::Corrupt { .. } => anyhow::anyhow!("{e} ({DAMAGE_HINT})"),
+        bml_wal::Error::Corrupt { .. } | bml_wal::Error::BadSegmentHeader { .. } => {
+            anyhow::anyhow!("{e} ({DAMAGE_HINT})")
+        }
         e => e.into(),
     }
 }

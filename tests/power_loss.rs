@@ -2,9 +2,10 @@
 //! random instant. The log's appender records each completed sync point
 //! (`BML_TEST_SYNC_TRACE`); at the instant after sync point i, every segment is
 //! cut back to its length at i, then left so, or garbled past it (random bytes,
-//! or a prefix of what was written later and not synced), and segments created
-//! later are gone. The ledger and the lake are left as a full run made them:
-//! ahead of the log, the worst case. After recovery and a `materialize`: no
+//! or a prefix of what was written later and not synced, in full or with some
+//! of its 4 KiB pages never written), and segments created later are gone. The ledger and the lake are left as a full run made them:
+//! ahead of the log, the worst case. After recovery (and `bml wal repair`
+//! when `init-state` reports a damaged unsynced frame) and a `materialize`: no
 //! record acknowledged by sync point i is lost or changed, and the lake is what
 //! the log holds (equal to a fresh derivation from it), never more.
 //!
@@ -49,12 +50,18 @@ fn sync_points(trace: &Path) -> Vec<SyncPoint> {
         .collect()
 }
 
-/// Every record of the log in `data`: offset → bytes.
-fn records(data: &Path) -> Vec<Vec<u8>> {
+/// Every offset of the log in `data`: its bytes, or `None` where a repair
+/// declared it lost.
+fn records(data: &Path) -> Vec<Option<Vec<u8>>> {
     let mut reader = bml_wal::Reader::open(data.join("wal"), 0).unwrap();
     let mut all = Vec::new();
-    while let Some(r) = reader.next().unwrap() {
-        all.push(r.data.to_vec());
+    while let Some(entry) = reader.next_entry().unwrap() {
+        match entry {
+            bml_wal::Entry::Record(r) => all.push(Some(r.data.to_vec())),
+            bml_wal::Entry::Lost { offsets, .. } => {
+                all.extend(offsets.map(|_| None));
+            }
+        }
     }
     all
 }
@@ -111,13 +118,17 @@ fn a_power_cut_loses_no_acknowledged_record_and_nothing_derived_outruns_the_log(
         .collect();
 
     let mut variants = BTreeMap::<&str, u32>::new();
-    let mut rebuilt = 0;
+    let (mut rebuilt, mut repaired) = (0, 0);
     for cut in 0..cuts {
         let point = &points[rng.usize(0..points.len())];
         let dir = tempfile::tempdir().unwrap();
         copy_dir(&data, dir.path());
-        let variant =
-            ["synced only", "garbage past it", "part of what came later"][rng.usize(0..3)];
+        let variant = [
+            "synced only",
+            "garbage past it",
+            "part of what came later",
+            "later pages, some never written",
+        ][rng.usize(0..4)];
         *variants.entry(variant).or_default() += 1;
         for (name, bytes) in &segment_bytes {
             let path = dir.path().join("wal").join(name);
@@ -132,6 +143,20 @@ fn a_power_cut_loses_no_acknowledged_record_and_nothing_derived_outruns_the_log(
                     let later = &bytes[synced as usize..];
                     kept.extend_from_slice(&later[..rng.usize(0..=later.len())]);
                 }
+                "later pages, some never written" => {
+                    // The file's size reached the disk, but not every 4 KiB
+                    // page written after the sync did (they read as zeros).
+                    let later = &bytes[synced as usize..];
+                    kept.extend_from_slice(&later[..rng.usize(0..=later.len())]);
+                    let mut pos = synced as usize;
+                    while pos < kept.len() {
+                        let page_end = ((pos / 4096 + 1) * 4096).min(kept.len());
+                        if rng.u32(0..3) == 0 {
+                            kept[pos..page_end].fill(0);
+                        }
+                        pos = page_end;
+                    }
+                }
                 _ => {}
             }
             std::fs::write(&path, kept).unwrap();
@@ -142,7 +167,21 @@ fn a_power_cut_loses_no_acknowledged_record_and_nothing_derived_outruns_the_log(
         );
 
         let out = bml(dir.path(), &["init-state"]);
-        assert_eq!(out.status.code(), Some(0), "{what}: {}", text(&out));
+        if out.status.code() == Some(3) {
+            // A whole unsynced frame with a page missing is not cut on open
+            // (it cannot be told from bit rot); the documented repair takes
+            // it out.
+            assert!(
+                text(&out).contains("bml wal repair"),
+                "{what}: {}",
+                text(&out)
+            );
+            let out = bml(dir.path(), &["wal", "repair"]);
+            assert_eq!(out.status.code(), Some(0), "{what}: {}", text(&out));
+            repaired += 1;
+        } else {
+            assert_eq!(out.status.code(), Some(0), "{what}: {}", text(&out));
+        }
         let survived = records(dir.path());
         assert!(
             survived.len() as u64 >= point.next_offset,
@@ -151,7 +190,17 @@ fn a_power_cut_loses_no_acknowledged_record_and_nothing_derived_outruns_the_log(
             point.next_offset
         );
         for (offset, bytes) in survived.iter().enumerate() {
-            assert_eq!(bytes, &original[offset], "{what}: record {offset} changed");
+            match bytes {
+                Some(bytes) => assert_eq!(
+                    Some(bytes),
+                    original[offset].as_ref(),
+                    "{what}: record {offset} changed"
+                ),
+                None => assert!(
+                    offset as u64 >= point.next_offset,
+                    "{what}: acknowledged record {offset} lost"
+                ),
+            }
         }
         let out = bml(dir.path(), &["materialize"]);
         assert_eq!(out.status.code(), Some(0), "{what}: {}", text(&out));
@@ -162,5 +211,8 @@ fn a_power_cut_loses_no_acknowledged_record_and_nothing_derived_outruns_the_log(
             "{what}: the lake is not what the log holds"
         );
     }
-    println!("power cuts: {variants:?}; the ledger was rebuilt after {rebuilt}");
+    println!(
+        "power cuts: {variants:?}; the ledger was rebuilt after {rebuilt}; the log repaired \
+         after {repaired}"
+    );
 }
