@@ -106,7 +106,7 @@ fn another_log_or_a_damaged_ledger_is_rebuilt_never_used() {
 /// ledger (a materialize running), from the state the last run saved; and
 /// `status` counts lake files the ledger names but the disk lacks.
 #[test]
-fn status_answers_while_the_ledger_is_held_and_counts_missing_files() {
+fn status_answers_while_the_ledger_is_held_and_counts_missing_and_damaged_files() {
     let day = vision_day_at_rates(DATE, 2, 13, Some((1.0, 2.0)));
     let data = built(day.path());
     let live = run_ok(data.path(), &["status"]);
@@ -125,11 +125,17 @@ fn status_answers_while_the_ledger_is_held_and_counts_missing_files() {
     drop(held);
 
     let lake = data.path().join("lake");
-    let (first, _) = lake_files(&lake).into_iter().next().unwrap();
+    let mut files = lake_files(&lake).into_keys();
+    let (first, second) = (files.next().unwrap(), files.next().unwrap());
     std::fs::remove_file(lake.join(first)).unwrap();
+    let cut = lake.join(second);
+    let len = std::fs::metadata(&cut).unwrap().len();
+    let file = std::fs::OpenOptions::new().write(true).open(&cut).unwrap();
+    file.set_len(len - 100).unwrap();
     let out = bml(data.path(), &["status"]);
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     assert!(text(&out).contains("1 MISSING"), "{}", text(&out));
+    assert!(text(&out).contains("1 DAMAGED"), "{}", text(&out));
     run_ok(data.path(), &["materialize", "--from", "0"]);
     assert_eq!(bml(data.path(), &["status"]).status.code(), Some(0));
 }

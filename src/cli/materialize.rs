@@ -164,6 +164,15 @@ pub(super) fn status(data_dir: &Path) -> Outcome {
         )?;
         problems = true;
     }
+    if s.damaged_files > 0 {
+        writeln!(
+            out,
+            "lake files      {} DAMAGED (not whole Parquet files); `bml materialize --from 0` \
+             writes them again",
+            s.damaged_files
+        )?;
+        problems = true;
+    }
     if let Some(reason) = &s.stale_ledger {
         writeln!(
             out,

@@ -30,6 +30,10 @@ pub struct State {
     pub stale_partitions: u64,
     /// Partitions the ledger names whose file is missing.
     pub missing_files: u64,
+    /// Partition files that are not whole Parquet files (cut short, or their
+    /// footer damaged): a cheap look at the last bytes, full hashes are `audit`'s.
+    #[serde(default)]
+    pub damaged_files: u64,
     /// Rows in the partitions.
     pub rows: u64,
     /// Findings recorded.
@@ -67,6 +71,7 @@ pub fn read(data_dir: &Path, ledger: &Ledger) -> anyhow::Result<State> {
         empty: 0,
         stale_partitions: 0,
         missing_files: 0,
+        damaged_files: 0,
         rows: 0,
         findings: 0,
         lake_root: lake_root.clone(),
@@ -82,14 +87,26 @@ pub fn read(data_dir: &Path, ledger: &Ledger) -> anyhow::Result<State> {
             (true, None) => state.empty += 1,
         }
         if let (Some(root), Some(rel)) = (&lake_root, &p.path) {
-            if !Path::new(root).join(rel).is_file() {
-                state.missing_files += 1;
+            match ends_like_parquet(&Path::new(root).join(rel)) {
+                None => state.missing_files += 1,
+                Some(false) => state.damaged_files += 1,
+                Some(true) => {}
             }
         }
         state.rows += u64::from(p.rows);
         state.findings += u64::from(p.findings);
     }
     Ok(state)
+}
+
+/// Whether the file at `path` ends the way every Parquet file does (the
+/// footer's `PAR1` magic); `None` if there is no such file.
+fn ends_like_parquet(path: &Path) -> Option<bool> {
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::File::open(path).ok()?;
+    let len = file.metadata().ok()?.len();
+    let mut tail = [0u8; 4];
+    Some(len >= 12 && file.read_exact_at(&mut tail, len - 4).is_ok() && &tail == b"PAR1")
 }
 
 fn saved_path(data_dir: &Path) -> PathBuf {
