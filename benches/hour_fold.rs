@@ -9,8 +9,9 @@ use std::time::Instant;
 
 use bml::event::{Event, Record, Sha256, Source, VisionKind};
 use bml::materialize::collect::Collector;
-use bml::materialize::hour::{build_hour, HOUR_MS};
+use bml::materialize::hour::build_hour;
 use bml::sources::vision::rows;
+use bml::time::HOUR_MS;
 
 fn main() {
     let day = concat!(
@@ -69,7 +70,7 @@ fn main() {
             }
             let event = rows::parse_row(kind, &record).unwrap();
             hours
-                .entry(rows::event_time(&event).div_euclid(HOUR_MS) * HOUR_MS)
+                .entry(event.time().unwrap_or_default().div_euclid(HOUR_MS) * HOUR_MS)
                 .or_default()
                 .push(event);
             events_total += 1;

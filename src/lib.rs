@@ -20,3 +20,4 @@ pub mod materialize;
 pub mod schema;
 pub mod sim;
 pub mod sources;
+pub mod time;

@@ -1,6 +1,7 @@
 //! The canonical minute table: 58 columns, their types and support classes, in
-//! file order, exactly as `spec/schema.md` (the contract) lists them; a test
-//! re-reads the spec and compares. The schema hash stored with every partition
+//! file order, exactly as `spec/schema.md` (the contract) lists them (a test
+//! re-reads the spec and compares), and the row type the materializer fills and
+//! the lake writer stores, declared from the same one table. The schema hash stored with every partition
 //! is computed here, so a change of definition makes old partitions visibly stale.
 
 use sha2::Digest;
@@ -62,72 +63,139 @@ impl Column {
     }
 }
 
-/// The 58 columns, in file order. Versions above 1, and why:
-/// - 44–50 v2: as-of points keyed by snapshot time (Vision metrics labels moved
-///   to the start of the period on 2026-06-25).
-/// - 56 v2: a settlement counts from the minute holding its timestamp (v1: from
-///   the next minute when stamped after the minute's start).
+/// Declares the table once, in file order: for each column its name (the
+/// field of [`MinuteRow`]), the row's Rust type (`Option` where the column can
+/// be NULL), its type and class in the spec, and its rule version. From it come
+/// [`COLUMNS`], [`MinuteRow`] and [`MinuteRow::cells`], which therefore cannot
+/// disagree about the order.
+macro_rules! table {
+    ($($name:ident: $rust:ty = $ty:ident, $class:ident, $version:literal;)*) => {
+        /// The 58 columns, in file order.
+        pub const COLUMNS: [Column; 58] = [
+            $(col(stringify!($name), ColumnType::$ty, Class::$class).v($version),)*
+        ];
+
+        /// One row of the canonical table; fields in column order, `None` is NULL.
+        #[derive(Debug, Clone, Default, PartialEq)]
+        #[allow(missing_docs)]
+        pub struct MinuteRow {
+            $(pub $name: $rust,)*
+        }
+
+        impl MinuteRow {
+            /// The row's values in [`COLUMNS`] order (the lake writer's input).
+            pub fn cells(&self) -> [Cell; 58] {
+                [$(self.$name.cell(),)*]
+            }
+        }
+    };
+}
+
+// Versions above 1, and why:
+// - 44–50 v2: as-of points keyed by snapshot time (Vision metrics labels moved
+//   to the start of the period on 2026-06-25).
+// - 56 v2: a settlement counts from the minute holding its timestamp (v1: from
+//   the next minute when stamped after the minute's start).
 #[rustfmt::skip]
-pub const COLUMNS: [Column; 58] = [
-    col("event_time",                ColumnType::BigInt,  Class::LiveOnly),
-    col("transact_time",             ColumnType::BigInt,  Class::BackfillAvailable),
-    col("arrival_time",              ColumnType::BigInt,  Class::LiveOnly),
-    col("latency_engine",            ColumnType::Int,     Class::LiveOnly),
-    col("latency_network",           ColumnType::Int,     Class::LiveOnly),
-    col("update_id_start",           ColumnType::BigInt,  Class::LiveOnly),
-    col("update_id_end",             ColumnType::BigInt,  Class::LiveOnly),
-    col("timestamp",                 ColumnType::Datetime, Class::HardRequired),
-    col("open",                      ColumnType::Float,   Class::HardRequired),
-    col("high",                      ColumnType::Float,   Class::HardRequired),
-    col("low",                       ColumnType::Float,   Class::HardRequired),
-    col("close",                     ColumnType::Float,   Class::HardRequired),
-    col("vwap_1m",                   ColumnType::Float,   Class::BackfillAvailable),
-    col("micro_price_close",         ColumnType::Float,   Class::BackfillAvailable),
-    col("volume_btc",                ColumnType::Float,   Class::HardRequired),
-    col("volume_usdt",               ColumnType::Float,   Class::HardRequired),
-    col("trade_count",               ColumnType::Int,     Class::HardRequired),
-    col("avg_trade_size_btc",        ColumnType::Float,   Class::BackfillAvailable),
-    col("max_trade_size_btc",        ColumnType::Float,   Class::BackfillAvailable),
-    col("taker_buy_vol_btc",         ColumnType::Float,   Class::BackfillAvailable),
-    col("taker_buy_vol_usdt",        ColumnType::Float,   Class::BackfillAvailable),
-    col("net_taker_vol_btc",         ColumnType::Float,   Class::BackfillAvailable),
-    col("count_buy_trades",          ColumnType::Int,     Class::BackfillAvailable),
-    col("count_sell_trades",         ColumnType::Int,     Class::BackfillAvailable),
-    col("taker_buy_ratio",           ColumnType::Float,   Class::BackfillAvailable),
-    col("vol_buy_whale_btc",         ColumnType::Float,   Class::BackfillAvailable),
-    col("vol_sell_whale_btc",        ColumnType::Float,   Class::BackfillAvailable),
-    col("vol_buy_retail_btc",        ColumnType::Float,   Class::BackfillAvailable),
-    col("vol_sell_retail_btc",       ColumnType::Float,   Class::BackfillAvailable),
-    col("whale_trade_count",         ColumnType::Int,     Class::BackfillAvailable),
-    col("realized_vol_1m",           ColumnType::Float,   Class::BackfillAvailable),
-    col("liq_long_vol_usdt",         ColumnType::Float,   Class::LiveOnly),
-    col("liq_short_vol_usdt",        ColumnType::Float,   Class::LiveOnly),
-    col("liq_long_count",            ColumnType::Int,     Class::LiveOnly),
-    col("liq_short_count",           ColumnType::Int,     Class::LiveOnly),
-    col("liq_avg_fill_price",        ColumnType::Float,   Class::LiveOnly),
-    col("liq_unfilled_ratio",        ColumnType::Float,   Class::LiveOnly),
-    col("avg_spread_usdt",           ColumnType::Float,   Class::BackfillAvailable),
-    col("bid_ask_imbalance",         ColumnType::Float,   Class::BackfillAvailable),
-    col("avg_bid_depth",             ColumnType::Float,   Class::BackfillAvailable),
-    col("avg_ask_depth",             ColumnType::Float,   Class::BackfillAvailable),
-    col("spread_pct",                ColumnType::Float,   Class::BackfillAvailable),
-    col("price_impact_100k",         ColumnType::Float,   Class::LiveOnly),
-    col("oi_contracts",              ColumnType::Float,   Class::BackfillAvailable).v(2),
-    col("oi_value_usdt",             ColumnType::Float,   Class::BackfillAvailable).v(2),
-    col("top_trader_ls_ratio_acct",  ColumnType::Float,   Class::BackfillAvailable).v(2),
-    col("global_ls_ratio_acct",      ColumnType::Float,   Class::BackfillAvailable).v(2),
-    col("ls_ratio_divergence",       ColumnType::Float,   Class::BackfillAvailable).v(2),
-    col("top_trader_long_pct",       ColumnType::Float,   Class::BackfillAvailable).v(2),
-    col("top_trader_short_pct",      ColumnType::Float,   Class::BackfillAvailable).v(2),
-    col("mark_price_open",           ColumnType::Float,   Class::HardRequired),
-    col("mark_price_close",          ColumnType::Float,   Class::HardRequired),
-    col("index_price_open",          ColumnType::Float,   Class::HardRequired),
-    col("index_price_close",         ColumnType::Float,   Class::HardRequired),
-    col("premium_index",             ColumnType::Float,   Class::BackfillAvailable),
-    col("funding_rate",              ColumnType::Float,   Class::BackfillAvailable).v(2),
-    col("predicted_funding",         ColumnType::Float,   Class::LiveOnly),
-    col("next_funding_time",         ColumnType::BigInt,  Class::LiveOnly),
-];
+table! {
+    event_time: Option<i64> = BigInt, LiveOnly, 1;
+    transact_time: Option<i64> = BigInt, BackfillAvailable, 1;
+    arrival_time: Option<i64> = BigInt, LiveOnly, 1;
+    latency_engine: Option<i64> = Int, LiveOnly, 1;
+    latency_network: Option<i64> = Int, LiveOnly, 1;
+    update_id_start: Option<i64> = BigInt, LiveOnly, 1;
+    update_id_end: Option<i64> = BigInt, LiveOnly, 1;
+    timestamp: i64 = Datetime, HardRequired, 1;
+    open: f64 = Float, HardRequired, 1;
+    high: f64 = Float, HardRequired, 1;
+    low: f64 = Float, HardRequired, 1;
+    close: f64 = Float, HardRequired, 1;
+    vwap_1m: Option<f64> = Float, BackfillAvailable, 1;
+    micro_price_close: Option<f64> = Float, BackfillAvailable, 1;
+    volume_btc: f64 = Float, HardRequired, 1;
+    volume_usdt: f64 = Float, HardRequired, 1;
+    trade_count: i64 = Int, HardRequired, 1;
+    avg_trade_size_btc: Option<f64> = Float, BackfillAvailable, 1;
+    max_trade_size_btc: Option<f64> = Float, BackfillAvailable, 1;
+    taker_buy_vol_btc: Option<f64> = Float, BackfillAvailable, 1;
+    taker_buy_vol_usdt: Option<f64> = Float, BackfillAvailable, 1;
+    net_taker_vol_btc: Option<f64> = Float, BackfillAvailable, 1;
+    count_buy_trades: Option<i64> = Int, BackfillAvailable, 1;
+    count_sell_trades: Option<i64> = Int, BackfillAvailable, 1;
+    taker_buy_ratio: Option<f64> = Float, BackfillAvailable, 1;
+    vol_buy_whale_btc: Option<f64> = Float, BackfillAvailable, 1;
+    vol_sell_whale_btc: Option<f64> = Float, BackfillAvailable, 1;
+    vol_buy_retail_btc: Option<f64> = Float, BackfillAvailable, 1;
+    vol_sell_retail_btc: Option<f64> = Float, BackfillAvailable, 1;
+    whale_trade_count: Option<i64> = Int, BackfillAvailable, 1;
+    realized_vol_1m: Option<f64> = Float, BackfillAvailable, 1;
+    liq_long_vol_usdt: Option<f64> = Float, LiveOnly, 1;
+    liq_short_vol_usdt: Option<f64> = Float, LiveOnly, 1;
+    liq_long_count: Option<i64> = Int, LiveOnly, 1;
+    liq_short_count: Option<i64> = Int, LiveOnly, 1;
+    liq_avg_fill_price: Option<f64> = Float, LiveOnly, 1;
+    liq_unfilled_ratio: Option<f64> = Float, LiveOnly, 1;
+    avg_spread_usdt: Option<f64> = Float, BackfillAvailable, 1;
+    bid_ask_imbalance: Option<f64> = Float, BackfillAvailable, 1;
+    avg_bid_depth: Option<f64> = Float, BackfillAvailable, 1;
+    avg_ask_depth: Option<f64> = Float, BackfillAvailable, 1;
+    spread_pct: Option<f64> = Float, BackfillAvailable, 1;
+    price_impact_100k: Option<f64> = Float, LiveOnly, 1;
+    oi_contracts: Option<f64> = Float, BackfillAvailable, 2;
+    oi_value_usdt: Option<f64> = Float, BackfillAvailable, 2;
+    top_trader_ls_ratio_acct: Option<f64> = Float, BackfillAvailable, 2;
+    global_ls_ratio_acct: Option<f64> = Float, BackfillAvailable, 2;
+    ls_ratio_divergence: Option<f64> = Float, BackfillAvailable, 2;
+    top_trader_long_pct: Option<f64> = Float, BackfillAvailable, 2;
+    top_trader_short_pct: Option<f64> = Float, BackfillAvailable, 2;
+    mark_price_open: f64 = Float, HardRequired, 1;
+    mark_price_close: f64 = Float, HardRequired, 1;
+    index_price_open: f64 = Float, HardRequired, 1;
+    index_price_close: f64 = Float, HardRequired, 1;
+    premium_index: Option<f64> = Float, BackfillAvailable, 1;
+    funding_rate: Option<f64> = Float, BackfillAvailable, 2;
+    predicted_funding: Option<f64> = Float, LiveOnly, 1;
+    next_funding_time: Option<i64> = BigInt, LiveOnly, 1;
+}
+
+/// One value of a [`MinuteRow`], typed as its column's storage: integers
+/// (BigInt, Int, Datetime as ms) or floats. `None` is NULL.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Cell {
+    /// An Int64-backed column.
+    Int(Option<i64>),
+    /// A Float64 column.
+    Float(Option<f64>),
+}
+
+/// A row field's value as a [`Cell`].
+trait IntoCell {
+    fn cell(&self) -> Cell;
+}
+
+impl IntoCell for i64 {
+    fn cell(&self) -> Cell {
+        Cell::Int(Some(*self))
+    }
+}
+
+impl IntoCell for Option<i64> {
+    fn cell(&self) -> Cell {
+        Cell::Int(*self)
+    }
+}
+
+impl IntoCell for f64 {
+    fn cell(&self) -> Cell {
+        Cell::Float(Some(*self))
+    }
+}
+
+impl IntoCell for Option<f64> {
+    fn cell(&self) -> Cell {
+        Cell::Float(*self)
+    }
+}
 
 impl ColumnType {
     /// The spec's spelling.

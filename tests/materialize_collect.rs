@@ -9,7 +9,8 @@ use std::str::FromStr;
 
 use bml::event::{Decimal, Event, FundingRate, KlineKind, Record, Sha256, Source};
 use bml::materialize::collect::collect_hour;
-use bml::materialize::hour::{build_hour, HourFacts, HOUR_MS, MINUTE_MS};
+use bml::materialize::hour::{build_hour, HourFacts};
+use bml::time::{HOUR_MS, MINUTE_MS};
 
 const DAY: &str = "2024-03-01";
 const HOUR: i64 = 1_709_251_200_000;

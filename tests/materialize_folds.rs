@@ -8,7 +8,7 @@ mod support;
 use std::path::Path;
 use std::str::FromStr;
 
-use bml::event::{AggTrade, BookTicker, Decimal, VisionKind};
+use bml::event::{AggTrade, BookTicker, Decimal, Timed, VisionKind};
 use bml::materialize::book::BookMinute;
 use bml::materialize::trades::TradeMinute;
 

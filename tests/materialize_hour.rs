@@ -8,7 +8,8 @@ mod support;
 use std::str::FromStr;
 
 use bml::event::{Decimal, KlineKind, Liquidation, Side};
-use bml::materialize::hour::{build_hour, HourFacts, HOUR_MS, MINUTE_MS};
+use bml::materialize::hour::{build_hour, HourFacts};
+use bml::time::{HOUR_MS, MINUTE_MS};
 
 const DAY: &str = "2024-03-01";
 const HOUR: i64 = 1_709_251_200_000; // 2024-03-01 00:00 UTC

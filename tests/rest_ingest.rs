@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
 
-use bml::event::{Event, RecordClass, Source};
+use bml::event::{Event, RecordClass, Source, Timed};
 use support::{bml, text, Sim};
 
 const DATE: &str = "2024-03-01";

@@ -8,6 +8,7 @@ use clap::{Args, Subcommand};
 
 use super::{exit, Outcome};
 use crate::sim::{self, market::Market, synthetic, Behaviour, Config, Faults, WindowEnd};
+use crate::time::HOUR_MS;
 
 #[derive(Debug, Subcommand)]
 pub(super) enum SimCommand {
@@ -160,7 +161,7 @@ pub(super) fn run(cmd: &SimCommand) -> Outcome {
                     behaviour: Behaviour {
                         agg_trades_window_end: args.agg_trades_window_end,
                         agg_trades_horizon_ms: (args.agg_trades_horizon_hours > 0)
-                            .then(|| i64::from(args.agg_trades_horizon_hours) * 3_600_000),
+                            .then(|| i64::from(args.agg_trades_horizon_hours) * HOUR_MS),
                         refuse_start_without_end: args.refuse_start_without_end,
                         stats_timestamp_text: args.stats_timestamp_text,
                         funding_limit: args.funding_limit,

@@ -95,10 +95,42 @@ pub struct BookTicker {
     pub event_time: i64,
 }
 
-impl BookTicker {
-    /// The time the update is bucketed and ordered by (`spec/schema.md`): its
-    /// transaction time, or its event time when the source has none (0).
-    pub fn time(&self) -> i64 {
+/// The exchange time a market fact is about: the time the lake buckets it by
+/// (`spec/schema.md`), and the time appenders group and page it by. Written
+/// here once per kind.
+pub trait Timed {
+    /// That time, in ms.
+    fn time(&self) -> i64;
+}
+
+/// `impl Timed for T` where the time is one field.
+macro_rules! timed_by {
+    ($($type:ty => $field:ident),* $(,)?) => {
+        $(impl Timed for $type {
+            fn time(&self) -> i64 {
+                self.$field
+            }
+        })*
+    };
+}
+
+timed_by!(
+    Kline => open_time,
+    AggTrade => transact_time,
+    Metrics => create_time,
+    BookDepth => timestamp,
+    FundingRate => funding_time,
+    PremiumIndex => time,
+    OpenInterest => time,
+    LongShortRatio => time,
+    Liquidation => trade_time,
+    DepthDiff => event_time,
+    MarkPrice => event_time,
+);
+
+/// Its transaction time, or its event time when the source has none (0).
+impl Timed for BookTicker {
+    fn time(&self) -> i64 {
         if self.transaction_time != 0 {
             self.transaction_time
         } else {

@@ -23,7 +23,7 @@ pub use decimal::{Decimal, DecimalError};
 pub use market::{
     AggTrade, BookDepth, BookTicker, DepthDiff, DepthSnapshot, FundingRate, Kline, KlineKind,
     Level, Liquidation, LongShortRatio, MarkPrice, Metrics, OpenInterest, OpenInterestSource,
-    PremiumIndex, RatioKind, Side,
+    PremiumIndex, RatioKind, Side, Timed,
 };
 pub use visibility::{overlaps, Visibility};
 
@@ -126,6 +126,26 @@ pub enum Event {
 }
 
 impl Event {
+    /// The exchange time a market fact is about ([`Timed`]); `None` for
+    /// coverage facts and book snapshots, which the lake buckets by no time.
+    pub fn time(&self) -> Option<i64> {
+        Some(match self {
+            Event::Kline(e) => e.time(),
+            Event::AggTrade(e) => e.time(),
+            Event::BookTicker(e) => e.time(),
+            Event::Metrics(e) => e.time(),
+            Event::BookDepth(e) => e.time(),
+            Event::FundingRate(e) => e.time(),
+            Event::PremiumIndex(e) => e.time(),
+            Event::OpenInterest(e) => e.time(),
+            Event::LongShortRatio(e) => e.time(),
+            Event::Liquidation(e) => e.time(),
+            Event::DepthDiff(e) => e.time(),
+            Event::MarkPrice(e) => e.time(),
+            _ => return None,
+        })
+    }
+
     /// True for coverage and lineage facts, false for market data.
     pub fn is_coverage(&self) -> bool {
         matches!(

@@ -23,8 +23,8 @@ use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
 use sha2::Digest;
 
-use crate::materialize::hour::{Cell, MinuteRow};
 use crate::schema::{schema_hash, Class, ColumnType, COLUMNS};
+use crate::schema::{Cell, MinuteRow};
 
 /// What writing a partition produced.
 #[derive(Debug, Clone, PartialEq, Eq)]

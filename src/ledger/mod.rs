@@ -19,6 +19,7 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use sha2::Digest;
 
 use crate::event::Sha256;
+use crate::time::MINUTE_MS;
 
 /// Scalars: `checkpoint`, `indexed_to`, `lake_root`, `log_binding`.
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
@@ -69,7 +70,7 @@ impl Partition {
     /// The first and last minute written (epoch ms), if any.
     pub fn span(&self, hour_start: i64) -> Option<(i64, i64)> {
         (self.minutes != 0).then(|| {
-            let minute = |i: u32| hour_start + i64::from(i) * 60_000;
+            let minute = |i: u32| hour_start + i64::from(i) * MINUTE_MS;
             (
                 minute(self.minutes.trailing_zeros()),
                 minute(63 - self.minutes.leading_zeros()),

@@ -96,6 +96,7 @@ mod tests {
 
     use super::*;
     use crate::event::Decimal;
+    use crate::event::Timed;
 
     fn update(id: u64, t: i64, bid: &str, bid_qty: &str, ask: &str, ask_qty: &str) -> BookTicker {
         let d = |s: &str| Decimal::from_str(s).unwrap();
@@ -131,7 +132,7 @@ mod tests {
         assert_eq!(m.micro_price_close, Some((100.0 * 1.0 + 100.2 * 3.0) / 4.0));
         assert_eq!(BookMinute::fold(&[]), None);
         assert_eq!(
-            BookTicker::time(&BookTicker {
+            Timed::time(&BookTicker {
                 transaction_time: 0,
                 ..updates[0].clone()
             }),

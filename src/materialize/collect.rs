@@ -21,11 +21,12 @@ use std::ops::Range;
 
 use rustc_hash::FxHashMap;
 
-use super::hour::{HourFacts, HOUR_MS, MINUTE_MS};
+use super::hour::HourFacts;
 use crate::event::{
     AggTrade, BookTicker, DepthDiff, Event, FundingRate, Kline, Liquidation, LongShortRatio,
-    MarkPrice, Metrics, OpenInterest, PremiumIndex, Record, Source,
+    MarkPrice, Metrics, OpenInterest, PremiumIndex, Record, Source, Timed,
 };
+use crate::time::{HOUR_MS, MINUTE_MS};
 
 /// How far before an hour a fact can still matter to it: the look-back of the
 /// fill rules. The collector keeps facts inside the reach; the offset index lists
@@ -60,22 +61,21 @@ impl Reach {
 
 /// A kind of market fact: its natural key, the time it is bucketed by, and
 /// how far it reaches.
-trait Fact: Clone + PartialEq + serde::Serialize {
+trait Fact: Timed + Clone + PartialEq + serde::Serialize {
     type Key: Ord + Debug;
     /// Names the kind in conflict reports.
     const NAME: &'static str;
     const REACH: Reach;
     fn key(&self) -> Self::Key;
-    fn time(&self) -> i64;
     /// False only for a kline seen while still open: a closed copy beats it.
     fn closed(&self) -> bool {
         true
     }
 }
 
-/// `impl Fact for T`: name, reach, key type, key and time from a binding `f`.
+/// `impl Fact for T`: name, reach, key type, and key from a binding `f`.
 macro_rules! fact {
-    ($type:ty, $name:literal, $reach:ident, $key_type:ty, |$f:ident| $key:expr, $time:expr) => {
+    ($type:ty, $name:literal, $reach:ident, $key_type:ty, |$f:ident| $key:expr) => {
         impl Fact for $type {
             type Key = $key_type;
             const NAME: &'static str = $name;
@@ -84,87 +84,26 @@ macro_rules! fact {
                 let $f = self;
                 $key
             }
-            fn time(&self) -> i64 {
-                let $f = self;
-                $time
-            }
         }
     };
 }
 
-fact!(
-    AggTrade,
-    "aggTrade",
-    Hour,
-    u64,
-    |f| f.agg_trade_id,
-    f.transact_time
-);
-fact!(
-    BookTicker,
-    "bookTicker",
-    LookBack,
-    u64,
-    |f| f.update_id,
-    f.time()
-);
-fact!(
-    Metrics,
-    "metrics",
-    LookBack,
-    i64,
-    |f| f.create_time,
-    f.create_time
-);
-fact!(
-    FundingRate,
-    "funding",
-    Funding,
-    i64,
-    |f| f.funding_time,
-    f.funding_time
-);
-fact!(PremiumIndex, "premiumIndex", Hour, i64, |f| f.time, f.time);
-fact!(
-    OpenInterest,
-    "openInterest",
-    LookBack,
-    (u8, i64),
-    |f| (f.source as u8, f.time),
+fact!(AggTrade, "aggTrade", Hour, u64, |f| f.agg_trade_id);
+fact!(BookTicker, "bookTicker", LookBack, u64, |f| f.update_id);
+fact!(Metrics, "metrics", LookBack, i64, |f| f.create_time);
+fact!(FundingRate, "funding", Funding, i64, |f| f.funding_time);
+fact!(PremiumIndex, "premiumIndex", Hour, i64, |f| f.time);
+fact!(OpenInterest, "openInterest", LookBack, (u8, i64), |f| (
+    f.source as u8,
     f.time
-);
-fact!(
-    LongShortRatio,
-    "ratio",
-    LookBack,
-    (u8, i64),
-    |f| (f.kind as u8, f.time),
+));
+fact!(LongShortRatio, "ratio", LookBack, (u8, i64), |f| (
+    f.kind as u8,
     f.time
-);
-fact!(
-    MarkPrice,
-    "markPrice",
-    Hour,
-    i64,
-    |f| f.event_time,
-    f.event_time
-);
-fact!(
-    DepthDiff,
-    "depthDiff",
-    Hour,
-    u64,
-    |f| f.final_update_id,
-    f.event_time
-);
-fact!(
-    Liquidation,
-    "liquidation",
-    Hour,
-    Vec<u8>,
-    |f| encoded(f),
-    f.trade_time
-);
+));
+fact!(MarkPrice, "markPrice", Hour, i64, |f| f.event_time);
+fact!(DepthDiff, "depthDiff", Hour, u64, |f| f.final_update_id);
+fact!(Liquidation, "liquidation", Hour, Vec<u8>, |f| encoded(f));
 
 impl Fact for Kline {
     type Key = (u8, i64, i64);
@@ -172,9 +111,6 @@ impl Fact for Kline {
     const REACH: Reach = Reach::Hour;
     fn key(&self) -> (u8, i64, i64) {
         (self.kind as u8, self.interval_ms, self.open_time)
-    }
-    fn time(&self) -> i64 {
-        self.open_time
     }
     fn closed(&self) -> bool {
         self.closed

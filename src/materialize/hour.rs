@@ -15,13 +15,11 @@ use super::exact::Exact;
 use super::trades::TradeMinute;
 use crate::event::{
     AggTrade, BookTicker, DepthDiff, FundingRate, Kline, KlineKind, Liquidation, LongShortRatio,
-    MarkPrice, Metrics, OpenInterest, PremiumIndex, RatioKind, Side,
+    MarkPrice, Metrics, OpenInterest, PremiumIndex, RatioKind, Side, Timed,
 };
+use crate::schema::MinuteRow;
+use crate::time::{HOUR_MS, MINUTE_MS};
 
-/// One minute, in ms.
-pub const MINUTE_MS: i64 = 60_000;
-/// One hour, in ms.
-pub const HOUR_MS: i64 = 3_600_000;
 /// Forward fills and as-of joins reach back at most this far.
 const FILL_LIMIT_MS: i64 = 60 * MINUTE_MS;
 /// A settled funding rate is carried at most this long.
@@ -58,146 +56,6 @@ pub struct HourFacts {
     pub liquidation_coverage: Vec<Range<i64>>,
 }
 
-/// One row of the canonical table; fields in column order, `None` is NULL.
-#[derive(Debug, Clone, Default, PartialEq)]
-#[allow(missing_docs)]
-pub struct MinuteRow {
-    pub event_time: Option<i64>,
-    pub transact_time: Option<i64>,
-    pub arrival_time: Option<i64>,
-    pub latency_engine: Option<i64>,
-    pub latency_network: Option<i64>,
-    pub update_id_start: Option<i64>,
-    pub update_id_end: Option<i64>,
-    pub timestamp: i64,
-    pub open: f64,
-    pub high: f64,
-    pub low: f64,
-    pub close: f64,
-    pub vwap_1m: Option<f64>,
-    pub micro_price_close: Option<f64>,
-    pub volume_btc: f64,
-    pub volume_usdt: f64,
-    pub trade_count: i64,
-    pub avg_trade_size_btc: Option<f64>,
-    pub max_trade_size_btc: Option<f64>,
-    pub taker_buy_vol_btc: Option<f64>,
-    pub taker_buy_vol_usdt: Option<f64>,
-    pub net_taker_vol_btc: Option<f64>,
-    pub count_buy_trades: Option<i64>,
-    pub count_sell_trades: Option<i64>,
-    pub taker_buy_ratio: Option<f64>,
-    pub vol_buy_whale_btc: Option<f64>,
-    pub vol_sell_whale_btc: Option<f64>,
-    pub vol_buy_retail_btc: Option<f64>,
-    pub vol_sell_retail_btc: Option<f64>,
-    pub whale_trade_count: Option<i64>,
-    pub realized_vol_1m: Option<f64>,
-    pub liq_long_vol_usdt: Option<f64>,
-    pub liq_short_vol_usdt: Option<f64>,
-    pub liq_long_count: Option<i64>,
-    pub liq_short_count: Option<i64>,
-    pub liq_avg_fill_price: Option<f64>,
-    pub liq_unfilled_ratio: Option<f64>,
-    pub avg_spread_usdt: Option<f64>,
-    pub bid_ask_imbalance: Option<f64>,
-    pub avg_bid_depth: Option<f64>,
-    pub avg_ask_depth: Option<f64>,
-    pub spread_pct: Option<f64>,
-    pub price_impact_100k: Option<f64>,
-    pub oi_contracts: Option<f64>,
-    pub oi_value_usdt: Option<f64>,
-    pub top_trader_ls_ratio_acct: Option<f64>,
-    pub global_ls_ratio_acct: Option<f64>,
-    pub ls_ratio_divergence: Option<f64>,
-    pub top_trader_long_pct: Option<f64>,
-    pub top_trader_short_pct: Option<f64>,
-    pub mark_price_open: f64,
-    pub mark_price_close: f64,
-    pub index_price_open: f64,
-    pub index_price_close: f64,
-    pub premium_index: Option<f64>,
-    pub funding_rate: Option<f64>,
-    pub predicted_funding: Option<f64>,
-    pub next_funding_time: Option<i64>,
-}
-
-/// One value of a [`MinuteRow`], typed as its column's storage: integers
-/// (BigInt, Int, Datetime as ms) or floats. `None` is NULL.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Cell {
-    /// An Int64-backed column.
-    Int(Option<i64>),
-    /// A Float64 column.
-    Float(Option<f64>),
-}
-
-impl MinuteRow {
-    /// The row's values in `schema::COLUMNS` order (the lake writer's input).
-    pub fn cells(&self) -> [Cell; 58] {
-        [
-            Cell::Int(self.event_time),
-            Cell::Int(self.transact_time),
-            Cell::Int(self.arrival_time),
-            Cell::Int(self.latency_engine),
-            Cell::Int(self.latency_network),
-            Cell::Int(self.update_id_start),
-            Cell::Int(self.update_id_end),
-            Cell::Int(Some(self.timestamp)),
-            Cell::Float(Some(self.open)),
-            Cell::Float(Some(self.high)),
-            Cell::Float(Some(self.low)),
-            Cell::Float(Some(self.close)),
-            Cell::Float(self.vwap_1m),
-            Cell::Float(self.micro_price_close),
-            Cell::Float(Some(self.volume_btc)),
-            Cell::Float(Some(self.volume_usdt)),
-            Cell::Int(Some(self.trade_count)),
-            Cell::Float(self.avg_trade_size_btc),
-            Cell::Float(self.max_trade_size_btc),
-            Cell::Float(self.taker_buy_vol_btc),
-            Cell::Float(self.taker_buy_vol_usdt),
-            Cell::Float(self.net_taker_vol_btc),
-            Cell::Int(self.count_buy_trades),
-            Cell::Int(self.count_sell_trades),
-            Cell::Float(self.taker_buy_ratio),
-            Cell::Float(self.vol_buy_whale_btc),
-            Cell::Float(self.vol_sell_whale_btc),
-            Cell::Float(self.vol_buy_retail_btc),
-            Cell::Float(self.vol_sell_retail_btc),
-            Cell::Int(self.whale_trade_count),
-            Cell::Float(self.realized_vol_1m),
-            Cell::Float(self.liq_long_vol_usdt),
-            Cell::Float(self.liq_short_vol_usdt),
-            Cell::Int(self.liq_long_count),
-            Cell::Int(self.liq_short_count),
-            Cell::Float(self.liq_avg_fill_price),
-            Cell::Float(self.liq_unfilled_ratio),
-            Cell::Float(self.avg_spread_usdt),
-            Cell::Float(self.bid_ask_imbalance),
-            Cell::Float(self.avg_bid_depth),
-            Cell::Float(self.avg_ask_depth),
-            Cell::Float(self.spread_pct),
-            Cell::Float(self.price_impact_100k),
-            Cell::Float(self.oi_contracts),
-            Cell::Float(self.oi_value_usdt),
-            Cell::Float(self.top_trader_ls_ratio_acct),
-            Cell::Float(self.global_ls_ratio_acct),
-            Cell::Float(self.ls_ratio_divergence),
-            Cell::Float(self.top_trader_long_pct),
-            Cell::Float(self.top_trader_short_pct),
-            Cell::Float(Some(self.mark_price_open)),
-            Cell::Float(Some(self.mark_price_close)),
-            Cell::Float(Some(self.index_price_open)),
-            Cell::Float(Some(self.index_price_close)),
-            Cell::Float(self.premium_index),
-            Cell::Float(self.funding_rate),
-            Cell::Float(self.predicted_funding),
-            Cell::Int(self.next_funding_time),
-        ]
-    }
-}
-
 /// A data-quality finding: reported, never "fixed".
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Finding {
@@ -227,7 +85,7 @@ pub fn build_hour(facts: &HourFacts) -> HourOutput {
     let trades = in_order(&facts.agg_trades, |t| (t.transact_time, t.agg_trade_id));
     let trades = by_minute(&trades, |t| t.transact_time);
     let books = in_order(&facts.book_tickers, |b| (b.time(), b.update_id));
-    let books = by_minute(&books, BookTicker::time);
+    let books = by_minute(&books, Timed::time);
     let book_minutes: BTreeMap<i64, BookMinute> = books
         .iter()
         .filter_map(|(m, us)| Some((*m, BookMinute::fold(us)?)))

@@ -25,16 +25,16 @@ use std::path::Path;
 use anyhow::Context;
 
 use super::collect::hours_reached;
-use super::hour::HOUR_MS;
 use crate::event::{Event, Record, Source};
 use crate::eventlog::{self, Scanned};
 use crate::ledger::{Batch, Ledger, LogBinding, StreamSpan, VisionMarker};
+use crate::time::{HOUR_MS, MINUTE_MS};
 
 /// Commit the index this often (records), so memory stays bounded on a long log.
 const RECORDS_PER_COMMIT: u64 = 200_000;
 
 /// How far a stream status's own time may stray from its arrival time.
-const CLOCK_SLACK_MS: i64 = 60_000;
+const CLOCK_SLACK_MS: i64 = MINUTE_MS;
 
 /// What extending the index did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

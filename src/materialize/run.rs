@@ -24,13 +24,14 @@ use anyhow::{bail, Context as _};
 use sha2::Digest;
 
 use super::collect::Collector;
-use super::hour::{build_hour, HOUR_MS, MINUTE_MS};
+use super::hour::build_hour;
 use super::index;
 use crate::event::Visibility;
 use crate::eventlog::RecordReader;
 use crate::lake;
 use crate::ledger::{Finding, Ledger, Partition};
 use crate::schema::schema_hash;
+use crate::time::{HOUR_MS, MINUTE_MS};
 
 /// Commit the ledger (lazily) after this many hours.
 const HOURS_PER_COMMIT: usize = 64;

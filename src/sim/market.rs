@@ -12,6 +12,7 @@ use anyhow::Context;
 
 use super::vision;
 use crate::event::{AggTrade, FundingRate, Kline, KlineKind, Metrics, VisionKind};
+use crate::time::MINUTE_MS;
 
 /// Everything known about one symbol, in time (or id) order.
 #[derive(Debug, Default)]
@@ -82,7 +83,7 @@ impl Market {
     pub fn end_ms(&self) -> i64 {
         self.symbols
             .values()
-            .filter_map(|m| m.klines.keys().map(|(_, t)| t + 60_000).max())
+            .filter_map(|m| m.klines.keys().map(|(_, t)| t + MINUTE_MS).max())
             .max()
             .unwrap_or(0)
     }

@@ -8,9 +8,10 @@ use serde_json::{json, Value};
 use super::market::{Market, SymbolMarket};
 use super::{Behaviour, WindowEnd};
 use crate::event::{Decimal, Kline, KlineKind};
+use crate::time::{DAY_MS, HOUR_MS};
 
 /// openInterestHist and the ratio series: the last 30 days only (documented).
-const STATS_HORIZON_MS: i64 = 30 * 86_400_000;
+const STATS_HORIZON_MS: i64 = 30 * DAY_MS;
 
 /// A Binance error answer: HTTP 400 with `{"code", "msg"}`.
 #[derive(Debug, Clone, PartialEq)]
@@ -245,7 +246,7 @@ fn agg_trades(
             &trades[from..(from + limit).min(trades.len())]
         }
         (None, Some(s), Some(e)) => {
-            if e - s > 3_600_000 || e < s {
+            if e - s > HOUR_MS || e < s {
                 return Err(error(
                     -1127,
                     "More than 1 hours between startTime and endTime.",
@@ -389,7 +390,7 @@ fn premium_index(m: &SymbolMarket, symbol: &str, now_ms: i64) -> Value {
     let close = |kind| latest(m, kind, now_ms).map_or(Decimal::ZERO, |k| k.close);
     let index = close(KlineKind::Index);
     let funding = m.funding.iter().rev().find(|f| f.funding_time <= now_ms);
-    let period = 8 * 3_600_000;
+    let period = 8 * HOUR_MS;
     json!({
         "symbol": symbol,
         "markPrice": close(KlineKind::Mark).to_string(),

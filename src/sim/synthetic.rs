@@ -21,9 +21,7 @@ use sha2::Digest;
 use super::vision;
 use crate::binance::{LAST_BOOK_TICKER_DAY, METRICS_LABELS_MOVED, METRICS_PERIOD_MS};
 use crate::event::{Decimal, VisionKind};
-
-const MINUTE_MS: i64 = 60_000;
-const DAY_MS: i64 = 86_400_000;
+use crate::time::{DAY_MS, HOUR_MS, MINUTE_MS};
 
 /// What to make up.
 #[derive(Debug, Clone)]
@@ -249,7 +247,7 @@ impl State {
                     ratio(1.0 + normal(rng) * 0.05),
                 ));
             }
-            if (minute - start) % (8 * 3_600_000) == 0 {
+            if (minute - start) % (8 * HOUR_MS) == 0 {
                 let rate =
                     Decimal::new(10_000 + (normal(rng) * 3_000.0) as i64, 8).expect("scale 8");
                 funding.push((day, format!("{minute},8,{rate}\n")));

@@ -20,6 +20,7 @@ use crate::binance::{
     metrics_snapshot_time, LAST_BOOK_TICKER_DAY, METRICS_LABELS_MOVED, METRICS_PERIOD_MS,
 };
 use crate::event::VisionKind;
+use crate::time::{DAY_MS, HOUR_MS, MINUTE_MS};
 
 /// What one check found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -308,7 +309,7 @@ fn rest_statistics_time(
         ("symbol", target.symbol.clone()),
         ("period", "5m".to_string()),
         ("startTime", start.to_string()),
-        ("endTime", (start + 86_400_000 - 1).to_string()),
+        ("endTime", (start + DAY_MS - 1).to_string()),
         ("limit", "500".to_string()),
     ];
     let points = client.get(
@@ -355,8 +356,7 @@ fn rest_statistics_time(
 /// Which end of a crowded aggTrades window comes back. bml reads hours by id
 /// and copes with either; anything else (trades outside the window) breaks it.
 fn agg_trades_window(client: &Client, symbol: &str, server_time: i64, checks: &mut Vec<Check>) {
-    const HOUR: i64 = 3_600_000;
-    let start = (server_time.div_euclid(HOUR) - 1) * HOUR;
+    let start = (server_time.div_euclid(HOUR_MS) - 1) * HOUR_MS;
     let name = "aggTrades: a crowded time window answers with one end of it";
     let outcome = || -> anyhow::Result<(Verdict, String)> {
         let window = agg_trades(
@@ -364,7 +364,7 @@ fn agg_trades_window(client: &Client, symbol: &str, server_time: i64, checks: &m
             symbol,
             &[
                 ("startTime", start.to_string()),
-                ("endTime", (start + HOUR - 1).to_string()),
+                ("endTime", (start + HOUR_MS - 1).to_string()),
             ],
             1000,
         )?;
@@ -374,7 +374,7 @@ fn agg_trades_window(client: &Client, symbol: &str, server_time: i64, checks: &m
         let times = |t: &Value| t["T"].as_i64().unwrap_or(-1);
         if window
             .iter()
-            .any(|t| !(start..start + HOUR).contains(&times(t)))
+            .any(|t| !(start..start + HOUR_MS).contains(&times(t)))
         {
             return Ok((Verdict::Fail, "trades outside the window came back".into()));
         }
@@ -410,13 +410,13 @@ fn agg_trades_window(client: &Client, symbol: &str, server_time: i64, checks: &m
 /// bml plans aggTrades over REST for the last 48 hours only (what clients
 /// report); if older ones are served, the horizon is merely conservative.
 fn agg_trades_horizon(client: &Client, symbol: &str, server_time: i64, checks: &mut Vec<Check>) {
-    let start = server_time - 72 * 3_600_000;
+    let start = server_time - 72 * HOUR_MS;
     let answer = agg_trades(
         client,
         symbol,
         &[
             ("startTime", start.to_string()),
-            ("endTime", (start + 60_000).to_string()),
+            ("endTime", (start + MINUTE_MS).to_string()),
         ],
         1,
     );

@@ -23,11 +23,12 @@ use serde_json::Value;
 
 use super::{Client, Kind, Task};
 use crate::event::{AggTrade, Event};
+use crate::time::MINUTE_MS;
 
 /// The largest page.
 const LIMIT: usize = 1000;
 /// The first window tried when looking for the hour's first trade.
-const FIRST_WINDOW_MS: i64 = 60_000;
+const FIRST_WINDOW_MS: i64 = MINUTE_MS;
 
 /// Reads the task's hour, handing each page's trades inside it to `send`.
 pub(super) fn fetch(

@@ -10,6 +10,7 @@ use crate::event::{
     AggTrade, Decimal, Event, FundingRate, Kline, KlineKind, LongShortRatio, OpenInterest,
     OpenInterestSource, RatioKind,
 };
+use crate::time::{DAY_MS, HOUR_MS};
 
 /// A history endpoint `bml ingest rest` reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -89,11 +90,11 @@ impl Kind {
     /// How far back from the exchange's time the endpoint serves, if limited.
     pub fn horizon_ms(self) -> Option<i64> {
         match self {
-            Kind::AggTrades => Some(48 * 3_600_000),
+            Kind::AggTrades => Some(48 * HOUR_MS),
             Kind::OpenInterestHist
             | Kind::TopLongShortAccountRatio
             | Kind::TopLongShortPositionRatio
-            | Kind::GlobalLongShortAccountRatio => Some(30 * 86_400_000),
+            | Kind::GlobalLongShortAccountRatio => Some(30 * DAY_MS),
             _ => None,
         }
     }
@@ -198,18 +199,6 @@ impl Kind {
             Kind::TopLongShortPositionRatio => ratio(v, RatioKind::TopPosition)?,
             Kind::GlobalLongShortAccountRatio => ratio(v, RatioKind::GlobalAccount)?,
         })
-    }
-}
-
-/// The time a page element is paged by (a kline's open time, …).
-pub fn time_of(event: &Event) -> i64 {
-    match event {
-        Event::Kline(k) => k.open_time,
-        Event::AggTrade(t) => t.transact_time,
-        Event::FundingRate(f) => f.funding_time,
-        Event::OpenInterest(o) => o.time,
-        Event::LongShortRatio(r) => r.time,
-        _ => unreachable!("REST history pages hold only these kinds"),
     }
 }
 

@@ -27,10 +27,8 @@ pub use polls::Poll;
 use super::catalog::Catalog;
 use crate::event::{Event, Record, RestRangeComplete, Source};
 use crate::eventlog::EventLog;
-use endpoints::{time_of, Paging};
-
-const DAY_MS: i64 = 86_400_000;
-const HOUR_MS: i64 = 3_600_000;
+use crate::time::{DAY_MS, HOUR_MS, MINUTE_MS};
+use endpoints::Paging;
 
 /// What to fetch, from where.
 #[derive(Debug, Clone)]
@@ -214,7 +212,9 @@ pub enum Progress {
 /// settlements), inside what the endpoint serves at `server_time`.
 fn plan(options: &Options, server_time: i64, summary: &mut Summary) -> Vec<Task> {
     // Nothing after the last closed minute: a later kline would still be open.
-    let end = options.end_ms.min(server_time.div_euclid(60_000) * 60_000);
+    let end = options
+        .end_ms
+        .min(server_time.div_euclid(MINUTE_MS) * MINUTE_MS);
     let mut tasks = Vec::new();
     for symbol in &options.symbols {
         for &kind in &options.kinds {
@@ -229,7 +229,7 @@ fn plan(options: &Options, server_time: i64, summary: &mut Summary) -> Vec<Task>
                         time_text(oldest.min(end))
                     ));
                     // Whole minutes, so that the coverage ranges stay aligned.
-                    start = oldest.div_euclid(60_000) * 60_000 + 60_000;
+                    start = oldest.div_euclid(MINUTE_MS) * MINUTE_MS + MINUTE_MS;
                 }
             }
             let step = match kind {
@@ -327,9 +327,12 @@ fn by_time(
         let full = page.len() as u32 == limit;
         let events: Vec<Event> = page
             .into_iter()
-            .filter(|e| (cursor..task.end_ms).contains(&time_of(e)) && closed_by(e, server_time))
+            .filter(|e| {
+                e.time().is_some_and(|t| (cursor..task.end_ms).contains(&t))
+                    && closed_by(e, server_time)
+            })
             .collect();
-        let Some(last) = events.last().map(time_of) else {
+        let Some(last) = events.last().and_then(Event::time) else {
             break;
         };
         send(events)?;

@@ -11,6 +11,7 @@ use anyhow::{anyhow, bail, Context};
 use sha2::Digest;
 
 use crate::event::{Sha256, VisionKind};
+use crate::time::{DAY_MS, MINUTE_MS};
 
 /// Attempts per HTTP request before giving up (5xx, timeouts, dropped bodies).
 const ATTEMPTS: u32 = 5;
@@ -58,7 +59,6 @@ impl FileSpec {
     /// moment before the day whose file holds them, so they get a minute either
     /// side. `None` if the period does not parse (then nothing is checked).
     pub fn time_range(&self) -> Option<std::ops::RangeInclusive<i64>> {
-        const DAY_MS: i64 = 86_400_000;
         let ms = |d: chrono::NaiveDate| {
             d.and_time(chrono::NaiveTime::MIN)
                 .and_utc()
@@ -74,7 +74,7 @@ impl FileSpec {
         let start = ms(chrono::NaiveDate::parse_from_str(&self.period, "%Y-%m-%d").ok()?);
         Some(match self.kind {
             VisionKind::Metrics => start..=start + DAY_MS,
-            VisionKind::BookTicker => start - 60_000..=start + DAY_MS + 60_000 - 1,
+            VisionKind::BookTicker => start - MINUTE_MS..=start + DAY_MS + MINUTE_MS - 1,
             _ => start..=start + DAY_MS - 1,
         })
     }

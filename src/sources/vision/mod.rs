@@ -25,6 +25,7 @@ use crate::event::{
     Event, Record, Sha256, Source, VisionFileIngested, VisionFileMissing, VisionKind,
 };
 use crate::eventlog::EventLog;
+use crate::time::HOUR_MS;
 use archive::{Archive, Lookup};
 
 /// Rows per record at most; records also never span an hour.
@@ -366,7 +367,7 @@ fn append_rows(
                 }
                 let line = record.position().map_or(0, |p| p.line());
                 let event = rows::parse_row(spec.kind, record).with_context(|| at(line))?;
-                let time = rows::event_time(&event);
+                let time = event.time().unwrap_or_default();
                 if range.as_ref().is_some_and(|r| !r.contains(&time)) {
                     let row: Vec<String> = record
                         .iter()
@@ -451,7 +452,7 @@ struct RowSink<'a> {
 
 impl RowSink<'_> {
     fn push(&mut self, event: Event) -> anyhow::Result<()> {
-        let hour = rows::event_time(&event).div_euclid(3_600_000);
+        let hour = event.time().unwrap_or_default().div_euclid(HOUR_MS);
         if self.record.events.len() == ROWS_PER_RECORD
             || (hour != self.hour && !self.record.events.is_empty())
         {

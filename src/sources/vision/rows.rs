@@ -276,19 +276,6 @@ impl Row<'_> {
     }
 }
 
-/// The time a row is bucketed by (for grouping rows of one hour into a record).
-pub fn event_time(event: &Event) -> i64 {
-    match event {
-        Event::Kline(k) => k.open_time,
-        Event::AggTrade(t) => t.transact_time,
-        Event::BookTicker(b) => b.time(),
-        Event::Metrics(m) => m.create_time,
-        Event::BookDepth(d) => d.timestamp,
-        Event::FundingRate(f) => f.funding_time,
-        _ => 0,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

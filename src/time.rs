@@ -1,0 +1,9 @@
+//! Milliseconds, the unit of every time in bml (the exchange's, the log's and
+//! the lake's), and the spans the minute grid is built of.
+
+/// One minute, in ms.
+pub const MINUTE_MS: i64 = 60_000;
+/// One hour, in ms.
+pub const HOUR_MS: i64 = 60 * MINUTE_MS;
+/// One day, in ms.
+pub const DAY_MS: i64 = 24 * HOUR_MS;
