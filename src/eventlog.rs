@@ -17,6 +17,18 @@ pub fn wal_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("wal")
 }
 
+/// The offset the log's next record will get: 0 when there is no log yet,
+/// an error naming the log when it cannot be read (never a silent 0).
+pub fn head(data_dir: &Path) -> anyhow::Result<u64> {
+    let dir = wal_dir(data_dir);
+    if !dir.exists() {
+        return Ok(0);
+    }
+    Ok(bml_wal::stat(&dir)
+        .with_context(|| format!("reading the log at {}", dir.display()))?
+        .next_offset)
+}
+
 /// The log's identity: a random id written beside its segments the first time
 /// it is asked for (by `init-state`, an appender, or a materializer meeting a
 /// log from before ids). A ledger remembers the id of the log it was derived
@@ -102,17 +114,10 @@ pub fn sealed_damage(data_dir: &Path) -> anyhow::Result<Vec<String>> {
 /// keeps this for the last record it indexed.
 pub fn fingerprint(data_dir: &Path, offset: u64) -> anyhow::Result<Option<[u8; 32]>> {
     use sha2::Digest;
-    let dir = wal_dir(data_dir);
-    if !dir.exists() {
+    if offset >= head(data_dir)? {
         return Ok(None);
     }
-    let head = bml_wal::stat(&dir)
-        .with_context(|| format!("reading the log at {}", dir.display()))?
-        .next_offset;
-    if offset >= head {
-        return Ok(None);
-    }
-    let mut reader = bml_wal::Reader::open(&dir, offset)?;
+    let mut reader = bml_wal::Reader::open(wal_dir(data_dir), offset)?;
     reader.seek(offset).map_err(with_hint)?;
     let entry = reader
         .next_entry()

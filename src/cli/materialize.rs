@@ -55,7 +55,17 @@ pub(super) fn materialize(
         rebuild_ledger: args.rebuild_ledger,
     };
     let mut bars = Bars::new(ui);
-    let summary = run::run(data_dir, &options, &mut bars)?;
+    let summary = match run::run(data_dir, &options, &mut bars) {
+        Ok(summary) => summary,
+        Err(e) => {
+            if let Some(run::MaterializeError::StartPastEnd { from, head }) = e.downcast_ref() {
+                bars.finish();
+                eprintln!("error: --from {from} is past the log's end (offset {head})");
+                return Ok(exit::USAGE);
+            }
+            return Err(e);
+        }
+    };
     bars.finish();
     let seconds = summary.elapsed.as_secs_f64();
     let mut out = std::io::stdout().lock();

@@ -58,8 +58,8 @@ pub struct Partition {
     pub schema_hash: [u8; 32],
     /// SHA-256 of the file.
     pub content_hash: Option<[u8; 32]>,
-    /// The log records that fed it: first and last offset, and how many.
-    pub offsets: (u64, u64, u64),
+    /// The log records that fed it.
+    pub fed_by: FedBy,
     /// Sources that contributed: Vision files, REST endpoints, streams.
     pub sources: Vec<String>,
     /// Findings recorded for the hour.
@@ -79,7 +79,20 @@ impl Partition {
     }
 }
 
-/// A data-quality finding or a conflict between sources, as the audit shows it.
+/// The log records that fed a partition. (Encoded as three integers, as the
+/// tuple it replaced was: ledgers written before stay readable.)
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FedBy {
+    /// The first offset.
+    pub first: u64,
+    /// The last offset.
+    pub last: u64,
+    /// How many records.
+    pub count: u64,
+}
+
+/// A data-quality finding (reported, never "fixed") or a conflict between
+/// sources, as the audit shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Finding {
     /// The minute it is about (the hour's start for hour-wide ones).

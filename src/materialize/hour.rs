@@ -17,6 +17,7 @@ use crate::event::{
     AggTrade, BookTicker, DepthDiff, FundingRate, Kline, KlineKind, Liquidation, LongShortRatio,
     MarkPrice, Metrics, OpenInterest, PremiumIndex, RatioKind, Side, Timed,
 };
+use crate::ledger::Finding;
 use crate::schema::MinuteRow;
 use crate::time::{HOUR_MS, MINUTE_MS};
 
@@ -54,17 +55,6 @@ pub struct HourFacts {
     pub liquidations: Vec<Liquidation>,
     /// Times a liquidation stream was connected (overlapping the hour).
     pub liquidation_coverage: Vec<Range<i64>>,
-}
-
-/// A data-quality finding: reported, never "fixed".
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Finding {
-    /// The minute it is about.
-    pub minute: i64,
-    /// Which check.
-    pub check: &'static str,
-    /// The numbers involved.
-    pub detail: String,
 }
 
 /// What one hour gives.
@@ -207,10 +197,10 @@ fn fill_trades(row: &mut MinuteRow, t: &TradeMinute) {
 /// The invariants of `spec/schema.md` for a minute with klines and aggTrades.
 fn check_invariants(findings: &mut Vec<Finding>, kline: &Kline, t: &TradeMinute, row: &MinuteRow) {
     let minute = row.timestamp;
-    let mut finding = |check, detail: String| {
+    let mut finding = |check: &str, detail: String| {
         findings.push(Finding {
             minute,
-            check,
+            check: check.to_string(),
             detail,
         })
     };

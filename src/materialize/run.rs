@@ -29,7 +29,7 @@ use super::index;
 use crate::event::Visibility;
 use crate::eventlog::RecordReader;
 use crate::lake;
-use crate::ledger::{Finding, Ledger, Partition};
+use crate::ledger::{FedBy, Finding, Ledger, Partition};
 use crate::schema::schema_hash;
 use crate::time::{HOUR_MS, MINUTE_MS};
 
@@ -104,6 +104,19 @@ impl Progress for Silent {
     fn derived(&mut self, _: &str, _: i64) {}
 }
 
+/// Why a run refuses to start.
+#[derive(Debug, thiserror::Error)]
+pub enum MaterializeError {
+    /// The replay was asked to start past the log's end.
+    #[error("the replay start {from} is past the log's end (offset {head})")]
+    StartPastEnd {
+        /// The start asked for.
+        from: u64,
+        /// The log's next offset.
+        head: u64,
+    },
+}
+
 /// Runs the materializer over the log of `data_dir`.
 pub fn run(
     data_dir: &Path,
@@ -112,13 +125,11 @@ pub fn run(
 ) -> anyhow::Result<Summary> {
     let started = Instant::now();
     let (ledger, rebuilt) = open_bound_ledger(data_dir, options.rebuild_ledger)?;
-    let head = bml_wal::stat(&crate::eventlog::wal_dir(data_dir))
-        .map(|s| s.next_offset)
-        .unwrap_or(0);
+    let head = crate::eventlog::head(data_dir)?;
     let extended = index::extend(data_dir, &ledger, |offset| progress.indexing(offset, head))?;
     let head = extended.head;
     let from = match options.from {
-        Some(n) if n > head => bail!("--from {n} is past the log's end (offset {head})"),
+        Some(n) if n > head => bail!(MaterializeError::StartPastEnd { from: n, head }),
         Some(n) => n,
         None => ledger.checkpoint()?,
     };
@@ -232,7 +243,7 @@ fn open_bound_ledger(data_dir: &Path, rebuild: bool) -> anyhow::Result<(Ledger, 
         remove()?;
         return Ok((
             Ledger::open(data_dir)?,
-            Some("asked (--rebuild-ledger)".into()),
+            Some("a rebuild was asked for".into()),
         ));
     }
     let ledger = Ledger::open(data_dir)?;
@@ -353,11 +364,7 @@ impl Context<'_> {
                 detail: format!("not written, missing: {}", missing.join(", ")),
             }));
         }
-        findings.extend(out.findings.iter().map(|f| Finding {
-            minute: f.minute,
-            check: f.check.into(),
-            detail: f.detail.clone(),
-        }));
+        findings.extend(out.findings.iter().cloned());
         findings.extend(conflicts.iter().map(|c| Finding {
             minute: hour,
             check: "conflict".into(),
@@ -372,11 +379,11 @@ impl Context<'_> {
             minutes,
             schema_hash: schema_hash(),
             content_hash: None,
-            offsets: (
-                fed.first().copied().unwrap_or(0),
-                fed.last().copied().unwrap_or(0),
-                fed.len() as u64,
-            ),
+            fed_by: FedBy {
+                first: fed.first().copied().unwrap_or(0),
+                last: fed.last().copied().unwrap_or(0),
+                count: fed.len() as u64,
+            },
             sources: sources.into_iter().collect(),
             findings: findings.len() as u32,
         };
@@ -462,7 +469,7 @@ mod tests {
                     minutes,
                     schema_hash: [0; 32],
                     content_hash: None,
-                    offsets: (0, 0, 0),
+                    fed_by: FedBy::default(),
                     sources: Vec::new(),
                     findings: 0,
                 };

@@ -53,14 +53,7 @@ pub struct State {
 
 /// Reads the state from `ledger` (open) and the log of `data_dir`.
 pub fn read(data_dir: &Path, ledger: &Ledger) -> anyhow::Result<State> {
-    let wal = eventlog::wal_dir(data_dir);
-    let log_head = if wal.exists() {
-        bml_wal::stat(&wal)
-            .with_context(|| format!("reading the log at {}", wal.display()))?
-            .next_offset
-    } else {
-        0
-    };
+    let log_head = eventlog::head(data_dir)?;
     let lake_root = ledger.lake_root()?;
     let current = schema_hash();
     let mut state = State {

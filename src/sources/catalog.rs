@@ -47,7 +47,7 @@ impl Catalog {
     /// with the records appended since, or one rebuilt from the whole log when
     /// the cache is absent, unreadable, or ahead of the log.
     pub fn load(data_dir: &Path) -> anyhow::Result<Catalog> {
-        let next = bml_wal::stat(&eventlog::wal_dir(data_dir)).map_or(0, |s| s.next_offset);
+        let next = eventlog::head(data_dir)?;
         let mut catalog = std::fs::read(cache_path(data_dir))
             .ok()
             .and_then(|bytes| postcard::from_bytes::<Catalog>(&bytes).ok())
