@@ -2,7 +2,7 @@
 //! A thin typed layer over `bml-wal`, which knows nothing of events.
 
 use std::ops::Range;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::Context;
 use bml_wal::{Options, SyncPolicy, Wal};
@@ -12,15 +12,10 @@ use crate::event::{peek_class, Record, RecordClass};
 /// Append a batch once this many encoded bytes are waiting: one frame, one write.
 const BATCH_BYTES: usize = 1 << 20;
 
-/// Where the log of a data dir lives.
-pub fn wal_dir(data_dir: &Path) -> PathBuf {
-    data_dir.join("wal")
-}
-
 /// The offset the log's next record will get: 0 when there is no log yet,
 /// an error naming the log when it cannot be read (never a silent 0).
 pub fn head(data_dir: &Path) -> anyhow::Result<u64> {
-    let dir = wal_dir(data_dir);
+    let dir = crate::data_dir::wal(data_dir);
     if !dir.exists() {
         return Ok(0);
     }
@@ -43,10 +38,10 @@ pub fn log_id(data_dir: &Path) -> anyhow::Result<String> {
 /// Gives the log a new id (a repair changed its content: nothing derived
 /// from the old content may be trusted) and returns it.
 pub fn renew_log_id(data_dir: &Path) -> anyhow::Result<String> {
-    let path = wal_dir(data_dir).join("log-id");
+    let path = crate::data_dir::log_id(data_dir);
     let id = format!("{:032x}", fastrand::u128(..));
-    std::fs::create_dir_all(wal_dir(data_dir))
-        .with_context(|| format!("creating {}", wal_dir(data_dir).display()))?;
+    std::fs::create_dir_all(crate::data_dir::wal(data_dir))
+        .with_context(|| format!("creating {}", crate::data_dir::wal(data_dir).display()))?;
     let tmp = path.with_extension("new");
     std::fs::write(&tmp, format!("{id}\n"))
         .with_context(|| format!("writing {}", tmp.display()))?;
@@ -59,7 +54,7 @@ pub fn renew_log_id(data_dir: &Path) -> anyhow::Result<String> {
 
 /// The log's id if it has one (reads only; see [`log_id`]).
 pub fn existing_log_id(data_dir: &Path) -> anyhow::Result<Option<String>> {
-    let path = wal_dir(data_dir).join("log-id");
+    let path = crate::data_dir::log_id(data_dir);
     match std::fs::read_to_string(&path) {
         Ok(id) => Ok(Some(id.trim().to_string())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -97,7 +92,7 @@ pub fn report_recovery(recovery: &bml_wal::Recovery) {
 /// naming file, byte and offsets, and what to run next. Appends go on beside
 /// it; replays stop at it.
 pub fn sealed_damage(data_dir: &Path) -> anyhow::Result<Vec<String>> {
-    let dir = wal_dir(data_dir);
+    let dir = crate::data_dir::wal(data_dir);
     if !dir.exists() {
         return Ok(Vec::new());
     }
@@ -117,7 +112,7 @@ pub fn fingerprint(data_dir: &Path, offset: u64) -> anyhow::Result<Option<[u8; 3
     if offset >= head(data_dir)? {
         return Ok(None);
     }
-    let mut reader = bml_wal::Reader::open(wal_dir(data_dir), offset)?;
+    let mut reader = bml_wal::Reader::open(crate::data_dir::wal(data_dir), offset)?;
     reader.seek(offset).map_err(with_hint)?;
     let entry = reader
         .next_entry()
@@ -144,7 +139,7 @@ impl EventLog {
     /// at once and made durable by [`EventLog::commit`]: an appender commits at
     /// the points where its work is whole (a Vision file, a REST page).
     pub fn open(data_dir: &Path) -> anyhow::Result<EventLog> {
-        let dir = wal_dir(data_dir);
+        let dir = crate::data_dir::wal(data_dir);
         log_id(data_dir)?;
         let wal = Wal::open(
             &dir,
@@ -259,7 +254,7 @@ pub fn scan(
     wanted: impl Fn(RecordClass) -> bool,
     mut each: impl FnMut(Scanned) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
-    let dir = wal_dir(data_dir);
+    let dir = crate::data_dir::wal(data_dir);
     if !dir.exists() {
         return Ok(());
     }
@@ -303,7 +298,7 @@ pub struct RecordReader {
 impl RecordReader {
     /// A reader over the log of `data_dir`.
     pub fn open(data_dir: &Path) -> anyhow::Result<RecordReader> {
-        let dir = wal_dir(data_dir);
+        let dir = crate::data_dir::wal(data_dir);
         let reader = bml_wal::Reader::open(&dir, 0)
             .with_context(|| format!("opening the log at {}", dir.display()))?;
         Ok(RecordReader { reader })

@@ -12,6 +12,7 @@
 
 pub mod binance;
 pub mod cli;
+pub mod data_dir;
 pub mod event;
 pub mod eventlog;
 pub mod lake;

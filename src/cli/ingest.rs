@@ -289,7 +289,7 @@ fn ingest_vision(args: &VisionArgs, data_dir: &Path, ui: &Ui) -> Outcome {
         &mut catalog,
         &store,
         &specs,
-        &data_dir.join("tmp"),
+        &crate::data_dir::downloads(data_dir),
         &ui.progress(),
     );
     log.commit()?;

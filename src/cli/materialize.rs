@@ -8,7 +8,7 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::{exit, Outcome, Ui};
-use crate::ledger::{ledger_path, Ledger, LedgerError};
+use crate::ledger::{Ledger, LedgerError};
 use crate::materialize::run::{self, Progress};
 use crate::materialize::state::{self, State};
 
@@ -204,7 +204,7 @@ pub(super) fn status(data_dir: &Path) -> Outcome {
 /// The state from the ledger; while another process holds the ledger (a
 /// running materialize), the state the last materialize saved, with a note.
 fn current_state(data_dir: &Path) -> anyhow::Result<(State, Option<String>)> {
-    let path = ledger_path(data_dir);
+    let path = crate::data_dir::ledger(data_dir);
     if !path.exists() {
         anyhow::bail!(
             "no ledger at {} (run `bml init-state` or `bml materialize` first)",

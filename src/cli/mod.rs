@@ -98,12 +98,12 @@ pub fn main() -> ExitCode {
             let lake = cli
                 .lake_dir
                 .clone()
-                .unwrap_or_else(|| cli.data_dir.join("lake"));
+                .unwrap_or_else(|| crate::data_dir::default_lake(&cli.data_dir));
             materialize::materialize(args, &cli.data_dir, &lake, &ui)
         }
         Command::ShowWatermark(args) => materialize::show_watermark(args, &cli.data_dir),
         Command::Status => materialize::status(&cli.data_dir),
-        Command::Wal(cmd) => wal::run(cmd, &cli.data_dir.join("wal"), &ui),
+        Command::Wal(cmd) => wal::run(cmd, &crate::data_dir::wal(&cli.data_dir), &ui),
         Command::Sim(cmd) => sim::run(cmd),
         Command::CheckExchange(args) => check::run(args),
     };

@@ -61,7 +61,7 @@ pub(super) fn run(cmd: &WalCommand, dir: &Path, ui: &Ui) -> Outcome {
 
 /// Opening the log as its writer creates it if needed and recovers a torn tail.
 pub(super) fn init_state(data_dir: &Path) -> Outcome {
-    let dir = &crate::eventlog::wal_dir(data_dir);
+    let dir = &crate::data_dir::wal(data_dir);
     let wal = bml_wal::Wal::open(dir, bml_wal::Options::default())
         .with_context(|| format!("opening the log at {}", dir.display()))?;
     let recovery = wal.recovery();

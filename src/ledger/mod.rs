@@ -40,11 +40,6 @@ const STREAMS: TableDefinition<(&str, &str, u64), &[u8]> = TableDefinition::new(
 /// Offsets `bml wal repair` declared lost: first offset → one past the last.
 const LOST: TableDefinition<u64, u64> = TableDefinition::new("lost");
 
-/// Where the ledger of a data dir lives.
-pub fn ledger_path(data_dir: &Path) -> PathBuf {
-    data_dir.join("ledger.redb")
-}
-
 /// One symbol-hour as materialized.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Partition {
@@ -171,7 +166,7 @@ pub struct Ledger {
 impl Ledger {
     /// Opens the ledger of `data_dir`, creating it (and its tables) if needed.
     pub fn open(data_dir: &Path) -> anyhow::Result<Ledger> {
-        let path = ledger_path(data_dir);
+        let path = crate::data_dir::ledger(data_dir);
         std::fs::create_dir_all(data_dir)
             .with_context(|| format!("creating {}", data_dir.display()))?;
         // A damaged file can make redb fail, or panic, anywhere later; its

@@ -232,7 +232,7 @@ pub fn run(
 /// the reason. A ledger that does not open names itself and the way out: it
 /// is derived state, so deleting and rebuilding it loses nothing.
 fn open_bound_ledger(data_dir: &Path, rebuild: bool) -> anyhow::Result<(Ledger, Option<String>)> {
-    let path = crate::ledger::ledger_path(data_dir);
+    let path = crate::data_dir::ledger(data_dir);
     let remove = || match std::fs::remove_file(&path) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
             Err(e).with_context(|| format!("removing the ledger {}", path.display()))

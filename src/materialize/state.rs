@@ -103,7 +103,7 @@ fn ends_like_parquet(path: &Path) -> Option<bool> {
 }
 
 fn saved_path(data_dir: &Path) -> PathBuf {
-    data_dir.join("status.json")
+    crate::data_dir::saved_status(data_dir)
 }
 
 /// Saves `state` atomically (a temp file renamed over the last one).

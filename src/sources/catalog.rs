@@ -206,5 +206,5 @@ impl Catalog {
 }
 
 fn cache_path(data_dir: &Path) -> PathBuf {
-    data_dir.join("index").join("vision-catalog.bin")
+    crate::data_dir::catalog(data_dir)
 }
