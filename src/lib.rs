@@ -18,6 +18,7 @@ pub mod eventlog;
 pub mod lake;
 pub mod ledger;
 pub mod materialize;
+pub mod progress;
 pub mod schema;
 pub mod sim;
 pub mod sources;

@@ -7,3 +7,11 @@ pub const MINUTE_MS: i64 = 60_000;
 pub const HOUR_MS: i64 = 60 * MINUTE_MS;
 /// One day, in ms.
 pub const DAY_MS: i64 = 24 * HOUR_MS;
+
+/// `ms` as a UTC minute, `2024-03-01T13:05Z` (the number itself if out of range).
+pub fn utc_minute(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms).map_or_else(
+        || ms.to_string(),
+        |t| t.format("%Y-%m-%dT%H:%MZ").to_string(),
+    )
+}

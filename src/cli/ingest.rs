@@ -217,24 +217,7 @@ fn ingest_rest(args: &RestArgs, data_dir: &Path, ui: &Ui) -> Outcome {
     };
     let mut log = EventLog::open(data_dir)?;
     let mut catalog = Catalog::load(data_dir)?;
-    let bar = ui.progress().add(indicatif::ProgressBar::new(0));
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "rest [{bar:40}] {pos}/{len} ranges, {msg} ({elapsed})",
-        )
-        .expect("valid template")
-        .progress_chars("=> "),
-    );
-    let rows = std::sync::atomic::AtomicU64::new(0);
-    let summary = rest::ingest(&mut log, &mut catalog, &options, &|p| match p {
-        rest::Progress::Planned(n) => bar.set_length(n),
-        rest::Progress::Page(n) => {
-            let total = rows.fetch_add(n, std::sync::atomic::Ordering::Relaxed) + n;
-            bar.set_message(format!("{total} rows"));
-        }
-        rest::Progress::TaskDone => bar.inc(1),
-    })?;
-    bar.finish_and_clear();
+    let summary = rest::ingest(&mut log, &mut catalog, &options, &ui.bars())?;
     catalog.save(data_dir, log.next_offset())?;
 
     let mut out = std::io::stdout().lock();
@@ -290,7 +273,7 @@ fn ingest_vision(args: &VisionArgs, data_dir: &Path, ui: &Ui) -> Outcome {
         &store,
         &specs,
         &crate::data_dir::downloads(data_dir),
-        &ui.progress(),
+        &ui.bars(),
     );
     log.commit()?;
     catalog.save(data_dir, log.next_offset())?;

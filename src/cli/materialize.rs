@@ -3,14 +3,13 @@
 use std::io::Write;
 use std::path::Path;
 
-use chrono::DateTime;
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
 
 use super::{exit, Outcome, Ui};
 use crate::ledger::{Ledger, LedgerError};
-use crate::materialize::run::{self, Progress};
+use crate::materialize::run;
 use crate::materialize::state::{self, State};
+use crate::time::utc_minute;
 
 #[derive(Debug, Args)]
 pub(super) struct MaterializeArgs {
@@ -54,19 +53,17 @@ pub(super) fn materialize(
         ),
         rebuild_ledger: args.rebuild_ledger,
     };
-    let mut bars = Bars::new(ui);
-    let summary = match run::run(data_dir, &options, &mut bars) {
+    let bars = ui.bars();
+    let summary = match run::run(data_dir, &options, &bars) {
         Ok(summary) => summary,
         Err(e) => {
             if let Some(run::MaterializeError::StartPastEnd { from, head }) = e.downcast_ref() {
-                bars.finish();
                 eprintln!("error: --from {from} is past the log's end (offset {head})");
                 return Ok(exit::USAGE);
             }
             return Err(e);
         }
     };
-    bars.finish();
     let seconds = summary.elapsed.as_secs_f64();
     let mut out = std::io::stdout().lock();
     if let Some(reason) = &summary.rebuilt {
@@ -120,7 +117,7 @@ pub(super) fn show_watermark(args: &WatermarkArgs, data_dir: &Path) -> Outcome {
     }
     for symbol in symbols {
         match marks.get(&symbol) {
-            Some(&minute) => writeln!(out, "{symbol}\t{}", utc(minute))?,
+            Some(&minute) => writeln!(out, "{symbol}\t{}", utc_minute(minute))?,
             None => writeln!(out, "{symbol}\tnone (no committed minute)")?,
         }
     }
@@ -163,7 +160,7 @@ pub(super) fn status(data_dir: &Path) -> Outcome {
         writeln!(out, "lake            {root}")?;
     }
     for (symbol, minute) in &s.watermarks {
-        writeln!(out, "watermark       {symbol} {}", utc(*minute))?;
+        writeln!(out, "watermark       {symbol} {}", utc_minute(*minute))?;
     }
     let mut problems = false;
     if s.missing_files > 0 {
@@ -218,83 +215,10 @@ fn current_state(data_dir: &Path) -> anyhow::Result<(State, Option<String>)> {
                 .ok_or_else(|| e.context("and no earlier materialize saved its state"))?;
             let note = format!(
                 "the ledger is in use (a materialize running?): the state its last run saved, as of {}",
-                utc(saved.as_of_ms)
+                utc_minute(saved.as_of_ms)
             );
             Ok((saved, Some(note)))
         }
         Err(e) => Err(e),
-    }
-}
-
-fn utc(ms: i64) -> String {
-    DateTime::from_timestamp_millis(ms).map_or_else(
-        || ms.to_string(),
-        |t| t.format("%Y-%m-%dT%H:%MZ").to_string(),
-    )
-}
-
-/// Two bars: indexing the log's new records, then deriving hours.
-struct Bars {
-    quiet: bool,
-    bar: Option<ProgressBar>,
-}
-
-impl Bars {
-    fn new(ui: &Ui) -> Bars {
-        Bars {
-            quiet: ui.quiet,
-            bar: None,
-        }
-    }
-
-    fn start(&mut self, total: u64, template: &str) -> &ProgressBar {
-        if let Some(old) = self.bar.take() {
-            old.finish_and_clear();
-        }
-        let bar = if self.quiet {
-            ProgressBar::hidden()
-        } else {
-            ProgressBar::new(total)
-        };
-        bar.set_style(
-            ProgressStyle::with_template(template)
-                .expect("valid template")
-                .progress_chars("=> "),
-        );
-        self.bar.insert(bar)
-    }
-
-    fn finish(&mut self) {
-        if let Some(bar) = self.bar.take() {
-            bar.finish_and_clear();
-        }
-    }
-}
-
-impl Progress for Bars {
-    fn indexing(&mut self, offset: u64, head: u64) {
-        if self.bar.is_none() {
-            self.start(
-                head.saturating_sub(offset),
-                "indexing [{bar:40}] {pos}/{len} records ({per_sec}, {eta})",
-            );
-        }
-        if let Some(bar) = &self.bar {
-            bar.inc(1);
-        }
-    }
-
-    fn deriving(&mut self, total: u64) {
-        self.start(
-            total,
-            "deriving [{bar:40}] {pos}/{len} hours ({per_sec}, {eta}) {msg}",
-        );
-    }
-
-    fn derived(&mut self, symbol: &str, hour: i64) {
-        if let Some(bar) = &self.bar {
-            bar.set_message(format!("{symbol} {}", utc(hour)));
-            bar.inc(1);
-        }
     }
 }

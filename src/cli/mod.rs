@@ -1,6 +1,7 @@
 //! The command line: argument parsing, logging setup, exit codes. Thin by design:
 //! each command calls into a stage and prints what it returns.
 
+mod bars;
 mod check;
 mod ingest;
 mod materialize;
@@ -131,30 +132,9 @@ struct Ui {
 }
 
 impl Ui {
-    /// Where a stage draws its progress bars (nowhere when quiet).
-    fn progress(&self) -> indicatif::MultiProgress {
-        if self.quiet {
-            indicatif::MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::hidden())
-        } else {
-            indicatif::MultiProgress::new()
-        }
-    }
-
-    /// A progress bar over `total` bytes, hidden when quiet or not on a terminal.
-    fn bytes_bar(&self, total: u64, message: &'static str) -> indicatif::ProgressBar {
-        if self.quiet {
-            return indicatif::ProgressBar::hidden();
-        }
-        let bar = indicatif::ProgressBar::new(total);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{msg} [{bar:40}] {binary_bytes}/{binary_total_bytes} ({binary_bytes_per_sec}, {eta})",
-            )
-            .expect("valid template")
-            .progress_chars("=> "),
-        );
-        bar.set_message(message);
-        bar
+    /// Where a stage shows its progress (nowhere when quiet).
+    fn bars(&self) -> bars::Bars {
+        bars::Bars::new(self.quiet)
     }
 }
 

@@ -9,6 +9,7 @@ use clap::Subcommand;
 use super::{exit, Outcome, Ui};
 use crate::event::{Record, RecordClass, Visibility};
 use crate::eventlog::Scanned;
+use crate::progress::{Progress, Unit};
 use crate::sources::catalog::Catalog;
 
 #[derive(Debug, Subcommand)]
@@ -118,10 +119,15 @@ fn stat(dir: &Path) -> Outcome {
 
 fn verify(dir: &Path, ui: &Ui) -> Outcome {
     let total = bml_wal::stat(dir)?.bytes;
-    let bar = ui.bytes_bar(total, "verifying");
-    let report = bml_wal::verify_with_progress(dir, |done| bar.set_position(done))
-        .with_context(|| format!("verifying the log at {}", dir.display()))?;
-    bar.finish_and_clear();
+    let bars = ui.bars();
+    let bar = bars.bar("verifying", total, Unit::Bytes);
+    let mut shown = 0;
+    let report = bml_wal::verify_with_progress(dir, |done| {
+        bar.inc(done.saturating_sub(shown));
+        shown = shown.max(done);
+    })
+    .with_context(|| format!("verifying the log at {}", dir.display()))?;
+    drop(bar);
     let mut out = std::io::stdout().lock();
     for problem in &report.problems {
         writeln!(out, "BAD  {problem}")?;

@@ -30,8 +30,9 @@ use crate::event::Visibility;
 use crate::eventlog::RecordReader;
 use crate::lake;
 use crate::ledger::{FedBy, Finding, Ledger, Partition};
+use crate::progress::{Progress, Unit};
 use crate::schema::schema_hash;
-use crate::time::{HOUR_MS, MINUTE_MS};
+use crate::time::{utc_minute, HOUR_MS, MINUTE_MS};
 
 /// Commit the ledger (lazily) after this many hours.
 const HOURS_PER_COMMIT: usize = 64;
@@ -85,25 +86,6 @@ pub struct Summary {
     pub elapsed: Duration,
 }
 
-/// How a run reports progress: told the number of hours, then each hour done.
-pub trait Progress {
-    /// Indexing reached `offset` of a log ending at `head`.
-    fn indexing(&mut self, offset: u64, head: u64);
-    /// `total` hours are to be derived.
-    fn deriving(&mut self, total: u64);
-    /// One more hour is done.
-    fn derived(&mut self, symbol: &str, hour: i64);
-}
-
-/// Progress nobody watches.
-pub struct Silent;
-
-impl Progress for Silent {
-    fn indexing(&mut self, _: u64, _: u64) {}
-    fn deriving(&mut self, _: u64) {}
-    fn derived(&mut self, _: &str, _: i64) {}
-}
-
 /// Why a run refuses to start.
 #[derive(Debug, thiserror::Error)]
 pub enum MaterializeError {
@@ -118,15 +100,14 @@ pub enum MaterializeError {
 }
 
 /// Runs the materializer over the log of `data_dir`.
-pub fn run(
-    data_dir: &Path,
-    options: &Options,
-    progress: &mut dyn Progress,
-) -> anyhow::Result<Summary> {
+pub fn run(data_dir: &Path, options: &Options, progress: &dyn Progress) -> anyhow::Result<Summary> {
     let started = Instant::now();
     let (ledger, rebuilt) = open_bound_ledger(data_dir, options.rebuild_ledger)?;
     let head = crate::eventlog::head(data_dir)?;
-    let extended = index::extend(data_dir, &ledger, |offset| progress.indexing(offset, head))?;
+    let new_records = head.saturating_sub(ledger.indexed_to()?);
+    let indexing = progress.bar("indexing", new_records, Unit::Items("records"));
+    let extended = index::extend(data_dir, &ledger, |_| indexing.inc(1))?;
+    drop(indexing);
     let head = extended.head;
     let from = match options.from {
         Some(n) if n > head => bail!(MaterializeError::StartPastEnd { from: n, head }),
@@ -160,7 +141,7 @@ pub fn run(
         hours: hours.len() as u64,
         ..Summary::default()
     };
-    progress.deriving(summary.hours);
+    let deriving = progress.bar("deriving", summary.hours, Unit::Items("hours"));
     let hours: Vec<(String, i64)> = hours.into_iter().collect();
     let context = Context {
         data_dir,
@@ -205,7 +186,8 @@ pub fn run(
                 batch = ledger.batch()?;
                 since_commit = 0;
             }
-            progress.derived(symbol, hour);
+            deriving.note(&format!("{symbol} {}", utc_minute(hour)));
+            deriving.inc(1);
         }
         batch.commit_lazily()
     })?;

@@ -63,7 +63,8 @@ pub mod determinism {
     };
     use bml::eventlog::EventLog;
     use bml::ledger::Ledger;
-    use bml::materialize::run::{self, Silent};
+    use bml::materialize::run;
+    use bml::progress::Silent;
 
     /// 2024-03-01T00:00Z, the first of the two hours.
     const HOUR: i64 = 1_709_251_200_000;
@@ -360,10 +361,10 @@ pub mod determinism {
             }
             log.commit().expect("commit");
             if arrangement.runs_after.contains(&position) {
-                run::run(data.path(), &options, &mut Silent).expect("materialize");
+                run::run(data.path(), &options, &Silent).expect("materialize");
             }
         }
-        run::run(data.path(), &options, &mut Silent).expect("materialize");
+        run::run(data.path(), &options, &Silent).expect("materialize");
         let digest = Ledger::open(data.path())
             .expect("ledger")
             .digest()

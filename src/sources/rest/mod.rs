@@ -27,6 +27,7 @@ pub use polls::Poll;
 use super::catalog::Catalog;
 use crate::event::{Event, Record, RestRangeComplete, Source};
 use crate::eventlog::EventLog;
+use crate::progress::{Progress, Unit};
 use crate::time::{DAY_MS, HOUR_MS, MINUTE_MS};
 use endpoints::Paging;
 
@@ -114,13 +115,13 @@ enum Ended {
     BeyondHorizon,
 }
 
-/// Reads the endpoints into `log`; `progress` is told each page appended
-/// (elements in it) and each task finished.
+/// Reads the endpoints into `log`; `progress` shows the ranges done and the
+/// rows appended.
 pub fn ingest(
     log: &mut EventLog,
     catalog: &mut Catalog,
     options: &Options,
-    progress: &(dyn Fn(Progress) + Sync),
+    progress: &dyn Progress,
 ) -> anyhow::Result<Summary> {
     let started = Instant::now();
     let governor = Arc::new(Governor::default());
@@ -132,7 +133,7 @@ pub fn ingest(
         tasks.retain(|t| !catalog.rest_complete(&t.symbol, t.kind.path(), t.start_ms..t.end_ms));
         summary.already = summary.tasks - tasks.len() as u64;
     }
-    progress(Progress::Planned(tasks.len() as u64));
+    let bar = progress.bar("rest", tasks.len() as u64, Unit::Items("ranges"));
     let next = AtomicUsize::new(0);
     let (sender, receiver) = mpsc::sync_channel::<Message>(64);
     std::thread::scope(|scope| -> anyhow::Result<()> {
@@ -157,7 +158,7 @@ pub fn ingest(
                 Message::Page(record) => {
                     summary.pages += 1;
                     summary.rows += record.events.len() as u64;
-                    progress(Progress::Page(record.events.len() as u64));
+                    bar.note(&format!("{} rows", summary.rows));
                     log.push(&record)?;
                 }
                 Message::Complete(record) => {
@@ -171,17 +172,17 @@ pub fn ingest(
                     log.push(&record)?;
                     // The range's pages and its coverage are durable together.
                     log.commit()?;
-                    progress(Progress::TaskDone);
+                    bar.inc(1);
                 }
                 Message::BeyondHorizon(range) => {
                     tracing::warn!("{range}: past the endpoint's horizon by the time it started");
                     summary.beyond_horizon.push(range);
-                    progress(Progress::TaskDone);
+                    bar.inc(1);
                 }
                 Message::Failed(reason) => {
                     tracing::error!("{reason}");
                     summary.failed.push(reason);
-                    progress(Progress::TaskDone);
+                    bar.inc(1);
                 }
             }
         }
@@ -194,17 +195,6 @@ pub fn ingest(
     summary.retries = c.retries;
     summary.elapsed = started.elapsed();
     Ok(summary)
-}
-
-/// What [`ingest`] reports as it goes.
-#[derive(Debug, Clone, Copy)]
-pub enum Progress {
-    /// This many tasks will run.
-    Planned(u64),
-    /// A page of this many elements was appended.
-    Page(u64),
-    /// A task ended (complete, beyond the horizon, or failed).
-    TaskDone,
 }
 
 /// Cuts the range into tasks: per symbol and endpoint, UTC days (hours for

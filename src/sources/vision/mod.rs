@@ -16,7 +16,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use chrono::{Datelike, NaiveDate};
-use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 pub use archive::{FileSpec, Store};
 
@@ -25,6 +24,7 @@ use crate::event::{
     Event, Record, Sha256, Source, VisionFileIngested, VisionFileMissing, VisionKind,
 };
 use crate::eventlog::EventLog;
+use crate::progress::{CountingRead, Progress, Unit};
 use crate::time::HOUR_MS;
 use archive::{Archive, Lookup};
 
@@ -155,17 +155,11 @@ pub fn ingest(
     store: &Store,
     specs: &[FileSpec],
     tmp_dir: &Path,
-    progress: &MultiProgress,
+    progress: &dyn Progress,
 ) -> Summary {
     let started = Instant::now();
     sweep_downloads(tmp_dir);
-    let overall = progress.add(ProgressBar::new(specs.len() as u64));
-    overall.set_style(
-        ProgressStyle::with_template("{prefix:>10} [{bar:30}] {pos}/{len} archives, {elapsed}")
-            .expect("valid template")
-            .progress_chars("=> "),
-    );
-    overall.set_prefix("vision");
+    let overall = progress.bar("vision", specs.len() as u64, Unit::Items("archives"));
     let mut summary = Summary::default();
     for spec in specs {
         let file = spec.id();
@@ -193,7 +187,7 @@ pub fn ingest(
         summary.files.push((file, outcome));
         overall.inc(1);
     }
-    overall.finish_and_clear();
+    drop(overall);
     summary.elapsed = started.elapsed();
     summary
 }
@@ -226,7 +220,7 @@ fn ingest_file(
     store: &Store,
     spec: &FileSpec,
     tmp_dir: &Path,
-    progress: &MultiProgress,
+    progress: &dyn Progress,
 ) -> anyhow::Result<Outcome> {
     let file = spec.id();
     let expected = match store.checksum(spec)? {
@@ -323,7 +317,7 @@ fn append_rows(
     archive: &Archive,
     source: &Source,
     received_ms: i64,
-    progress: &MultiProgress,
+    progress: &dyn Progress,
 ) -> anyhow::Result<u64> {
     let file = archive
         .reopen()
@@ -332,15 +326,9 @@ fn append_rows(
         .with_context(|| format!("{}: not a readable zip (truncated?)", archive.location))?;
     let entry = archive::open_csv(&mut zip, spec, &archive.location)?;
     let csv_name = String::from_utf8_lossy(entry.name_raw()).into_owned();
-    let bar = progress.add(ProgressBar::new(entry.size()));
-    bar.set_style(
-        ProgressStyle::with_template("{prefix:>10} [{bar:30}] {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} {msg}")
-            .expect("valid template")
-            .progress_chars("=> "),
-    );
-    bar.set_prefix(kind_name(spec.kind));
-    bar.set_message(csv_name.clone());
-    let input = bar.wrap_read(entry);
+    let bar = progress.bar(kind_name(spec.kind), entry.size(), Unit::Bytes);
+    bar.note(&csv_name);
+    let input = CountingRead::new(entry, bar.as_ref());
     let at = |line: u64| format!("{}: {csv_name}:{line}", archive.location);
     let range = spec.time_range();
     let rows = std::thread::scope(|scope| -> anyhow::Result<u64> {
@@ -387,7 +375,7 @@ fn append_rows(
         sink.flush()?;
         Ok(sink.rows)
     })?;
-    bar.finish_and_clear();
+    drop(bar);
     Ok(rows)
 }
 
