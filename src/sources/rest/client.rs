@@ -12,13 +12,15 @@ use anyhow::{anyhow, bail, Context};
 use serde_json::Value;
 
 use super::governor::{Cost, Governor};
+use crate::sources::retry::{self, Attempt, Policy};
 
-/// Attempts per request before giving up (failures: 5xx, transport errors,
-/// unusable answers).
-const ATTEMPTS: u32 = 8;
-/// 429/418 answers tolerated per request. They are not failures but pacing:
-/// each pauses every caller for its `Retry-After`, and does not use an attempt.
-const REFUSALS: u32 = 100;
+/// Tries per request: 8 failures (5xx, transport errors, unusable answers);
+/// 100 refusals (429/418), which are pacing, not failures: each pauses every
+/// caller for its `Retry-After`.
+const POLICY: Policy = Policy {
+    attempts: 8,
+    refusals: 100,
+};
 /// How far outside an answer's whole-second `Date` the clock estimate may be
 /// (the answer's time in flight) before it is corrected.
 const DATE_SLACK: Duration = Duration::from_millis(1500);
@@ -120,83 +122,64 @@ impl Client {
     ) -> anyhow::Result<T> {
         let url = reqwest::Url::parse_with_params(&format!("{}{path}", self.base_url), query)
             .with_context(|| format!("bad URL {}{path}", self.base_url))?;
-        let mut last_error = String::new();
-        let (mut attempt, mut refusals) = (0, 0);
-        while attempt < ATTEMPTS && refusals < REFUSALS {
-            if attempt > 0 {
+        retry::get(&url, POLICY, |attempt| {
+            if attempt > 1 {
                 self.retries.fetch_add(1, Ordering::Relaxed);
-                std::thread::sleep(crate::sources::backoff(attempt));
             }
-            attempt += 1;
             self.governor.acquire(cost);
             let response = match self.http.get(url.clone()).send() {
                 Ok(r) => r,
                 Err(e) => {
-                    last_error = crate::sources::error_chain(&e);
-                    tracing::warn!(%url, attempt, "request failed: {last_error}");
-                    continue;
+                    return Attempt::Failed(format!("request failed: {}", retry::error_chain(&e)))
                 }
             };
             let status = response.status();
-            if let Some(date) = response
-                .headers()
-                .get(reqwest::header::DATE)
-                .and_then(|v| chrono::DateTime::parse_from_rfc2822(v.to_str().ok()?).ok())
-            {
-                self.governor
-                    .observe_date(date.timestamp_millis(), DATE_SLACK);
-            }
-            if let Some(used) = response
-                .headers()
-                .get(format!("x-mbx-used-weight-{}", self.weight_header))
-                .and_then(|v| v.to_str().ok()?.parse::<u32>().ok())
-            {
-                self.governor.observe_used(used);
-            }
+            self.observe_headers(&response);
             if status == reqwest::StatusCode::TOO_MANY_REQUESTS || status.as_u16() == 418 {
                 self.refusals.fetch_add(1, Ordering::Relaxed);
-                let wait = response
-                    .headers()
-                    .get(reqwest::header::RETRY_AFTER)
-                    .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
-                    .unwrap_or(60);
+                let wait = retry::retry_after(&response).unwrap_or(60);
                 tracing::warn!(%url, "HTTP {status}: pausing every request for {wait} s");
                 self.governor.pause(Duration::from_secs(wait));
-                last_error = format!("HTTP {status}");
-                refusals += 1;
-                attempt -= 1;
-                continue;
+                return Attempt::Refused(format!("HTTP {status}"));
             }
             let body = match response.bytes() {
                 Ok(body) => body,
-                Err(e) => {
-                    last_error = format!("answer cut short: {e}");
-                    tracing::warn!(%url, attempt, "{last_error}");
-                    continue;
-                }
+                Err(e) => return Attempt::Failed(format!("answer cut short: {e}")),
             };
             if status.is_server_error() {
-                last_error = format!("HTTP {status}");
-                tracing::warn!(%url, attempt, "HTTP {status}, retrying");
-                continue;
+                return Attempt::Failed(format!("HTTP {status}"));
             }
             if !status.is_success() {
                 let text = String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned();
-                bail!("GET {url}: HTTP {status}: {text}");
+                return Attempt::Fatal(anyhow!("GET {url}: HTTP {status}: {text}"));
             }
             let parsed = serde_json::from_slice::<Value>(&body)
                 .map_err(|e| anyhow!("not JSON: {e}"))
                 .and_then(|v| parse(&v));
             match parsed {
-                Ok(value) => return Ok(value),
-                Err(e) => {
-                    last_error = format!("unusable answer: {e:#}");
-                    tracing::warn!(%url, attempt, "{last_error}");
-                }
+                Ok(value) => Attempt::Done(value),
+                Err(e) => Attempt::Failed(format!("unusable answer: {e:#}")),
             }
+        })
+    }
+
+    /// Takes note of what every answer says besides its body: the exchange's
+    /// clock (`Date`) and the weight used (`X-MBX-USED-WEIGHT-…`).
+    fn observe_headers(&self, response: &reqwest::blocking::Response) {
+        if let Some(date) = response
+            .headers()
+            .get(reqwest::header::DATE)
+            .and_then(|v| chrono::DateTime::parse_from_rfc2822(v.to_str().ok()?).ok())
+        {
+            self.governor
+                .observe_date(date.timestamp_millis(), DATE_SLACK);
         }
-        Err(anyhow!(
-            "GET {url}: gave up after {attempt} attempts and {refusals} refusals: {last_error}"
-        ))
+        if let Some(used) = response
+            .headers()
+            .get(format!("x-mbx-used-weight-{}", self.weight_header))
+            .and_then(|v| v.to_str().ok()?.parse::<u32>().ok())
+        {
+            self.governor.observe_used(used);
+        }
     }
 }

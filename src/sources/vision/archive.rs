@@ -11,10 +11,15 @@ use anyhow::{anyhow, bail, Context};
 use sha2::Digest;
 
 use crate::event::{Sha256, VisionKind};
+use crate::sources::retry::{self, Attempt, Policy};
 use crate::time::{DAY_MS, MINUTE_MS};
 
-/// Attempts per HTTP request before giving up (5xx, timeouts, dropped bodies).
-const ATTEMPTS: u32 = 5;
+/// Tries per archive request: 5 transient failures (5xx, timeouts, dropped
+/// bodies), 10 refusals (429, each after its `Retry-After`).
+const POLICY: Policy = Policy {
+    attempts: 5,
+    refusals: 10,
+};
 
 /// One archive: which kind, symbol and day (`YYYY-MM-DD`) or month (`YYYY-MM`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -278,58 +283,44 @@ fn find_local(dir: &Path, spec: &FileSpec) -> Option<PathBuf> {
     .find(|p| p.is_file())
 }
 
-/// GETs `url`, retrying 5xx, 429 (after its `Retry-After`), timeouts and bodies
-/// cut short, with exponential backoff and jitter. 404 is `Missing`.
+/// GETs `url` under the retry policy (`sources::retry`): 5xx, timeouts and
+/// bodies cut short are retried; a 429 waits its `Retry-After` (at most a
+/// minute). 404 is `Missing`.
 fn get<T>(
     client: &reqwest::blocking::Client,
     url: &str,
     mut read: impl FnMut(reqwest::blocking::Response) -> io::Result<T>,
 ) -> anyhow::Result<Lookup<T>> {
-    let mut last_error = String::new();
-    for attempt in 0..ATTEMPTS {
-        if attempt > 0 {
-            std::thread::sleep(crate::sources::backoff(attempt));
-        }
+    retry::get(&url, POLICY, |_| {
         let response = match client.get(url).send() {
             Ok(r) => r,
             Err(e) => {
-                last_error = crate::sources::error_chain(&e);
-                tracing::warn!(url, attempt, "request failed: {last_error}");
-                continue;
+                return Attempt::Failed(format!("request failed: {}", retry::error_chain(&e)))
             }
         };
         let status = response.status();
         if status == reqwest::StatusCode::NOT_FOUND {
-            return Ok(Lookup::Missing {
+            return Attempt::Done(Lookup::Missing {
                 location: url.to_string(),
                 status: 404,
             });
         }
-        if status == reqwest::StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
-            let wait = response
-                .headers()
-                .get(reqwest::header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
-                .unwrap_or(0);
-            last_error = format!("HTTP {status}");
-            tracing::warn!(url, attempt, "HTTP {status}, retrying");
-            std::thread::sleep(Duration::from_secs(wait.min(60)));
-            continue;
+        if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+            let wait = retry::retry_after(&response).unwrap_or(1).min(60);
+            std::thread::sleep(Duration::from_secs(wait));
+            return Attempt::Refused(format!("HTTP {status}"));
+        }
+        if status.is_server_error() {
+            return Attempt::Failed(format!("HTTP {status}"));
         }
         if !status.is_success() {
-            bail!("GET {url}: HTTP {status}");
+            return Attempt::Fatal(anyhow!("GET {url}: HTTP {status}"));
         }
         match read(response) {
-            Ok(value) => return Ok(Lookup::Found(value)),
-            Err(e) => {
-                last_error = format!("body cut short: {e}");
-                tracing::warn!(url, attempt, "reading the answer failed: {e}");
-            }
+            Ok(value) => Attempt::Done(Lookup::Found(value)),
+            Err(e) => Attempt::Failed(format!("body cut short: {e}")),
         }
-    }
-    Err(anyhow!(
-        "GET {url}: gave up after {ATTEMPTS} attempts: {last_error}"
-    ))
+    })
 }
 
 /// Parses `<64 hex>  <file name>` with or without a trailing newline.
