@@ -45,6 +45,7 @@ fn materialize(data: &Path) -> std::process::Child {
 }
 
 #[test]
+#[ignore = "heavy tier: run by CI (cargo test --workspace -- --include-ignored)"]
 fn kill_9_at_random_instants_leaves_whole_partitions_and_a_rerun_converges() {
     let day = vision_day_at_rates("2024-03-01", 4, 21, Some((2.0, 5.0)));
     let clean = tempfile::tempdir().unwrap();

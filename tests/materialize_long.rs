@@ -39,6 +39,7 @@ fn funding_month(root: &Path) {
 }
 
 #[test]
+#[ignore = "heavy tier: run by CI (cargo test --workspace -- --include-ignored)"]
 fn a_month_in_one_run_finishes_and_equals_a_day_by_day_build() {
     let names = days();
     let dirs: Vec<tempfile::TempDir> = names

@@ -147,6 +147,7 @@ fn a_day_over_http_lands_in_the_log_exactly_once() {
 }
 
 #[test]
+#[ignore = "heavy tier: run by CI (cargo test --workspace -- --include-ignored)"]
 fn server_errors_are_retried_and_bad_archives_are_refused_whole() {
     let day = support::vision_day(DAY, 1, 2);
     let server = VisionServer::start(day.path());
@@ -316,6 +317,7 @@ fn downloads_a_killed_run_left_are_swept_by_the_next() {
 }
 
 #[test]
+#[ignore = "heavy tier: run by CI (cargo test --workspace -- --include-ignored)"]
 fn killed_mid_file_leaves_nothing_visible_and_a_rerun_completes_it() {
     let day = support::vision_day(DAY, 3, 3);
     let server = VisionServer::start(day.path());

@@ -20,6 +20,7 @@ const CHILD_POLICY: &str = "BML_WAL_CRASH_CHILD_POLICY";
 const KILLS: u32 = 60;
 
 #[test]
+#[ignore = "heavy tier: run by CI (cargo test --workspace -- --include-ignored)"]
 fn sigkill_at_random_instants_never_loses_an_acknowledged_record() {
     if let Ok(dir) = std::env::var(CHILD_DIR) {
         let policy = std::env::var(CHILD_POLICY).unwrap();

@@ -19,6 +19,7 @@ fn inputs_found_by_fuzzing_still_pass() {
 }
 
 #[test]
+#[ignore = "heavy tier: run by CI (cargo test --workspace -- --include-ignored)"]
 fn reader_never_panics_nor_returns_unverified_bytes() {
     let mut rng = fastrand::Rng::with_seed(0x5EED);
     for case in 0..1500 {

@@ -15,6 +15,7 @@ fn no_sync() -> Options {
 }
 
 #[test]
+#[ignore = "heavy tier: run by CI (cargo test --workspace -- --include-ignored)"]
 fn cutting_the_last_segment_anywhere_keeps_exactly_the_whole_frames() {
     let original = tempfile::tempdir().unwrap();
     let mut records = Vec::new();

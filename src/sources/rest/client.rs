@@ -85,9 +85,7 @@ impl Client {
                     server_time,
                 ))
             })?;
-        client
-            .governor
-            .set_server_time(server_time, chrono::Utc::now().timestamp_millis());
+        client.governor.set_server_time(server_time);
         client
             .governor
             .set_limit(budget.0, Duration::from_secs(budget.1));

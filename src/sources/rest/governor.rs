@@ -14,7 +14,7 @@
 //! and requests do not start in the last moments of a window, where one could
 //! land in the next window uncounted.
 
-use std::sync::{Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 /// No request starts this close to the end of a window (at most a 20th of it).
@@ -102,6 +102,7 @@ struct State {
 pub struct Governor {
     state: Mutex<State>,
     changed: Condvar,
+    clock: Arc<dyn Clock>,
 }
 
 /// What the governor did over a run.
@@ -115,8 +116,22 @@ pub struct GovernorStats {
     pub pauses: u64,
 }
 
-fn local_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
+/// Where the governor reads the local time. Waiting is always real (a
+/// condition variable with a timeout); a test clock moves time by hand and then
+/// calls [`Governor::clock_moved`] so that waiters look again.
+pub trait Clock: Send + Sync + std::fmt::Debug {
+    /// Local time now, in ms.
+    fn now_ms(&self) -> i64;
+}
+
+/// The system clock.
+#[derive(Debug)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> i64 {
+        chrono::Utc::now().timestamp_millis()
+    }
 }
 
 /// Binance's default weight budget (2 400 per minute) until `exchangeInfo`
@@ -131,7 +146,13 @@ impl Governor {
     /// A governor allowing `limit` weight per clock-aligned `window` (and
     /// Binance's funding budget).
     pub fn new(limit: u32, window: Duration) -> Governor {
+        Governor::with_clock(limit, window, Arc::new(SystemClock))
+    }
+
+    /// [`Governor::new`] reading the local time from `clock`.
+    pub fn with_clock(limit: u32, window: Duration, clock: Arc<dyn Clock>) -> Governor {
         Governor {
+            clock,
             state: Mutex::new(State {
                 weight: Budget::new(limit, window),
                 funding: Budget::new(FUNDING_LIMIT, FUNDING_WINDOW),
@@ -146,10 +167,19 @@ impl Governor {
         }
     }
 
+    /// The clock was moved (a test clock): waiters look at it again.
+    pub fn clock_moved(&self) {
+        self.changed.notify_all();
+    }
+
+    fn local_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
     /// Sets the weight budget (from `exchangeInfo`'s `rateLimits`).
     pub fn set_limit(&self, limit: u32, window: Duration) {
         let mut s = self.state.lock().expect("governor lock");
-        let (used, now) = (s.weight.used, local_ms() + s.offset_ms);
+        let (used, now) = (s.weight.used, self.local_ms() + s.offset_ms);
         s.weight = Budget::new(limit, window);
         s.weight.roll(now);
         // What was spent so far stays spent (the request that asked counts).
@@ -167,9 +197,10 @@ impl Governor {
         self.changed.notify_all();
     }
 
-    /// The exchange said its clock read `server_ms` when the local clock read
-    /// `local_ms` (an answer's `serverTime`, taken on receipt).
-    pub fn set_server_time(&self, server_ms: i64, local_ms: i64) {
+    /// The exchange said its clock reads `server_ms` now (an answer's
+    /// `serverTime`, just received).
+    pub fn set_server_time(&self, server_ms: i64) {
+        let local_ms = self.local_ms();
         let mut s = self.state.lock().expect("governor lock");
         s.offset_ms = server_ms - local_ms;
         s.clock_known = true;
@@ -183,7 +214,7 @@ impl Governor {
     pub fn observe_date(&self, date_ms: i64, slack: Duration) {
         let slack = slack.as_millis() as i64;
         let mut s = self.state.lock().expect("governor lock");
-        let estimate = local_ms() + s.offset_ms;
+        let estimate = self.local_ms() + s.offset_ms;
         if estimate < date_ms - slack || estimate >= date_ms + 1000 + slack {
             if s.clock_known {
                 tracing::warn!(
@@ -191,21 +222,21 @@ impl Governor {
                     "the exchange's clock moved against the local one; windows follow it"
                 );
             }
-            s.offset_ms = date_ms + 500 - local_ms();
+            s.offset_ms = date_ms + 500 - self.local_ms();
             s.clock_known = true;
         }
     }
 
     /// The exchange's clock now, as far as the governor knows it.
     pub fn server_now(&self) -> i64 {
-        local_ms() + self.state.lock().expect("governor lock").offset_ms
+        self.local_ms() + self.state.lock().expect("governor lock").offset_ms
     }
 
     /// Blocks until `cost` fits every budget's current window, then reserves it.
     pub fn acquire(&self, cost: Cost) {
         let mut s = self.state.lock().expect("governor lock");
         loop {
-            let local = local_ms();
+            let local = self.local_ms();
             let now = local + s.offset_ms;
             s.weight.roll(now);
             s.funding.roll(now);
@@ -235,7 +266,7 @@ impl Governor {
     /// The server's `X-MBX-USED-WEIGHT-1M`, read from an answer received now.
     pub fn observe_used(&self, used: u32) {
         let mut s = self.state.lock().expect("governor lock");
-        let now = local_ms() + s.offset_ms;
+        let now = self.local_ms() + s.offset_ms;
         if now.div_euclid(s.weight.window_ms) == s.weight.window {
             s.weight.used = s.weight.used.max(used);
         }
@@ -247,7 +278,7 @@ impl Governor {
         // Jitter, so that the processes sharing an IP that were all told to
         // wait do not all come back at the same instant.
         let jitter = fastrand::i64(0..=s.weight.window_ms / 10);
-        let until = local_ms() + s.offset_ms + retry_after.as_millis() as i64 + jitter;
+        let until = self.local_ms() + s.offset_ms + retry_after.as_millis() as i64 + jitter;
         s.paused_until_ms = s.paused_until_ms.max(until);
         s.pauses += 1;
         drop(s);
@@ -267,129 +298,193 @@ impl Governor {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-    use std::time::Instant;
+    use std::sync::atomic::{AtomicI64, Ordering};
 
     use super::*;
 
+    /// Time that moves only when the test says so.
+    #[derive(Debug, Default)]
+    struct ManualClock(AtomicI64);
+
+    impl Clock for ManualClock {
+        fn now_ms(&self) -> i64 {
+            self.0.load(Ordering::SeqCst)
+        }
+    }
+
+    /// A governor on a manual clock at `start`.
+    fn governor(limit: u32, window: Duration, start: i64) -> (Arc<Governor>, Arc<ManualClock>) {
+        let clock = Arc::new(ManualClock(AtomicI64::new(start)));
+        let governor = Arc::new(Governor::with_clock(limit, window, clock.clone()));
+        (governor, clock)
+    }
+
+    fn set_time(governor: &Governor, clock: &ManualClock, ms: i64) {
+        clock.0.store(ms, Ordering::SeqCst);
+        governor.clock_moved();
+    }
+
+    /// Moves the clock far ahead when dropped, so that a failed assertion in a
+    /// scope does not leave its waiters blocked (and the test hanging).
+    struct Release<'a>(&'a Governor, &'a ManualClock);
+
+    impl Drop for Release<'_> {
+        fn drop(&mut self) {
+            set_time(self.0, self.1, 1 << 50);
+        }
+    }
+
+    /// Waits (really) until `done` holds, failing after 5 s.
+    fn eventually(what: &str, done: impl Fn() -> bool) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !done() {
+            assert!(std::time::Instant::now() < deadline, "never: {what}");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// Gives a wrongly released waiter the time to get through, so that a
+    /// check that it did not is meaningful.
+    fn settle() {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
     /// Threads asking for more than a window's budget: the excess waits for the
-    /// next window, and no window ever lets more than the limit through.
+    /// next window, and no window lets more than the limit through.
     #[test]
     fn never_lets_more_than_the_limit_through_in_a_window() {
-        let window = Duration::from_secs(2);
-        // Start right after a window turns, so the test spans one boundary.
-        std::thread::sleep(Duration::from_millis(
-            (2000 - local_ms().rem_euclid(2000) + 10) as u64,
-        ));
-        let governor = Arc::new(Governor::new(100, window));
-        let windows: Vec<i64> = std::thread::scope(|scope| {
-            let handles: Vec<_> = (0..11)
-                .map(|_| {
-                    let g = governor.clone();
-                    scope.spawn(move || {
-                        g.acquire(Cost::weight(20));
-                        local_ms().div_euclid(2000)
-                    })
-                })
-                .collect();
-            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        let (g, clock) = governor(100, Duration::from_secs(2), 0);
+        std::thread::scope(|scope| {
+            let _release = Release(&g, &clock);
+            for _ in 0..11 {
+                let g = g.clone();
+                scope.spawn(move || g.acquire(Cost::weight(20)));
+            }
+            eventually("5 requests in the first window", || g.stats().weight == 100);
+            settle();
+            assert_eq!(g.stats().weight, 100, "the first window holds 100");
+            set_time(&g, &clock, 1_500);
+            settle();
+            assert_eq!(g.stats().weight, 100, "still the first window");
+            set_time(&g, &clock, 2_000);
+            eventually("5 more in the second window", || g.stats().weight == 200);
+            settle();
+            assert_eq!(g.stats().weight, 200);
+            set_time(&g, &clock, 4_000);
+            eventually("the last one", || g.stats().weight == 220);
         });
-        let first = *windows.iter().min().unwrap();
-        let count = |w: i64| windows.iter().filter(|&&x| x == w).count();
-        assert_eq!(
-            (count(first), count(first + 1), count(first + 2)),
-            (5, 5, 1)
-        );
-        assert_eq!(governor.stats().weight, 220);
+    }
+
+    /// No request starts in the guard at the end of a window.
+    #[test]
+    fn nothing_starts_in_the_last_moments_of_a_window() {
+        let (g, clock) = governor(100, Duration::from_secs(60), 60_000 - GUARD_MS);
+        std::thread::scope(|scope| {
+            let _release = Release(&g, &clock);
+            let waiter = scope.spawn(|| g.acquire(Cost::weight(1)));
+            settle();
+            assert!(
+                !waiter.is_finished(),
+                "started {GUARD_MS} ms before the window's end"
+            );
+            set_time(&g, &clock, 60_000);
+            waiter.join().unwrap();
+        });
     }
 
     /// The server's count (another process on the same IP) is respected.
     #[test]
     fn the_servers_count_lowers_what_is_left() {
-        let governor = Governor::new(100, Duration::from_secs(3600));
-        governor.acquire(Cost::weight(10));
-        governor.observe_used(95);
-        let started = Instant::now();
-        let g = &governor;
+        let (g, _) = governor(100, Duration::from_secs(3600), 0);
+        g.acquire(Cost::weight(10));
+        g.observe_used(95);
         std::thread::scope(|scope| {
-            let waiter = scope.spawn(move || g.acquire(Cost::weight(10)));
-            std::thread::sleep(Duration::from_millis(300));
+            let waiter = scope.spawn(|| g.acquire(Cost::weight(10)));
+            settle();
             assert!(!waiter.is_finished(), "only 5 of 100 left");
             g.set_limit(1000, Duration::from_secs(3600));
             waiter.join().unwrap();
         });
-        assert!(started.elapsed() >= Duration::from_millis(300));
     }
 
     #[test]
     fn a_pause_holds_everyone() {
-        let governor = Governor::new(1_000_000, Duration::from_secs(60));
-        governor.pause(Duration::from_millis(700));
-        let started = Instant::now();
-        governor.acquire(Cost::weight(1));
-        assert!(started.elapsed() >= Duration::from_millis(650));
-        assert_eq!(governor.stats().pauses, 1);
+        let (g, clock) = governor(1_000_000, Duration::from_secs(60), 0);
+        g.pause(Duration::from_millis(700));
+        std::thread::scope(|scope| {
+            let _release = Release(&g, &clock);
+            let waiter = scope.spawn(|| g.acquire(Cost::weight(1)));
+            set_time(&g, &clock, 650);
+            settle();
+            assert!(
+                !waiter.is_finished(),
+                "went before the Retry-After was over"
+            );
+            // The pause ends after 700 ms plus a jitter of at most 6 s.
+            set_time(&g, &clock, 6_701);
+            waiter.join().unwrap();
+        });
+        assert_eq!(g.stats().pauses, 1);
     }
 
     /// Windows follow the exchange's clock: with the exchange 1.5 s ahead and
-    /// 2 s windows, what the governor lets through in one of *its* windows
-    /// stays under the limit, whatever the local windows say.
+    /// 2 s windows, the exchange's next window opens at local 500 ms, not at
+    /// local 2 000 ms where a locally aligned window would end.
     #[test]
     fn windows_are_aligned_to_the_exchanges_clock() {
-        let governor = Arc::new(Governor::new(100, Duration::from_secs(2)));
-        governor.set_server_time(local_ms() + 1500, local_ms());
-        let server_windows: Vec<i64> = std::thread::scope(|scope| {
-            let handles: Vec<_> = (0..11)
-                .map(|_| {
-                    let g = governor.clone();
-                    scope.spawn(move || {
-                        g.acquire(Cost::weight(20));
-                        g.server_now().div_euclid(2000)
-                    })
-                })
-                .collect();
-            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        let (g, clock) = governor(100, Duration::from_secs(2), 0);
+        g.set_server_time(1_500);
+        std::thread::scope(|scope| {
+            let _release = Release(&g, &clock);
+            for _ in 0..6 {
+                let g = g.clone();
+                scope.spawn(move || g.acquire(Cost::weight(20)));
+            }
+            eventually("5 in the exchange's first window", || {
+                g.stats().weight == 100
+            });
+            // Exchange time 1 900: in the guard before its window ends.
+            set_time(&g, &clock, 400);
+            settle();
+            assert_eq!(g.stats().weight, 100);
+            set_time(&g, &clock, 500);
+            eventually("the exchange's next window opens", || {
+                g.stats().weight == 120
+            });
         });
-        for w in &server_windows {
-            let n = server_windows.iter().filter(|x| *x == w).count();
-            assert!(n <= 5, "{n} requests of 20 in one 100-weight window");
-        }
     }
 
     #[test]
     fn funding_requests_wait_for_their_own_budget_only() {
-        let governor = Governor::new(1_000_000, Duration::from_secs(60));
-        governor.set_funding_limit(2, Duration::from_secs(3600));
+        let (g, _) = governor(1_000_000, Duration::from_secs(60), 0);
+        g.set_funding_limit(2, Duration::from_secs(3600));
         let funding = Cost {
             weight: 1,
             funding: 1,
         };
-        governor.acquire(funding);
-        governor.acquire(funding);
-        let g = &governor;
+        g.acquire(funding);
+        g.acquire(funding);
         std::thread::scope(|scope| {
-            let waiter = scope.spawn(move || g.acquire(funding));
-            std::thread::sleep(Duration::from_millis(200));
+            let waiter = scope.spawn(|| g.acquire(funding));
+            settle();
             assert!(!waiter.is_finished(), "the funding budget is spent");
             // Other requests go through meanwhile.
             g.acquire(Cost::weight(5));
             g.set_funding_limit(10, Duration::from_secs(3600));
             waiter.join().unwrap();
         });
-        assert_eq!(governor.stats().funding, 3);
+        assert_eq!(g.stats().funding, 3);
     }
 
     #[test]
     fn a_date_header_corrects_only_a_drift_it_can_show() {
-        let governor = Governor::default();
-        let local = local_ms();
-        governor.set_server_time(local + 250, local);
+        let (g, _) = governor(2400, Duration::from_secs(60), 1_000_000);
+        g.set_server_time(1_000_250);
         // A Date within the second the estimate falls in changes nothing.
-        let date = (local + 250).div_euclid(1000) * 1000;
-        governor.observe_date(date, Duration::from_millis(200));
-        assert!((governor.server_now() - (local_ms() + 250)).abs() < 50);
-        // Ten seconds off: the estimate follows the Date.
-        governor.observe_date(date + 10_000, Duration::from_millis(200));
-        assert!((governor.server_now() - (date + 10_500)).abs() < 100);
+        g.observe_date(1_000_000, Duration::from_millis(200));
+        assert_eq!(g.server_now(), 1_000_250);
+        // Ten seconds off: the estimate moves to the middle of that second.
+        g.observe_date(1_010_000, Duration::from_millis(200));
+        assert_eq!(g.server_now(), 1_010_500);
     }
 }
