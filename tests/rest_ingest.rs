@@ -306,12 +306,29 @@ fn ten_ranges_at_once_draw_no_429_and_parallel_processes_no_ban() {
                 .output_async()
         })
         .collect();
+    let mut refusals = 0;
     for child in children {
         let out = child.wait_with_output().unwrap();
         assert!(out.status.success(), "{}", text(&out));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let count = stdout
+            .split(" refusals (429/418)")
+            .next()
+            .and_then(|head| head.rsplit(' ').next())
+            .and_then(|n| n.parse::<u64>().ok());
+        refusals += count.unwrap_or_else(|| panic!("no refusal count in: {stdout}"));
     }
     let stats = sim.stats();
     assert_eq!(stats["banned"], 0, "{stats}");
+    // The race happened (one IP budget, ten governors), every 429 the exchange
+    // sent was seen and waited out by the process it was sent to, and no
+    // window served more than the budget.
+    assert!(stats["too_many"].as_u64().unwrap() > 0, "no race: {stats}");
+    assert_eq!(Some(refusals), stats["too_many"].as_u64(), "{stats}");
+    let limit = stats["weight_limit"].as_u64().unwrap();
+    for served in stats["weight_per_window"].as_array().unwrap() {
+        assert!(served.as_u64().unwrap() <= limit, "{stats}");
+    }
     let reference = rest_log(dirs[0].path()).0;
     for d in &dirs {
         assert_complete(d.path(), &["klines", "aggTrades"], 2);
