@@ -77,7 +77,7 @@ fn a_generated_hour_gives_sixty_consistent_rows() {
         };
         assert_eq!(
             row.oi_contracts,
-            point.sum_open_interest.map(|d| d.to_f64())
+            point.sum_open_interest.map(bml::event::Decimal::to_f64)
         );
         let r = point.count_toptrader_long_short_ratio.unwrap().to_f64();
         assert_eq!(row.top_trader_long_pct, Some(r / (1.0 + r)));

@@ -68,7 +68,7 @@ fn rest_log(data: &Path) -> (BTreeSet<String>, Vec<Range>) {
         for event in record.events {
             match event {
                 Event::RestRangeComplete(r) => {
-                    ranges.push((r.endpoint, r.start_ms, r.end_ms, r.rows))
+                    ranges.push((r.endpoint, r.start_ms, r.end_ms, r.rows));
                 }
                 e => {
                     facts.insert(format!("{e:?}"));

@@ -420,12 +420,12 @@ impl Collector {
                 Event::Kline(e) => self.klines.offer(e, origin, hour),
                 Event::AggTrade(e) => self.agg_trades.offer(e, origin, hour),
                 Event::BookTicker(e) if e.time() >= hour.start => {
-                    self.book_tickers.offer(e, origin, hour)
+                    self.book_tickers.offer(e, origin, hour);
                 }
                 Event::BookTicker(e) => self.offer_book_tail(e, origin),
                 Event::Metrics(e) => {
                     self.metrics
-                        .offer(&at_snapshot(e, &record.source), origin, hour)
+                        .offer(&at_snapshot(e, &record.source), origin, hour);
                 }
                 Event::FundingRate(e) => self.funding.offer(e, origin, hour),
                 Event::PremiumIndex(e) => self.premium_polls.offer(e, origin, hour),

@@ -202,7 +202,7 @@ fn check_invariants(findings: &mut Vec<Finding>, kline: &Kline, t: &TradeMinute,
             minute,
             check: check.to_string(),
             detail,
-        })
+        });
     };
     if t.count_buy_trades + t.count_sell_trades != kline.trade_count {
         finding(

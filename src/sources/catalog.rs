@@ -76,13 +76,13 @@ impl Catalog {
                             if overlaps(&catalog.lost, m.first_offset, offset) {
                                 catalog.voided.insert(m.file.clone());
                             } else {
-                                catalog.note_ingested(&m.file, m.sha256)
+                                catalog.note_ingested(&m.file, m.sha256);
                             }
                         }
                         (Event::VisionFileMissing(_), Source::Vision { file, .. })
                             if !catalog.ingested.contains_key(file) =>
                         {
-                            catalog.note_missing(file)
+                            catalog.note_missing(file);
                         }
                         (Event::RestRangeComplete(r), _) => {
                             let key = (record.symbol.clone(), r.endpoint.clone());
@@ -98,7 +98,7 @@ impl Catalog {
                                     &record.symbol,
                                     &r.endpoint,
                                     r.start_ms..r.end_ms,
-                                )
+                                );
                             }
                         }
                         _ => {}

@@ -30,6 +30,8 @@
 //! # Ok::<(), bml_wal::Error>(())
 //! ```
 
+#![warn(missing_docs)]
+
 mod error;
 mod format;
 mod inspect;

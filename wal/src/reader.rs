@@ -396,16 +396,22 @@ impl TailSignal {
     }
 
     pub fn advance(&self, next_offset: u64) {
-        *self.next_offset.lock().unwrap_or_else(|e| e.into_inner()) = next_offset;
+        *self
+            .next_offset
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = next_offset;
         self.cond.notify_all();
     }
 
     /// Waits until a record at or past `offset` exists, or `timeout` passes.
     fn wait_past(&self, offset: u64, timeout: Duration) {
-        let guard = self.next_offset.lock().unwrap_or_else(|e| e.into_inner());
+        let guard = self
+            .next_offset
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let _ = self
             .cond
             .wait_timeout_while(guard, timeout, |next| *next <= offset)
-            .unwrap_or_else(|e| e.into_inner());
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
     }
 }

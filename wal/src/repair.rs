@@ -199,7 +199,7 @@ fn repair_segment(
                         .at("reading segment", &seg.path)?;
                 }
                 Step::Lost(range) => {
-                    push_lost(out, range.clone(), notes.next().map_or("", |n| n.as_str()))?
+                    push_lost(out, range.clone(), notes.next().map_or("", |n| n.as_str()))?;
                 }
             }
         }

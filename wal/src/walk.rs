@@ -58,7 +58,7 @@ impl std::fmt::Display for Problem {
             )?,
             ProblemKind::TruncatedSegment => write!(f, "sealed segment ends inside a frame")?,
             ProblemKind::OffsetGap { found } => {
-                write!(f, "expected offset {}, found {found}", self.offsets.start)?
+                write!(f, "expected offset {}, found {found}", self.offsets.start)?;
             }
         }
         if !self.offsets.is_empty() {

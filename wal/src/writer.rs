@@ -255,7 +255,10 @@ impl Wal {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.shared.state.lock().unwrap_or_else(|e| e.into_inner())
+        self.shared
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn check_poisoned(&self, st: &State) -> Result<()> {
@@ -333,7 +336,7 @@ impl Wal {
                     .shared
                     .synced
                     .wait(st)
-                    .unwrap_or_else(|e| e.into_inner());
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
             } else if due(&st) {
                 st = self.lead_sync(st);
             } else {
@@ -347,7 +350,7 @@ impl Wal {
                     .shared
                     .synced
                     .wait_timeout(st, wait)
-                    .unwrap_or_else(|e| e.into_inner())
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
                     .0;
             }
         }

@@ -279,7 +279,7 @@ fn fetch(
     };
     match task.kind.paging() {
         Paging::Time { limit, extra } => {
-            by_time(client, task, limit, extra, server_time, &mut send)?
+            by_time(client, task, limit, extra, server_time, &mut send)?;
         }
         Paging::AggTrades => agg_trades::fetch(client, task, &mut send)?,
     }

@@ -177,7 +177,7 @@ pub fn ingest(
                 replaced: true,
                 ..
             } => {
-                tracing::warn!(file = %file, rows, "re-ingested: Binance re-published this archive with a new SHA-256")
+                tracing::warn!(file = %file, rows, "re-ingested: Binance re-published this archive with a new SHA-256");
             }
             Outcome::Ingested { rows, .. } => tracing::info!(file = %file, rows, "ingested"),
             Outcome::AlreadyIngested => tracing::debug!(file = %file, "already in the log"),
@@ -204,10 +204,10 @@ fn sweep_downloads(tmp_dir: &Path) {
         if path.is_file() && name.to_string_lossy().starts_with(".tmp") {
             match std::fs::remove_file(&path) {
                 Ok(()) => {
-                    tracing::info!(path = %path.display(), "removed a download a killed run left")
+                    tracing::info!(path = %path.display(), "removed a download a killed run left");
                 }
                 Err(e) => {
-                    tracing::warn!(path = %path.display(), "cannot remove a stale download: {e}")
+                    tracing::warn!(path = %path.display(), "cannot remove a stale download: {e}");
                 }
             }
         }
