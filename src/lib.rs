@@ -20,6 +20,7 @@ pub mod ledger;
 pub mod materialize;
 pub mod progress;
 pub mod schema;
+#[cfg(feature = "sim")]
 pub mod sim;
 pub mod sources;
 pub mod time;

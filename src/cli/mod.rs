@@ -5,6 +5,7 @@ mod bars;
 mod check;
 mod ingest;
 mod materialize;
+#[cfg(feature = "sim")]
 mod sim;
 mod wal;
 
@@ -74,6 +75,7 @@ enum Command {
     #[command(subcommand)]
     Wal(wal::WalCommand),
     /// The simulated exchange, for tests, benchmarks and a first offline run.
+    #[cfg(feature = "sim")]
     #[command(subcommand)]
     Sim(sim::SimCommand),
     /// Try bml's assumptions about the exchange against a live one, read-only
@@ -105,6 +107,7 @@ pub fn main() -> ExitCode {
         Command::ShowWatermark(args) => materialize::show_watermark(args, &cli.data_dir),
         Command::Status => materialize::status(&cli.data_dir),
         Command::Wal(cmd) => wal::run(cmd, &crate::data_dir::wal(&cli.data_dir), &ui),
+        #[cfg(feature = "sim")]
         Command::Sim(cmd) => sim::run(cmd),
         Command::CheckExchange(args) => check::run(args),
     };
