@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use bml::event::{Event, KlineKind, RecordClass};
 use support::{
-    archive_path, bml, csv_of, data_rows, text, visible_events, write_archive, write_checksum,
-    VisionServer,
+    archive_path, bml, csv_of, data_rows, text, visible_events, vision_ingest_args, write_archive,
+    write_checksum, VisionServer,
 };
 
 const DAY: &str = "2024-03-01";
@@ -178,6 +178,10 @@ fn server_errors_are_retried_and_bad_archives_are_refused_whole() {
         all.contains("checksum mismatch") && all.contains(&server.base_url()),
         "{all}"
     );
+    assert!(
+        all.contains("FAILED (bad data)"),
+        "typed as bad data: {all}"
+    );
     assert_nothing_of(data.path(), "BTCUSDT-1m-");
 
     // 2. A CHECKSUM naming another hash.
@@ -208,6 +212,10 @@ fn server_errors_are_retried_and_bad_archives_are_refused_whole() {
         all.contains(&format!("{csv_name}:31")) && all.contains("field `high`"),
         "{all}"
     );
+    assert!(
+        all.contains("FAILED (bad data)"),
+        "typed as bad data: {all}"
+    );
     assert_nothing_visible_of(data.path(), "BTCUSDT-1m-");
 
     // 4. A truncated archive (its CHECKSUM made to match, as if published broken).
@@ -217,6 +225,7 @@ fn server_errors_are_retried_and_bad_archives_are_refused_whole() {
     let out = ingest(data.path(), &server, &["--kinds", "klines"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(text(&out).contains("not a readable zip"), "{}", text(&out));
+    assert!(text(&out).contains("FAILED (bad data)"), "{}", text(&out));
     assert_nothing_of(data.path(), "BTCUSDT-1m-");
 
     // 5. An unexpected extra entry, and an entry escaping its directory.
@@ -393,4 +402,23 @@ fn assert_nothing_visible_of(data: &Path, file_part: &str) {
     assert!(!records
         .iter()
         .any(|(_, r, _)| matches!(&r.events[0], Event::VisionFileIngested(m) if m.file.contains(file_part))));
+}
+
+/// An exchange nobody answers for: the archive fails as *unreachable* (try
+/// again later), after the retry policy's attempts, naming the URL.
+#[test]
+fn an_unreachable_exchange_is_a_failure_of_its_own_kind() {
+    let data = tempfile::tempdir().unwrap();
+    let out = bml(
+        data.path(),
+        &vision_ingest_args("2024-03-01", "http://127.0.0.1:9", &["--kinds", "klines"]),
+    );
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(
+        all.contains("FAILED (unreachable)")
+            && all.contains("http://127.0.0.1:9/")
+            && all.contains("gave up after 5 attempts"),
+        "{all}"
+    );
 }

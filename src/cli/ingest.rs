@@ -221,8 +221,8 @@ fn ingest_rest(args: &RestArgs, data_dir: &Path, ui: &Ui) -> Outcome {
     catalog.save(data_dir, log.next_offset())?;
 
     let mut out = std::io::stdout().lock();
-    for reason in &summary.failed {
-        writeln!(out, "FAILED  {reason}")?;
+    for failure in &summary.failed {
+        writeln!(out, "FAILED ({})  {}", failure.kind, failure.message)?;
     }
     for range in &summary.beyond_horizon {
         writeln!(out, "skipped {range}: older than the endpoint serves")?;
@@ -285,8 +285,12 @@ fn ingest_vision(args: &VisionArgs, data_dir: &Path, ui: &Ui) -> Outcome {
         .filter(|(_, o)| matches!(o, vision::Outcome::Failed(_)))
         .collect();
     for (file, outcome) in &failed {
-        if let vision::Outcome::Failed(why) = outcome {
-            writeln!(out, "FAILED  {file}: {why}")?;
+        if let vision::Outcome::Failed(failure) = outcome {
+            writeln!(
+                out,
+                "FAILED ({})  {file}: {}",
+                failure.kind, failure.message
+            )?;
         }
     }
     let secs = summary.elapsed.as_secs_f64().max(1e-9);

@@ -3,6 +3,9 @@
 
 pub mod catalog;
 pub mod check;
+mod failure;
 pub mod rest;
 pub mod retry;
 pub mod vision;
+
+pub use failure::{Failure, FailureKind};

@@ -3,11 +3,14 @@
 //! unusable) are retried with exponential backoff and jitter, up to a number
 //! of attempts; refusals (429, 418) are pacing, not failures: the caller
 //! pauses as told and they count against their own, larger allowance; any
-//! other answer is final. The give-up error names the URL, the counts and the
-//! last failure.
+//! other answer is final. The give-up error is a [`Failure`] (unreachable, or
+//! bad data when the last answer came whole but unusable) naming the URL, the
+//! counts and the last failure.
 
 use std::fmt::Display;
 use std::time::Duration;
+
+use super::{Failure, FailureKind};
 
 /// How one try went.
 pub enum Attempt<T> {
@@ -15,10 +18,15 @@ pub enum Attempt<T> {
     Done(T),
     /// A transient failure, described: retried after a backoff.
     Failed(String),
+    /// An answer that came whole but cannot be used (it does not parse, or
+    /// does not continue what came before): retried like a failure, since a
+    /// fresh answer is usually whole; if it is the last, the data is bad.
+    Unusable(String),
     /// The server asked to slow down and the caller has paused as told:
     /// retried at once, without using an attempt.
     Refused(String),
-    /// An answer retrying cannot change (a 4xx): returned as the error.
+    /// An answer retrying cannot change (a 4xx): returned as the error
+    /// (a [`Failure`] of kind `Refused`, see [`refused`]).
     Fatal(anyhow::Error),
 }
 
@@ -39,29 +47,38 @@ pub fn get<T>(
     mut try_once: impl FnMut(u32) -> Attempt<T>,
 ) -> anyhow::Result<T> {
     let (mut attempt, mut refusals) = (1, 0);
-    let last_error = loop {
-        match try_once(attempt) {
+    let (kind, last_error) = loop {
+        let (kind, why) = match try_once(attempt) {
             Attempt::Done(value) => return Ok(value),
             Attempt::Fatal(e) => return Err(e),
-            Attempt::Failed(why) => {
-                tracing::warn!(%url, attempt, "{why}");
-                if attempt >= policy.attempts {
-                    break why;
-                }
-                std::thread::sleep(backoff(attempt));
-                attempt += 1;
-            }
             Attempt::Refused(why) => {
                 refusals += 1;
                 if refusals >= policy.refusals {
-                    break why;
+                    break (FailureKind::Unreachable, why);
                 }
+                continue;
             }
+            Attempt::Failed(why) => (FailureKind::Unreachable, why),
+            Attempt::Unusable(why) => (FailureKind::BadData, why),
+        };
+        tracing::warn!(%url, attempt, "{why}");
+        if attempt >= policy.attempts {
+            break (kind, why);
         }
+        std::thread::sleep(backoff(attempt));
+        attempt += 1;
     };
-    Err(anyhow::anyhow!(
-        "GET {url}: gave up after {attempt} attempts and {refusals} refusals: {last_error}"
+    Err(Failure::error(
+        kind,
+        format!(
+            "GET {url}: gave up after {attempt} attempts and {refusals} refusals: {last_error}"
+        ),
     ))
+}
+
+/// The error for a final "no" from the server.
+pub fn refused(message: String) -> anyhow::Error {
+    Failure::error(FailureKind::Refused, message)
 }
 
 /// A `Retry-After` header's seconds, if the answer has one.

@@ -149,14 +149,14 @@ impl Client {
             }
             if !status.is_success() {
                 let text = String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned();
-                return Attempt::Fatal(anyhow!("GET {url}: HTTP {status}: {text}"));
+                return Attempt::Fatal(retry::refused(format!("GET {url}: HTTP {status}: {text}")));
             }
             let parsed = serde_json::from_slice::<Value>(&body)
                 .map_err(|e| anyhow!("not JSON: {e}"))
                 .and_then(|v| parse(&v));
             match parsed {
                 Ok(value) => Attempt::Done(value),
-                Err(e) => Attempt::Failed(format!("unusable answer: {e:#}")),
+                Err(e) => Attempt::Unusable(format!("unusable answer: {e:#}")),
             }
         })
     }

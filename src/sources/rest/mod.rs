@@ -25,6 +25,7 @@ pub use governor::Governor;
 pub use polls::Poll;
 
 use super::catalog::Catalog;
+use super::Failure;
 use crate::event::{Event, Record, RestRangeComplete, Source};
 use crate::eventlog::EventLog;
 use crate::progress::{Progress, Unit};
@@ -63,8 +64,9 @@ pub struct Summary {
     pub rows: u64,
     /// Ranges read to the end (a coverage record each).
     pub complete: u64,
-    /// Tasks that failed, with the reason (their ranges stay incomplete).
-    pub failed: Vec<String>,
+    /// Tasks that failed (their ranges stay incomplete): the message names
+    /// the range and the URL; the kind says whether to try again.
+    pub failed: Vec<Failure>,
     /// Ranges not asked for because the endpoint no longer serves them
     /// (aggTrades: 48 hours; statistics: 30 days), as `symbol endpoint
     /// start..end`: at planning, or when a task started too late.
@@ -104,7 +106,7 @@ enum Message {
     Page(Record),
     Complete(Record),
     BeyondHorizon(String),
-    Failed(String),
+    Failed(Failure),
 }
 
 /// How a task ended, short of failing.
@@ -144,7 +146,7 @@ pub fn ingest(
                     let outcome = match fetch(client, task, server_time, &sender) {
                         Ok(Ended::Complete(coverage)) => Message::Complete(coverage),
                         Ok(Ended::BeyondHorizon) => Message::BeyondHorizon(task.describe()),
-                        Err(e) => Message::Failed(format!("{}: {e:#}", task.describe())),
+                        Err(e) => Message::Failed(Failure::of(&e.context(task.describe()))),
                     };
                     if sender.send(outcome).is_err() {
                         return;
@@ -179,9 +181,9 @@ pub fn ingest(
                     summary.beyond_horizon.push(range);
                     bar.inc(1);
                 }
-                Message::Failed(reason) => {
-                    tracing::error!("{reason}");
-                    summary.failed.push(reason);
+                Message::Failed(failure) => {
+                    tracing::error!(kind = %failure.kind, "{}", failure.message);
+                    summary.failed.push(failure);
                     bar.inc(1);
                 }
             }

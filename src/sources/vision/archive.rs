@@ -314,7 +314,7 @@ fn get<T>(
             return Attempt::Failed(format!("HTTP {status}"));
         }
         if !status.is_success() {
-            return Attempt::Fatal(anyhow!("GET {url}: HTTP {status}"));
+            return Attempt::Fatal(retry::refused(format!("GET {url}: HTTP {status}")));
         }
         match read(response) {
             Ok(value) => Attempt::Done(Lookup::Found(value)),

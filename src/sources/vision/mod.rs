@@ -20,6 +20,7 @@ use chrono::{Datelike, NaiveDate};
 pub use archive::{FileSpec, Store};
 
 use super::catalog::Catalog;
+use super::Failure;
 use crate::event::{
     Event, Record, Sha256, Source, VisionFileIngested, VisionFileMissing, VisionKind,
 };
@@ -109,8 +110,9 @@ pub enum Outcome {
     AlreadyIngested,
     /// The archive does not exist (recorded in the log once).
     Missing,
-    /// It failed; nothing of it is visible. The text names file, line, field or URL.
-    Failed(String),
+    /// It failed; nothing of it is visible. The message names file, line,
+    /// field or URL; the kind says whether to try again.
+    Failed(Failure),
 }
 
 /// What a run did.
@@ -166,9 +168,9 @@ pub fn ingest(
         let outcome = match ingest_file(log, catalog, store, spec, tmp_dir, progress) {
             Ok(outcome) => outcome,
             Err(e) => {
-                let message = format!("{e:#}");
-                tracing::error!(file = %file, "{message}");
-                Outcome::Failed(message)
+                let failure = Failure::of(&e);
+                tracing::error!(file = %file, kind = %failure.kind, "{}", failure.message);
+                Outcome::Failed(failure)
             }
         };
         match &outcome {
