@@ -99,6 +99,87 @@ pub enum MaterializeError {
     },
 }
 
+/// The hours a run derives: those reached by records at or after `from`
+/// (every hour when the lake moved), and those written under another schema.
+fn hours_to_derive(
+    ledger: &Ledger,
+    from: u64,
+    lake_root: &str,
+) -> anyhow::Result<BTreeSet<(String, i64)>> {
+    let moved = ledger.lake_root()?.is_some_and(|r| r != lake_root);
+    let mut hours: BTreeSet<(String, i64)> = ledger
+        .hours_reached_since(if moved { 0 } else { from })?
+        .into_iter()
+        .collect();
+    let current = schema_hash();
+    for ((symbol, hour), p) in ledger.partitions()? {
+        if p.schema_hash != current {
+            hours.insert((symbol, hour));
+        }
+    }
+    Ok(hours)
+}
+
+/// Which Vision rows count, from the markers and lost ranges in the ledger.
+fn visibility(ledger: &Ledger) -> anyhow::Result<Visibility> {
+    let mut visibility = Visibility::new();
+    for (file, offset, m) in ledger.vision_markers()? {
+        visibility.observe_marker(&file, m.sha256, m.first_offset, offset, m.replaces);
+    }
+    for lost in ledger.lost_ranges()? {
+        visibility.observe_lost(lost);
+    }
+    Ok(visibility)
+}
+
+/// Derives `hours` on `jobs` workers, each taking the next hour; this thread
+/// records what they derived in the ledger in the order it arrives (entries
+/// are keyed, so the order does not matter) and tells `done` of each.
+fn derive_all(
+    context: &Context<'_>,
+    hours: &[(String, i64)],
+    jobs: usize,
+    mut done: impl FnMut(&str, i64, &Derived),
+) -> anyhow::Result<()> {
+    let next = AtomicUsize::new(0);
+    let (sender, receiver) = mpsc::sync_channel(jobs * 2);
+    std::thread::scope(|scope| -> anyhow::Result<()> {
+        for _ in 0..jobs {
+            let (sender, next) = (sender.clone(), &next);
+            scope.spawn(move || {
+                let mut reader = match RecordReader::open(context.data_dir) {
+                    Ok(reader) => reader,
+                    Err(e) => return drop(sender.send(Err(e))),
+                };
+                let mut collector = Collector::new(0);
+                while let Some((symbol, hour)) = hours.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    let derived = context.derive_hour(&mut reader, &mut collector, symbol, *hour);
+                    if sender.send(derived.map(|d| (symbol, *hour, d))).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        drop(sender);
+        let mut batch = context.ledger.batch()?;
+        let mut since_commit = 0;
+        for derived in receiver {
+            let (symbol, hour, derived) = derived?;
+            batch.put_partition(symbol, hour, &derived.partition, &derived.findings)?;
+            done(symbol, hour, &derived);
+            since_commit += 1;
+            if since_commit == HOURS_PER_COMMIT {
+                // Committed before the next begins: redb waits forever for a
+                // second write transaction opened while its thread holds one.
+                batch.commit_lazily()?;
+                batch = context.ledger.batch()?;
+                since_commit = 0;
+            }
+        }
+        batch.commit_lazily()
+    })
+}
+
 /// Runs the materializer over the log of `data_dir`.
 pub fn run(data_dir: &Path, options: &Options, progress: &dyn Progress) -> anyhow::Result<Summary> {
     let started = Instant::now();
@@ -115,25 +196,8 @@ pub fn run(data_dir: &Path, options: &Options, progress: &dyn Progress) -> anyho
         None => ledger.checkpoint()?,
     };
     let lake_root = options.lake_root.display().to_string();
-    let moved = ledger.lake_root()?.is_some_and(|r| r != lake_root);
-    let mut hours: BTreeSet<(String, i64)> = ledger
-        .hours_reached_since(if moved { 0 } else { from })?
-        .into_iter()
-        .collect();
-    let current = schema_hash();
-    for ((symbol, hour), p) in ledger.partitions()? {
-        if p.schema_hash != current {
-            hours.insert((symbol, hour));
-        }
-    }
-
-    let mut visibility = Visibility::new();
-    for (file, offset, m) in ledger.vision_markers()? {
-        visibility.observe_marker(&file, m.sha256, m.first_offset, offset, m.replaces);
-    }
-    for lost in ledger.lost_ranges()? {
-        visibility.observe_lost(lost);
-    }
+    let hours = hours_to_derive(&ledger, from, &lake_root)?;
+    let visibility = visibility(&ledger)?;
     let mut summary = Summary {
         from,
         head,
@@ -149,48 +213,16 @@ pub fn run(data_dir: &Path, options: &Options, progress: &dyn Progress) -> anyho
         visibility: &visibility,
         lake_root: &options.lake_root,
     };
-    // Workers take the next hour to derive; this thread records what they
-    // derived in the ledger, in the order it arrives (entries are keyed, so
-    // the order does not matter).
-    let next = AtomicUsize::new(0);
-    let (sender, receiver) = mpsc::sync_channel(options.jobs.max(1) * 2);
-    std::thread::scope(|scope| -> anyhow::Result<()> {
-        for _ in 0..options.jobs.max(1) {
-            let (sender, next, hours, context) = (sender.clone(), &next, &hours, &context);
-            scope.spawn(move || {
-                let mut reader = match RecordReader::open(context.data_dir) {
-                    Ok(reader) => reader,
-                    Err(e) => return drop(sender.send(Err(e))),
-                };
-                let mut collector = Collector::new(0);
-                while let Some((symbol, hour)) = hours.get(next.fetch_add(1, Ordering::Relaxed)) {
-                    let derived = context.derive_hour(&mut reader, &mut collector, symbol, *hour);
-                    if sender.send(derived.map(|d| (symbol, *hour, d))).is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-        drop(sender);
-        let mut batch = ledger.batch()?;
-        let mut since_commit = 0;
-        for derived in receiver {
-            let (symbol, hour, derived) = derived?;
-            summary.add(&derived);
-            batch.put_partition(symbol, hour, &derived.partition, &derived.findings)?;
-            since_commit += 1;
-            if since_commit == HOURS_PER_COMMIT {
-                // Committed before the next begins: redb waits forever for a
-                // second write transaction opened while its thread holds one.
-                batch.commit_lazily()?;
-                batch = ledger.batch()?;
-                since_commit = 0;
-            }
+    derive_all(
+        &context,
+        &hours,
+        options.jobs.max(1),
+        |symbol, hour, derived| {
+            summary.add(derived);
             deriving.note(&format!("{symbol} {}", utc_minute(hour)));
             deriving.inc(1);
-        }
-        batch.commit_lazily()
-    })?;
+        },
+    )?;
 
     let mut batch = ledger.batch()?;
     let symbols: BTreeSet<&str> = hours.iter().map(|(s, _)| s.as_str()).collect();
@@ -338,20 +370,7 @@ impl Context<'_> {
         let had_klines = !facts.klines.is_empty();
         collector.reuse(facts);
 
-        let mut findings: Vec<Finding> = Vec::new();
-        if had_klines {
-            findings.extend(out.incomplete.iter().map(|(minute, missing)| Finding {
-                minute: *minute,
-                check: "incomplete minute".into(),
-                detail: format!("not written, missing: {}", missing.join(", ")),
-            }));
-        }
-        findings.extend(out.findings.iter().cloned());
-        findings.extend(conflicts.iter().map(|c| Finding {
-            minute: hour,
-            check: "conflict".into(),
-            detail: format!("{}: kept {}, dropped {}", c.key, c.kept, c.dropped),
-        }));
+        let findings = findings(&out, had_klines, &conflicts, hour);
         let minutes = out.rows.iter().fold(0u64, |bits, row| {
             bits | 1 << ((row.timestamp - hour) / MINUTE_MS)
         });
@@ -380,7 +399,22 @@ impl Context<'_> {
             lake::remove_partition(lake_root, symbol, hour)?;
             return Ok(derived(partition, findings, File::None));
         }
-        let bytes = lake::encode(&out.rows)?;
+        let (file, relative, content_hash) = self.write_partition(symbol, hour, &out.rows)?;
+        partition.path = Some(relative);
+        partition.content_hash = Some(content_hash);
+        Ok(derived(partition, findings, file))
+    }
+
+    /// Writes the hour's file unless it already holds exactly these bytes;
+    /// returns what was done, its path relative to the lake root, and the hash.
+    fn write_partition(
+        &self,
+        symbol: &str,
+        hour: i64,
+        rows: &[crate::schema::MinuteRow],
+    ) -> anyhow::Result<(File, String, [u8; 32])> {
+        let lake_root = self.lake_root;
+        let bytes = lake::encode(rows)?;
         let content_hash: [u8; 32] = sha2::Sha256::digest(&bytes).into();
         let path = lake::partition_path(lake_root, symbol, hour);
         let relative = path
@@ -388,7 +422,7 @@ impl Context<'_> {
             .unwrap_or(&path)
             .display()
             .to_string();
-        let previous = ledger.partition(symbol, hour)?;
+        let previous = self.ledger.partition(symbol, hour)?;
         // Unchanged only if the ledger says so *and* the file holds exactly
         // these bytes: a file damaged in place (same size) is written again.
         let same = previous.as_ref().is_some_and(|p| {
@@ -400,10 +434,33 @@ impl Context<'_> {
             lake::commit_partition(lake_root, symbol, hour, &bytes)?;
             File::Written
         };
-        partition.path = Some(relative);
-        partition.content_hash = Some(content_hash);
-        Ok(derived(partition, findings, file))
+        Ok((file, relative, content_hash))
     }
+}
+
+/// An hour's findings: minutes not written for lack of an input (when the hour
+/// has klines at all), the invariants' findings, and conflicts between sources.
+fn findings(
+    out: &super::hour::HourOutput,
+    had_klines: bool,
+    conflicts: &[super::collect::Conflict],
+    hour: i64,
+) -> Vec<Finding> {
+    let mut findings: Vec<Finding> = Vec::new();
+    if had_klines {
+        findings.extend(out.incomplete.iter().map(|(minute, missing)| Finding {
+            minute: *minute,
+            check: "incomplete minute".into(),
+            detail: format!("not written, missing: {}", missing.join(", ")),
+        }));
+    }
+    findings.extend(out.findings.iter().cloned());
+    findings.extend(conflicts.iter().map(|c| Finding {
+        minute: hour,
+        check: "conflict".into(),
+        detail: format!("{}: kept {}, dropped {}", c.key, c.kept, c.dropped),
+    }));
+    findings
 }
 
 /// The start of the last minute of the symbol's unbroken run of written minutes,

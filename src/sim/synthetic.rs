@@ -134,46 +134,9 @@ impl State {
         let price = |ticks: i64| Decimal::new(ticks, 1).expect("scale 1");
         for minute in (start..start + DAY_MS).step_by(MINUTE_MS as usize) {
             // Trades, and the trade kline folded from them exactly.
-            let n = (f64::from(per_minute) + f64::from(per_minute).sqrt() * normal(rng))
-                .round()
-                .max(1.0) as usize;
-            let mut times: Vec<i64> = (0..n).map(|_| minute + rng.i64(0..MINUTE_MS)).collect();
-            times.sort_unstable();
-            let (open, mut high, mut low) = (self.price, self.price, self.price);
-            let (mut volume, mut quote, mut count, mut buy_volume, mut buy_quote) =
-                (0i64, 0i64, 0u64, 0i64, 0i64);
-            let mut path = Vec::with_capacity(n);
-            for (i, &time) in times.iter().enumerate() {
-                if i > 0 {
-                    self.price += (normal(rng) * 3.0).round() as i64;
-                }
-                path.push((time, self.price));
-                high = high.max(self.price);
-                low = low.min(self.price);
-                // Quantity in 0.001: log-normal around 0.02, a whale now and then.
-                let mut qty = ((normal(rng) * 1.2 - 3.9).exp() * 1000.0).round().max(1.0) as i64;
-                if rng.f64() < 0.01 {
-                    qty *= 100;
-                }
-                let underlying = [1, 1, 1, 2, 3][rng.usize(0..5)];
-                let maker_buyer = rng.bool();
-                let (first, last) = (self.next_trade_id, self.next_trade_id + underlying - 1);
-                trades.push_str(&format!(
-                    "{},{},{},{first},{last},{time},{maker_buyer}\n",
-                    self.next_agg_id,
-                    price(self.price),
-                    Decimal::new(qty, 3).expect("scale 3"),
-                ));
-                self.next_agg_id += 1;
-                self.next_trade_id += underlying;
-                volume += qty;
-                quote += self.price * qty;
-                count += underlying;
-                if !maker_buyer {
-                    buy_volume += qty;
-                    buy_quote += self.price * qty;
-                }
-            }
+            let t = self.trades_of_minute(rng, minute, per_minute, &mut trades);
+            let (open, high, low) = (t.open, t.high, t.low);
+            let path = t.path;
             if with_book {
                 self.book_minute(rng, minute, open, &path, &mut book);
             }
@@ -182,70 +145,28 @@ impl State {
             let notional = |m: i64| Decimal::new(m, 4).expect("scale 4");
             let end = minute + MINUTE_MS - 1;
             csv[0].push_str(&format!(
-                "{minute},{},{},{},{},{},{end},{},{count},{},{},0\n",
+                "{minute},{},{},{},{},{},{end},{},{},{},{},0\n",
                 price(open),
                 price(high),
                 price(low),
                 price(close),
-                qty(volume),
-                notional(quote),
-                qty(buy_volume),
-                notional(buy_quote),
+                qty(t.volume),
+                notional(t.quote),
+                t.count,
+                qty(t.buy_volume),
+                notional(t.buy_quote),
             ));
             // Mark and index near the trade price; premium between them.
-            let near = |rng: &mut fastrand::Rng| -> [i64; 4] {
-                let mut p =
-                    [open, high, low, close].map(|p| p + (normal(rng) * 2.0).round() as i64);
-                p[1] = p.iter().copied().max().expect("four");
-                p[2] = p.iter().copied().min().expect("four");
-                p
-            };
-            let (mark, index) = (near(rng), near(rng));
-            let premium = |i: usize| {
-                let value = (mark[i] - index[i]) as f64 / index[i] as f64;
-                Decimal::new((value * 1e8).round() as i64, 8).expect("scale 8")
-            };
-            let mut premiums = [premium(0), premium(1), premium(2), premium(3)];
-            let (lo, hi) = (
-                *premiums.iter().min_by_key(|d| d.mantissa()).expect("four"),
-                *premiums.iter().max_by_key(|d| d.mantissa()).expect("four"),
-            );
-            (premiums[1], premiums[2]) = (hi, lo);
-            let line = |p: [Decimal; 4]| {
-                format!(
-                    "{minute},{},{},{},{},0.000,{end},0.0000,0,0.000,0.0000,0\n",
-                    p[0], p[1], p[2], p[3]
-                )
-            };
-            csv[1].push_str(&line(mark.map(price)));
-            csv[2].push_str(&line(index.map(price)));
-            csv[3].push_str(&line(premiums));
+            let [mark, index, premium] = reference_lines(rng, minute, [open, high, low, close]);
+            csv[1].push_str(&mark);
+            csv[2].push_str(&index);
+            csv[3].push_str(&premium);
 
             // Metrics every 5 minutes: the snapshot at the end of the period,
             // labelled by Vision at its time, or (files from 2026-06-25 on) at
             // the start of the period.
             if (minute / MINUTE_MS) % 5 == 4 {
-                self.open_interest += (normal(rng) * 2_000_000.0) as i64;
-                self.ratio = (self.ratio + normal(rng) * 0.01).clamp(0.5, 3.0);
-                let snapshot = minute + MINUTE_MS;
-                let label = if day >= METRICS_LABELS_MOVED {
-                    snapshot - METRICS_PERIOD_MS
-                } else {
-                    snapshot
-                };
-                let stamp = chrono::DateTime::from_timestamp_millis(label)
-                    .expect("in range")
-                    .format("%Y-%m-%d %H:%M:%S");
-                let oi = Decimal::new(self.open_interest, 4).expect("scale 4");
-                let value = self.open_interest as f64 / 1e4 * close as f64 / 10.0;
-                let ratio = |r: f64| format!("{r:.5}");
-                metrics.push_str(&format!(
-                    "{stamp},{symbol},{oi},{value:.5},{},{},{},{}\n",
-                    ratio(self.ratio),
-                    ratio(self.ratio * 0.85),
-                    ratio(self.ratio * 1.2),
-                    ratio(1.0 + normal(rng) * 0.05),
-                ));
+                metrics.push_str(&self.metrics_row(rng, symbol, day, minute, close));
             }
             if (minute - start) % (8 * HOUR_MS) == 0 {
                 let rate =
@@ -260,6 +181,96 @@ impl State {
         }
         archives.push((VisionKind::Metrics, metrics));
         DayTables { archives, funding }
+    }
+
+    /// One minute's aggTrades (appended to `trades` as Vision rows), and what
+    /// the trade kline folds from them.
+    fn trades_of_minute(
+        &mut self,
+        rng: &mut fastrand::Rng,
+        minute: i64,
+        per_minute: u32,
+        trades: &mut String,
+    ) -> MinuteTrades {
+        let price = |ticks: i64| Decimal::new(ticks, 1).expect("scale 1");
+        let n = (f64::from(per_minute) + f64::from(per_minute).sqrt() * normal(rng))
+            .round()
+            .max(1.0) as usize;
+        let mut times: Vec<i64> = (0..n).map(|_| minute + rng.i64(0..MINUTE_MS)).collect();
+        times.sort_unstable();
+        let mut t = MinuteTrades {
+            open: self.price,
+            high: self.price,
+            low: self.price,
+            path: Vec::with_capacity(n),
+            ..MinuteTrades::default()
+        };
+        for (i, &time) in times.iter().enumerate() {
+            if i > 0 {
+                self.price += (normal(rng) * 3.0).round() as i64;
+            }
+            t.path.push((time, self.price));
+            t.high = t.high.max(self.price);
+            t.low = t.low.min(self.price);
+            // Quantity in 0.001: log-normal around 0.02, a whale now and then.
+            let mut qty = ((normal(rng) * 1.2 - 3.9).exp() * 1000.0).round().max(1.0) as i64;
+            if rng.f64() < 0.01 {
+                qty *= 100;
+            }
+            let underlying = [1, 1, 1, 2, 3][rng.usize(0..5)];
+            let maker_buyer = rng.bool();
+            let (first, last) = (self.next_trade_id, self.next_trade_id + underlying - 1);
+            trades.push_str(&format!(
+                "{},{},{},{first},{last},{time},{maker_buyer}\n",
+                self.next_agg_id,
+                price(self.price),
+                Decimal::new(qty, 3).expect("scale 3"),
+            ));
+            self.next_agg_id += 1;
+            self.next_trade_id += underlying;
+            t.volume += qty;
+            t.quote += self.price * qty;
+            t.count += underlying;
+            if !maker_buyer {
+                t.buy_volume += qty;
+                t.buy_quote += self.price * qty;
+            }
+        }
+        t
+    }
+
+    /// The metrics row of the 5-minute period ending after `minute`: the
+    /// snapshot at the end of the period, labelled by Vision at its time, or
+    /// (files from 2026-06-25 on) at the start of the period.
+    fn metrics_row(
+        &mut self,
+        rng: &mut fastrand::Rng,
+        symbol: &str,
+        day: NaiveDate,
+        minute: i64,
+        close: i64,
+    ) -> String {
+        self.open_interest += (normal(rng) * 2_000_000.0) as i64;
+        self.ratio = (self.ratio + normal(rng) * 0.01).clamp(0.5, 3.0);
+        let snapshot = minute + MINUTE_MS;
+        let label = if day >= METRICS_LABELS_MOVED {
+            snapshot - METRICS_PERIOD_MS
+        } else {
+            snapshot
+        };
+        let stamp = chrono::DateTime::from_timestamp_millis(label)
+            .expect("in range")
+            .format("%Y-%m-%d %H:%M:%S");
+        let oi = Decimal::new(self.open_interest, 4).expect("scale 4");
+        let value = self.open_interest as f64 / 1e4 * close as f64 / 10.0;
+        let ratio = |r: f64| format!("{r:.5}");
+        format!(
+            "{stamp},{symbol},{oi},{value:.5},{},{},{},{}\n",
+            ratio(self.ratio),
+            ratio(self.ratio * 0.85),
+            ratio(self.ratio * 1.2),
+            ratio(1.0 + normal(rng) * 0.05),
+        )
     }
 
     /// Two book updates per trade: the best bid at the last trade's price (the
@@ -339,4 +350,56 @@ fn write_archive(
         format!("{sha}  {stem}.zip\n"),
     )?;
     Ok(())
+}
+
+/// What one minute's trades fold into (prices in ticks of 0.1, quantities in
+/// 0.001, notionals in 0.0001).
+#[derive(Default)]
+struct MinuteTrades {
+    open: i64,
+    high: i64,
+    low: i64,
+    volume: i64,
+    quote: i64,
+    count: u64,
+    buy_volume: i64,
+    buy_quote: i64,
+    /// (time, price) of each trade, for the book around it.
+    path: Vec<(i64, i64)>,
+}
+
+/// The minute's mark, index and premium kline rows: mark and index near the
+/// trade prices `ohlc`, the premium between them.
+fn reference_lines(rng: &mut fastrand::Rng, minute: i64, ohlc: [i64; 4]) -> [String; 3] {
+    let [open, high, low, close] = ohlc;
+    let price = |ticks: i64| Decimal::new(ticks, 1).expect("scale 1");
+    let end = minute + MINUTE_MS - 1;
+    let near = |rng: &mut fastrand::Rng| -> [i64; 4] {
+        let mut p = [open, high, low, close].map(|p| p + (normal(rng) * 2.0).round() as i64);
+        p[1] = p.iter().copied().max().expect("four");
+        p[2] = p.iter().copied().min().expect("four");
+        p
+    };
+    let (mark, index) = (near(rng), near(rng));
+    let premium = |i: usize| {
+        let value = (mark[i] - index[i]) as f64 / index[i] as f64;
+        Decimal::new((value * 1e8).round() as i64, 8).expect("scale 8")
+    };
+    let mut premiums = [premium(0), premium(1), premium(2), premium(3)];
+    let (lo, hi) = (
+        *premiums.iter().min_by_key(|d| d.mantissa()).expect("four"),
+        *premiums.iter().max_by_key(|d| d.mantissa()).expect("four"),
+    );
+    (premiums[1], premiums[2]) = (hi, lo);
+    let line = |p: [Decimal; 4]| {
+        format!(
+            "{minute},{},{},{},{},0.000,{end},0.0000,0,0.000,0.0000,0\n",
+            p[0], p[1], p[2], p[3]
+        )
+    };
+    [
+        line(mark.map(price)),
+        line(index.map(price)),
+        line(premiums),
+    ]
 }
