@@ -82,22 +82,7 @@ fn a_damaged_frame_is_repaired_its_archive_fetched_again_and_the_lake_made_whole
 
     // The next ingest fetches that archive again (and only it), and the lake
     // is whole again.
-    let out = run(
-        data.path(),
-        &[
-            "ingest",
-            "vision",
-            "--symbol",
-            "BTCUSDT",
-            "--start",
-            DATE,
-            "--kinds",
-            KINDS,
-            "--from-dir",
-            day.path().to_str().unwrap(),
-        ],
-        0,
-    );
+    let out = ingest_day(data.path(), day.path(), DATE, KINDS);
     assert!(out.contains("1 ingested"), "{out}");
     run(data.path(), &["materialize"], 0);
     assert_eq!(lake_files(&data.path().join("lake")), clean_lake);

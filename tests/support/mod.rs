@@ -121,8 +121,9 @@ pub fn vision_ingest_args<'a>(day: &'a str, base_url: &'a str, extra: &[&'a str]
 }
 
 /// Ingests a generated day's BTCUSDT archives of `kinds` (Vision names,
-/// comma-separated) from its directory; panics unless bml exits 0.
-pub fn ingest_day(data_dir: &Path, day: &Path, date: &str, kinds: &str) {
+/// comma-separated) from its directory; panics unless bml exits 0. Returns
+/// what it printed.
+pub fn ingest_day(data_dir: &Path, day: &Path, date: &str, kinds: &str) -> String {
     let out = bml(
         data_dir,
         &[
@@ -139,6 +140,7 @@ pub fn ingest_day(data_dir: &Path, day: &Path, date: &str, kinds: &str) {
         ],
     );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    text(&out)
 }
 
 /// Stdout and stderr of a run, for assertion messages.

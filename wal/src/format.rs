@@ -288,6 +288,18 @@ mod tests {
         count
     }
 
+    /// No single flipped bit of the frame `out` (whose header is `header`)
+    /// leaves it decoding to the same, verified frame.
+    fn assert_every_flip_is_noticed(out: &[u8], header: FrameHeader) {
+        for bit in 0..out.len() * 8 {
+            let mut bad = out.to_vec();
+            bad[bit / 8] ^= 1 << (bit % 8);
+            let ok = decode_frame_header(&bad)
+                .is_some_and(|h| h == header && verify_frame_body(&h, &bad[FRAME_HEADER_LEN..]));
+            assert!(!ok, "flipping bit {bit} went unnoticed");
+        }
+    }
+
     #[test]
     fn segment_header_round_trips() {
         for base in [0, 1, 1 << 40, u64::MAX] {
@@ -317,13 +329,7 @@ mod tests {
             pos = next;
         }
         assert_eq!(got, vec![b"a".to_vec(), vec![], b"hello".to_vec()]);
-        for bit in 0..out.len() * 8 {
-            let mut bad = out.clone();
-            bad[bit / 8] ^= 1 << (bit % 8);
-            let ok = decode_frame_header(&bad)
-                .is_some_and(|h| h == header && verify_frame_body(&h, &bad[FRAME_HEADER_LEN..]));
-            assert!(!ok, "flipping bit {bit} went unnoticed");
-        }
+        assert_every_flip_is_noticed(&out, header);
     }
 
     #[test]
@@ -339,13 +345,7 @@ mod tests {
         let body = &out[FRAME_HEADER_LEN..];
         assert!(verify_frame_body(&header, body));
         assert_eq!(body, b"segment 7 was missing");
-        for bit in 0..out.len() * 8 {
-            let mut bad = out.clone();
-            bad[bit / 8] ^= 1 << (bit % 8);
-            let ok = decode_frame_header(&bad)
-                .is_some_and(|h| h == header && verify_frame_body(&h, &bad[FRAME_HEADER_LEN..]));
-            assert!(!ok, "flipping bit {bit} went unnoticed");
-        }
+        assert_every_flip_is_noticed(&out, header);
         let long = "x".repeat(MAX_LOST_NOTE as usize + 10);
         let mut out = Vec::new();
         encode_lost_frame(&mut out, 0, 1, &long);
