@@ -5,7 +5,7 @@ mod support;
 
 use std::fs;
 
-use bml_wal::{verify, Error, Options, ProblemKind, SyncPolicy, Wal};
+use bml_wal::{verify, Error, Options, ProblemKind, Wal};
 
 #[test]
 #[ignore = "heavy tier: run by CI (cargo test --workspace -- --include-ignored)"]
@@ -14,14 +14,7 @@ fn every_single_bit_flip_is_reported_and_never_read_as_valid() {
     let mut records = Vec::new();
     let mut frame_starts = vec![24u64];
     {
-        let wal = Wal::open(
-            original.path(),
-            Options {
-                sync: SyncPolicy::Never,
-                segment_bytes: 1 << 20,
-            },
-        )
-        .unwrap();
+        let wal = support::unsynced(original.path(), 1 << 20);
         for i in 0..6u64 {
             let batch = vec![
                 support::record(i, 10 + i as usize * 7),
@@ -126,14 +119,7 @@ fn every_single_bit_flip_is_reported_and_never_read_as_valid() {
 #[test]
 fn damage_in_a_sealed_segment_is_an_error_naming_segment_byte_and_offset() {
     let dir = tempfile::tempdir().unwrap();
-    let wal = Wal::open(
-        dir.path(),
-        Options {
-            sync: SyncPolicy::Never,
-            segment_bytes: 200,
-        },
-    )
-    .unwrap();
+    let wal = support::unsynced(dir.path(), 200);
     for i in 0..40u64 {
         wal.append(&support::record(i, 30)).unwrap();
     }

@@ -35,6 +35,7 @@ fn sigkill_at_random_instants_never_loses_an_acknowledged_record() {
             .args([
                 "--exact",
                 "sigkill_at_random_instants_never_loses_an_acknowledged_record",
+                "--include-ignored",
                 "--nocapture",
                 "--test-threads=1",
             ])

@@ -7,8 +7,6 @@ mod support;
 
 use std::path::Path;
 
-use bml_wal::{Options, SyncPolicy, Wal};
-
 const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/v1");
 
 fn golden_records() -> Vec<Vec<u8>> {
@@ -23,14 +21,7 @@ fn golden_records() -> Vec<Vec<u8>> {
 
 /// Offsets 0, then 1..4 as one batch, then 4 after the roll to a second segment.
 fn write_golden_log(dir: &Path) {
-    let wal = Wal::open(
-        dir,
-        Options {
-            sync: SyncPolicy::Never,
-            segment_bytes: 64,
-        },
-    )
-    .unwrap();
+    let wal = support::unsynced(dir, 64);
     let records = golden_records();
     assert_eq!(wal.append(&records[0]).unwrap(), 0);
     assert_eq!(wal.append_batch(&records[1..4]).unwrap(), 1..4);

@@ -9,20 +9,13 @@ mod support;
 use std::fs;
 use std::path::Path;
 
-use bml_wal::{repair, Entry, Error, Options, Reader, SyncPolicy, Wal};
+use bml_wal::{repair, Entry, Error, Options, Reader, Wal};
 
 const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/v1-repaired");
 
 /// 60 records of 30 bytes in segments of about 200 bytes (3 records each).
 fn small_segments(dir: &Path) -> Vec<Vec<u8>> {
-    let wal = Wal::open(
-        dir,
-        Options {
-            sync: SyncPolicy::Never,
-            segment_bytes: 200,
-        },
-    )
-    .unwrap();
+    let wal = support::unsynced(dir, 200);
     let records: Vec<Vec<u8>> = (0..60).map(|i| support::record(i, 30)).collect();
     for r in &records {
         wal.append(r).unwrap();
@@ -71,14 +64,7 @@ fn a_missing_segment_becomes_a_lost_range_and_the_log_reads_through() {
 #[test]
 fn a_zeroed_block_and_a_cut_sealed_segment_lose_only_what_they_held() {
     let dir = tempfile::tempdir().unwrap();
-    let wal = Wal::open(
-        dir.path(),
-        Options {
-            sync: SyncPolicy::Never,
-            segment_bytes: 64 << 10,
-        },
-    )
-    .unwrap();
+    let wal = support::unsynced(dir.path(), 64 << 10);
     let records: Vec<Vec<u8>> = (0..2000).map(|i| support::record(i, 90)).collect();
     for chunk in records.chunks(5) {
         wal.append_batch(chunk).unwrap();
@@ -142,14 +128,7 @@ fn a_damaged_last_frame_is_kept_until_repair_and_appends_go_on_after_it() {
 #[test]
 fn a_repaired_segment_is_byte_for_byte_stable() {
     let dir = tempfile::tempdir().unwrap();
-    let wal = Wal::open(
-        dir.path(),
-        Options {
-            sync: SyncPolicy::Never,
-            segment_bytes: 1 << 20,
-        },
-    )
-    .unwrap();
+    let wal = support::unsynced(dir.path(), 1 << 20);
     wal.append(b"kept").unwrap();
     wal.append_batch([&b"lost one"[..], b"lost two"]).unwrap();
     wal.append(b"kept too").unwrap();

@@ -1,7 +1,9 @@
 //! `Reader::seek`: any offset, in any order, across segments and inside frames,
 //! gives the record that was appended there, and damage is still reported.
 
-use bml_wal::{Options, Reader, SyncPolicy, Wal};
+mod support;
+
+use bml_wal::Reader;
 
 fn payload(offset: u64) -> Vec<u8> {
     let len = (offset * 7919 % 300) as usize;
@@ -11,14 +13,7 @@ fn payload(offset: u64) -> Vec<u8> {
 /// A log of `n` records in random batches over small segments.
 fn log(n: u64, rng: &mut fastrand::Rng) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    let wal = Wal::open(
-        dir.path(),
-        Options {
-            sync: SyncPolicy::Never,
-            segment_bytes: 64 << 10,
-        },
-    )
-    .unwrap();
+    let wal = support::unsynced(dir.path(), 64 << 10);
     let mut next = 0;
     while next < n {
         let batch = rng.u64(1..=40).min(n - next);

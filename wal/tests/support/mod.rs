@@ -7,6 +7,19 @@ use std::path::{Path, PathBuf};
 
 use bml_wal::{Reader, Result};
 
+/// A writer on `dir` that never syncs (tests need no durability) and starts a
+/// new segment every `segment_bytes`.
+pub fn unsynced(dir: &Path, segment_bytes: u64) -> bml_wal::Wal {
+    bml_wal::Wal::open(
+        dir,
+        bml_wal::Options {
+            sync: bml_wal::SyncPolicy::Never,
+            segment_bytes,
+        },
+    )
+    .unwrap()
+}
+
 /// Reads every record from `offset` to the live end.
 pub fn read_from(dir: &Path, offset: u64) -> Result<Vec<(u64, Vec<u8>)>> {
     let mut reader = Reader::open(dir, offset)?;
