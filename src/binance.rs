@@ -6,6 +6,8 @@
 
 use chrono::NaiveDate;
 
+use crate::time::{DAY_MS, HOUR_MS, MINUTE_MS};
+
 /// The last day Vision published USD-M bookTicker archives.
 pub const LAST_BOOK_TICKER_DAY: NaiveDate = date(2024, 3, 31);
 
@@ -15,7 +17,16 @@ pub const LAST_BOOK_TICKER_DAY: NaiveDate = date(2024, 3, 31);
 pub const METRICS_LABELS_MOVED: NaiveDate = date(2026, 6, 25);
 
 /// The period of the metrics and statistics series.
-pub const METRICS_PERIOD_MS: i64 = 300_000;
+pub const METRICS_PERIOD_MS: i64 = 5 * MINUTE_MS;
+
+/// How far back the REST statistics series (openInterestHist and the three
+/// long/short ratios) reach: only the latest 30 days are served.
+pub const STATISTICS_HORIZON_MS: i64 = 30 * DAY_MS;
+
+/// How far back bml reads aggTrades over REST: 48 hours (clients report it;
+/// Binance's page says up to a year, so this is at worst conservative, and
+/// Vision covers anything older).
+pub const AGG_TRADES_REST_HORIZON_MS: i64 = 48 * HOUR_MS;
 
 const fn date(year: i32, month: u32, day: u32) -> NaiveDate {
     match NaiveDate::from_ymd_opt(year, month, day) {

@@ -7,11 +7,9 @@ use serde_json::{json, Value};
 
 use super::market::{Market, SymbolMarket};
 use super::{Behaviour, WindowEnd};
+use crate::binance;
 use crate::event::{Decimal, Kline, KlineKind};
-use crate::time::{DAY_MS, HOUR_MS};
-
-/// openInterestHist and the ratio series: the last 30 days only (documented).
-const STATS_HORIZON_MS: i64 = 30 * DAY_MS;
+use crate::time::HOUR_MS;
 
 /// A Binance error answer: HTTP 400 with `{"code", "msg"}`.
 #[derive(Debug, Clone, PartialEq)]
@@ -332,11 +330,11 @@ fn stats(
     let limit = q.limit(30, 500)?;
     let start = q
         .int("startTime")?
-        .map(|s| s.max(now_ms - STATS_HORIZON_MS));
+        .map(|s| s.max(now_ms - binance::STATISTICS_HORIZON_MS));
     let end = q.int("endTime")?;
     let horizon = m
         .metrics
-        .partition_point(|p| p.create_time < now_ms - STATS_HORIZON_MS);
+        .partition_point(|p| p.create_time < now_ms - binance::STATISTICS_HORIZON_MS);
     let points = window(&m.metrics[horizon..], |p| p.create_time, start, end, limit);
     // The docs show the timestamp as text, recordings as a number.
     let stamp = |time: i64| {

@@ -6,11 +6,11 @@ use anyhow::{anyhow, Context};
 use serde_json::Value;
 
 use super::governor::Cost;
+use crate::binance;
 use crate::event::{
     AggTrade, Decimal, Event, FundingRate, Kline, KlineKind, LongShortRatio, OpenInterest,
     OpenInterestSource, RatioKind,
 };
-use crate::time::{DAY_MS, HOUR_MS};
 
 /// A history endpoint `bml ingest rest` reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -90,11 +90,11 @@ impl Kind {
     /// How far back from the exchange's time the endpoint serves, if limited.
     pub fn horizon_ms(self) -> Option<i64> {
         match self {
-            Kind::AggTrades => Some(48 * HOUR_MS),
+            Kind::AggTrades => Some(binance::AGG_TRADES_REST_HORIZON_MS),
             Kind::OpenInterestHist
             | Kind::TopLongShortAccountRatio
             | Kind::TopLongShortPositionRatio
-            | Kind::GlobalLongShortAccountRatio => Some(30 * DAY_MS),
+            | Kind::GlobalLongShortAccountRatio => Some(binance::STATISTICS_HORIZON_MS),
             _ => None,
         }
     }
