@@ -216,43 +216,7 @@ impl Pending {
                 }
             }
             Source::WebSocket { stream, connection } => {
-                // A status time far from the arrival is a bad clock: it must not
-                // stretch the span over days the stream was not seen.
-                let received = record.received_ms;
-                let times = record.events.iter().filter_map(|e| match e {
-                    Event::StreamConnected(s) | Event::StreamDisconnected(s) => Some(
-                        s.time
-                            .clamp(received - CLOCK_SLACK_MS, received + CLOCK_SLACK_MS),
-                    ),
-                    _ => None,
-                });
-                let (first, last) = times
-                    .chain([record.received_ms])
-                    .fold((i64::MAX, i64::MIN), |(a, b), t| (a.min(t), b.max(t)));
-                let key = (symbol.clone(), stream.clone(), *connection);
-                let old = match self.spans.get(&key) {
-                    Some(span) => Some(*span),
-                    None => batch.stream_span(symbol, stream, *connection)?,
-                };
-                let new = old.map_or(StreamSpan { first, last }, |o| StreamSpan {
-                    first: o.first.min(first),
-                    last: o.last.max(last),
-                });
-                if old != Some(new) {
-                    // The hours whose coverage changes: those the span grew over,
-                    // including the ones its old ends were in.
-                    let grown = match old {
-                        None => vec![(new.first, new.last)],
-                        Some(o) => vec![(new.first, o.first), (o.last, new.last)],
-                    };
-                    for (from, to) in grown {
-                        if from < to || old.is_none() {
-                            let (a, b) = (from.div_euclid(HOUR_MS), to.div_euclid(HOUR_MS));
-                            hours.extend((a..=b).map(|h| h * HOUR_MS));
-                        }
-                    }
-                    self.spans.insert(key, new);
-                }
+                self.stretch_span(batch, record, stream, *connection, &mut hours)?;
             }
             Source::Rest { .. } => {}
         }
@@ -261,6 +225,57 @@ impl Pending {
                 .entry((symbol.clone(), hour))
                 .or_default()
                 .push(offset);
+        }
+        Ok(())
+    }
+
+    /// Stretches the span of the record's stream connection over the record's
+    /// times (its arrival, and a status's own time within the clock slack),
+    /// adding to `hours` those whose coverage that changes.
+    fn stretch_span(
+        &mut self,
+        batch: &Batch,
+        record: &Record,
+        stream: &str,
+        connection: u64,
+        hours: &mut BTreeSet<i64>,
+    ) -> anyhow::Result<()> {
+        // A status time far from the arrival is a bad clock: it must not
+        // stretch the span over days the stream was not seen.
+        let received = record.received_ms;
+        let times = record.events.iter().filter_map(|e| match e {
+            Event::StreamConnected(s) | Event::StreamDisconnected(s) => Some(
+                s.time
+                    .clamp(received - CLOCK_SLACK_MS, received + CLOCK_SLACK_MS),
+            ),
+            _ => None,
+        });
+        let (first, last) = times
+            .chain([record.received_ms])
+            .fold((i64::MAX, i64::MIN), |(a, b), t| (a.min(t), b.max(t)));
+        let key = (record.symbol.clone(), stream.to_string(), connection);
+        let old = match self.spans.get(&key) {
+            Some(span) => Some(*span),
+            None => batch.stream_span(&record.symbol, stream, connection)?,
+        };
+        let new = old.map_or(StreamSpan { first, last }, |o| StreamSpan {
+            first: o.first.min(first),
+            last: o.last.max(last),
+        });
+        if old != Some(new) {
+            // The hours whose coverage changes: those the span grew over,
+            // including the ones its old ends were in.
+            let grown = match old {
+                None => vec![(new.first, new.last)],
+                Some(o) => vec![(new.first, o.first), (o.last, new.last)],
+            };
+            for (from, to) in grown {
+                if from < to || old.is_none() {
+                    let (a, b) = (from.div_euclid(HOUR_MS), to.div_euclid(HOUR_MS));
+                    hours.extend((a..=b).map(|h| h * HOUR_MS));
+                }
+            }
+            self.spans.insert(key, new);
         }
         Ok(())
     }

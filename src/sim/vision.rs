@@ -98,88 +98,121 @@ fn read_row(
     file_day: Option<NaiveDate>,
     m: &mut SymbolMarket,
 ) -> anyhow::Result<()> {
-    let need = |n: usize| {
-        if f.len() < n {
-            bail!("{} fields, expected {n}", f.len())
-        }
-        Ok(())
-    };
-    let int = |i: usize| f[i].parse::<i64>().map_err(|e| anyhow!("field {i}: {e}"));
-    let dec = |i: usize| Decimal::parse(f[i].as_bytes()).map_err(|e| anyhow!("field {i}: {e}"));
-    let opt = |i: usize| match f.get(i) {
-        None | Some(&"") => Ok(None),
-        Some(_) => dec(i).map(Some),
-    };
+    let f = Fields(f);
     match kind {
         VisionKind::Klines
         | VisionKind::MarkPriceKlines
         | VisionKind::IndexPriceKlines
         | VisionKind::PremiumIndexKlines => {
-            need(11)?;
-            let kline_kind = match kind {
-                VisionKind::Klines => KlineKind::Trade,
-                VisionKind::MarkPriceKlines => KlineKind::Mark,
-                VisionKind::IndexPriceKlines => KlineKind::Index,
-                _ => KlineKind::Premium,
-            };
-            let (open_time, close_time) = (int(0)?, int(6)?);
-            let k = Kline {
-                kind: kline_kind,
-                interval_ms: close_time + 1 - open_time,
-                open_time,
-                open: dec(1)?,
-                high: dec(2)?,
-                low: dec(3)?,
-                close: dec(4)?,
-                volume: dec(5)?,
-                close_time,
-                quote_volume: dec(7)?,
-                trade_count: u64::try_from(int(8)?)?,
-                taker_buy_volume: dec(9)?,
-                taker_buy_quote_volume: dec(10)?,
-                closed: true,
-            };
+            let k = kline_row(kind, &f)?;
             m.klines.insert((k.kind, k.open_time), k);
         }
-        VisionKind::AggTrades => {
-            need(7)?;
-            m.agg_trades.push(AggTrade {
-                agg_trade_id: u64::try_from(int(0)?)?,
-                price: dec(1)?,
-                quantity: dec(2)?,
-                first_trade_id: u64::try_from(int(3)?)?,
-                last_trade_id: u64::try_from(int(4)?)?,
-                transact_time: int(5)?,
-                is_buyer_maker: f[6].eq_ignore_ascii_case("true"),
-            });
-        }
-        VisionKind::Metrics => {
-            need(8)?;
-            let label = chrono::NaiveDateTime::parse_from_str(f[0], "%Y-%m-%d %H:%M:%S")
-                .context("create_time")?
-                .and_utc()
-                .timestamp_millis();
-            let day = file_day.context("a metrics archive is named by its day")?;
-            m.metrics.push(Metrics {
-                create_time: metrics_snapshot_time(day, label),
-                sum_open_interest: opt(2)?,
-                sum_open_interest_value: opt(3)?,
-                count_toptrader_long_short_ratio: opt(4)?,
-                sum_toptrader_long_short_ratio: opt(5)?,
-                count_long_short_ratio: opt(6)?,
-                sum_taker_long_short_vol_ratio: opt(7)?,
-            });
-        }
-        VisionKind::FundingRate => {
-            need(3)?;
-            m.funding.push(FundingRate {
-                funding_time: int(0)?,
-                rate: dec(2)?,
-                interval_hours: Some(u32::try_from(int(1)?)?),
-                mark_price: None,
-            });
-        }
+        VisionKind::AggTrades => m.agg_trades.push(agg_trade_row(&f)?),
+        VisionKind::Metrics => m.metrics.push(metrics_row(&f, file_day)?),
+        VisionKind::FundingRate => m.funding.push(funding_row(&f)?),
         VisionKind::BookTicker | VisionKind::BookDepth => {}
     }
     Ok(())
+}
+
+/// The fields of one CSV row, read by position.
+struct Fields<'a>(&'a [&'a str]);
+
+impl Fields<'_> {
+    fn need(&self, n: usize) -> anyhow::Result<()> {
+        if self.0.len() < n {
+            bail!("{} fields, expected {n}", self.0.len())
+        }
+        Ok(())
+    }
+
+    fn int(&self, i: usize) -> anyhow::Result<i64> {
+        self.0[i]
+            .parse::<i64>()
+            .map_err(|e| anyhow!("field {i}: {e}"))
+    }
+
+    fn uint(&self, i: usize) -> anyhow::Result<u64> {
+        Ok(u64::try_from(self.int(i)?)?)
+    }
+
+    fn dec(&self, i: usize) -> anyhow::Result<Decimal> {
+        Decimal::parse(self.0[i].as_bytes()).map_err(|e| anyhow!("field {i}: {e}"))
+    }
+
+    /// An optional decimal: absent or empty is `None`.
+    fn opt(&self, i: usize) -> anyhow::Result<Option<Decimal>> {
+        match self.0.get(i) {
+            None | Some(&"") => Ok(None),
+            Some(_) => self.dec(i).map(Some),
+        }
+    }
+}
+
+fn kline_row(kind: VisionKind, f: &Fields<'_>) -> anyhow::Result<Kline> {
+    f.need(11)?;
+    let kline_kind = match kind {
+        VisionKind::Klines => KlineKind::Trade,
+        VisionKind::MarkPriceKlines => KlineKind::Mark,
+        VisionKind::IndexPriceKlines => KlineKind::Index,
+        _ => KlineKind::Premium,
+    };
+    let (open_time, close_time) = (f.int(0)?, f.int(6)?);
+    Ok(Kline {
+        kind: kline_kind,
+        interval_ms: close_time + 1 - open_time,
+        open_time,
+        open: f.dec(1)?,
+        high: f.dec(2)?,
+        low: f.dec(3)?,
+        close: f.dec(4)?,
+        volume: f.dec(5)?,
+        close_time,
+        quote_volume: f.dec(7)?,
+        trade_count: f.uint(8)?,
+        taker_buy_volume: f.dec(9)?,
+        taker_buy_quote_volume: f.dec(10)?,
+        closed: true,
+    })
+}
+
+fn agg_trade_row(f: &Fields<'_>) -> anyhow::Result<AggTrade> {
+    f.need(7)?;
+    Ok(AggTrade {
+        agg_trade_id: f.uint(0)?,
+        price: f.dec(1)?,
+        quantity: f.dec(2)?,
+        first_trade_id: f.uint(3)?,
+        last_trade_id: f.uint(4)?,
+        transact_time: f.int(5)?,
+        is_buyer_maker: f.0[6].eq_ignore_ascii_case("true"),
+    })
+}
+
+fn metrics_row(f: &Fields<'_>, file_day: Option<NaiveDate>) -> anyhow::Result<Metrics> {
+    f.need(8)?;
+    let label = chrono::NaiveDateTime::parse_from_str(f.0[0], "%Y-%m-%d %H:%M:%S")
+        .context("create_time")?
+        .and_utc()
+        .timestamp_millis();
+    let day = file_day.context("a metrics archive is named by its day")?;
+    Ok(Metrics {
+        create_time: metrics_snapshot_time(day, label),
+        sum_open_interest: f.opt(2)?,
+        sum_open_interest_value: f.opt(3)?,
+        count_toptrader_long_short_ratio: f.opt(4)?,
+        sum_toptrader_long_short_ratio: f.opt(5)?,
+        count_long_short_ratio: f.opt(6)?,
+        sum_taker_long_short_vol_ratio: f.opt(7)?,
+    })
+}
+
+fn funding_row(f: &Fields<'_>) -> anyhow::Result<FundingRate> {
+    f.need(3)?;
+    Ok(FundingRate {
+        funding_time: f.int(0)?,
+        rate: f.dec(2)?,
+        interval_hours: Some(u32::try_from(f.int(1)?)?),
+        mark_price: None,
+    })
 }
