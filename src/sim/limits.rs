@@ -56,6 +56,54 @@ pub struct Limits {
 /// Windows of served weight kept for `/sim/stats`.
 const HISTORY: usize = 1000;
 
+/// Whole seconds from `now_ms` until `until`, at least 1 (a `Retry-After`).
+fn seconds_until(until: i64, now_ms: i64) -> u64 {
+    ((until - now_ms).max(0) as u64).div_ceil(1000).max(1)
+}
+
+impl Ip {
+    /// A request while banned, or while told to wait: refused, and one
+    /// request too many during a wait earns a ban.
+    fn refused_while_told_to_wait(&mut self, now_ms: i64) -> Option<Admission> {
+        if now_ms < self.banned_until {
+            return Some(Admission::Banned {
+                retry_after_s: seconds_until(self.banned_until, now_ms),
+            });
+        }
+        if now_ms >= self.wait_until {
+            return None;
+        }
+        self.violations += 1;
+        if self.violations >= VIOLATIONS_BEFORE_BAN {
+            self.banned_until = now_ms + BAN_MS;
+            self.violations = 0;
+            return Some(Admission::Banned {
+                retry_after_s: seconds_until(self.banned_until, now_ms),
+            });
+        }
+        Some(Admission::TooMany {
+            retry_after_s: seconds_until(self.wait_until, now_ms),
+        })
+    }
+
+    /// Takes one request of the funding budget, or refuses it until the
+    /// budget's window turns.
+    fn spend_funding(&mut self, now_ms: i64, window: i64, limit: u32) -> Option<Admission> {
+        let current = now_ms.div_euclid(window);
+        if self.funding_window != current {
+            self.funding_window = current;
+            self.funding_used = 0;
+        }
+        if self.funding_used >= limit {
+            return Some(Admission::FundingTooMany {
+                retry_after_s: seconds_until((current + 1) * window, now_ms),
+            });
+        }
+        self.funding_used += 1;
+        None
+    }
+}
+
 impl Limits {
     /// A budget of `limit` weight per IP per clock-aligned window of
     /// `window_ms` (Binance: 60 000), and of `funding_limit` funding requests
@@ -113,33 +161,9 @@ impl Limits {
             state.minute = minute;
             state.used = 0;
         }
-        let seconds = |until: i64| ((until - now_ms).max(0) as u64).div_ceil(1000).max(1);
-        if now_ms < state.banned_until {
-            return (
-                Admission::Banned {
-                    retry_after_s: seconds(state.banned_until),
-                },
-                state.used,
-            );
-        }
-        if now_ms < state.wait_until {
-            state.violations += 1;
-            if state.violations >= VIOLATIONS_BEFORE_BAN {
-                state.banned_until = now_ms + BAN_MS;
-                state.violations = 0;
-                return (
-                    Admission::Banned {
-                        retry_after_s: seconds(state.banned_until),
-                    },
-                    state.used,
-                );
-            }
-            return (
-                Admission::TooMany {
-                    retry_after_s: seconds(state.wait_until),
-                },
-                state.used,
-            );
+        let seconds = |until: i64| seconds_until(until, now_ms);
+        if let Some(refusal) = state.refused_while_told_to_wait(now_ms) {
+            return (refusal, state.used);
         }
         // A new wait: the count of requests sent during it starts again.
         if throttle {
@@ -158,21 +182,9 @@ impl Limits {
             );
         }
         if funding {
-            let current = now_ms.div_euclid(funding_window);
-            if state.funding_window != current {
-                state.funding_window = current;
-                state.funding_used = 0;
+            if let Some(refusal) = state.spend_funding(now_ms, funding_window, funding_limit) {
+                return (refusal, state.used);
             }
-            if state.funding_used >= funding_limit {
-                let until = (current + 1) * funding_window;
-                return (
-                    Admission::FundingTooMany {
-                        retry_after_s: seconds(until),
-                    },
-                    state.used,
-                );
-            }
-            state.funding_used += 1;
         }
         state.used += weight;
         let used = state.used;

@@ -129,6 +129,18 @@ fn exchange_info(
             received - sent
         ),
     );
+    weight_limits(&info, &headers, &url, checks);
+    Ok(server_time)
+}
+
+/// The REQUEST_WEIGHT limit `exchangeInfo` states, and the used-weight header
+/// its answer carries.
+fn weight_limits(
+    info: &Value,
+    headers: &reqwest::header::HeaderMap,
+    url: &str,
+    checks: &mut Vec<Check>,
+) {
     let weight = info["rateLimits"]
         .as_array()
         .and_then(|l| l.iter().find(|l| l["rateLimitType"] == "REQUEST_WEIGHT"));
@@ -139,7 +151,7 @@ fn exchange_info(
             Verdict::Fail,
             format!("{url}: none in rateLimits"),
         );
-        return Ok(server_time);
+        return;
     };
     let (interval, num) = (
         weight["interval"].as_str().unwrap_or("?"),
@@ -175,7 +187,6 @@ fn exchange_info(
             None => format!("{url}: missing; the governor cannot see other processes' weight"),
         },
     );
-    Ok(server_time)
 }
 
 /// Every archive kind is where bml asks for it (HEAD, for `day`; funding for
