@@ -155,6 +155,47 @@ fn a_seeded_market_is_the_same_over_rest_and_vision_and_repeats_exactly() {
     assert_ne!(checksum(&sim), checksum(&other));
 }
 
+/// A symbol the exchange does not list is refused before any range is
+/// fetched: exit 2, the nearest listed symbol suggested; polls likewise.
+#[test]
+fn an_unknown_symbol_is_a_bad_command_line_with_a_suggestion() {
+    let day = support::vision_day_at_rates(DATE, 1, 3, Some((0.25, 0.5)));
+    let sim = Sim::start(day.path(), &[]);
+    let data = tempfile::tempdir().unwrap();
+    let mut args = rest_args(&sim, &[]);
+    args[3] = "BTCUSTD";
+    let out = bml(data.path(), &args);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{all}");
+    assert!(
+        all.contains("no symbol BTCUSTD") && all.contains("did you mean BTCUSDT?"),
+        "{all}"
+    );
+    assert_eq!(
+        sim.stats()["served"],
+        1,
+        "only exchangeInfo: {}",
+        sim.stats()
+    );
+    let out = bml(
+        data.path(),
+        &[
+            "ingest",
+            "poll",
+            "--symbol",
+            "FOOBAR",
+            "--base-url",
+            sim.url(),
+        ],
+    );
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{all}");
+    assert!(
+        all.contains("no symbol FOOBAR") && !all.contains("did you mean"),
+        "{all}"
+    );
+}
+
 /// Polls answer the exchange's state at its "now" (the end of the market's
 /// data), one record each, the 1000-level book included.
 #[test]

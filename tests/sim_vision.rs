@@ -23,7 +23,14 @@ fn a_missing_day_is_recorded_as_missing() {
     let sim = Sim::start(day.path(), &["--missing-days", DAY]);
     let data = tempfile::tempdir().unwrap();
     let out = ingest(&sim, data.path(), "klines,aggTrades");
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    // Nothing of the range exists: that is said (exit 2), not taken for
+    // success; the missing archives are recorded all the same.
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("no archive of BTCUSDT"),
+        "{}",
+        text(&out)
+    );
     let missing: Vec<String> = support::log_records(data.path())
         .into_iter()
         .flat_map(|(_, r, _)| r.events)

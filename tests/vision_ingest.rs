@@ -422,3 +422,37 @@ fn an_unreachable_exchange_is_a_failure_of_its_own_kind() {
         "{all}"
     );
 }
+
+/// A symbol none of whose archives exists is not a success: exit 2, said
+/// plainly, while the archives of a good symbol beside it are ingested.
+#[test]
+fn a_symbol_without_any_archive_is_a_bad_command_line() {
+    let day = support::vision_day_at_rates(DAY, 1, 4, Some((0.25, 0.5)));
+    let data = tempfile::tempdir().unwrap();
+    let from_dir = day.path().to_str().unwrap();
+    let args = [
+        "ingest",
+        "vision",
+        "--symbol",
+        "FOOBAR",
+        "--symbol",
+        "BTCUSDT",
+        "--start",
+        DAY,
+        "--kinds",
+        "klines",
+        "--from-dir",
+        from_dir,
+    ];
+    let out = bml(data.path(), &args);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{all}");
+    assert!(
+        all.contains("no archive of FOOBAR") && all.contains("is the symbol right"),
+        "{all}"
+    );
+    assert!(
+        all.contains("1 ingested"),
+        "the good symbol still lands: {all}"
+    );
+}

@@ -188,6 +188,9 @@ fn ingest_poll(args: &PollArgs, data_dir: &Path) -> Outcome {
     ));
     let (client, _) = rest::Client::connect(&args.base_url, governor)?;
     let symbols: Vec<String> = args.symbol.iter().map(|s| s.to_uppercase()).collect();
+    if let Some(code) = unknown_symbol(client.check_symbols(&symbols))? {
+        return Ok(code);
+    }
     let mut log = EventLog::open(data_dir)?;
     let appended = rest::polls::poll(&mut log, &client, &symbols, &polls)?;
     writeln!(
@@ -217,7 +220,10 @@ fn ingest_rest(args: &RestArgs, data_dir: &Path, ui: &Ui) -> Outcome {
     };
     let mut log = EventLog::open(data_dir)?;
     let mut catalog = Catalog::load(data_dir)?;
-    let summary = rest::ingest(&mut log, &mut catalog, &options, &ui.bars())?;
+    let summary = match rest::ingest(&mut log, &mut catalog, &options, &ui.bars()) {
+        Ok(summary) => summary,
+        Err(e) => return unknown_symbol(Err(e)).map(|code| code.unwrap_or(exit::FAILED)),
+    };
     catalog.save(data_dir, log.next_offset())?;
 
     let mut out = std::io::stdout().lock();
@@ -307,9 +313,37 @@ fn ingest_vision(args: &VisionArgs, data_dir: &Path, ui: &Ui) -> Outcome {
         secs,
         summary.rows() as f64 / secs
     )?;
-    Ok(if failed.is_empty() {
-        exit::OK
-    } else {
+    // A symbol none of whose archives exists is most likely misspelt: not a
+    // success, and said apart from the summary.
+    let unseen = summary.symbols_without_archives(&specs);
+    for symbol in &unseen {
+        eprintln!(
+            "error: Vision has no archive of {symbol} for any day from {} to {end}: is the \
+             symbol right (USD-M symbols look like BTCUSDT)? Or it was listed later, or the \
+             days are not published yet (Vision publishes a day the day after)",
+            args.start
+        );
+    }
+    Ok(if !failed.is_empty() {
         exit::FAILED
+    } else if !unseen.is_empty() {
+        exit::USAGE
+    } else {
+        exit::OK
     })
+}
+
+/// A symbol the exchange does not list is a bad command line: said on stderr,
+/// exit 2. `None` when `checked` is fine; other errors pass through.
+fn unknown_symbol(checked: anyhow::Result<()>) -> anyhow::Result<Option<u8>> {
+    match checked {
+        Ok(()) => Ok(None),
+        Err(e) => match e.downcast_ref::<rest::UnknownSymbol>() {
+            Some(unknown) => {
+                eprintln!("error: {unknown}");
+                Ok(Some(exit::USAGE))
+            }
+            None => Err(e),
+        },
+    }
 }

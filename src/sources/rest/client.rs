@@ -4,6 +4,7 @@
 //! every caller for their `Retry-After`; a 400 is Binance saying no, and is an
 //! error at once. Every error names the URL.
 
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,6 +35,18 @@ pub struct Client {
     weight_header: String,
     retries: AtomicU64,
     refusals: AtomicU64,
+    /// The symbols `exchangeInfo` lists.
+    symbols: BTreeSet<String>,
+}
+
+/// A symbol the exchange does not list, with the closest one it does.
+#[derive(Debug, thiserror::Error)]
+#[error("the exchange lists no symbol {symbol}{}", suggestion.as_ref().map(|s| format!(" (did you mean {s}?)")).unwrap_or_default())]
+pub struct UnknownSymbol {
+    /// The symbol asked for.
+    pub symbol: String,
+    /// The listed symbol nearest to it, if any is near.
+    pub suggestion: Option<String>,
 }
 
 /// Counters for the summary.
@@ -63,8 +76,9 @@ impl Client {
             weight_header: "1m".into(),
             retries: AtomicU64::new(0),
             refusals: AtomicU64::new(0),
+            symbols: BTreeSet::new(),
         };
-        let (budget, server_time) =
+        let (budget, server_time, symbols) =
             client.get("/fapi/v1/exchangeInfo", &[], Cost::weight(1), |v| {
                 let limit = v["rateLimits"]
                     .as_array()
@@ -80,17 +94,49 @@ impl Client {
                 };
                 let weight = limit["limit"].as_u64().context("limit")?;
                 let server_time = v["serverTime"].as_i64().context("serverTime")?;
+                let symbols = v["symbols"]
+                    .as_array()
+                    .map(|list| {
+                        list.iter()
+                            .filter_map(|s| s["symbol"].as_str().map(str::to_string))
+                            .collect()
+                    })
+                    .unwrap_or_default();
                 Ok((
                     (weight as u32, seconds, format!("{num}{letter}")),
                     server_time,
+                    symbols,
                 ))
             })?;
+        client.symbols = symbols;
         client.governor.set_server_time(server_time);
         client
             .governor
             .set_limit(budget.0, Duration::from_secs(budget.1));
         client.weight_header = budget.2;
         Ok((client, server_time))
+    }
+
+    /// Refuses the first of `symbols` the exchange does not list (as an
+    /// [`UnknownSymbol`] error), before any request is spent on it.
+    pub fn check_symbols(&self, symbols: &[String]) -> anyhow::Result<()> {
+        for symbol in symbols {
+            if !self.symbols.contains(symbol) {
+                let suggestion = self
+                    .symbols
+                    .iter()
+                    .map(|s| (edit_distance(s, symbol), s))
+                    .filter(|(d, _)| *d <= 3)
+                    .min()
+                    .map(|(_, s)| s.clone());
+                return Err(UnknownSymbol {
+                    symbol: symbol.clone(),
+                    suggestion,
+                }
+                .into());
+            }
+        }
+        Ok(())
     }
 
     /// What went wrong and was survived so far.
@@ -179,5 +225,35 @@ impl Client {
         {
             self.governor.observe_used(used);
         }
+    }
+}
+
+/// The Levenshtein distance between `a` and `b` (symbols are short ASCII).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b = b.as_bytes();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.bytes().enumerate() {
+        let mut previous = row[0];
+        row[0] = i + 1;
+        for (j, &cb) in b.iter().enumerate() {
+            let substitution = previous + usize::from(ca != cb);
+            previous = row[j + 1];
+            row[j + 1] = substitution.min(row[j] + 1).min(row[j + 1] + 1);
+        }
+    }
+    row[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::edit_distance;
+
+    #[test]
+    fn edit_distance_counts_single_character_changes() {
+        assert_eq!(edit_distance("BTCUSDT", "BTCUSDT"), 0);
+        assert_eq!(edit_distance("BTCUSD", "BTCUSDT"), 1);
+        assert_eq!(edit_distance("BTCUSTD", "BTCUSDT"), 2);
+        assert_eq!(edit_distance("ETHUSDT", "BTCUSDT"), 2);
+        assert_eq!(edit_distance("", "ABC"), 3);
     }
 }

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
-pub use client::Client;
+pub use client::{Client, UnknownSymbol};
 pub use endpoints::Kind;
 pub use governor::Governor;
 pub use polls::Poll;
@@ -128,6 +128,7 @@ pub fn ingest(
     let started = Instant::now();
     let governor = Arc::new(Governor::default());
     let (client, server_time) = Client::connect(&options.base_url, governor.clone())?;
+    client.check_symbols(&options.symbols)?;
     let mut summary = Summary::default();
     let mut tasks = plan(options, server_time, &mut summary);
     summary.tasks = tasks.len() as u64;

@@ -125,6 +125,25 @@ pub struct Summary {
 }
 
 impl Summary {
+    /// The symbols of `specs` (the plan this summary ran) none of whose
+    /// archives exists.
+    pub fn symbols_without_archives(&self, specs: &[FileSpec]) -> Vec<String> {
+        let mut symbols: Vec<String> = Vec::new();
+        for spec in specs {
+            if !symbols.contains(&spec.symbol) {
+                symbols.push(spec.symbol.clone());
+            }
+        }
+        symbols.retain(|symbol| {
+            specs
+                .iter()
+                .zip(&self.files)
+                .filter(|(spec, _)| &spec.symbol == symbol)
+                .all(|(_, (_, outcome))| *outcome == Outcome::Missing)
+        });
+        symbols
+    }
+
     /// Rows appended.
     pub fn rows(&self) -> u64 {
         self.ingested().map(|(rows, _)| rows).sum()
