@@ -118,8 +118,12 @@ impl Client {
     }
 
     /// Refuses the first of `symbols` the exchange does not list (as an
-    /// [`UnknownSymbol`] error), before any request is spent on it.
+    /// [`UnknownSymbol`] error), before any request is spent on it. An
+    /// `exchangeInfo` without a symbol list checks nothing.
     pub fn check_symbols(&self, symbols: &[String]) -> anyhow::Result<()> {
+        if self.symbols.is_empty() {
+            return Ok(());
+        }
         for symbol in symbols {
             if !self.symbols.contains(symbol) {
                 let suggestion = self
