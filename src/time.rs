@@ -10,8 +10,15 @@ pub const DAY_MS: i64 = 24 * HOUR_MS;
 
 /// `ms` as a UTC minute, `2024-03-01T13:05Z` (the number itself if out of range).
 pub fn utc_minute(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms).map_or_else(
-        || ms.to_string(),
-        |t| t.format("%Y-%m-%dT%H:%MZ").to_string(),
-    )
+    utc(ms, "%Y-%m-%dT%H:%MZ")
+}
+
+/// The UTC hour holding `ms`, `2024-03-01T13Z` (ISO 8601's hour precision).
+pub fn utc_hour(ms: i64) -> String {
+    utc(ms, "%Y-%m-%dT%HZ")
+}
+
+fn utc(ms: i64, format: &str) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map_or_else(|| ms.to_string(), |t| t.format(format).to_string())
 }

@@ -3,7 +3,6 @@
 
 mod support;
 
-use std::process::Command;
 
 use bml::lake::{partition_path, write_partition};
 use bml::materialize::collect::collect_hour;
@@ -48,12 +47,12 @@ fn pyarrow_reads_the_partition_with_hive_keys_and_the_spec_types() {
         std::fs::remove_file(probe).unwrap();
     }
 
-    let out = Command::new("python3")
+    let out = support::python()
         .args(["-c", READ_BACK])
         .arg(lake.path())
         .arg(&written.path)
         .output()
-        .expect("python3 with pyarrow");
+        .expect("scripts/python");
     assert!(
         out.status.success(),
         "{}",

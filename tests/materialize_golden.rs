@@ -12,7 +12,6 @@
 mod support;
 
 use std::path::Path;
-use std::process::Command;
 use std::str::FromStr;
 
 use bml::event::{Decimal, Event, Kline, KlineKind, Record, Source};
@@ -231,7 +230,7 @@ fn every_column_of_three_real_minutes_matches_a_hand_computation() {
     let out = bml(data.path(), &["materialize"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let part = bml::lake::partition_path(&data.path().join("lake"), "BTCUSD_PERP", HOUR);
-    let read = Command::new("python3")
+    let read = support::python()
         .args(["-c", READ_BACK])
         .arg(&part)
         .output()

@@ -5,7 +5,6 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use bml::ledger::Ledger;
 use support::{bml, text, vision_day_at_rates};
@@ -236,11 +235,11 @@ row = con.execute(f"select open, high, low, close, volume_btc, trade_count, mark
 print(json.dumps({"types": types, "rows": n, "symbols": symbols, "hours": hours,
                   "first": first, "last": last, "bad_ohlc": gaps, "row": row}))
 "#;
-    let out = Command::new("python3")
+    let out = support::python()
         .args(["-c", script])
         .arg(data.path().join("lake"))
         .output()
-        .expect("python3 with duckdb (see .ci/run)");
+        .expect("scripts/python");
     assert!(
         out.status.success(),
         "{}",

@@ -8,7 +8,6 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::process::Command;
 
 use support::{archive_path, bml, csv_of, data_rows, ingest_day, text};
 
@@ -66,11 +65,11 @@ fn as_of_columns_never_see_a_snapshot_after_the_minute_on_either_side_of_the_cha
             );
         }
     }
-    let read = Command::new("python3")
+    let read = support::python()
         .args(["-c", READ_BACK])
         .arg(data.path().join("lake"))
         .output()
-        .expect("python3 with pyarrow");
+        .expect("scripts/python");
     assert!(
         read.status.success(),
         "{}",

@@ -300,7 +300,7 @@ assert a.num_rows == b.num_rows == int(sys.argv[3]), (a.num_rows, b.num_rows)
 assert a.schema == b.schema
 print(",".join(c for c in a.schema.names if a[c].to_pylist() != b[c].to_pylist()))
 "#;
-    let out = Command::new("python3")
+    let out = support::python()
         .args(["-c", script])
         .arg(a)
         .arg(b)

@@ -9,7 +9,7 @@ use super::{exit, Outcome, Ui};
 use crate::ledger::{Ledger, LedgerError};
 use crate::materialize::run;
 use crate::materialize::state::{self, State};
-use crate::time::utc_minute;
+use crate::time::{utc_hour, utc_minute};
 
 #[derive(Debug, Args)]
 pub(super) struct MaterializeArgs {
@@ -83,12 +83,16 @@ pub(super) fn materialize(
     )?;
     writeln!(
         out,
-        "  {} hours: {} written, {} unchanged, {} without a complete minute",
-        summary.hours, summary.written, summary.unchanged, summary.empty
+        "  {} hours: {} written, {} unchanged, {} without a complete minute{}",
+        summary.hours,
+        summary.written,
+        summary.unchanged,
+        summary.without_minute.len(),
+        hours_without_minute(&summary.without_minute)
     )?;
     writeln!(
         out,
-        "  {} rows, {} findings; {} records ({} events) read in {seconds:.2} s ({:.0} events/s)",
+        "  {} rows, {} findings; {} record reads ({} events; a record reaching several hours is read for each) in {seconds:.2} s ({:.0} events/s)",
         summary.rows,
         summary.findings,
         summary.records_read,
@@ -96,6 +100,29 @@ pub(super) fn materialize(
         summary.events_read as f64 / seconds.max(1e-9)
     )?;
     Ok(exit::OK)
+}
+
+/// Which hours some record reached without filling a minute: a REST range or a
+/// statistic running past the last kline, a funding time before the first one.
+/// They get no file; naming a few says why the hour count is larger than the
+/// files written.
+fn hours_without_minute(hours: &[(String, i64)]) -> String {
+    const SHOWN: usize = 4;
+    if hours.is_empty() {
+        return String::new();
+    }
+    let mut named: Vec<String> = hours
+        .iter()
+        .take(SHOWN)
+        .map(|(symbol, hour)| format!("{symbol} {}", utc_hour(*hour)))
+        .collect();
+    if hours.len() > SHOWN {
+        named.push(format!("{} more", hours.len() - SHOWN));
+    }
+    format!(
+        " (records reach them, but no minute of them has its trade, mark and index klines, so no file: {})",
+        named.join(", ")
+    )
 }
 
 pub(super) fn show_watermark(args: &WatermarkArgs, data_dir: &Path) -> Outcome {

@@ -68,13 +68,16 @@ pub struct Summary {
     pub written: u64,
     /// Partitions derived again with identical bytes (not rewritten).
     pub unchanged: u64,
-    /// Hours with facts but no complete minute (no file).
-    pub empty: u64,
+    /// Hours some record reached that hold no complete minute, so no file:
+    /// a REST range or a statistic that runs past the last kline, a funding
+    /// time before the first one. Sorted.
+    pub without_minute: Vec<(String, i64)>,
     /// Rows in the partitions derived.
     pub rows: u64,
     /// Findings recorded for the hours derived.
     pub findings: u64,
-    /// Records read to derive them.
+    /// Records read to derive them: a record reaching several hours (a REST
+    /// page of 1 000 klines, say) is read once for each.
     pub records_read: u64,
     /// Events in those records.
     pub events_read: u64,
@@ -218,11 +221,12 @@ pub fn run(data_dir: &Path, options: &Options, progress: &dyn Progress) -> anyho
         &hours,
         options.jobs.max(1),
         |symbol, hour, derived| {
-            summary.add(derived);
+            summary.add(symbol, hour, derived);
             deriving.note(&format!("{symbol} {}", utc_minute(hour)));
             deriving.inc(1);
         },
     )?;
+    summary.without_minute.sort();
 
     let mut batch = ledger.batch()?;
     let symbols: BTreeSet<&str> = hours.iter().map(|(s, _)| s.as_str()).collect();
@@ -319,7 +323,7 @@ struct Derived {
 }
 
 impl Summary {
-    fn add(&mut self, d: &Derived) {
+    fn add(&mut self, symbol: &str, hour: i64, d: &Derived) {
         self.rows += u64::from(d.partition.rows);
         self.findings += d.findings.len() as u64;
         self.records_read += d.records_read;
@@ -327,7 +331,7 @@ impl Summary {
         match d.file {
             File::Written => self.written += 1,
             File::Unchanged => self.unchanged += 1,
-            File::None => self.empty += 1,
+            File::None => self.without_minute.push((symbol.to_owned(), hour)),
         }
     }
 }

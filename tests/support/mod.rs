@@ -154,6 +154,13 @@ pub fn text(out: &Output) -> String {
 }
 
 /// The shared generator that writes a synthetic Vision day in Vision's layout.
+/// The project's Python (`scripts/python`): its own environment with numpy,
+/// pyarrow, DuckDB and Polars, made on first use, so the tests never depend on
+/// what the system Python has installed.
+pub fn python() -> Command {
+    Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/python"))
+}
+
 pub fn generator() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/tools/gen_vision_day.py")
 }
@@ -181,7 +188,7 @@ pub fn vision_day_at_rates(
             book.to_string(),
         ]
     });
-    let status = Command::new("python3")
+    let status = python()
         .arg(generator())
         .args([
             "--symbol",
@@ -195,7 +202,7 @@ pub fn vision_day_at_rates(
         .arg(out.path())
         .args(&rates)
         .output()
-        .expect("python3 runs the generator (needs numpy and pyarrow: see .ci/run)");
+        .expect("scripts/python runs the generator");
     assert!(
         status.status.success(),
         "generator failed: {}",
