@@ -3,7 +3,6 @@
 
 mod support;
 
-
 use bml::lake::{partition_path, write_partition};
 use bml::materialize::collect::collect_hour;
 use bml::materialize::hour::build_hour;

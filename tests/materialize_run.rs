@@ -270,3 +270,22 @@ print(json.dumps({"types": types, "rows": n, "symbols": symbols, "hours": hours,
     assert_eq!(row[5].as_i64().unwrap(), fields[8].parse::<i64>().unwrap());
     assert!(row[7].is_null(), "no funding archive, no settlement: NULL");
 }
+
+#[test]
+fn the_summary_names_the_hours_without_a_complete_minute_and_counts_reads_per_hour() {
+    let day = day();
+    let data = tempfile::tempdir().unwrap();
+    // Mark price klines alone: every hour is reached, no minute is complete.
+    ingest(data.path(), day.path(), "markPriceKlines");
+    let out = run_ok(data.path(), &["materialize"]);
+    assert!(
+        out.contains("3 hours: 0 written, 0 unchanged, 3 without a complete minute"),
+        "{out}"
+    );
+    for hour in ["2024-03-01T00Z", "2024-03-01T01Z", "2024-03-01T02Z"] {
+        assert!(out.contains(&format!("BTCUSDT {hour}")), "{hour}: {out}");
+    }
+    assert!(out.contains("trade, mark and index klines"), "{out}");
+    assert!(out.contains("record reads"), "{out}");
+    assert!(out.contains("read for each"), "{out}");
+}

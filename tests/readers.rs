@@ -87,7 +87,12 @@ fn partition_keys_are_integers_in_duckdb_polars_and_pyarrow() {
     let polars = read(support::python(), "polars", data.path());
     assert_reads_the_lake("polars", &polars, &["Int64"], close_sum);
     let duckdb = read(support::python(), "duckdb", data.path());
-    assert_reads_the_lake("duckdb (the README's recipe)", &duckdb, &["BIGINT"], close_sum);
+    assert_reads_the_lake(
+        "duckdb (the README's recipe)",
+        &duckdb,
+        &["BIGINT"],
+        close_sum,
+    );
     // Why the README gives DuckDB a recipe: left to itself it reads the
     // zero-padded keys as strings, and `day = '1'` would match nothing.
     assert_eq!(
