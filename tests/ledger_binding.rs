@@ -139,3 +139,86 @@ fn status_answers_while_the_ledger_is_held_and_counts_missing_and_damaged_files(
     run_ok(data.path(), &["materialize", "--from", "0"]);
     assert_eq!(bml(data.path(), &["status"]).status.code(), Some(0));
 }
+
+/// Another user, who may read the data dir but not write it (or a read-only
+/// mount), gets `status`, `show-watermark` and the lake's files: the ledger is
+/// opened for reading only, files and directories follow the umask.
+#[test]
+fn another_user_reads_status_watermarks_and_lake_of_a_data_dir_it_cannot_write() {
+    let day = vision_day_at_rates(DATE, 2, 13, Some((1.0, 2.0)));
+    let data = built(day.path());
+    let live = run_ok(data.path(), &["status"]);
+    // Only the temporary dir itself is opened up (tempfile makes it 0700);
+    // everything under it is as bml made it.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(data.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let as_reader = |args: &[&str]| {
+        // As root, a real other user; otherwise this user without write access.
+        let mut command = if is_root() {
+            let mut c = std::process::Command::new("setpriv");
+            c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+                .arg(env!("CARGO_BIN_EXE_bml"));
+            c
+        } else {
+            std::process::Command::new(env!("CARGO_BIN_EXE_bml"))
+        };
+        command
+            .arg("--data-dir")
+            .arg(data.path())
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    if !is_root() {
+        make_read_only(data.path(), true);
+    }
+    let status = as_reader(&["status"]);
+    assert_eq!(status.status.code(), Some(0), "{}", text(&status));
+    assert_eq!(String::from_utf8_lossy(&status.stdout), live);
+    let marks = as_reader(&["show-watermark"]);
+    assert_eq!(marks.status.code(), Some(0), "{}", text(&marks));
+    assert!(
+        String::from_utf8_lossy(&marks.stdout).starts_with("BTCUSDT\t2024-03-01T01:59Z"),
+        "{}",
+        text(&marks)
+    );
+    let materialize = as_reader(&["materialize", "--from", "0"]);
+    assert_eq!(materialize.status.code(), Some(1), "{}", text(&materialize));
+    assert!(
+        text(&materialize).contains("cannot be opened for writing"),
+        "{}",
+        text(&materialize)
+    );
+    if !is_root() {
+        make_read_only(data.path(), false);
+    }
+    for (file, _) in lake_files(&data.path().join("lake")) {
+        let mode = std::fs::metadata(data.path().join("lake").join(&file))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(
+            mode & 0o044,
+            0o044,
+            "{file:?} is {mode:o}: others cannot read it"
+        );
+    }
+}
+
+fn is_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.trim_ascii() == b"0")
+}
+
+/// Takes write permission away from everything under `dir` (or gives it back).
+fn make_read_only(dir: &Path, read_only: bool) {
+    let mode = if read_only { "a-w" } else { "u+w" };
+    let out = std::process::Command::new("chmod")
+        .args(["-R", mode])
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+}

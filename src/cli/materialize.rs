@@ -235,7 +235,13 @@ fn current_state(data_dir: &Path) -> anyhow::Result<(State, Option<String>)> {
             path.display()
         );
     }
-    match Ledger::open(data_dir) {
+    let opened = match Ledger::open(data_dir) {
+        Err(e) if matches!(e.downcast_ref(), Some(LedgerError::NotWritable { .. })) => {
+            Ledger::open_read_only(data_dir)
+        }
+        opened => opened,
+    };
+    match opened {
         Ok(ledger) => Ok((state::read(data_dir, &ledger)?, None)),
         Err(e) if matches!(e.downcast_ref(), Some(LedgerError::InUse { .. })) => {
             let saved = state::saved(data_dir)?

@@ -13,7 +13,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use redb::{
-    Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction,
+    Database, Durability, ReadOnlyDatabase, ReadableDatabase, ReadableTable, TableDefinition,
+    WriteTransaction,
 };
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use sha2::Digest;
@@ -143,6 +144,14 @@ pub enum LedgerError {
         /// The ledger file.
         path: PathBuf,
     },
+    /// This user may not write it (a read-only data dir, another user's).
+    #[error("the ledger at {} cannot be opened for writing: {why}", path.display())]
+    NotWritable {
+        /// The ledger file.
+        path: PathBuf,
+        /// What the system said.
+        why: String,
+    },
     /// It does not read back.
     #[error(
         "the ledger at {} is damaged ({why}); it is derived from the log: \
@@ -159,8 +168,38 @@ pub enum LedgerError {
 
 /// The ledger, open.
 pub struct Ledger {
-    db: Database,
+    db: Store,
     path: PathBuf,
+}
+
+/// The redb store, opened for writing (materialize) or for reading only
+/// (`status` and `show-watermark` on a data dir this user cannot write).
+enum Store {
+    ReadWrite(Database),
+    ReadOnly(ReadOnlyDatabase),
+}
+
+impl Store {
+    fn begin_read(&self) -> Result<redb::ReadTransaction, redb::TransactionError> {
+        match self {
+            Store::ReadWrite(db) => db.begin_read(),
+            Store::ReadOnly(db) => db.begin_read(),
+        }
+    }
+}
+
+/// Whether redb failed because the file may not be written (rather than being
+/// damaged or locked).
+fn not_writable(e: &redb::DatabaseError) -> bool {
+    matches!(e, redb::DatabaseError::Storage(redb::StorageError::Io(io))
+        if matches!(io.kind(), std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem))
+}
+
+/// Why redb would not open the ledger for writing.
+enum Refused {
+    InUse,
+    NotWritable(String),
+    Damaged(String),
 }
 
 impl Ledger {
@@ -173,25 +212,34 @@ impl Ledger {
         // pages are checked once here so that damage is one plain error.
         let opened = std::panic::catch_unwind(|| {
             let mut db = Database::create(&path).map_err(|e| match e {
-                redb::DatabaseError::DatabaseAlreadyOpen => None,
-                other => Some(other.to_string()),
+                redb::DatabaseError::DatabaseAlreadyOpen => Refused::InUse,
+                e if not_writable(&e) => Refused::NotWritable(e.to_string()),
+                other => Refused::Damaged(other.to_string()),
             })?;
             match db.check_integrity() {
                 Ok(true) => Ok(db),
-                Ok(false) => Err(Some("some of its pages needed repair".to_string())),
-                Err(e) => Err(Some(e.to_string())),
+                Ok(false) => Err(Refused::Damaged(
+                    "some of its pages needed repair".to_string(),
+                )),
+                Err(e) => Err(Refused::Damaged(e.to_string())),
             }
         });
         let db = match opened {
             Ok(Ok(db)) => db,
-            Ok(Err(None)) => return Err(LedgerError::InUse { path }.into()),
-            Ok(Err(Some(why))) => return Err(LedgerError::Damaged { path, why }.into()),
+            Ok(Err(Refused::InUse)) => return Err(LedgerError::InUse { path }.into()),
+            Ok(Err(Refused::NotWritable(why))) => {
+                return Err(LedgerError::NotWritable { path, why }.into())
+            }
+            Ok(Err(Refused::Damaged(why))) => return Err(LedgerError::Damaged { path, why }.into()),
             Err(_) => {
                 let why = "reading it panicked".to_string();
                 return Err(LedgerError::Damaged { path, why }.into());
             }
         };
-        let ledger = Ledger { db, path };
+        let ledger = Ledger {
+            db: Store::ReadWrite(db),
+            path,
+        };
         let batch = ledger.batch()?;
         {
             let txn = &batch.txn;
@@ -209,6 +257,24 @@ impl Ledger {
         Ok(ledger)
     }
 
+    /// Opens the existing ledger of `data_dir` for reading only: what `status`
+    /// and `show-watermark` use where this user cannot write (a read-only data
+    /// dir, a lake kept by another user). Writing through it fails.
+    pub fn open_read_only(data_dir: &Path) -> anyhow::Result<Ledger> {
+        let path = crate::data_dir::ledger(data_dir);
+        let db = ReadOnlyDatabase::open(&path).map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => LedgerError::InUse { path: path.clone() },
+            other => LedgerError::Damaged {
+                path: path.clone(),
+                why: other.to_string(),
+            },
+        })?;
+        Ok(Ledger {
+            db: Store::ReadOnly(db),
+            path,
+        })
+    }
+
     /// Its file.
     pub fn path(&self) -> &Path {
         &self.path
@@ -216,8 +282,10 @@ impl Ledger {
 
     /// Starts a set of changes that commit together.
     pub fn batch(&self) -> anyhow::Result<Batch> {
-        let txn = self
-            .db
+        let Store::ReadWrite(db) = &self.db else {
+            anyhow::bail!("the ledger {} was opened read-only", self.path.display());
+        };
+        let txn = db
             .begin_write()
             .with_context(|| format!("writing the ledger {}", self.path.display()))?;
         Ok(Batch { txn })
