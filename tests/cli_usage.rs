@@ -74,3 +74,62 @@ fn bad_command_lines_exit_2_and_say_what_was_expected() {
     }
     assert!(!data.path().join("wal").exists(), "nothing was created");
 }
+
+/// Every command's `--help`, found by walking the "Commands:" lists.
+fn all_help(args: &mut Vec<String>, data: &std::path::Path, out: &mut Vec<(String, String)>) {
+    let mut with_help = args.clone();
+    with_help.push("--help".into());
+    let refs: Vec<&str> = with_help.iter().map(String::as_str).collect();
+    let help = String::from_utf8_lossy(&bml(data, &refs).stdout).into_owned();
+    let subcommands: Vec<String> = help
+        .lines()
+        .skip_while(|l| *l != "Commands:")
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        // A name starts its line; a wrapped description is indented further.
+        .filter(|l| !l.starts_with("   "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|name| *name != "help")
+        .map(str::to_owned)
+        .collect();
+    out.push((args.join(" "), help));
+    for name in subcommands {
+        args.push(name);
+        all_help(args, data, out);
+        args.pop();
+    }
+}
+
+#[test]
+fn help_keeps_global_options_apart_and_names_only_paths_that_exist() {
+    let data = tempfile::tempdir().unwrap();
+    let mut helps = Vec::new();
+    all_help(&mut Vec::new(), data.path(), &mut helps);
+    assert!(helps.len() > 15, "{helps:?}");
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    for (command, help) in &helps {
+        let global = help.split("Global options:").nth(1);
+        let global = global.unwrap_or_else(|| panic!("bml {command}: no global options: {help}"));
+        assert!(global.contains("--quiet"), "bml {command}: {help}");
+        let own = help.split("Global options:").next().unwrap();
+        assert!(!own.contains("--quiet"), "bml {command}: {help}");
+        // The simulated exchange and check-exchange use no data dir.
+        let dirs = !(command.starts_with("sim") || command.starts_with("check-exchange"));
+        assert_eq!(global.contains("--data-dir"), dirs, "bml {command}: {help}");
+        assert_eq!(global.contains("--lake-dir"), dirs, "bml {command}: {help}");
+        for token in help.split(|c: char| c.is_whitespace() || "`(),;:".contains(c)) {
+            let named = [".md", ".py", ".rs", ".toml"]
+                .iter()
+                .any(|e| token.ends_with(e))
+                || ["docs/", "scripts/", "../shared/", "tests/"]
+                    .iter()
+                    .any(|p| token.starts_with(p));
+            if named {
+                assert!(
+                    repo.join(token).exists(),
+                    "bml {command}: {token} does not exist"
+                );
+            }
+        }
+    }
+}

@@ -12,7 +12,7 @@ mod wal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 /// Exit codes, documented in `docs/operations.md`.
 pub mod exit {
@@ -26,6 +26,9 @@ pub mod exit {
     pub const FOUND_PROBLEMS: u8 = 3;
 }
 
+/// The help heading of the options every command takes.
+const GLOBAL: &str = "Global options";
+
 /// bml, the Binance Minute Lake: a complete, correct 1-minute history of Binance
 /// USD-M futures, kept as an event-sourced write-ahead log and derived Parquet.
 #[derive(Debug, Parser)]
@@ -33,20 +36,20 @@ pub mod exit {
 pub struct Cli {
     /// Where bml keeps its state: the log in `<data-dir>/wal/`, the ledger in
     /// `<data-dir>/ledger.redb`, and by default the lake in `<data-dir>/lake/`.
-    #[arg(long, global = true, env = "BML_DATA_DIR", default_value = "./data")]
+    #[arg(long, global = true, env = "BML_DATA_DIR", default_value = "./data", help_heading = GLOBAL)]
     data_dir: PathBuf,
 
     /// The lake root (Parquet partitions); default `<data-dir>/lake`. Changing it
     /// makes the next `materialize` write every partition under the new root.
-    #[arg(long, global = true, env = "BML_LAKE_DIR")]
+    #[arg(long, global = true, env = "BML_LAKE_DIR", help_heading = GLOBAL)]
     lake_dir: Option<PathBuf>,
 
     /// More log output on stderr (-v debug, -vv trace). RUST_LOG overrides.
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, help_heading = GLOBAL)]
     verbose: u8,
 
     /// Only warnings and errors on stderr; no progress bars.
-    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    #[arg(short, long, global = true, conflicts_with = "verbose", help_heading = GLOBAL)]
     quiet: bool,
 
     #[command(subcommand)]
@@ -86,12 +89,32 @@ enum Command {
     CheckExchange(check::CheckArgs),
 }
 
+/// The command line as `--help` shows it: the data-dir options are global, so
+/// that they may stand anywhere, but hidden from the commands that use no data
+/// dir (the simulated exchange, `check-exchange`).
+fn command() -> clap::Command {
+    let cli = Cli::command();
+    // A subcommand that already has an argument is not given the global one, so
+    // a hidden copy stands in for it (and its sub-subcommands inherit the copy).
+    let hidden: Vec<clap::Arg> = cli
+        .get_arguments()
+        .filter(|a| ["data_dir", "lake_dir"].contains(&a.get_id().as_str()))
+        .map(|a| a.clone().hide(true))
+        .collect();
+    let hide_dirs = |c: clap::Command| c.args(hidden.iter().cloned());
+    let cli = cli.mut_subcommand("check-exchange", hide_dirs);
+    #[cfg(feature = "sim")]
+    let cli = cli.mut_subcommand("sim", hide_dirs);
+    cli
+}
+
 /// What a command hands back: its exit code.
 type Outcome = anyhow::Result<u8>;
 
 /// Runs the command line and turns the outcome into an exit code.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     init_logging(cli.verbose, cli.quiet);
     let ui = Ui { quiet: cli.quiet };
     let outcome = match &cli.command {

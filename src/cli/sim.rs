@@ -25,7 +25,7 @@ pub(super) struct ServeArgs {
     #[arg(long, default_value = "127.0.0.1:8765")]
     addr: SocketAddr,
     /// The market: Binance Vision archives in Vision's layout (e.g. written by
-    /// tools/gen_vision_day.py). REST answers are cut from the same rows the
+    /// ../shared/tools/gen_vision_day.py). REST answers are cut from the same rows the
     /// archives hold, and the archives are served as Vision. Without it, a
     /// synthetic market is made up from --seed (see --start-date, --days).
     #[arg(long, value_name = "DIR")]

@@ -1,7 +1,7 @@
 //! The simulated exchange's market: every fact it can answer with, per symbol.
 //!
 //! It is loaded from Binance Vision archives (`--from-vision DIR`, in Vision's own
-//! layout, e.g. a day written by `tools/gen_vision_day.py`), so that whatever the
+//! layout, e.g. a day written by `../shared/tools/gen_vision_day.py`), so that whatever the
 //! simulator serves over REST is cut from the very rows its Vision archives hold:
 //! the same aggTrade has the same id, price and time on both channels.
 
