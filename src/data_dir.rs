@@ -47,3 +47,24 @@ pub fn downloads(data_dir: &Path) -> PathBuf {
 pub fn default_lake(data_dir: &Path) -> PathBuf {
     data_dir.join("lake")
 }
+
+/// Why `path` cannot be a data dir or a lake root, if it cannot: it, or the
+/// nearest of its ancestors that exists, is not a directory. Checked before any
+/// command touches it, so that the answer names the path rather than what the
+/// system said on the first file created under it ("File exists", "Not a
+/// directory").
+pub fn unusable(path: &Path) -> Option<String> {
+    let existing = path.ancestors().find(|a| a.exists())?;
+    if existing.is_dir() {
+        return None;
+    }
+    Some(if existing == path {
+        format!("{} is a file, not a directory", path.display())
+    } else {
+        format!(
+            "{} cannot be made: {} is a file, not a directory",
+            path.display(),
+            existing.display()
+        )
+    })
+}

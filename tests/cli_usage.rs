@@ -133,3 +133,27 @@ fn help_keeps_global_options_apart_and_names_only_paths_that_exist() {
         }
     }
 }
+
+#[test]
+fn a_data_dir_or_lake_dir_that_is_a_file_is_a_bad_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("afile");
+    std::fs::write(&file, b"not a dir").unwrap();
+    let below = file.join("sub");
+    let cases: [(&[&std::path::Path], &str, &str); 3] = [
+        (&[&file], "materialize", "is a file, not a directory"),
+        (&[&below], "status", "cannot be made"),
+        (&[dir.path(), &below], "materialize", "--lake-dir"),
+    ];
+    for (dirs, command, words) in cases {
+        let mut bml = std::process::Command::new(env!("CARGO_BIN_EXE_bml"));
+        bml.arg("--data-dir").arg(dirs[0]);
+        if let Some(lake) = dirs.get(1) {
+            bml.arg("--lake-dir").arg(lake);
+        }
+        let out = bml.arg(command).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+        assert!(text(&out).contains(words), "{}", text(&out));
+        assert!(text(&out).contains("afile"), "{}", text(&out));
+    }
+}

@@ -89,6 +89,29 @@ enum Command {
     CheckExchange(check::CheckArgs),
 }
 
+/// A data dir or lake root that is a file is a bad command line (exit 2),
+/// said plainly before any command trips over it.
+fn check_dirs(cli: &Cli) -> Option<ExitCode> {
+    #[cfg(feature = "sim")]
+    if matches!(cli.command, Command::Sim(_)) {
+        return None;
+    }
+    if matches!(cli.command, Command::CheckExchange(_)) {
+        return None;
+    }
+    let dirs = [
+        ("--data-dir", Some(&cli.data_dir)),
+        ("--lake-dir", cli.lake_dir.as_ref()),
+    ];
+    for (option, dir) in dirs {
+        if let Some(why) = dir.and_then(|d| crate::data_dir::unusable(d)) {
+            eprintln!("error: {option}: {why}");
+            return Some(ExitCode::from(exit::USAGE));
+        }
+    }
+    None
+}
+
 /// The command line as `--help` shows it: the data-dir options are global, so
 /// that they may stand anywhere, but hidden from the commands that use no data
 /// dir (the simulated exchange, `check-exchange`).
@@ -117,6 +140,9 @@ pub fn main() -> ExitCode {
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     init_logging(cli.verbose, cli.quiet);
     let ui = Ui { quiet: cli.quiet };
+    if let Some(code) = check_dirs(&cli) {
+        return code;
+    }
     let outcome = match &cli.command {
         Command::Ingest(cmd) => ingest::run(cmd, &cli.data_dir, &ui),
         Command::InitState => wal::init_state(&cli.data_dir),
