@@ -98,7 +98,10 @@ fn the_readme_commands_work_on_a_fresh_clone() {
         clone.join(".python/default/bin/python").exists(),
         "the project's Python environment was made"
     );
-    assert!(!clone.join("target").exists(), "nothing built in the clone");
+    assert!(
+        !clone.join("target/release").exists(),
+        "built in the clone, not in CARGO_TARGET_DIR"
+    );
 
     // The whole suite would run this test again inside itself: the README's test
     // command narrowed to one test target that needs the Python environment.
