@@ -10,8 +10,8 @@ use super::{exit, Outcome, Ui};
 use crate::event::VisionKind;
 use crate::eventlog::EventLog;
 use crate::sources::catalog::Catalog;
-use crate::sources::rest;
 use crate::sources::vision::{self, Store};
+use crate::sources::{live, rest};
 
 /// Vision's public base for USD-M futures.
 const VISION_BASE: &str = "https://data.binance.vision/data/futures/um/";
@@ -31,6 +31,45 @@ pub(super) enum IngestCommand {
     /// Point-in-time REST polls for the hot band (premiumIndex, openInterest,
     /// ticker/bookTicker, depth): the exchange's state now, one record per answer.
     Poll(PollArgs),
+    /// WebSocket streams into the log until --duration, SIGINT or SIGTERM:
+    /// every message with its local receive time, and coverage records per
+    /// (stream, connection) so that live-only columns are 0 only where a
+    /// connection was live. Redundant connections (--redundancy) lose nothing
+    /// when one drops; connections rotate before the exchange's 24-hour cut.
+    Live(LiveArgs),
+}
+
+#[derive(Debug, Args)]
+pub(super) struct LiveArgs {
+    /// Symbols, comma-separated (e.g. BTCUSDT,ETHUSDT).
+    #[arg(long, value_delimiter = ',', required = true)]
+    symbols: Vec<String>,
+    /// WebSocket host; the routed bases /public and /market are appended (point
+    /// it at `bml sim serve`: ws://ADDR).
+    #[arg(long, env = "BML_WS_URL", default_value = "wss://fstream.binance.com")]
+    ws_base: String,
+    /// Streams, comma-separated. Default: all.
+    #[arg(long, value_delimiter = ',', value_enum)]
+    streams: Vec<live::StreamKind>,
+    /// Depth stream speed.
+    #[arg(long, default_value = "100ms", value_parser = ["100ms", "250ms", "500ms"])]
+    depth_speed: String,
+    /// Connections per group of streams, each with every stream of the group.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=8))]
+    redundancy: u16,
+    /// Streams per connection at most (official pages say 1024 or 200).
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    streams_per_connection: u16,
+    /// Stop after this many seconds (default: run until SIGINT/SIGTERM).
+    #[arg(long, value_name = "SECONDS")]
+    duration: Option<f64>,
+    /// Replace each connection after this many seconds, without a gap (Binance
+    /// cuts connections at 24 hours).
+    #[arg(long, default_value_t = 23.0 * 3600.0, value_name = "SECONDS")]
+    rotate_after: f64,
+    /// A connection that receives nothing for this many seconds is dead.
+    #[arg(long, default_value_t = 10.0, value_name = "SECONDS")]
+    silence_timeout: f64,
 }
 
 #[derive(Debug, Args)]
@@ -124,7 +163,7 @@ fn existing_dir(text: &str) -> Result<PathBuf, String> {
 }
 
 /// A time on the command line, as epoch ms.
-fn parse_time(text: &str) -> Result<i64, String> {
+pub(super) fn parse_time(text: &str) -> Result<i64, String> {
     if let Ok(ms) = text.parse::<i64>() {
         return Ok(ms);
     }
@@ -173,7 +212,42 @@ pub(super) fn run(cmd: &IngestCommand, data_dir: &Path, ui: &Ui) -> Outcome {
         IngestCommand::Vision(args) => ingest_vision(args, data_dir, ui),
         IngestCommand::Rest(args) => ingest_rest(args, data_dir, ui),
         IngestCommand::Poll(args) => ingest_poll(args, data_dir),
+        IngestCommand::Live(args) => ingest_live(args, data_dir),
     }
+}
+
+fn ingest_live(args: &LiveArgs, data_dir: &Path) -> Outcome {
+    let seconds = |s: f64| std::time::Duration::from_secs_f64(s.max(0.001));
+    let options = live::Options {
+        symbols: args.symbols.iter().map(|s| s.to_uppercase()).collect(),
+        ws_base: args.ws_base.clone(),
+        kinds: if args.streams.is_empty() {
+            live::StreamKind::ALL.to_vec()
+        } else {
+            args.streams.clone()
+        },
+        depth_speed: args.depth_speed.clone(),
+        redundancy: usize::from(args.redundancy),
+        streams_per_connection: usize::from(args.streams_per_connection),
+        duration: args.duration.map(seconds),
+        rotate_after: seconds(args.rotate_after),
+        silence_timeout: seconds(args.silence_timeout),
+    };
+    let summary = live::run(data_dir, &options)?;
+    writeln!(
+        std::io::stdout().lock(),
+        "live: {} messages, {} records (offsets {}..{}) in {:.1} s; {} connections, {} failed and reconnected, {} rotated; {} messages dropped",
+        summary.messages,
+        summary.records,
+        summary.offsets.start,
+        summary.offsets.end,
+        summary.elapsed.as_secs_f64(),
+        summary.connections,
+        summary.failures,
+        summary.rotations,
+        summary.dropped,
+    )?;
+    Ok(exit::OK)
 }
 
 fn ingest_poll(args: &PollArgs, data_dir: &Path) -> Outcome {

@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 
 use super::{exit, Outcome};
+use crate::sim::ws::{LiveConfig, WsFaults};
 use crate::sim::{self, market::Market, synthetic, Behaviour, Config, Faults, WindowEnd};
 use crate::time::HOUR_MS;
 
@@ -16,7 +17,7 @@ pub(super) enum SimCommand {
     /// killed: a replay of Vision archives, or a synthetic market from a seed. Prints `listening on http://ADDR` first. Point bml's sources at it
     /// with `--base-url http://ADDR` (REST) and `--base-url
     /// http://ADDR/data/futures/um/` (Vision).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
 }
 
 #[derive(Debug, Args)]
@@ -117,6 +118,41 @@ pub(super) struct ServeArgs {
     /// unlike Binance, for `bml check-exchange` to notice).
     #[arg(long)]
     omit_weight_header: bool,
+    /// Live streams: the market instant they start at (YYYY-MM-DDTHH:MM[:SS] UTC, or epoch ms);
+    /// default: the market's first minute. They start when the server does.
+    #[arg(long, value_parser = super::ingest::parse_time, help_heading = "Live streams")]
+    ws_start: Option<i64>,
+    /// Live streams: market time per wall-clock time (60: a minute a second).
+    #[arg(long, default_value_t = 1.0, help_heading = "Live streams")]
+    speed: f64,
+    /// Live streams: seconds between the server's pings (Binance: 180).
+    #[arg(long, default_value_t = 180, help_heading = "Live streams")]
+    ws_ping_s: u64,
+    /// Live streams: seconds a ping may go unanswered before the server drops
+    /// the client (Binance: 600).
+    #[arg(long, default_value_t = 600, help_heading = "Live streams")]
+    ws_pong_timeout_s: u64,
+    /// Live streams: seconds a connection lives (Binance: 86400); the server
+    /// closes it then.
+    #[arg(long, default_value_t = 86_400, help_heading = "Live streams")]
+    ws_lifetime_s: u64,
+    /// Live streams fault: drop every connection (no close frame) this many
+    /// seconds after it opened.
+    #[arg(long, help_heading = "Live streams")]
+    ws_drop_after_s: Option<f64>,
+    /// Live streams fault: every connection goes silent (no data, no pings,
+    /// still open) this many seconds after it opened.
+    #[arg(long, help_heading = "Live streams")]
+    ws_stall_after_s: Option<f64>,
+    /// Live streams fault: never ping.
+    #[arg(long, help_heading = "Live streams")]
+    ws_no_pings: bool,
+    /// Live streams fault: fraction of messages sent as broken JSON.
+    #[arg(long, default_value_t = 0.0, value_parser = fraction, help_heading = "Live streams")]
+    ws_malformed_rate: f64,
+    /// Live streams fault: fraction of messages sent twice.
+    #[arg(long, default_value_t = 0.0, value_parser = fraction, help_heading = "Live streams")]
+    ws_duplicate_rate: f64,
 }
 
 /// A fraction of requests: a number from 0 to 1.
@@ -179,6 +215,21 @@ pub(super) fn run(cmd: &SimCommand) -> Outcome {
                         wrong_checksums: args.wrong_checksums.clone(),
                         agg_trade_gaps: args.agg_trade_gap_rate,
                         omit_weight_header: args.omit_weight_header,
+                    },
+                    live: LiveConfig {
+                        start_ms: args.ws_start,
+                        speed: args.speed,
+                        ping_interval: Duration::from_secs(args.ws_ping_s.max(1)),
+                        pong_timeout: Duration::from_secs(args.ws_pong_timeout_s),
+                        lifetime: Duration::from_secs(args.ws_lifetime_s.max(1)),
+                        max_client_messages_per_s: 10,
+                        faults: WsFaults {
+                            drop_after: args.ws_drop_after_s.map(Duration::from_secs_f64),
+                            stall_after: args.ws_stall_after_s.map(Duration::from_secs_f64),
+                            no_pings: args.ws_no_pings,
+                            malformed: args.ws_malformed_rate,
+                            duplicates: args.ws_duplicate_rate,
+                        },
                     },
                 },
             )?;

@@ -7,15 +7,17 @@
 //! loaded from, and injects faults on request (latency, 5xx, throttling, bodies
 //! cut mid-way, malformed JSON; missing days, damaged archives, wrong
 //! checksums). Its market ([`market`]: Vision archives, real or made up from a
-//! seed by [`synthetic`]) is one set of facts, so REST and Vision agree on every
-//! trade. (The WebSocket side comes with the live streams; it will share the
-//! market and the server.)
+//! seed by [`synthetic`]) is one set of facts, so REST, Vision and the live
+//! streams ([`ws`], played by [`tape`] on the same address) agree on every
+//! trade.
 
 pub mod limits;
 pub mod market;
 pub mod rest;
 pub mod synthetic;
+pub mod tape;
 pub mod vision;
+pub mod ws;
 
 use std::net::SocketAddr;
 use std::path::{Component, Path, PathBuf};
@@ -27,6 +29,7 @@ use axum::body::Body;
 use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{header, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
+use axum::routing::get;
 use axum::Router;
 
 use limits::{Admission, Limits};
@@ -115,6 +118,8 @@ pub struct Config {
     pub seed: u64,
     /// Faults to inject.
     pub faults: Faults,
+    /// The WebSocket side: where its tape starts, how fast, its rules and faults.
+    pub live: ws::LiveConfig,
 }
 
 /// Counters of what the simulator answered (`GET /sim/stats`).
@@ -130,6 +135,8 @@ struct Stats {
     server_errors: AtomicU64,
     cut: AtomicU64,
     malformed: AtomicU64,
+    ws_connections: AtomicU64,
+    ws_messages: AtomicU64,
 }
 
 struct Sim {
@@ -141,6 +148,8 @@ struct Sim {
     limits: Mutex<Limits>,
     rng: Mutex<fastrand::Rng>,
     stats: Stats,
+    /// The live streams' messages, to every WebSocket connection.
+    tape: ws::Tape,
 }
 
 /// Serves `market` until the process ends. Prints `listening on http://ADDR`
@@ -166,10 +175,23 @@ pub fn serve(market: Market, config: Config) -> anyhow::Result<()> {
             )),
             rng: Mutex::new(fastrand::Rng::with_seed(config.seed)),
             stats: Stats::default(),
+            tape: tokio::sync::broadcast::channel(ws::TAPE_BUFFER).0,
             market,
             config,
         });
-        let app = Router::new().fallback(handle).with_state(sim);
+        ws::play(sim.clone());
+        let streams = |base| {
+            Router::new()
+                .route("/stream", get(ws::combined))
+                .route("/ws/{*names}", get(ws::raw))
+                .with_state((sim.clone(), base))
+        };
+        let app = Router::new()
+            .nest("/public", streams(ws::Base::Public))
+            .nest("/market", streams(ws::Base::Market))
+            .merge(streams(ws::Base::Unrouted))
+            .fallback(handle)
+            .with_state(sim);
         axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await?;
         Ok(())
     })
@@ -442,6 +464,8 @@ fn stats(sim: &Sim) -> axum::Json<serde_json::Value> {
         "server_errors": n(&s.server_errors),
         "cut": n(&s.cut),
         "malformed": n(&s.malformed),
+        "ws_connections": n(&s.ws_connections),
+        "ws_messages": n(&s.ws_messages),
         "weight_limit": sim.config.weight_limit,
         "weight_per_window": sim.limits.lock().expect("limits lock").weight_per_window(),
     }))

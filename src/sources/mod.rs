@@ -4,6 +4,8 @@
 pub mod catalog;
 pub mod check;
 mod failure;
+pub(crate) mod json;
+pub mod live;
 pub mod rest;
 pub mod retry;
 pub mod vision;

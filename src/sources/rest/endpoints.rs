@@ -8,9 +8,10 @@ use serde_json::Value;
 use super::governor::Cost;
 use crate::binance;
 use crate::event::{
-    AggTrade, Decimal, Event, FundingRate, Kline, KlineKind, LongShortRatio, OpenInterest,
-    OpenInterestSource, RatioKind,
+    Event, FundingRate, Kline, KlineKind, LongShortRatio, OpenInterest, OpenInterestSource,
+    RatioKind,
 };
+use crate::sources::json::{self, decimal, decimal_text, int, int_or_text};
 
 /// A history endpoint `bml ingest rest` reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -169,17 +170,7 @@ impl Kind {
             Kind::MarkPriceKlines => kline(v, KlineKind::Mark)?,
             Kind::IndexPriceKlines => kline(v, KlineKind::Index)?,
             Kind::PremiumIndexKlines => kline(v, KlineKind::Premium)?,
-            Kind::AggTrades => Event::AggTrade(AggTrade {
-                agg_trade_id: uint(v, "a")?,
-                price: decimal(v, "p")?,
-                quantity: decimal(v, "q")?,
-                first_trade_id: uint(v, "f")?,
-                last_trade_id: uint(v, "l")?,
-                transact_time: int(v, "T")?,
-                is_buyer_maker: v["m"]
-                    .as_bool()
-                    .context("field \"m\": expected a boolean")?,
-            }),
+            Kind::AggTrades => Event::AggTrade(json::agg_trade(v)?),
             Kind::FundingRate => Event::FundingRate(FundingRate {
                 funding_time: int(v, "fundingTime")?,
                 rate: decimal(v, "fundingRate")?,
@@ -200,44 +191,6 @@ impl Kind {
             Kind::GlobalLongShortAccountRatio => ratio(v, RatioKind::GlobalAccount)?,
         })
     }
-}
-
-fn field<'a>(v: &'a Value, name: &str) -> anyhow::Result<&'a Value> {
-    v.get(name).ok_or_else(|| anyhow!("missing field {name:?}"))
-}
-
-pub(super) fn int(v: &Value, name: &str) -> anyhow::Result<i64> {
-    field(v, name)?
-        .as_i64()
-        .ok_or_else(|| anyhow!("field {name:?}: expected an integer"))
-}
-
-/// An integer sent as a JSON number or as text: the docs show the statistics'
-/// `timestamp` as `"1583139600000"`, recordings as a number.
-fn int_or_text(v: &Value, name: &str) -> anyhow::Result<i64> {
-    let value = field(v, name)?;
-    value
-        .as_i64()
-        .or_else(|| value.as_str()?.trim().parse().ok())
-        .ok_or_else(|| anyhow!("field {name:?}: expected an integer or its text"))
-}
-
-pub(super) fn uint(v: &Value, name: &str) -> anyhow::Result<u64> {
-    field(v, name)?
-        .as_u64()
-        .ok_or_else(|| anyhow!("field {name:?}: expected an unsigned integer"))
-}
-
-pub(super) fn decimal(v: &Value, name: &str) -> anyhow::Result<Decimal> {
-    let text = field(v, name)?
-        .as_str()
-        .ok_or_else(|| anyhow!("field {name:?}: expected a decimal string"))?;
-    decimal_text(text, &format!("field {name:?}"))
-}
-
-/// A decimal from the exchange's text; `what` names it in the error.
-pub(super) fn decimal_text(text: &str, what: &str) -> anyhow::Result<Decimal> {
-    Decimal::parse(text.as_bytes()).map_err(|e| anyhow!("{what}: {text:?}: {e}"))
 }
 
 fn ratio(v: &Value, kind: RatioKind) -> anyhow::Result<Event> {

@@ -6,14 +6,14 @@
 use anyhow::Context;
 use serde_json::Value;
 
-use super::endpoints::{decimal, decimal_text, int, uint};
 use super::governor::Cost;
 use super::Client;
 use crate::event::{
-    BookTicker, DepthSnapshot, Event, Level, OpenInterest, OpenInterestSource, PremiumIndex,
-    Record, Source,
+    BookTicker, DepthSnapshot, Event, OpenInterest, OpenInterestSource, PremiumIndex, Record,
+    Source,
 };
 use crate::eventlog::EventLog;
+use crate::sources::json::{decimal, int, levels, uint};
 
 /// A point-in-time endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,29 +106,6 @@ impl Poll {
             }),
         })
     }
-}
-
-/// `[["price", "qty"], …]`.
-fn levels(v: &Value, name: &str) -> anyhow::Result<Vec<Level>> {
-    let side = v
-        .get(name)
-        .and_then(Value::as_array)
-        .with_context(|| format!("field {name:?}: expected an array of levels"))?;
-    side.iter()
-        .map(|level| {
-            let pair = level.as_array().filter(|p| p.len() == 2);
-            let text = |i: usize| pair.and_then(|p| p[i].as_str());
-            match (text(0), text(1)) {
-                (Some(price), Some(qty)) => Ok((
-                    decimal_text(price, &format!("field {name:?}"))?,
-                    decimal_text(qty, &format!("field {name:?}"))?,
-                )),
-                _ => Err(anyhow::anyhow!(
-                    "field {name:?}: a level is not [price, qty]: {level}"
-                )),
-            }
-        })
-        .collect()
 }
 
 /// Polls each of `polls` once per symbol and appends one record per answer;

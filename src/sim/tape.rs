@@ -1,0 +1,159 @@
+//! The market as the exchange's live streams tell it: every message of every
+//! stream, minute by minute, in time order, cut from the same facts as the
+//! REST and Vision sides (an aggTrade has the same id, price and time on all
+//! three). Payloads are the shapes of `../shared/spec/binance.md`.
+//!
+//! Streams per symbol `s` (lower case): `s@aggTrade`, `s@kline_1m` (the closed
+//! kline, at the minute's end), `s@markPrice@1s` (the mark and index klines'
+//! closes, each second; `r` is the rate the next settlement will fix, `T` its
+//! time), `s@forceOrder` (liquidations, made up: at most one per second, see
+//! [`liquidation`]).
+
+use serde_json::json;
+
+use super::market::{Market, SymbolMarket};
+use crate::event::{AggTrade, Kline, KlineKind};
+use crate::time::MINUTE_MS;
+
+/// Binance settles funding every 8 hours on the hour unless the market says
+/// otherwise (the spec's default interval).
+const DEFAULT_FUNDING_INTERVAL_MS: i64 = 8 * 60 * MINUTE_MS;
+
+/// One message of one stream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Message {
+    /// When the exchange sends it (its `E`), ms.
+    pub time: i64,
+    /// The stream's name, e.g. `btcusdt@aggTrade`.
+    pub stream: String,
+    /// The payload, JSON text (the `data` of a combined stream's envelope).
+    pub data: String,
+}
+
+/// The streams a subscription to `symbol` may name, by kind suffix.
+pub const STREAM_KINDS: [&str; 4] = ["aggTrade", "kline_1m", "markPrice@1s", "forceOrder"];
+
+/// Every message sent during the minute starting at `minute`, in time order
+/// (ties: stream name, then the order the stream would send them).
+pub fn minute(market: &Market, minute: i64) -> Vec<Message> {
+    let mut out = Vec::new();
+    for (symbol, m) in &market.symbols {
+        let lower = symbol.to_lowercase();
+        agg_trades(&mut out, symbol, &lower, m, minute);
+        mark_prices(&mut out, symbol, &lower, m, minute);
+        if let Some(k) = m.klines.get(&(KlineKind::Trade, minute)) {
+            out.push(kline(symbol, &lower, k));
+        }
+    }
+    // A stable sort keeps each stream's own order among equal times.
+    out.sort_by(|a, b| (a.time, &a.stream).cmp(&(b.time, &b.stream)));
+    out
+}
+
+/// The first minute the market has a kline for.
+pub fn first_minute(market: &Market) -> Option<i64> {
+    market
+        .symbols
+        .values()
+        .filter_map(|m| m.klines.keys().map(|(_, t)| *t).min())
+        .min()
+}
+
+fn trades_in(m: &SymbolMarket, from: i64, to: i64) -> &[AggTrade] {
+    let start = m.agg_trades.partition_point(|t| t.transact_time < from);
+    let end = m.agg_trades.partition_point(|t| t.transact_time < to);
+    &m.agg_trades[start..end]
+}
+
+fn agg_trades(out: &mut Vec<Message>, symbol: &str, lower: &str, m: &SymbolMarket, minute: i64) {
+    let mut last_liquidation_second = i64::MIN;
+    for t in trades_in(m, minute, minute + MINUTE_MS) {
+        let data = json!({
+            "e": "aggTrade", "E": t.transact_time, "s": symbol, "a": t.agg_trade_id,
+            "p": t.price.to_string(), "q": t.quantity.to_string(),
+            "f": t.first_trade_id, "l": t.last_trade_id, "T": t.transact_time,
+            "m": t.is_buyer_maker,
+        });
+        out.push(Message {
+            time: t.transact_time,
+            stream: format!("{lower}@aggTrade"),
+            data: data.to_string(),
+        });
+        let second = t.transact_time.div_euclid(1000);
+        if second != last_liquidation_second {
+            if let Some(liq) = liquidation(symbol, lower, t) {
+                last_liquidation_second = second;
+                out.push(liq);
+            }
+        }
+    }
+}
+
+/// A made-up liquidation riding on `trade`: one in 53 trades (by id) is
+/// one, at most one per second per symbol (Binance pushes only the latest
+/// liquidation of each second). A taker sell (`m` true) closes a long: SELL.
+pub fn liquidation(symbol: &str, lower: &str, trade: &AggTrade) -> Option<Message> {
+    if !trade.agg_trade_id.is_multiple_of(53) {
+        return None;
+    }
+    let side = if trade.is_buyer_maker { "SELL" } else { "BUY" };
+    let (price, qty) = (trade.price.to_string(), trade.quantity.to_string());
+    let data = json!({
+        "e": "forceOrder", "E": trade.transact_time,
+        "o": {"s": symbol, "S": side, "o": "LIMIT", "f": "IOC", "q": qty, "p": price,
+              "ap": price, "X": "FILLED", "l": qty, "z": qty, "T": trade.transact_time},
+    });
+    Some(Message {
+        time: trade.transact_time,
+        stream: format!("{lower}@forceOrder"),
+        data: data.to_string(),
+    })
+}
+
+fn kline(symbol: &str, lower: &str, k: &Kline) -> Message {
+    let data = json!({
+        "e": "kline", "E": k.close_time + 1, "s": symbol,
+        "k": {"t": k.open_time, "T": k.close_time, "s": symbol, "i": "1m", "f": 0, "L": 0,
+              "o": k.open.to_string(), "c": k.close.to_string(), "h": k.high.to_string(),
+              "l": k.low.to_string(), "v": k.volume.to_string(), "n": k.trade_count, "x": true,
+              "q": k.quote_volume.to_string(), "V": k.taker_buy_volume.to_string(),
+              "Q": k.taker_buy_quote_volume.to_string(), "B": "0"},
+    });
+    Message {
+        time: k.close_time + 1,
+        stream: format!("{lower}@kline_1m"),
+        data: data.to_string(),
+    }
+}
+
+/// Each second of the minute: the mark and index klines' closes, and the
+/// funding the next settlement fixes (its rate when the market knows it).
+fn mark_prices(out: &mut Vec<Message>, symbol: &str, lower: &str, m: &SymbolMarket, minute: i64) {
+    let (Some(mark), Some(index)) = (
+        m.klines.get(&(KlineKind::Mark, minute)),
+        m.klines.get(&(KlineKind::Index, minute)),
+    ) else {
+        return;
+    };
+    for second in 0..60 {
+        let time = minute + second * 1000;
+        let next = m.funding.iter().find(|f| f.funding_time > time);
+        let (rate, next_time) = next.map_or_else(
+            || {
+                let t = (time.div_euclid(DEFAULT_FUNDING_INTERVAL_MS) + 1)
+                    * DEFAULT_FUNDING_INTERVAL_MS;
+                ("0.00010000".to_string(), t)
+            },
+            |f| (f.rate.to_string(), f.funding_time),
+        );
+        let data = json!({
+            "e": "markPriceUpdate", "E": time, "s": symbol, "p": mark.close.to_string(),
+            "i": index.close.to_string(), "P": mark.close.to_string(), "r": rate, "T": next_time,
+        });
+        out.push(Message {
+            time,
+            stream: format!("{lower}@markPrice@1s"),
+            data: data.to_string(),
+        });
+    }
+}

@@ -1,0 +1,349 @@
+//! The simulator's WebSocket side: Binance's routed bases `/public` (book
+//! streams) and `/market` (the other market streams), and the old unrouted base
+//! (`/stream`, `/ws/…`) that accepts every subscription but serves only the
+//! book streams: a `/market` stream there gets silence, not an error, as on
+//! the real exchange (`../shared/spec/binance.md`).
+//!
+//! One tape ([`super::tape`]) plays the market from `--ws-start` at `--speed`
+//! into a broadcast channel; each connection sends what it subscribed to,
+//! wrapped in `{"stream","data"}` on `/stream?streams=…`, bare on `/ws/<name>`.
+//! `SUBSCRIBE`, `UNSUBSCRIBE` and `LIST_SUBSCRIPTIONS` work on either; more
+//! than 10 client messages in a second, a missed pong, or the connection's
+//! lifetime closes it. Faults ([`WsFaults`]) break connections on purpose.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::{CloseFrame, Message as WsMessage, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, Query, State};
+use axum::response::Response;
+use serde_json::{json, Value};
+use tokio::sync::broadcast;
+
+use super::tape::{self, Message};
+use super::Sim;
+use crate::time::MINUTE_MS;
+
+/// How the live side runs.
+#[derive(Debug, Clone)]
+pub struct LiveConfig {
+    /// The market instant the tape starts at (default: the market's first minute).
+    pub start_ms: Option<i64>,
+    /// Market time per wall-clock time (1 = real time).
+    pub speed: f64,
+    /// How often the server pings (Binance: 3 minutes).
+    pub ping_interval: Duration,
+    /// How long a ping may go unanswered before the server drops the client
+    /// (Binance: 10 minutes).
+    pub pong_timeout: Duration,
+    /// How long a connection lives (Binance: 24 hours).
+    pub lifetime: Duration,
+    /// Client messages per second before the server drops the client (Binance: 10).
+    pub max_client_messages_per_s: u32,
+    /// Faults to inject.
+    pub faults: WsFaults,
+}
+
+impl Default for LiveConfig {
+    fn default() -> Self {
+        LiveConfig {
+            start_ms: None,
+            speed: 1.0,
+            ping_interval: Duration::from_secs(180),
+            pong_timeout: Duration::from_secs(600),
+            lifetime: Duration::from_secs(24 * 3600),
+            max_client_messages_per_s: 10,
+            faults: WsFaults::default(),
+        }
+    }
+}
+
+/// WebSocket faults, each on every connection the server accepts.
+#[derive(Debug, Clone, Default)]
+pub struct WsFaults {
+    /// Drop the TCP connection (no close frame) this long after it opened.
+    pub drop_after: Option<Duration>,
+    /// Stop sending anything (data and pings) this long after it opened, with
+    /// the connection left open: a silent stall.
+    pub stall_after: Option<Duration>,
+    /// Never ping.
+    pub no_pings: bool,
+    /// Fraction of data messages sent as broken JSON.
+    pub malformed: f64,
+    /// Fraction of data messages sent twice.
+    pub duplicates: f64,
+}
+
+/// Which base a connection came in on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Base {
+    /// `/public`: the book streams.
+    Public,
+    /// `/market`: the other market streams.
+    Market,
+    /// The old unrouted base: subscribes to anything, serves the book streams only.
+    Unrouted,
+}
+
+impl Base {
+    /// Whether a subscription to `stream` on this base gets data.
+    fn serves(self, stream: &str) -> bool {
+        let book = stream.contains("@depth") || stream.ends_with("@bookTicker");
+        match self {
+            Base::Public | Base::Unrouted => book,
+            Base::Market => !book,
+        }
+    }
+}
+
+/// The tape's channel: every message, to every connection.
+pub type Tape = broadcast::Sender<Arc<Message>>;
+
+/// How many messages a connection may fall behind the tape before it is
+/// dropped as too slow (as Binance drops clients that do not keep up).
+pub const TAPE_BUFFER: usize = 1 << 16;
+
+/// Plays the market into the simulator's tape, from `--ws-start` at `--speed`.
+pub(super) fn play(sim: Arc<Sim>) {
+    tokio::spawn(async move {
+        let tx = &sim.tape;
+        let live = &sim.config.live;
+        let Some(first) = live.start_ms.or_else(|| tape::first_minute(&sim.market)) else {
+            return;
+        };
+        let end = sim.market.end_ms();
+        let started = Instant::now();
+        let speed = live.speed.max(1e-6);
+        let mut minute = first.div_euclid(MINUTE_MS) * MINUTE_MS;
+        while minute < end {
+            for message in tape::minute(&sim.market, minute) {
+                if message.time < first {
+                    continue;
+                }
+                let due = Duration::from_secs_f64((message.time - first) as f64 / 1000.0 / speed);
+                let now = started.elapsed();
+                if due > now + Duration::from_millis(2) {
+                    tokio::time::sleep(due - now).await;
+                }
+                // No receivers is fine: nobody is listening yet.
+                let _ = tx.send(Arc::new(message));
+            }
+            minute += MINUTE_MS;
+        }
+    });
+}
+
+/// `GET /{public,market}/stream?streams=a/b`, `/stream?streams=…` (unrouted).
+pub(super) async fn combined(
+    upgrade: WebSocketUpgrade,
+    State((sim, base)): State<(Arc<Sim>, Base)>,
+    Query(query): Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    let streams = query
+        .get("streams")
+        .map(|s| {
+            s.split('/')
+                .filter(|n| !n.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
+    upgrade.on_upgrade(move |socket| connection(socket, sim, base, streams, true))
+}
+
+/// `GET /{public,market}/ws/<name>[/<name>…]`, `/ws/…` (unrouted).
+pub(super) async fn raw(
+    upgrade: WebSocketUpgrade,
+    State((sim, base)): State<(Arc<Sim>, Base)>,
+    Path(names): Path<String>,
+) -> Response {
+    let streams = names
+        .split('/')
+        .filter(|n| !n.is_empty())
+        .map(str::to_owned)
+        .collect();
+    upgrade.on_upgrade(move |socket| connection(socket, sim, base, streams, false))
+}
+
+/// Whether `name` is a stream the simulator knows (any symbol, any kind).
+fn known_stream(name: &str) -> bool {
+    name.split_once('@').is_some_and(|(symbol, kind)| {
+        !symbol.is_empty()
+            && symbol
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+            && (tape::STREAM_KINDS.contains(&kind)
+                || kind == "bookTicker"
+                || kind.starts_with("depth"))
+    })
+}
+
+/// One client, until it leaves, breaks a rule, or a fault ends it.
+async fn connection(
+    mut socket: WebSocket,
+    sim: Arc<Sim>,
+    base: Base,
+    streams: Vec<String>,
+    combined: bool,
+) {
+    let live = sim.config.live.clone();
+    let mut tape = sim.tape.subscribe();
+    let mut subscribed: BTreeSet<String> = streams.into_iter().collect();
+    sim.stats.ws_connections.fetch_add(1, Ordering::Relaxed);
+    let opened = Instant::now();
+    let mut ping = tokio::time::interval(live.ping_interval);
+    ping.tick().await;
+    let mut last_pong = Instant::now();
+    let mut window = (Instant::now(), 0u32);
+    let lifetime = tokio::time::sleep(live.lifetime);
+    tokio::pin!(lifetime);
+    let stalled = |now: Instant| {
+        live.faults
+            .stall_after
+            .is_some_and(|after| now.duration_since(opened) >= after)
+    };
+    loop {
+        if live
+            .faults
+            .drop_after
+            .is_some_and(|after| opened.elapsed() >= after)
+        {
+            return; // dropped without a close frame
+        }
+        tokio::select! {
+            received = tape.recv() => match received {
+                Ok(message) => {
+                    if stalled(Instant::now()) || !subscribed.contains(&message.stream) || !base.serves(&message.stream) {
+                        continue;
+                    }
+                    if send_data(&mut socket, &sim, &message, combined).await.is_err() {
+                        return;
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    close(&mut socket, "client too slow").await;
+                    return;
+                }
+                Err(broadcast::error::RecvError::Closed) => {}
+            },
+            incoming = socket.recv() => {
+                let Some(Ok(incoming)) = incoming else { return };
+                match incoming {
+                    WsMessage::Text(text) => {
+                        let now = Instant::now();
+                        if now.duration_since(window.0) >= Duration::from_secs(1) {
+                            window = (now, 0);
+                        }
+                        window.1 += 1;
+                        if window.1 > live.max_client_messages_per_s {
+                            close(&mut socket, "too many messages").await;
+                            return;
+                        }
+                        let answer = method(&text, &mut subscribed);
+                        if socket.send(WsMessage::Text(answer.into())).await.is_err() {
+                            return;
+                        }
+                    }
+                    WsMessage::Pong(_) => last_pong = Instant::now(),
+                    WsMessage::Close(_) => return,
+                    _ => {}
+                }
+            },
+            _ = ping.tick() => {
+                if last_pong.elapsed() > live.pong_timeout {
+                    close(&mut socket, "pong timeout").await;
+                    return;
+                }
+                if !live.faults.no_pings && !stalled(Instant::now())
+                    && socket.send(WsMessage::Ping(axum::body::Bytes::from_static(b"sim"))).await.is_err()
+                {
+                    return;
+                }
+            },
+            () = &mut lifetime => {
+                close(&mut socket, "connection lifetime reached").await;
+                return;
+            },
+        }
+    }
+}
+
+async fn send_data(
+    socket: &mut WebSocket,
+    sim: &Sim,
+    message: &Message,
+    combined: bool,
+) -> Result<(), axum::Error> {
+    let faults = &sim.config.live.faults;
+    let mut text = if combined {
+        format!(
+            r#"{{"stream":"{}","data":{}}}"#,
+            message.stream, message.data
+        )
+    } else {
+        message.data.clone()
+    };
+    if sim.chance(faults.malformed) {
+        text.truncate(text.len() / 2);
+    }
+    let copies = if sim.chance(faults.duplicates) { 2 } else { 1 };
+    for _ in 0..copies {
+        socket
+            .send(WsMessage::Text(Utf8Bytes::from(text.clone())))
+            .await?;
+        sim.stats.ws_messages.fetch_add(1, Ordering::Relaxed);
+    }
+    Ok(())
+}
+
+async fn close(socket: &mut WebSocket, reason: &'static str) {
+    let frame = CloseFrame {
+        code: axum::extract::ws::close_code::AWAY,
+        reason: Utf8Bytes::from_static(reason),
+    };
+    let _ = socket.send(WsMessage::Close(Some(frame))).await;
+}
+
+/// The answer to one client request (`SUBSCRIBE`, `UNSUBSCRIBE`,
+/// `LIST_SUBSCRIPTIONS`); errors answer with Binance's `{"error":{code,msg}}`.
+fn method(text: &str, subscribed: &mut BTreeSet<String>) -> String {
+    let Ok(request) = serde_json::from_str::<Value>(text) else {
+        return json!({"error": {"code": 3, "msg": "Invalid JSON"}, "id": null}).to_string();
+    };
+    let id = request.get("id").cloned().unwrap_or(Value::Null);
+    let params: Vec<String> = request
+        .get("params")
+        .and_then(Value::as_array)
+        .map(|p| {
+            p.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
+    let invalid = || {
+        json!({"error": {"code": 2, "msg": "Invalid request: invalid stream"}, "id": id})
+            .to_string()
+    };
+    match request.get("method").and_then(Value::as_str) {
+        Some("SUBSCRIBE") => {
+            if params.is_empty() || !params.iter().all(|p| known_stream(p)) {
+                return invalid();
+            }
+            subscribed.extend(params);
+            json!({"result": null, "id": id}).to_string()
+        }
+        Some("UNSUBSCRIBE") => {
+            for p in &params {
+                subscribed.remove(p);
+            }
+            json!({"result": null, "id": id}).to_string()
+        }
+        Some("LIST_SUBSCRIPTIONS") => {
+            json!({"result": subscribed.iter().collect::<Vec<_>>(), "id": id}).to_string()
+        }
+        _ => json!({"error": {"code": 1, "msg": "Invalid method"}, "id": id}).to_string(),
+    }
+}

@@ -1,0 +1,297 @@
+//! `bml ingest live`: the WebSocket collector. Every message of the subscribed
+//! streams becomes a record in the log, with its local receive time; coverage
+//! records say which (stream, connection) was live when, so that a LIVE_ONLY
+//! column is "covered and 0" or "not covered, NULL" exactly.
+//!
+//! Shape: connection *slots* (per base, per group of at most
+//! `--streams-per-connection` streams, `--redundancy` times over), each keeping
+//! one connection up: reconnecting with backoff and jitter, rotating before the
+//! exchange's 24-hour cut without a gap (the new connection's first message
+//! arrives before the old one closes). Connections hand records to one writer
+//! thread through a bounded channel; the writer appends and syncs at most
+//! every 100 ms. Redundant copies of one message are one fact to the
+//! materializer (natural keys), so a dropped connection loses nothing.
+
+mod connection;
+mod payload;
+pub mod streams;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::event::Record;
+use crate::eventlog::EventLog;
+pub use streams::StreamKind;
+
+/// What to collect, and how.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Upper-case symbols.
+    pub symbols: Vec<String>,
+    /// The WebSocket host, e.g. `wss://fstream.binance.com` (bases appended).
+    pub ws_base: String,
+    /// Stream kinds.
+    pub kinds: Vec<StreamKind>,
+    /// `100ms`, `250ms` or `500ms`.
+    pub depth_speed: String,
+    /// Connections per stream group.
+    pub redundancy: usize,
+    /// Streams per connection at most.
+    pub streams_per_connection: usize,
+    /// Stop after this long (None: until SIGINT/SIGTERM).
+    pub duration: Option<Duration>,
+    /// Open a replacement connection this long after a connection opened.
+    pub rotate_after: Duration,
+    /// No message for this long ends a connection.
+    pub silence_timeout: Duration,
+}
+
+/// Counters the summary reports.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Data messages handed to the writer.
+    pub messages: AtomicU64,
+    /// Messages dropped because the writer could not keep up.
+    pub dropped: AtomicU64,
+    /// Connections opened.
+    pub connections: AtomicU64,
+    /// Connections that ended with a failure (then reconnected).
+    pub failures: AtomicU64,
+    /// Rotations done.
+    pub rotations: AtomicU64,
+}
+
+/// What a run did.
+#[derive(Debug)]
+pub struct Summary {
+    /// Data messages appended.
+    pub messages: u64,
+    /// Records appended (data and coverage).
+    pub records: u64,
+    /// Messages dropped (each ended its connection's coverage).
+    pub dropped: u64,
+    /// Connections opened.
+    pub connections: u64,
+    /// Connections that failed.
+    pub failures: u64,
+    /// Rotations.
+    pub rotations: u64,
+    /// The log's offsets written.
+    pub offsets: std::ops::Range<u64>,
+    /// Wall time.
+    pub elapsed: Duration,
+}
+
+/// Records waiting for the writer at most: memory stays bounded; beyond it a
+/// connection drops the message and ends its coverage (recorded).
+const QUEUE: usize = 1 << 16;
+/// The writer syncs at least this often while records flow.
+const SYNC_EVERY: Duration = Duration::from_millis(100);
+
+/// Collects until `duration`, SIGINT or SIGTERM; returns what was appended.
+pub fn run(data_dir: &std::path::Path, options: &Options) -> anyhow::Result<Summary> {
+    let started = Instant::now();
+    let mut log = EventLog::open(data_dir)?;
+    let first = log.next_offset();
+    let (records, inbox) = mpsc::channel::<Record>(QUEUE);
+    let writer = std::thread::Builder::new()
+        .name("live-writer".into())
+        .spawn(move || write(&mut log, inbox).map(|n| (n, log.next_offset())))?;
+    let counters = Arc::new(Counters::default());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let context = connection::Context {
+        records,
+        silence_timeout: options.silence_timeout,
+        counters: counters.clone(),
+    };
+    runtime.block_on(collect(context, options))?;
+    drop(runtime);
+    let (records, next) = writer
+        .join()
+        .map_err(|_| anyhow::anyhow!("the log writer panicked"))??;
+    let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
+    Ok(Summary {
+        messages: n(&counters.messages),
+        records,
+        dropped: n(&counters.dropped),
+        connections: n(&counters.connections),
+        failures: n(&counters.failures),
+        rotations: n(&counters.rotations),
+        offsets: first..next,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// Appends what comes, syncing whenever the queue runs dry or every 100 ms;
+/// returns the records appended once every sender is gone.
+fn write(log: &mut EventLog, mut inbox: mpsc::Receiver<Record>) -> anyhow::Result<u64> {
+    let mut written = 0;
+    while let Some(record) = inbox.blocking_recv() {
+        log.push(&record)?;
+        written += 1;
+        let batch = Instant::now();
+        while batch.elapsed() < SYNC_EVERY {
+            let Ok(record) = inbox.try_recv() else { break };
+            log.push(&record)?;
+            written += 1;
+        }
+        log.commit()?;
+    }
+    log.commit()?;
+    Ok(written)
+}
+
+/// Runs every slot until the end, then lets them record their disconnects.
+async fn collect(context: connection::Context, options: &Options) -> anyhow::Result<()> {
+    let (stop, stopped) = watch::channel::<Option<String>>(None);
+    // Connection numbers are unique across runs: the run's start (ms), then a count.
+    let run_id = u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or_default() << 16;
+    let numbers = Arc::new(AtomicU64::new(run_id));
+    let mut slots = Vec::new();
+    let groups = streams::groups(
+        &options.symbols,
+        &options.kinds,
+        &options.depth_speed,
+        options.streams_per_connection,
+    );
+    for (base, group) in groups {
+        for _ in 0..options.redundancy.max(1) {
+            let url = format!(
+                "{}{}/stream",
+                options.ws_base.trim_end_matches('/'),
+                base.path()
+            );
+            let slot = Slot {
+                context: context.clone(),
+                url,
+                streams: group.clone(),
+                numbers: numbers.clone(),
+                rotate_after: options.rotate_after,
+            };
+            slots.push(tokio::spawn(slot.keep(stopped.clone())));
+        }
+    }
+    drop(context);
+    let duration = options.duration.unwrap_or(Duration::MAX);
+    let reason = tokio::select! {
+        () = sleep_for(duration) => "duration reached",
+        () = shutdown_signal() => "shutdown (signal)",
+    };
+    tracing::info!(reason, "stopping the collector");
+    let _ = stop.send(Some(reason.to_owned()));
+    for slot in slots {
+        slot.await?;
+    }
+    Ok(())
+}
+
+async fn sleep_for(duration: Duration) {
+    match tokio::time::Instant::now().checked_add(duration) {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = async {
+            match term.as_mut() {
+                Some(term) => { term.recv().await; }
+                None => std::future::pending().await,
+            }
+        } => {}
+    }
+}
+
+/// One connection kept up for one group of streams.
+struct Slot {
+    context: connection::Context,
+    url: String,
+    streams: Vec<String>,
+    numbers: Arc<AtomicU64>,
+    rotate_after: Duration,
+}
+
+impl Slot {
+    /// Keeps a connection up until `stop` says otherwise.
+    async fn keep(self, stop: watch::Receiver<Option<String>>) {
+        let slot = Arc::new(self);
+        let mut backoff = Duration::from_millis(200);
+        let (mut current, mut current_stop) = slot.open(None);
+        let mut rotate_at = tokio::time::Instant::now() + slot.rotate_after;
+        let mut stop = stop;
+        loop {
+            tokio::select! {
+                end = &mut current => {
+                    if let Ok(connection::End::Failed(why)) = &end {
+                        slot.context.counters.failures.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(url = %slot.url, "connection ended: {why}; reconnecting");
+                        let jitter = Duration::from_millis(fastrand::u64(0..=backoff.as_millis() as u64 / 2));
+                        tokio::select! {
+                            () = tokio::time::sleep(backoff + jitter) => {}
+                            _ = stop.changed() => return,
+                        }
+                        backoff = (backoff * 2).min(Duration::from_secs(30));
+                    } else {
+                        backoff = Duration::from_millis(200);
+                    }
+                    if stop.borrow().is_some() {
+                        return;
+                    }
+                    (current, current_stop) = slot.open(None);
+                    rotate_at = tokio::time::Instant::now() + slot.rotate_after;
+                }
+                () = tokio::time::sleep_until(rotate_at) => {
+                    // Rotation: the new connection's first message, then the old one closes.
+                    let (first_tx, first_rx) = oneshot::channel();
+                    let (next, next_stop) = slot.open(Some(first_tx));
+                    let _ = tokio::time::timeout(Duration::from_secs(30), first_rx).await;
+                    let _ = current_stop.send(Some("rotated before the 24-hour limit".into()));
+                    let _ = (&mut current).await;
+                    slot.context.counters.rotations.fetch_add(1, Ordering::Relaxed);
+                    (current, current_stop) = (next, next_stop);
+                    rotate_at = tokio::time::Instant::now() + slot.rotate_after;
+                }
+                _ = stop.changed() => {
+                    let reason = stop.borrow().clone();
+                    let _ = current_stop.send(reason);
+                    let _ = current.await;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Starts one connection; returns its task and the sender that stops it.
+    fn open(
+        self: &Arc<Self>,
+        first_data: Option<oneshot::Sender<()>>,
+    ) -> (
+        tokio::task::JoinHandle<connection::End>,
+        watch::Sender<Option<String>>,
+    ) {
+        let (stop, stopped) = watch::channel(None);
+        let number = self.numbers.fetch_add(1, Ordering::Relaxed);
+        let slot = self.clone();
+        let task = tokio::spawn(async move {
+            connection::run(
+                &slot.context,
+                &slot.url,
+                &slot.streams,
+                number,
+                first_data,
+                stopped,
+            )
+            .await
+        });
+        (task, stop)
+    }
+}
