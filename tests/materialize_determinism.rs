@@ -38,3 +38,39 @@ proptest! {
         properties::materialize_determinism(&data);
     }
 }
+
+/// The canonical log's liquidation stream is watched from minute 10 to 40 (its
+/// connection's heartbeat): those minutes count (0 when quiet), the others
+/// are NULL but for minutes with a liquidation of their own.
+#[test]
+fn liquidations_count_only_while_the_heartbeat_runs() {
+    use arrow_array::{Array, Int64Array};
+    let (files, _) = determinism::play(&determinism::canonical());
+    let (name, bytes) = files.iter().next().unwrap();
+    assert!(name.contains("hour=00"), "{name}");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("part.parquet");
+    std::fs::write(&path, bytes).unwrap();
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+        std::fs::File::open(&path).unwrap(),
+    )
+    .unwrap()
+    .build()
+    .unwrap();
+    let mut counts = Vec::new();
+    for batch in reader {
+        let batch = batch.unwrap();
+        let column = batch.column_by_name("liq_long_count").unwrap();
+        let longs = column.as_any().downcast_ref::<Int64Array>().unwrap();
+        counts.extend((0..longs.len()).map(|i| longs.is_valid(i).then(|| longs.value(i))));
+    }
+    assert_eq!(counts.len(), 60);
+    for (minute, count) in counts.iter().enumerate() {
+        let expected = match minute {
+            12 | 15 => Some(1),
+            10..40 => Some(0),
+            _ => None,
+        };
+        assert_eq!(*count, expected, "minute {minute}");
+    }
+}

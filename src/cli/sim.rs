@@ -122,6 +122,10 @@ pub(super) struct ServeArgs {
     /// default: the market's first minute. They start when the server does.
     #[arg(long, value_parser = super::ingest::parse_time, help_heading = "Live streams")]
     ws_start: Option<i64>,
+    /// Live streams: hold the tape until a client first subscribes (then one
+    /// second more), so that it sees the market from its first message.
+    #[arg(long, help_heading = "Live streams")]
+    ws_wait: bool,
     /// Live streams: market time per wall-clock time (60: a minute a second).
     #[arg(long, default_value_t = 1.0, help_heading = "Live streams")]
     speed: f64,
@@ -223,6 +227,7 @@ pub(super) fn run(cmd: &SimCommand) -> Outcome {
                         pong_timeout: Duration::from_secs(args.ws_pong_timeout_s),
                         lifetime: Duration::from_secs(args.ws_lifetime_s.max(1)),
                         max_client_messages_per_s: 10,
+                        wait_for_subscriber: args.ws_wait,
                         faults: WsFaults {
                             drop_after: args.ws_drop_after_s.map(Duration::from_secs_f64),
                             stall_after: args.ws_stall_after_s.map(Duration::from_secs_f64),

@@ -7,6 +7,18 @@ use serde::{Deserialize, Serialize};
 
 use super::Sha256;
 
+/// The heartbeat that proves a `/market` connection is served: its
+/// `@markPrice@1s` stream, one message a second. A liquidation subscription
+/// covers a minute only while the same connection delivers it
+/// (`../shared/spec/schema.md`, liquidations).
+pub const HEARTBEAT_STREAM_SUFFIX: &str = "@markPrice@1s";
+
+/// The liquidation stream's suffix (`<symbol>@forceOrder`).
+pub const LIQUIDATION_STREAM_SUFFIX: &str = "@forceOrder";
+
+/// A pause between two heartbeats longer than this ends the coverage they give.
+pub const HEARTBEAT_GAP_MS: i64 = 5_000;
+
 /// The Binance Vision archive kinds bml reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[cfg_attr(any(test, feature = "arbitrary"), derive(arbitrary::Arbitrary))]

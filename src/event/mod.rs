@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 pub use coverage::{
     RestRangeComplete, StreamStatus, VisionFileIngested, VisionFileMissing, VisionKind,
+    HEARTBEAT_GAP_MS, HEARTBEAT_STREAM_SUFFIX, LIQUIDATION_STREAM_SUFFIX,
 };
 pub(crate) use decimal::nearest_f64;
 pub use decimal::{Decimal, DecimalError};

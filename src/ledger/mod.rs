@@ -38,6 +38,9 @@ const FILE_HOURS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("f
 const MARKERS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("vision_markers");
 /// (symbol, stream, connection) → [`StreamSpan`].
 const STREAMS: TableDefinition<(&str, &str, u64), &[u8]> = TableDefinition::new("streams");
+/// (symbol, connection, first heartbeat) → last heartbeat: the stretches a
+/// connection delivered its heartbeat with no pause over `HEARTBEAT_GAP_MS`.
+const HEARTBEATS: TableDefinition<(&str, u64, i64), i64> = TableDefinition::new("heartbeats");
 /// Offsets `bml wal repair` declared lost: first offset → one past the last.
 const LOST: TableDefinition<u64, u64> = TableDefinition::new("lost");
 
@@ -251,6 +254,7 @@ impl Ledger {
             txn.open_table(FILE_HOURS)?;
             txn.open_table(MARKERS)?;
             txn.open_table(STREAMS)?;
+            txn.open_table(HEARTBEATS)?;
             txn.open_table(LOST)?;
         }
         batch.commit()?;
@@ -433,19 +437,36 @@ impl Ledger {
     }
 
     /// The spans of a symbol's live-stream connections: (stream, span).
-    pub fn stream_spans(&self, symbol: &str) -> anyhow::Result<Vec<(String, StreamSpan)>> {
+    pub fn stream_spans(&self, symbol: &str) -> anyhow::Result<Vec<(String, u64, StreamSpan)>> {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(STREAMS)?;
         let mut spans = Vec::new();
         for entry in table.range((symbol, "", 0)..)? {
             let (key, value) = entry?;
-            let (s, stream, _) = key.value();
+            let (s, stream, connection) = key.value();
             if s != symbol {
                 break;
             }
-            spans.push((stream.to_string(), decode(value.value())?));
+            spans.push((stream.to_string(), connection, decode(value.value())?));
         }
         Ok(spans)
+    }
+
+    /// The heartbeat stretches of `symbol`'s connections: (connection, first
+    /// heartbeat time, last heartbeat time).
+    pub fn heartbeats(&self, symbol: &str) -> anyhow::Result<Vec<(u64, i64, i64)>> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(HEARTBEATS)?;
+        let mut out = Vec::new();
+        for entry in table.range((symbol, 0, i64::MIN)..)? {
+            let (key, last) = entry?;
+            let (s, connection, first) = key.value();
+            if s != symbol {
+                break;
+            }
+            out.push((connection, first, last.value()));
+        }
+        Ok(out)
     }
 
     /// SHA-256 over what the lake's users see: every partition's file, rows,
@@ -613,6 +634,36 @@ impl Batch {
         let table = self.txn.open_table(STREAMS)?;
         let value = table.get((symbol, stream, connection))?;
         value.map(|v| decode(v.value())).transpose()
+    }
+
+    /// Adds the heartbeat stretch `first..=last` of a connection, joined with
+    /// the stretches it overlaps or comes within `gap` of. The result does not
+    /// depend on the order stretches are added in.
+    pub fn add_heartbeats(
+        &mut self,
+        symbol: &str,
+        connection: u64,
+        (mut first, mut last): (i64, i64),
+        gap: i64,
+    ) -> anyhow::Result<()> {
+        let mut table = self.txn.open_table(HEARTBEATS)?;
+        let mut joined = Vec::new();
+        let near = (symbol, connection, i64::MIN)..=(symbol, connection, last.saturating_add(gap));
+        for entry in table.range(near)?.rev() {
+            let (key, end) = entry?;
+            let (start, end) = (key.value().2, end.value());
+            if end < first.saturating_sub(gap) {
+                break;
+            }
+            joined.push(start);
+            first = first.min(start);
+            last = last.max(end);
+        }
+        for start in joined {
+            table.remove((symbol, connection, start))?;
+        }
+        table.insert((symbol, connection, first), last)?;
+        Ok(())
     }
 
     /// Sets a connection's span.

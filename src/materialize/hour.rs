@@ -399,8 +399,14 @@ fn p95(mut values: Vec<i64>) -> i64 {
     values[rank - 1]
 }
 
-/// #32–37. A minute is covered when a liquidation stream was connected during
-/// it (or delivered events in it); covered and quiet is 0, uncovered is NULL.
+/// A heartbeat lands a little after its second starts: coverage that begins
+/// this soon after the minute starts still covers it.
+const COVERAGE_START_SLACK_MS: i64 = 1_500;
+
+/// #32–37. A minute is covered when a served liquidation subscription was
+/// watched through all of it (its connection's heartbeat, see
+/// `liquidation_coverage`), or when it delivered events in it; covered and
+/// quiet is 0, uncovered is NULL.
 fn fill_liquidations(row: &mut MinuteRow, minute: i64, f: &HourFacts) {
     let span = minute..minute + MINUTE_MS;
     let events: Vec<&Liquidation> = f
@@ -411,7 +417,7 @@ fn fill_liquidations(row: &mut MinuteRow, minute: i64, f: &HourFacts) {
     let covered = !events.is_empty()
         || f.liquidation_coverage
             .iter()
-            .any(|c| c.start < span.end && span.start < c.end);
+            .any(|c| c.start <= span.start + COVERAGE_START_SLACK_MS && span.end <= c.end);
     if !covered {
         return;
     }

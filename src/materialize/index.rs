@@ -25,7 +25,7 @@ use std::path::Path;
 use anyhow::Context;
 
 use super::collect::hours_reached;
-use crate::event::{Event, Record, Source};
+use crate::event::{Event, Record, Source, HEARTBEAT_GAP_MS, HEARTBEAT_STREAM_SUFFIX};
 use crate::eventlog::{self, Scanned};
 use crate::ledger::{Batch, Ledger, LogBinding, StreamSpan, VisionMarker};
 use crate::time::{HOUR_MS, MINUTE_MS};
@@ -179,6 +179,8 @@ struct Pending {
     file_hours: HashMap<(String, String), BTreeSet<i64>>,
     markers: Vec<(String, u64, VisionMarker)>,
     spans: HashMap<(String, String, u64), StreamSpan>,
+    /// Heartbeat times per (symbol, connection), joined into stretches on write.
+    heartbeats: HashMap<(String, u64), Vec<i64>>,
     lost: Vec<std::ops::Range<u64>>,
 }
 
@@ -217,6 +219,9 @@ impl Pending {
             }
             Source::WebSocket { stream, connection } => {
                 self.stretch_span(batch, record, stream, *connection, &mut hours)?;
+                if stream.ends_with(HEARTBEAT_STREAM_SUFFIX) {
+                    self.add_heartbeats(record, *connection, &mut hours);
+                }
             }
             Source::Rest { .. } => {}
         }
@@ -280,6 +285,21 @@ impl Pending {
         Ok(())
     }
 
+    /// Queues the heartbeats of a record; a heartbeat changes the coverage of
+    /// minutes up to a gap away, so the hours that far away are reached too.
+    fn add_heartbeats(&mut self, record: &Record, connection: u64, hours: &mut BTreeSet<i64>) {
+        let key = (record.symbol.clone(), connection);
+        for event in &record.events {
+            if let Event::MarkPrice(m) = event {
+                let t = m.event_time;
+                self.heartbeats.entry(key.clone()).or_default().push(t);
+                for near in [t - HEARTBEAT_GAP_MS, t + HEARTBEAT_GAP_MS] {
+                    hours.insert(near.div_euclid(HOUR_MS) * HOUR_MS);
+                }
+            }
+        }
+    }
+
     /// The hours known for a Vision file, loaded from the ledger on first use.
     fn file_hours(
         &mut self,
@@ -308,6 +328,23 @@ impl Pending {
         }
         for ((symbol, stream, connection), span) in self.spans.drain() {
             batch.set_stream_span(&symbol, &stream, connection, span)?;
+        }
+        for ((symbol, connection), mut times) in self.heartbeats.drain() {
+            times.sort_unstable();
+            let mut stretch: Option<(i64, i64)> = None;
+            for t in times {
+                stretch = match stretch {
+                    Some((first, last)) if t - last <= HEARTBEAT_GAP_MS => Some((first, t)),
+                    Some(done) => {
+                        batch.add_heartbeats(&symbol, connection, done, HEARTBEAT_GAP_MS)?;
+                        Some((t, t))
+                    }
+                    None => Some((t, t)),
+                };
+            }
+            if let Some(done) = stretch {
+                batch.add_heartbeats(&symbol, connection, done, HEARTBEAT_GAP_MS)?;
+            }
         }
         for lost in self.lost.drain(..) {
             batch.add_lost(lost)?;

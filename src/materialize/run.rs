@@ -26,7 +26,7 @@ use sha2::Digest;
 use super::collect::Collector;
 use super::hour::build_hour;
 use super::index;
-use crate::event::Visibility;
+use crate::event::{Visibility, LIQUIDATION_STREAM_SUFFIX};
 use crate::eventlog::RecordReader;
 use crate::lake;
 use crate::ledger::{FedBy, Finding, Ledger, Partition};
@@ -305,6 +305,39 @@ struct Context<'a> {
     lake_root: &'a Path,
 }
 
+/// When liquidations were watched, as time ranges overlapping `hour`: the
+/// heartbeat stretches of every connection that served the symbol's
+/// liquidation stream (one second past each stretch's last heartbeat, which
+/// vouches for its second), joined across connections.
+fn liquidation_coverage(
+    ledger: &Ledger,
+    symbol: &str,
+    hour: i64,
+) -> anyhow::Result<Vec<std::ops::Range<i64>>> {
+    let served: BTreeSet<u64> = ledger
+        .stream_spans(symbol)?
+        .into_iter()
+        .filter(|(stream, _, _)| stream.ends_with(LIQUIDATION_STREAM_SUFFIX))
+        .map(|(_, connection, _)| connection)
+        .collect();
+    let mut ranges: Vec<std::ops::Range<i64>> = ledger
+        .heartbeats(symbol)?
+        .into_iter()
+        .filter(|(connection, _, _)| served.contains(connection))
+        .map(|(_, first, last)| first..last + 1_000)
+        .filter(|r| r.start < hour + HOUR_MS && hour < r.end)
+        .collect();
+    ranges.sort_by_key(|r| (r.start, r.end));
+    let mut joined: Vec<std::ops::Range<i64>> = Vec::new();
+    for r in ranges {
+        match joined.last_mut() {
+            Some(last) if r.start <= last.end => last.end = last.end.max(r.end),
+            _ => joined.push(r),
+        }
+    }
+    Ok(joined)
+}
+
 /// What happened to an hour's file.
 enum File {
     Written,
@@ -362,14 +395,7 @@ impl Context<'_> {
         }
         let sources = collector.sources();
         let (mut facts, conflicts) = collector.finish();
-        let hour_end = hour + HOUR_MS;
-        facts.liquidation_coverage = ledger
-            .stream_spans(symbol)?
-            .into_iter()
-            .filter(|(stream, _)| stream.ends_with("@forceOrder"))
-            .map(|(_, span)| span.first..span.last + 1)
-            .filter(|r| r.start < hour_end && hour < r.end)
-            .collect();
+        facts.liquidation_coverage = liquidation_coverage(ledger, symbol, hour)?;
         let out = build_hour(&facts);
         let had_klines = !facts.klines.is_empty();
         collector.reuse(facts);

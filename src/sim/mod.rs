@@ -150,6 +150,8 @@ struct Sim {
     stats: Stats,
     /// The live streams' messages, to every WebSocket connection.
     tape: ws::Tape,
+    /// Told when a client subscribes to something (`--ws-wait`).
+    subscribed: tokio::sync::Notify,
 }
 
 /// Serves `market` until the process ends. Prints `listening on http://ADDR`
@@ -176,6 +178,7 @@ pub fn serve(market: Market, config: Config) -> anyhow::Result<()> {
             rng: Mutex::new(fastrand::Rng::with_seed(config.seed)),
             stats: Stats::default(),
             tape: tokio::sync::broadcast::channel(ws::TAPE_BUFFER).0,
+            subscribed: tokio::sync::Notify::new(),
             market,
             config,
         });

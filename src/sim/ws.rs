@@ -42,6 +42,10 @@ pub struct LiveConfig {
     pub lifetime: Duration,
     /// Client messages per second before the server drops the client (Binance: 10).
     pub max_client_messages_per_s: u32,
+    /// Hold the tape until a client first subscribes, then one second more (so
+    /// that redundant connections subscribe too): a test or benchmark then sees
+    /// the market from its first message.
+    pub wait_for_subscriber: bool,
     /// Faults to inject.
     pub faults: WsFaults,
 }
@@ -55,6 +59,7 @@ impl Default for LiveConfig {
             pong_timeout: Duration::from_secs(600),
             lifetime: Duration::from_secs(24 * 3600),
             max_client_messages_per_s: 10,
+            wait_for_subscriber: false,
             faults: WsFaults::default(),
         }
     }
@@ -114,6 +119,10 @@ pub(super) fn play(sim: Arc<Sim>) {
             return;
         };
         let end = sim.market.end_ms();
+        if live.wait_for_subscriber {
+            sim.subscribed.notified().await;
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
         let started = Instant::now();
         let speed = live.speed.max(1e-6);
         let mut minute = first.div_euclid(MINUTE_MS) * MINUTE_MS;
@@ -191,6 +200,9 @@ async fn connection(
     let live = sim.config.live.clone();
     let mut tape = sim.tape.subscribe();
     let mut subscribed: BTreeSet<String> = streams.into_iter().collect();
+    if !subscribed.is_empty() {
+        sim.subscribed.notify_one();
+    }
     sim.stats.ws_connections.fetch_add(1, Ordering::Relaxed);
     let opened = Instant::now();
     let mut ping = tokio::time::interval(live.ping_interval);
@@ -242,6 +254,9 @@ async fn connection(
                             return;
                         }
                         let answer = method(&text, &mut subscribed);
+                        if !subscribed.is_empty() {
+                            sim.subscribed.notify_one();
+                        }
                         if socket.send(WsMessage::Text(answer.into())).await.is_err() {
                             return;
                         }

@@ -269,6 +269,25 @@ pub mod determinism {
             dropped,
             vec![Event::StreamDisconnected(status(dropped, "closed"))],
         ));
+        // The connection's heartbeat from 10:00 to 40:00 (its second-by-second
+        // mark price) in three records, so that stretches join in any order:
+        // minutes 10–39 are watched, covered and quiet unless a liquidation.
+        for third in 0..3 {
+            let from = connected + third * 10 * MINUTE;
+            let beats = (0..600)
+                .map(|s| {
+                    Event::MarkPrice(MarkPrice {
+                        event_time: from + s * 1_000 + 7,
+                        mark_price: d("60001.5"),
+                        index_price: d("60000.5"),
+                        estimated_settle_price: d("60000.75"),
+                        funding_rate: d("0.0001"),
+                        next_funding_time: HOUR + 8 * 3_600_000,
+                    })
+                })
+                .collect();
+            blocks.push(ws("btcusdt@markPrice@1s", from, beats));
+        }
         for i in 0..4 {
             let t = HOUR + 3_600_000 + i * 7 * MINUTE;
             let mark = Event::MarkPrice(MarkPrice {
