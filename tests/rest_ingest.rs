@@ -282,33 +282,10 @@ fn both_channels(sim: &Sim, rows: usize) -> (tempfile::TempDir, tempfile::TempDi
         );
     }
     assert_eq!(
-        differing_columns(&rest.path().join("lake"), &vision.path().join("lake"), rows),
+        support::differing_columns(&rest.path().join("lake"), &vision.path().join("lake"), rows),
         ONLY_VISION_GIVES
     );
     (rest, vision)
-}
-
-/// The columns whose values differ between two lakes of `rows` rows each
-/// (read back with pyarrow, hive partitioning), comma-separated.
-fn differing_columns(a: &Path, b: &Path, rows: usize) -> String {
-    let script = r#"
-import sys, pyarrow.dataset as ds
-def load(p):
-    return ds.dataset(p, format="parquet", partitioning="hive").to_table().sort_by("timestamp")
-a, b = load(sys.argv[1]), load(sys.argv[2])
-assert a.num_rows == b.num_rows == int(sys.argv[3]), (a.num_rows, b.num_rows)
-assert a.schema == b.schema
-print(",".join(c for c in a.schema.names if a[c].to_pylist() != b[c].to_pylist()))
-"#;
-    let out = support::python()
-        .args(["-c", script])
-        .arg(a)
-        .arg(b)
-        .arg(rows.to_string())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out));
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
 /// One governor paces every caller of a process: ten ranges fetched at once
@@ -488,7 +465,7 @@ fn agg_trades_are_complete_whichever_end_of_a_window_comes_back() {
         assert_eq!(agg.len(), trades, "{end}: every trade once");
         assert!(bml(rest.path(), &["materialize"]).status.success());
         let differing =
-            differing_columns(&rest.path().join("lake"), &vision.path().join("lake"), 60);
+            support::differing_columns(&rest.path().join("lake"), &vision.path().join("lake"), 60);
         assert_eq!(differing, "", "{end}: REST and Vision lakes differ");
     }
 }

@@ -236,7 +236,7 @@ fn ingest_live(args: &LiveArgs, data_dir: &Path) -> Outcome {
     let summary = live::run(data_dir, &options)?;
     writeln!(
         std::io::stdout().lock(),
-        "live: {} messages, {} records (offsets {}..{}) in {:.1} s; {} connections, {} failed and reconnected, {} rotated; {} messages dropped",
+        "live: {} messages, {} records (offsets {}..{}) in {:.1} s; {} connections, {} failed and reconnected, {} rotated; {} messages dropped; {} confirmed subscriptions silent",
         summary.messages,
         summary.records,
         summary.offsets.start,
@@ -246,6 +246,7 @@ fn ingest_live(args: &LiveArgs, data_dir: &Path) -> Outcome {
         summary.failures,
         summary.rotations,
         summary.dropped,
+        summary.silent_subscriptions,
     )?;
     Ok(exit::OK)
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 
 use super::{exit, Outcome};
-use crate::sim::ws::{LiveConfig, WsFaults};
+use crate::sim::ws::{Break, LiveConfig, WsFaults};
 use crate::sim::{self, market::Market, synthetic, Behaviour, Config, Faults, WindowEnd};
 use crate::time::HOUR_MS;
 
@@ -122,8 +122,8 @@ pub(super) struct ServeArgs {
     /// default: the market's first minute. They start when the server does.
     #[arg(long, value_parser = super::ingest::parse_time, help_heading = "Live streams")]
     ws_start: Option<i64>,
-    /// Live streams: hold the tape until a client first subscribes (then one
-    /// second more), so that it sees the market from its first message.
+    /// Live streams: hold the tape until a client first subscribes (then 0.3 s
+    /// more), so that it sees the market from its first message.
     #[arg(long, help_heading = "Live streams")]
     ws_wait: bool,
     /// Live streams: market time per wall-clock time (60: a minute a second).
@@ -140,10 +140,24 @@ pub(super) struct ServeArgs {
     /// closes it then.
     #[arg(long, default_value_t = 86_400, help_heading = "Live streams")]
     ws_lifetime_s: u64,
-    /// Live streams fault: drop every connection (no close frame) this many
-    /// seconds after it opened.
+    /// Live streams fault: every this many seconds, break the oldest open
+    /// connection (one at a time) with the next of --ws-breaks.
     #[arg(long, help_heading = "Live streams")]
-    ws_drop_after_s: Option<f64>,
+    ws_break_every_s: Option<f64>,
+    /// Live streams fault: how --ws-break-every-s breaks connections, in turn:
+    /// drop (no close frame), malformed (one broken JSON message).
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "drop",
+        help_heading = "Live streams"
+    )]
+    ws_breaks: Vec<Break>,
+    /// Live streams fault: /market accepts and lists subscriptions, then sends
+    /// nothing (as Binance's old unrouted base does for /market streams).
+    #[arg(long, help_heading = "Live streams")]
+    ws_silent_market: bool,
     /// Live streams fault: every connection goes silent (no data, no pings,
     /// still open) this many seconds after it opened.
     #[arg(long, help_heading = "Live streams")]
@@ -151,9 +165,6 @@ pub(super) struct ServeArgs {
     /// Live streams fault: never ping.
     #[arg(long, help_heading = "Live streams")]
     ws_no_pings: bool,
-    /// Live streams fault: fraction of messages sent as broken JSON.
-    #[arg(long, default_value_t = 0.0, value_parser = fraction, help_heading = "Live streams")]
-    ws_malformed_rate: f64,
     /// Live streams fault: fraction of messages sent twice.
     #[arg(long, default_value_t = 0.0, value_parser = fraction, help_heading = "Live streams")]
     ws_duplicate_rate: f64,
@@ -229,10 +240,11 @@ pub(super) fn run(cmd: &SimCommand) -> Outcome {
                         max_client_messages_per_s: 10,
                         wait_for_subscriber: args.ws_wait,
                         faults: WsFaults {
-                            drop_after: args.ws_drop_after_s.map(Duration::from_secs_f64),
+                            break_every: args.ws_break_every_s.map(Duration::from_secs_f64),
+                            breaks: args.ws_breaks.clone(),
+                            silent_market: args.ws_silent_market,
                             stall_after: args.ws_stall_after_s.map(Duration::from_secs_f64),
                             no_pings: args.ws_no_pings,
-                            malformed: args.ws_malformed_rate,
                             duplicates: args.ws_duplicate_rate,
                         },
                     },

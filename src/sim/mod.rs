@@ -152,6 +152,10 @@ struct Sim {
     tape: ws::Tape,
     /// Told when a client subscribes to something (`--ws-wait`).
     subscribed: tokio::sync::Notify,
+    /// The WebSocket connections open, by number.
+    open: Mutex<std::collections::BTreeSet<u64>>,
+    /// The connection to break next, and how (`--ws-break-every-s`).
+    break_order: tokio::sync::watch::Sender<Option<(u64, ws::Break)>>,
 }
 
 /// Serves `market` until the process ends. Prints `listening on http://ADDR`
@@ -179,10 +183,13 @@ pub fn serve(market: Market, config: Config) -> anyhow::Result<()> {
             stats: Stats::default(),
             tape: tokio::sync::broadcast::channel(ws::TAPE_BUFFER).0,
             subscribed: tokio::sync::Notify::new(),
+            open: Mutex::default(),
+            break_order: tokio::sync::watch::channel(None).0,
             market,
             config,
         });
         ws::play(sim.clone());
+        ws::break_connections(sim.clone());
         let streams = |base| {
             Router::new()
                 .route("/stream", get(ws::combined))

@@ -42,7 +42,7 @@ pub struct LiveConfig {
     pub lifetime: Duration,
     /// Client messages per second before the server drops the client (Binance: 10).
     pub max_client_messages_per_s: u32,
-    /// Hold the tape until a client first subscribes, then one second more (so
+    /// Hold the tape until a client first subscribes, then 0.3 s more (so
     /// that redundant connections subscribe too): a test or benchmark then sees
     /// the market from its first message.
     pub wait_for_subscriber: bool,
@@ -68,17 +68,31 @@ impl Default for LiveConfig {
 /// WebSocket faults, each on every connection the server accepts.
 #[derive(Debug, Clone, Default)]
 pub struct WsFaults {
-    /// Drop the TCP connection (no close frame) this long after it opened.
-    pub drop_after: Option<Duration>,
+    /// Every this long, break the oldest open connection with the next of
+    /// `breaks` in turn: one connection at a time, as a flaky network does, so
+    /// a redundant partner survives.
+    pub break_every: Option<Duration>,
+    /// How connections are broken, in turn.
+    pub breaks: Vec<Break>,
     /// Stop sending anything (data and pings) this long after it opened, with
     /// the connection left open: a silent stall.
     pub stall_after: Option<Duration>,
     /// Never ping.
     pub no_pings: bool,
-    /// Fraction of data messages sent as broken JSON.
-    pub malformed: f64,
     /// Fraction of data messages sent twice.
     pub duplicates: f64,
+    /// `/market` behaves like the old unrouted base: it accepts and lists
+    /// subscriptions, then sends nothing for them (no error).
+    pub silent_market: bool,
+}
+
+/// A way to break a connection (`--ws-breaks`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Break {
+    /// Drop it: no close frame.
+    Drop,
+    /// Send it one data message as broken JSON.
+    Malformed,
 }
 
 /// Which base a connection came in on.
@@ -94,11 +108,11 @@ pub enum Base {
 
 impl Base {
     /// Whether a subscription to `stream` on this base gets data.
-    fn serves(self, stream: &str) -> bool {
+    fn serves(self, stream: &str, faults: &WsFaults) -> bool {
         let book = stream.contains("@depth") || stream.ends_with("@bookTicker");
         match self {
             Base::Public | Base::Unrouted => book,
-            Base::Market => !book,
+            Base::Market => !book && !faults.silent_market,
         }
     }
 }
@@ -111,6 +125,29 @@ pub type Tape = broadcast::Sender<Arc<Message>>;
 pub const TAPE_BUFFER: usize = 1 << 16;
 
 /// Plays the market into the simulator's tape, from `--ws-start` at `--speed`.
+/// Breaks the oldest open connection every `--ws-break-every-s`, with each of
+/// `--ws-breaks` in turn.
+pub(super) fn break_connections(sim: Arc<Sim>) {
+    let faults = &sim.config.live.faults;
+    let (Some(every), false) = (faults.break_every, faults.breaks.is_empty()) else {
+        return;
+    };
+    tokio::spawn(async move {
+        let breaks = &sim.config.live.faults.breaks;
+        let mut tick = tokio::time::interval(every);
+        tick.tick().await;
+        for turn in 0.. {
+            tick.tick().await;
+            let oldest = sim.open.lock().expect("open connections").first().copied();
+            if let Some(id) = oldest {
+                let _ = sim
+                    .break_order
+                    .send(Some((id, breaks[turn % breaks.len()])));
+            }
+        }
+    });
+}
+
 pub(super) fn play(sim: Arc<Sim>) {
     tokio::spawn(async move {
         let tx = &sim.tape;
@@ -121,7 +158,7 @@ pub(super) fn play(sim: Arc<Sim>) {
         let end = sim.market.end_ms();
         if live.wait_for_subscriber {
             sim.subscribed.notified().await;
-            tokio::time::sleep(Duration::from_secs(1)).await;
+            tokio::time::sleep(Duration::from_millis(300)).await;
         }
         let started = Instant::now();
         let speed = live.speed.max(1e-6);
@@ -197,13 +234,39 @@ async fn connection(
     streams: Vec<String>,
     combined: bool,
 ) {
-    let live = sim.config.live.clone();
-    let mut tape = sim.tape.subscribe();
     let mut subscribed: BTreeSet<String> = streams.into_iter().collect();
     if !subscribed.is_empty() {
         sim.subscribed.notify_one();
     }
-    sim.stats.ws_connections.fetch_add(1, Ordering::Relaxed);
+    let id = sim.stats.ws_connections.fetch_add(1, Ordering::Relaxed);
+    sim.open.lock().expect("open connections").insert(id);
+    let mut breaks = sim.break_order.subscribe();
+    serve_client(
+        &mut socket,
+        &sim,
+        base,
+        &mut subscribed,
+        combined,
+        &mut breaks,
+        id,
+    )
+    .await;
+    sim.open.lock().expect("open connections").remove(&id);
+}
+
+/// The connection's loop; returning drops it.
+async fn serve_client(
+    socket: &mut WebSocket,
+    sim: &Sim,
+    base: Base,
+    subscribed: &mut BTreeSet<String>,
+    combined: bool,
+    breaks: &mut tokio::sync::watch::Receiver<Option<(u64, Break)>>,
+    id: u64,
+) {
+    let mut malformed_next = false;
+    let live = &sim.config.live;
+    let mut tape = sim.tape.subscribe();
     let opened = Instant::now();
     let mut ping = tokio::time::interval(live.ping_interval);
     ping.tick().await;
@@ -217,25 +280,26 @@ async fn connection(
             .is_some_and(|after| now.duration_since(opened) >= after)
     };
     loop {
-        if live
-            .faults
-            .drop_after
-            .is_some_and(|after| opened.elapsed() >= after)
-        {
-            return; // dropped without a close frame
-        }
         tokio::select! {
+            _ = breaks.changed() => {
+                match *breaks.borrow() {
+                    Some((target, Break::Drop)) if target == id => return, // no close frame
+                    Some((target, Break::Malformed)) if target == id => malformed_next = true,
+                    _ => {}
+                }
+            },
             received = tape.recv() => match received {
                 Ok(message) => {
-                    if stalled(Instant::now()) || !subscribed.contains(&message.stream) || !base.serves(&message.stream) {
+                    if stalled(Instant::now()) || !subscribed.contains(&message.stream) || !base.serves(&message.stream, &live.faults) {
                         continue;
                     }
-                    if send_data(&mut socket, &sim, &message, combined).await.is_err() {
+                    let malformed = std::mem::take(&mut malformed_next);
+                    if send_data(socket, sim, &message, combined, malformed).await.is_err() {
                         return;
                     }
                 }
                 Err(broadcast::error::RecvError::Lagged(_)) => {
-                    close(&mut socket, "client too slow").await;
+                    close(socket, "client too slow").await;
                     return;
                 }
                 Err(broadcast::error::RecvError::Closed) => {}
@@ -250,10 +314,10 @@ async fn connection(
                         }
                         window.1 += 1;
                         if window.1 > live.max_client_messages_per_s {
-                            close(&mut socket, "too many messages").await;
+                            close(socket, "too many messages").await;
                             return;
                         }
-                        let answer = method(&text, &mut subscribed);
+                        let answer = method(&text, subscribed);
                         if !subscribed.is_empty() {
                             sim.subscribed.notify_one();
                         }
@@ -268,7 +332,7 @@ async fn connection(
             },
             _ = ping.tick() => {
                 if last_pong.elapsed() > live.pong_timeout {
-                    close(&mut socket, "pong timeout").await;
+                    close(socket, "pong timeout").await;
                     return;
                 }
                 if !live.faults.no_pings && !stalled(Instant::now())
@@ -278,7 +342,7 @@ async fn connection(
                 }
             },
             () = &mut lifetime => {
-                close(&mut socket, "connection lifetime reached").await;
+                close(socket, "connection lifetime reached").await;
                 return;
             },
         }
@@ -290,6 +354,7 @@ async fn send_data(
     sim: &Sim,
     message: &Message,
     combined: bool,
+    malformed: bool,
 ) -> Result<(), axum::Error> {
     let faults = &sim.config.live.faults;
     let mut text = if combined {
@@ -300,7 +365,7 @@ async fn send_data(
     } else {
         message.data.clone()
     };
-    if sim.chance(faults.malformed) {
+    if malformed {
         text.truncate(text.len() / 2);
     }
     let copies = if sim.chance(faults.duplicates) { 2 } else { 1 };

@@ -518,3 +518,26 @@ impl Drop for Sim {
         let _ = self.child.wait();
     }
 }
+
+/// The columns whose values differ between two lakes of `rows` rows each
+/// (read back with pyarrow, hive partitioning), comma-separated.
+pub fn differing_columns(a: &Path, b: &Path, rows: usize) -> String {
+    let script = r#"
+import sys, pyarrow.dataset as ds
+def load(p):
+    return ds.dataset(p, format="parquet", partitioning="hive").to_table().sort_by("timestamp")
+a, b = load(sys.argv[1]), load(sys.argv[2])
+assert a.num_rows == b.num_rows == int(sys.argv[3]), (a.num_rows, b.num_rows)
+assert a.schema == b.schema
+print(",".join(c for c in a.schema.names if a[c].to_pylist() != b[c].to_pylist()))
+"#;
+    let out = python()
+        .args(["-c", script])
+        .arg(a)
+        .arg(b)
+        .arg(rows.to_string())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}

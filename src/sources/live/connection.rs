@@ -77,6 +77,7 @@ pub async fn run(
         streams,
         number,
         confirmed: Vec::new(),
+        silent: streams.iter().cloned().collect(),
         first_data,
     };
     let end = session.serve(socket, &mut stop, url).await;
@@ -90,6 +91,8 @@ struct Session<'a> {
     number: u64,
     /// Streams the exchange listed as subscribed: these are covered.
     confirmed: Vec<String>,
+    /// Streams that delivered no data yet.
+    silent: std::collections::BTreeSet<String>,
     first_data: Option<oneshot::Sender<()>>,
 }
 
@@ -178,6 +181,9 @@ impl Session<'_> {
             parsed.map_err(|e| End::Failed(format!("malformed {stream} message: {e:#}")))?;
         if let Some(first) = self.first_data.take() {
             let _ = first.send(());
+        }
+        if !self.silent.is_empty() {
+            self.silent.remove(&stream);
         }
         let record = Record {
             symbol,
@@ -276,6 +282,23 @@ impl Session<'_> {
 
     async fn disconnect(&self, end: &End) {
         let time = now_ms();
+        let silent: Vec<&String> = self
+            .confirmed
+            .iter()
+            .filter(|s| self.silent.contains(*s))
+            .collect();
+        if !silent.is_empty() {
+            self.context
+                .counters
+                .silent_subscriptions
+                .fetch_add(silent.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            tracing::warn!(
+                connection = self.number,
+                ?silent,
+                "subscriptions the exchange confirmed sent nothing on this connection \
+                 (a base that does not serve them, such as the old unrouted one?): not coverage"
+            );
+        }
         for stream in &self.confirmed {
             self.status(
                 stream,

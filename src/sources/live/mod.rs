@@ -62,6 +62,8 @@ pub struct Counters {
     pub failures: AtomicU64,
     /// Rotations done.
     pub rotations: AtomicU64,
+    /// Confirmed subscriptions that delivered nothing before their connection ended.
+    pub silent_subscriptions: AtomicU64,
 }
 
 /// What a run did.
@@ -79,6 +81,8 @@ pub struct Summary {
     pub failures: u64,
     /// Rotations.
     pub rotations: u64,
+    /// Confirmed subscriptions that delivered nothing (per connection).
+    pub silent_subscriptions: u64,
     /// The log's offsets written.
     pub offsets: std::ops::Range<u64>,
     /// Wall time.
@@ -123,6 +127,7 @@ pub fn run(data_dir: &std::path::Path, options: &Options) -> anyhow::Result<Summ
         connections: n(&counters.connections),
         failures: n(&counters.failures),
         rotations: n(&counters.rotations),
+        silent_subscriptions: n(&counters.silent_subscriptions),
         offsets: first..next,
         elapsed: started.elapsed(),
     })
@@ -220,65 +225,72 @@ struct Slot {
     rotate_after: Duration,
 }
 
+/// The first pause before reconnecting; it doubles with each failure in a
+/// row (to 30 s), and starts over after a connection that delivered data.
+const FIRST_BACKOFF: Duration = Duration::from_millis(50);
+
+/// A connection in progress: its task, what stops it, and word of its first
+/// data message.
+struct Open {
+    task: tokio::task::JoinHandle<connection::End>,
+    stop: watch::Sender<Option<String>>,
+    delivered: oneshot::Receiver<()>,
+}
+
 impl Slot {
     /// Keeps a connection up until `stop` says otherwise.
-    async fn keep(self, stop: watch::Receiver<Option<String>>) {
+    async fn keep(self, mut stop: watch::Receiver<Option<String>>) {
         let slot = Arc::new(self);
-        let mut backoff = Duration::from_millis(200);
-        let (mut current, mut current_stop) = slot.open(None);
+        let mut backoff = FIRST_BACKOFF;
+        let mut current = slot.open();
         let mut rotate_at = tokio::time::Instant::now() + slot.rotate_after;
-        let mut stop = stop;
         loop {
             tokio::select! {
-                end = &mut current => {
+                end = &mut current.task => {
+                    if current.delivered.try_recv().is_ok() {
+                        backoff = FIRST_BACKOFF;
+                    }
                     if let Ok(connection::End::Failed(why)) = &end {
                         slot.context.counters.failures.fetch_add(1, Ordering::Relaxed);
                         tracing::warn!(url = %slot.url, "connection ended: {why}; reconnecting");
-                        let jitter = Duration::from_millis(fastrand::u64(0..=backoff.as_millis() as u64 / 2));
+                        let half = u64::try_from(backoff.as_millis() / 2).unwrap_or(u64::MAX);
+                        let jitter = Duration::from_millis(fastrand::u64(0..=half));
                         tokio::select! {
                             () = tokio::time::sleep(backoff + jitter) => {}
                             _ = stop.changed() => return,
                         }
                         backoff = (backoff * 2).min(Duration::from_secs(30));
-                    } else {
-                        backoff = Duration::from_millis(200);
                     }
                     if stop.borrow().is_some() {
                         return;
                     }
-                    (current, current_stop) = slot.open(None);
+                    current = slot.open();
                     rotate_at = tokio::time::Instant::now() + slot.rotate_after;
                 }
                 () = tokio::time::sleep_until(rotate_at) => {
                     // Rotation: the new connection's first message, then the old one closes.
-                    let (first_tx, first_rx) = oneshot::channel();
-                    let (next, next_stop) = slot.open(Some(first_tx));
-                    let _ = tokio::time::timeout(Duration::from_secs(30), first_rx).await;
-                    let _ = current_stop.send(Some("rotated before the 24-hour limit".into()));
-                    let _ = (&mut current).await;
+                    let mut next = slot.open();
+                    let _ = tokio::time::timeout(Duration::from_secs(30), &mut next.delivered).await;
+                    let _ = current.stop.send(Some("rotated before the 24-hour limit".into()));
+                    let _ = (&mut current.task).await;
                     slot.context.counters.rotations.fetch_add(1, Ordering::Relaxed);
-                    (current, current_stop) = (next, next_stop);
+                    current = next;
                     rotate_at = tokio::time::Instant::now() + slot.rotate_after;
                 }
                 _ = stop.changed() => {
                     let reason = stop.borrow().clone();
-                    let _ = current_stop.send(reason);
-                    let _ = current.await;
+                    let _ = current.stop.send(reason);
+                    let _ = current.task.await;
                     return;
                 }
             }
         }
     }
 
-    /// Starts one connection; returns its task and the sender that stops it.
-    fn open(
-        self: &Arc<Self>,
-        first_data: Option<oneshot::Sender<()>>,
-    ) -> (
-        tokio::task::JoinHandle<connection::End>,
-        watch::Sender<Option<String>>,
-    ) {
+    /// Starts one connection.
+    fn open(self: &Arc<Self>) -> Open {
         let (stop, stopped) = watch::channel(None);
+        let (first, delivered) = oneshot::channel();
         let number = self.numbers.fetch_add(1, Ordering::Relaxed);
         let slot = self.clone();
         let task = tokio::spawn(async move {
@@ -287,11 +299,15 @@ impl Slot {
                 &slot.url,
                 &slot.streams,
                 number,
-                first_data,
+                Some(first),
                 stopped,
             )
             .await
         });
-        (task, stop)
+        Open {
+            task,
+            stop,
+            delivered,
+        }
     }
 }

@@ -1,0 +1,230 @@
+//! `bml ingest live` against `bml sim serve`: the real WebSocket client over
+//! 127.0.0.1, the simulator playing a generated Vision hour 600 times faster
+//! than real time (a market minute every 0.1 s). Live streams bring the trades,
+//! liquidations and predicted funding; REST brings the klines every row needs.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use bml::event::{Event, Source};
+use support::{bml, text, Sim};
+
+const DATE: &str = "2024-03-01";
+/// The klines a row needs, from REST (the live path has no mark/index klines).
+const KLINES: &str = "klines,markPriceKlines,indexPriceKlines,premiumIndexKlines";
+/// What only the live streams supply: liquidations (#32–37) and the predicted
+/// funding (#57–58).
+const ONLY_LIVE_GIVES: &str = "liq_long_vol_usdt,liq_short_vol_usdt,liq_long_count,\
+liq_short_count,liq_avg_fill_price,liq_unfilled_ratio,predicted_funding,next_funding_time";
+
+fn day() -> tempfile::TempDir {
+    support::vision_day_at_rates(DATE, 1, 21, Some((1.0, 1.0)))
+}
+
+/// Collects the hour from a simulator with `faults`, at `redundancy`, then
+/// fetches the klines over REST and materializes.
+fn live_lake(day: &Path, faults: &[&str], redundancy: &str) -> (tempfile::TempDir, String) {
+    let sim = Sim::start(day, &[&["--speed", "600", "--ws-wait"], faults].concat());
+    let data = tempfile::tempdir().unwrap();
+    let ws = sim.url().replace("http://", "ws://");
+    let live = bml(
+        data.path(),
+        &[
+            "ingest",
+            "live",
+            "--symbols",
+            "BTCUSDT",
+            "--ws-base",
+            &ws,
+            "--streams",
+            "aggTrade,markPrice,forceOrder",
+            "--redundancy",
+            redundancy,
+            "--silence-timeout",
+            "1.5",
+            "--duration",
+            "9",
+        ],
+    );
+    assert_eq!(live.status.code(), Some(0), "{}", text(&live));
+    let rest = bml(
+        data.path(),
+        &[
+            "ingest",
+            "rest",
+            "--symbol",
+            "BTCUSDT",
+            "--start",
+            DATE,
+            "--end",
+            "2024-03-01T01:00",
+            "--kinds",
+            KLINES,
+            "--base-url",
+            sim.url(),
+        ],
+    );
+    assert_eq!(rest.status.code(), Some(0), "{}", text(&rest));
+    let out = bml(data.path(), &["materialize"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    (data, text(&live))
+}
+
+fn vision_lake(day: &Path) -> tempfile::TempDir {
+    let data = tempfile::tempdir().unwrap();
+    support::ingest_day(data.path(), day, DATE, &format!("{KLINES},aggTrades"));
+    let out = bml(data.path(), &["materialize"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    data
+}
+
+/// The aggTrade ids in a log, and the streams' disconnect reasons.
+fn live_log(data: &Path) -> (BTreeSet<u64>, Vec<String>) {
+    let mut ids = BTreeSet::new();
+    let mut reasons = Vec::new();
+    for (_, record, _) in support::log_records(data) {
+        if !matches!(record.source, Source::WebSocket { .. }) {
+            continue;
+        }
+        for event in record.events {
+            match event {
+                Event::AggTrade(t) => {
+                    ids.insert(t.agg_trade_id);
+                }
+                Event::StreamDisconnected(s) => reasons.push(s.reason),
+                _ => {}
+            }
+        }
+    }
+    (ids, reasons)
+}
+
+fn day_trade_ids(day: &Path) -> BTreeSet<u64> {
+    let csv = support::csv_of(&support::archive_path(day, "aggTrades", DATE));
+    support::data_rows(&csv)
+        .iter()
+        .map(|row| row.split(',').next().unwrap().parse().unwrap())
+        .collect()
+}
+
+/// The liquidation count column of the lake's hour, minute by minute.
+fn liquidation_counts(data: &Path) -> Vec<Option<i64>> {
+    let script = r#"
+import sys, json, pyarrow.dataset as ds
+t = ds.dataset(sys.argv[1], format="parquet", partitioning="hive").to_table().sort_by("timestamp")
+print(json.dumps([None if a is None else a + b for a, b in zip(t["liq_long_count"].to_pylist(), t["liq_short_count"].to_pylist())]))
+"#;
+    let out = support::python()
+        .args(["-c", script])
+        .arg(data.join("lake"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn live_streams_with_rest_klines_build_what_vision_builds() {
+    let day = day();
+    let (live, summary) = live_lake(day.path(), &[], "2");
+    let vision = vision_lake(day.path());
+    let (got, want) = (live_log(live.path()).0, day_trade_ids(day.path()));
+    let missing: Vec<&u64> = want.difference(&got).collect();
+    assert!(
+        missing.is_empty() && got.len() == want.len(),
+        "every aggTrade of the hour reaches the log: {} of {} missing, first {:?}; {summary}",
+        missing.len(),
+        want.len(),
+        missing.first()
+    );
+    assert_eq!(
+        support::differing_columns(&live.path().join("lake"), &vision.path().join("lake"), 60),
+        ONLY_LIVE_GIVES
+    );
+    let counts = liquidation_counts(live.path());
+    assert!(
+        counts.iter().all(Option::is_some),
+        "watched all hour: {counts:?}"
+    );
+    assert!(counts.iter().any(|c| c.unwrap() > 0), "{counts:?}");
+}
+
+/// Connections dropped one at a time, a duplicate burst and malformed frames,
+/// with two connections per stream group: the lake equals the clean run's.
+#[test]
+fn with_redundancy_2_drops_duplicates_and_malformed_frames_lose_nothing() {
+    let day = day();
+    let (clean, _) = live_lake(day.path(), &[], "2");
+    let faults = [
+        "--ws-break-every-s",
+        "0.7",
+        "--ws-breaks",
+        "drop,malformed",
+        "--ws-duplicate-rate",
+        "0.05",
+    ];
+    let (faulty, summary) = live_lake(day.path(), &faults, "2");
+    let (_, reasons) = live_log(faulty.path());
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("connection lost") || r.contains("closed")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.iter().any(|r| r.contains("malformed")),
+        "{reasons:?}"
+    );
+    assert!(summary.contains("failed and reconnected"), "{summary}");
+    let (faulty_lake, clean_lake) = (faulty.path().join("lake"), clean.path().join("lake"));
+    assert_eq!(
+        support::differing_columns(&faulty_lake, &clean_lake, 60),
+        "",
+        "{:?} / {:?}; {summary}",
+        liquidation_counts(faulty.path()),
+        liquidation_counts(clean.path())
+    );
+    assert_eq!(
+        support::lake_files(&faulty_lake),
+        support::lake_files(&clean_lake)
+    );
+}
+
+/// One connection per group, going silent (no data, no pings) two seconds
+/// after it opened: the collector notices within its silence timeout,
+/// reconnects, and the minutes nobody watched are NULL, never 0.
+#[test]
+fn with_redundancy_1_a_silent_stall_leaves_null_not_zero() {
+    let day = day();
+    let (data, _) = live_lake(day.path(), &["--ws-stall-after-s", "2"], "1");
+    let (_, reasons) = live_log(data.path());
+    assert!(reasons.iter().any(|r| r.contains("silent")), "{reasons:?}");
+    let counts = liquidation_counts(data.path());
+    let unwatched = counts.iter().filter(|c| c.is_none()).count();
+    assert!(
+        unwatched >= 5,
+        "a stall of 1 s is 10 market minutes: {counts:?}"
+    );
+    assert!(
+        counts.iter().filter(|c| c.is_some()).count() >= 15,
+        "{counts:?}"
+    );
+}
+
+/// A /market base that confirms subscriptions and then sends nothing (the
+/// old unrouted base's behaviour): no minute counts liquidations as 0, and
+/// the collector says the subscriptions were silent.
+#[test]
+fn a_silent_market_base_gives_null_liquidations_and_says_so() {
+    let day = day();
+    let (data, summary) = live_lake(day.path(), &["--ws-silent-market"], "1");
+    let counts = liquidation_counts(data.path());
+    assert!(counts.iter().all(Option::is_none), "{counts:?}");
+    assert!(summary.contains("sent nothing"), "{summary}");
+    assert!(
+        !summary.contains(" 0 confirmed subscriptions silent"),
+        "{summary}"
+    );
+}
