@@ -228,3 +228,30 @@ fn a_silent_market_base_gives_null_liquidations_and_says_so() {
         "{summary}"
     );
 }
+
+/// The server cuts every connection after 2 s (its "24 hours"); the collector
+/// rotates after 1.2 s: new connection first, then the old one closes, so no
+/// minute goes unwatched even at one connection per group.
+#[test]
+fn rotation_before_the_server_cuts_leaves_no_gap() {
+    let day = day();
+    let sim = Sim::start(
+        day.path(),
+        &["--speed", "600", "--ws-wait", "--ws-lifetime-s", "2"],
+    );
+    let data = tempfile::tempdir().unwrap();
+    let ws = sim.url().replace("http://", "ws://");
+    let live = bml(
+        data.path(),
+        &[
+            "ingest", "live", "--symbols", "BTCUSDT", "--ws-base", &ws, "--streams",
+            "aggTrade,markPrice,forceOrder", "--redundancy", "1", "--rotate-after", "1.2",
+            "--duration", "9",
+        ],
+    );
+    assert_eq!(live.status.code(), Some(0), "{}", text(&live));
+    assert!(!text(&live).contains(" 0 rotated"), "{}", text(&live));
+    let (ids, reasons) = live_log(data.path());
+    assert!(reasons.iter().any(|r| r.contains("rotated")), "{reasons:?}");
+    assert_eq!(ids, day_trade_ids(day.path()), "no trade lost across rotations");
+}
