@@ -25,6 +25,9 @@ pub struct SymbolMarket {
     pub metrics: Vec<Metrics>,
     /// Funding settlements, by time.
     pub funding: Vec<FundingRate>,
+    /// Its bookTicker archives, in day order: the live tape reads them as it
+    /// goes (too many rows to hold).
+    pub book_ticker_archives: Vec<PathBuf>,
 }
 
 /// The whole market: symbols and the Vision directory they came from.
@@ -73,6 +76,8 @@ impl Market {
             m.metrics.sort_by_key(|p| p.create_time);
             m.metrics.dedup_by_key(|p| p.create_time);
             m.funding.sort_by_key(|f| f.funding_time);
+            m.book_ticker_archives =
+                archives(&root.join(vision::folder_path(VisionKind::BookTicker, symbol)))?;
             m.funding.dedup_by_key(|f| f.funding_time);
             market.symbols.insert(symbol.clone(), m);
         }

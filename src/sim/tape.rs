@@ -3,7 +3,8 @@
 //! REST and Vision sides (an aggTrade has the same id, price and time on all
 //! three). Payloads are the shapes of `../shared/spec/binance.md`.
 //!
-//! Streams per symbol `s` (lower case): `s@aggTrade`, `s@kline_1m` (the closed
+//! Streams per symbol `s` (lower case): `s@bookTicker` (the Vision archive's
+//! rows, read as the tape goes: [`BookTickers`]), `s@aggTrade`, `s@kline_1m` (the closed
 //! kline, at the minute's end), `s@markPrice@1s` (the mark and index klines'
 //! closes, each second; `r` is the rate the next settlement will fix, `T` its
 //! time), `s@forceOrder` (liquidations, made up: at most one per second, see
@@ -31,7 +32,13 @@ pub struct Message {
 }
 
 /// The streams a subscription to `symbol` may name, by kind suffix.
-pub const STREAM_KINDS: [&str; 4] = ["aggTrade", "kline_1m", "markPrice@1s", "forceOrder"];
+pub const STREAM_KINDS: [&str; 5] = [
+    "aggTrade",
+    "kline_1m",
+    "markPrice@1s",
+    "forceOrder",
+    "bookTicker",
+];
 
 /// Every message sent during the minute starting at `minute`, in time order
 /// (ties: stream name, then the order the stream would send them).
@@ -155,5 +162,85 @@ fn mark_prices(out: &mut Vec<Message>, symbol: &str, lower: &str, m: &SymbolMark
             stream: format!("{lower}@markPrice@1s"),
             data: data.to_string(),
         });
+    }
+}
+
+/// A symbol's bookTicker rows, read from its Vision archives as the tape
+/// advances (a busy day holds millions: never all in memory). A thread
+/// unpacks the archives in order and hands rows over a bounded channel.
+pub struct BookTickers {
+    symbol: String,
+    stream: String,
+    rows: tokio::sync::mpsc::Receiver<Vec<String>>,
+    /// A row read past the minute asked for, kept for the next one.
+    ahead: Option<Vec<String>>,
+}
+
+impl BookTickers {
+    /// Starts reading `archives` (bookTicker zips of `symbol`, in day order).
+    pub fn open(symbol: &str, archives: Vec<std::path::PathBuf>) -> BookTickers {
+        let (sender, rows) = tokio::sync::mpsc::channel(4096);
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for path in archives {
+                let Ok(file) = std::fs::File::open(&path) else {
+                    continue;
+                };
+                let Ok(mut zip) = zip::ZipArchive::new(file) else {
+                    continue;
+                };
+                let Ok(entry) = zip.by_index(0) else { continue };
+                for line in std::io::BufReader::new(entry).lines() {
+                    let Ok(line) = line else { break };
+                    if line.is_empty() || line.starts_with(|c: char| c.is_ascii_alphabetic()) {
+                        continue;
+                    }
+                    let fields: Vec<String> = line.split(',').map(str::to_owned).collect();
+                    if fields.len() >= 7 && sender.blocking_send(fields).is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        BookTickers {
+            symbol: symbol.to_owned(),
+            stream: format!("{}@bookTicker", symbol.to_lowercase()),
+            rows,
+            ahead: None,
+        }
+    }
+
+    /// The updates of the minute starting at `minute` (by event time), as
+    /// `@bookTicker` messages; earlier rows are skipped.
+    pub async fn minute(&mut self, minute: i64, out: &mut Vec<Message>) {
+        loop {
+            let row = match self.ahead.take() {
+                Some(row) => row,
+                None => match self.rows.recv().await {
+                    Some(row) => row,
+                    None => return,
+                },
+            };
+            let Ok(event_time) = row[6].parse::<i64>() else {
+                continue;
+            };
+            if event_time >= minute + MINUTE_MS {
+                self.ahead = Some(row);
+                return;
+            }
+            if event_time < minute {
+                continue;
+            }
+            let data = json!({
+                "e": "bookTicker", "u": row[0].parse::<u64>().unwrap_or_default(),
+                "E": event_time, "T": row[5].parse::<i64>().unwrap_or_default(),
+                "s": self.symbol, "b": row[1], "B": row[2], "a": row[3], "A": row[4],
+            });
+            out.push(Message {
+                time: event_time,
+                stream: self.stream.clone(),
+                data: data.to_string(),
+            });
+        }
     }
 }

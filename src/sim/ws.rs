@@ -162,9 +162,20 @@ pub(super) fn play(sim: Arc<Sim>) {
         }
         let started = Instant::now();
         let speed = live.speed.max(1e-6);
+        let mut books: Vec<tape::BookTickers> = sim
+            .market
+            .symbols
+            .iter()
+            .map(|(symbol, m)| tape::BookTickers::open(symbol, m.book_ticker_archives.clone()))
+            .collect();
         let mut minute = first.div_euclid(MINUTE_MS) * MINUTE_MS;
         while minute < end {
-            for message in tape::minute(&sim.market, minute) {
+            let mut messages = tape::minute(&sim.market, minute);
+            for book in &mut books {
+                book.minute(minute, &mut messages).await;
+            }
+            messages.sort_by(|a, b| (a.time, &a.stream).cmp(&(b.time, &b.stream)));
+            for message in messages {
                 if message.time < first {
                     continue;
                 }

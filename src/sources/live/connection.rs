@@ -29,6 +29,30 @@ pub struct Context {
     pub counters: std::sync::Arc<super::Counters>,
 }
 
+/// How a connection is asked to stop.
+#[derive(Debug, Clone)]
+pub struct Stop {
+    /// Said in its disconnect records.
+    pub reason: String,
+    /// Rotation: go on until this message (the replacement's first, which
+    /// both receive) has come through here too, so that nothing published
+    /// between the two subscriptions is left unread (at most 5 s).
+    pub after: Option<String>,
+}
+
+/// How many of the latest messages a connection remembers (by hash).
+const RECENT: usize = 8192;
+
+fn text_hash(text: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = rustc_hash::FxHasher::default();
+    text.hash(&mut h);
+    h.finish()
+}
+
+/// How long a rotated connection may take to catch up with its replacement.
+const CATCH_UP: Duration = Duration::from_secs(5);
+
 /// Why a connection ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum End {
@@ -51,15 +75,15 @@ fn now_ms() -> i64 {
 }
 
 /// Runs one connection to `url` for `streams` until it ends; `first_data` is
-/// told when the first data message arrives (rotation waits for it), `stop`
-/// ends it cleanly with the reason it carries.
+/// handed the first data message (rotation waits for it), `stop` ends it
+/// cleanly.
 pub async fn run(
     context: &Context,
     url: &str,
     streams: &[String],
     number: u64,
-    first_data: Option<oneshot::Sender<()>>,
-    mut stop: watch::Receiver<Option<String>>,
+    first_data: Option<oneshot::Sender<String>>,
+    mut stop: watch::Receiver<Option<Stop>>,
 ) -> End {
     let socket = tokio::select! {
         connected = tokio_tungstenite::connect_async(url) => match connected {
@@ -78,6 +102,7 @@ pub async fn run(
         number,
         confirmed: Vec::new(),
         silent: streams.iter().cloned().collect(),
+        recent: std::collections::VecDeque::with_capacity(RECENT),
         first_data,
     };
     let end = session.serve(socket, &mut stop, url).await;
@@ -93,7 +118,10 @@ struct Session<'a> {
     confirmed: Vec<String>,
     /// Streams that delivered no data yet.
     silent: std::collections::BTreeSet<String>,
-    first_data: Option<oneshot::Sender<()>>,
+    /// Hashes of the latest messages, so that a rotation's marker that came
+    /// through before the stop was asked for is recognised.
+    recent: std::collections::VecDeque<u64>,
+    first_data: Option<oneshot::Sender<String>>,
 }
 
 type Socket =
@@ -103,7 +131,7 @@ impl Session<'_> {
     async fn serve(
         &mut self,
         mut socket: Socket,
-        stop: &mut watch::Receiver<Option<String>>,
+        stop: &mut watch::Receiver<Option<Stop>>,
         url: &str,
     ) -> End {
         // One SUBSCRIBE and one LIST: two of the ten messages a second allowed.
@@ -114,13 +142,30 @@ impl Session<'_> {
                 return End::Failed(format!("subscribing on {url}: {e}"));
             }
         }
+        // While rotating out: the message to reach, the reason, the deadline.
+        let mut draining: Option<(String, String, tokio::time::Instant)> = None;
         loop {
+            let deadline = draining.as_ref().map(|(_, _, d)| *d);
             let next = tokio::select! {
                 next = tokio::time::timeout(self.context.silence_timeout, socket.next()) => next,
-                _ = stop.changed() => {
-                    let reason = stop.borrow().clone().unwrap_or_else(|| "stopped".into());
+                _ = stop.changed(), if draining.is_none() => {
+                    let asked = stop.borrow().clone();
+                    let Stop { reason, after } = asked.unwrap_or(Stop { reason: "stopped".into(), after: None });
+                    match after {
+                        Some(marker) if !self.recent.contains(&text_hash(&marker)) => {
+                            draining = Some((marker, reason, tokio::time::Instant::now() + CATCH_UP));
+                            continue;
+                        }
+                        _ => {
+                            let _ = socket.close(None).await;
+                            return End::Stopped(reason);
+                        }
+                    }
+                }
+                () = sleep_until_some(deadline) => {
+                    let reason = draining.take().map(|(_, r, _)| r).unwrap_or_default();
                     let _ = socket.close(None).await;
-                    return End::Stopped(reason);
+                    return End::Stopped(format!("{reason} (did not catch up with its replacement within {} s)", CATCH_UP.as_secs()));
                 }
             };
             let message = match next {
@@ -136,8 +181,20 @@ impl Session<'_> {
             };
             match message {
                 Message::Text(text) => {
+                    if self.recent.len() == RECENT {
+                        self.recent.pop_front();
+                    }
+                    self.recent.push_back(text_hash(&text));
                     if let Err(end) = self.on_text(&text).await {
                         return end;
+                    }
+                    if draining
+                        .as_ref()
+                        .is_some_and(|(marker, _, _)| marker.as_str() == text.as_str())
+                    {
+                        let reason = draining.take().map(|(_, r, _)| r).unwrap_or_default();
+                        let _ = socket.close(None).await;
+                        return End::Stopped(reason);
                     }
                 }
                 Message::Close(frame) => {
@@ -180,7 +237,7 @@ impl Session<'_> {
         let (symbol, event) =
             parsed.map_err(|e| End::Failed(format!("malformed {stream} message: {e:#}")))?;
         if let Some(first) = self.first_data.take() {
-            let _ = first.send(());
+            let _ = first.send(text.to_owned());
         }
         if !self.silent.is_empty() {
             self.silent.remove(&stream);
@@ -312,6 +369,14 @@ impl Session<'_> {
             )
             .await;
         }
+    }
+}
+
+/// Waits until `deadline`, or forever without one.
+async fn sleep_until_some(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
     }
 }
 

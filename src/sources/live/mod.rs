@@ -233,8 +233,8 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(50);
 /// data message.
 struct Open {
     task: tokio::task::JoinHandle<connection::End>,
-    stop: watch::Sender<Option<String>>,
-    delivered: oneshot::Receiver<()>,
+    stop: watch::Sender<Option<connection::Stop>>,
+    delivered: oneshot::Receiver<String>,
 }
 
 impl Slot {
@@ -270,16 +270,19 @@ impl Slot {
                 () = tokio::time::sleep_until(rotate_at) => {
                     // Rotation: the new connection's first message, then the old one closes.
                     let mut next = slot.open();
-                    let _ = tokio::time::timeout(Duration::from_secs(30), &mut next.delivered).await;
-                    let _ = current.stop.send(Some("rotated before the 24-hour limit".into()));
+                    let first = tokio::time::timeout(Duration::from_secs(30), &mut next.delivered).await;
+                    let _ = current.stop.send(Some(connection::Stop {
+                        reason: "rotated before the 24-hour limit".into(),
+                        after: first.ok().and_then(Result::ok),
+                    }));
                     let _ = (&mut current.task).await;
                     slot.context.counters.rotations.fetch_add(1, Ordering::Relaxed);
                     current = next;
                     rotate_at = tokio::time::Instant::now() + slot.rotate_after;
                 }
                 _ = stop.changed() => {
-                    let reason = stop.borrow().clone();
-                    let _ = current.stop.send(reason);
+                    let reason = stop.borrow().clone().unwrap_or_default();
+                    let _ = current.stop.send(Some(connection::Stop { reason, after: None }));
                     let _ = current.task.await;
                     return;
                 }
