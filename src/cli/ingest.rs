@@ -236,12 +236,14 @@ fn ingest_live(args: &LiveArgs, data_dir: &Path) -> Outcome {
     let summary = live::run(data_dir, &options)?;
     writeln!(
         std::io::stdout().lock(),
-        "live: {} messages, {} records (offsets {}..{}) in {:.1} s; {} connections, {} failed and reconnected, {} rotated; {} messages dropped; {} confirmed subscriptions silent",
+        "live: {} messages, {} records (offsets {}..{}) in {:.1} s, receive to durable p50 {} ms, p95 {} ms; {} connections, {} failed and reconnected, {} rotated; {} messages dropped; {} confirmed subscriptions silent",
         summary.messages,
         summary.records,
         summary.offsets.start,
         summary.offsets.end,
         summary.elapsed.as_secs_f64(),
+        summary.durable_ms.0,
+        summary.durable_ms.1,
         summary.connections,
         summary.failures,
         summary.rotations,

@@ -85,6 +85,9 @@ pub struct Summary {
     pub silent_subscriptions: u64,
     /// The log's offsets written.
     pub offsets: std::ops::Range<u64>,
+    /// Receive-to-durable time (local receive to the sync that made the
+    /// record durable), 50th and 95th percentile, ms.
+    pub durable_ms: (u64, u64),
     /// Wall time.
     pub elapsed: Duration,
 }
@@ -103,7 +106,7 @@ pub fn run(data_dir: &std::path::Path, options: &Options) -> anyhow::Result<Summ
     let (records, inbox) = mpsc::channel::<Record>(QUEUE);
     let writer = std::thread::Builder::new()
         .name("live-writer".into())
-        .spawn(move || write(&mut log, inbox).map(|n| (n, log.next_offset())))?;
+        .spawn(move || write(&mut log, inbox).map(|w| (w, log.next_offset())))?;
     let counters = Arc::new(Counters::default());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -116,7 +119,7 @@ pub fn run(data_dir: &std::path::Path, options: &Options) -> anyhow::Result<Summ
     };
     runtime.block_on(collect(context, options))?;
     drop(runtime);
-    let (records, next) = writer
+    let ((records, latency), next) = writer
         .join()
         .map_err(|_| anyhow::anyhow!("the log writer panicked"))??;
     let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
@@ -129,27 +132,75 @@ pub fn run(data_dir: &std::path::Path, options: &Options) -> anyhow::Result<Summ
         rotations: n(&counters.rotations),
         silent_subscriptions: n(&counters.silent_subscriptions),
         offsets: first..next,
+        durable_ms: (latency.quantile(0.50), latency.quantile(0.95)),
         elapsed: started.elapsed(),
     })
 }
 
 /// Appends what comes, syncing whenever the queue runs dry or every 100 ms;
-/// returns the records appended once every sender is gone.
-fn write(log: &mut EventLog, mut inbox: mpsc::Receiver<Record>) -> anyhow::Result<u64> {
+/// returns the records appended, and how long they waited to be durable,
+/// once every sender is gone.
+fn write(
+    log: &mut EventLog,
+    mut inbox: mpsc::Receiver<Record>,
+) -> anyhow::Result<(u64, Histogram)> {
     let mut written = 0;
+    let mut latency = Histogram::default();
+    let mut received = Vec::new();
     while let Some(record) = inbox.blocking_recv() {
+        received.push(record.received_ms);
         log.push(&record)?;
-        written += 1;
         let batch = Instant::now();
         while batch.elapsed() < SYNC_EVERY {
             let Ok(record) = inbox.try_recv() else { break };
+            received.push(record.received_ms);
             log.push(&record)?;
-            written += 1;
         }
         log.commit()?;
+        let durable = chrono::Utc::now().timestamp_millis();
+        written += received.len() as u64;
+        for r in received.drain(..) {
+            latency.add(u64::try_from(durable - r).unwrap_or(0));
+        }
     }
     log.commit()?;
-    Ok(written)
+    Ok((written, latency))
+}
+
+/// Milliseconds counted in 1 ms buckets up to 60 s (beyond: the last bucket).
+struct Histogram {
+    buckets: Vec<u64>,
+    total: u64,
+}
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Histogram {
+            buckets: vec![0; 60_001],
+            total: 0,
+        }
+    }
+}
+
+impl Histogram {
+    fn add(&mut self, ms: u64) {
+        let i = usize::try_from(ms).unwrap_or(usize::MAX).min(self.buckets.len() - 1);
+        self.buckets[i] += 1;
+        self.total += 1;
+    }
+
+    /// The smallest value at or below which a fraction `q` of the counts lie.
+    fn quantile(&self, q: f64) -> u64 {
+        let rank = (self.total as f64 * q).ceil() as u64;
+        let mut seen = 0;
+        for (ms, n) in self.buckets.iter().enumerate() {
+            seen += n;
+            if seen >= rank.max(1) {
+                return ms as u64;
+            }
+        }
+        0
+    }
 }
 
 /// Runs every slot until the end, then lets them record their disconnects.
