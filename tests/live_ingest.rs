@@ -277,3 +277,57 @@ fn rotation_before_the_server_cuts_leaves_no_gap() {
     assert!(reasons.iter().any(|r| r.contains("rotated")), "{reasons:?}");
     assert_every_trade(&ids, day.path(), &text(&live));
 }
+
+/// kill -9 of the collector at random instants: the log always verifies; a
+/// restart connects under new connection numbers (the killed ones' coverage
+/// ends at their last record) and goes on; the lake builds.
+#[test]
+#[ignore = "heavy tier: kill -9 loop of the live collector"]
+fn kill_9_at_random_instants_keeps_the_log_valid_and_a_restart_goes_on() {
+    let day = day();
+    let sim = Sim::start(day.path(), &["--speed", "60", "--ws-wait"]);
+    let data = tempfile::tempdir().unwrap();
+    let ws = sim.url().replace("http://", "ws://");
+    let args = [
+        "--quiet",
+        "--data-dir",
+        data.path().to_str().unwrap(),
+        "ingest",
+        "live",
+        "--symbols",
+        "BTCUSDT",
+        "--ws-base",
+        &ws,
+        "--streams",
+        "aggTrade,bookTicker,markPrice,forceOrder",
+    ];
+    let mut runs = BTreeSet::new();
+    for round in 0..4 {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_bml"))
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(
+            700 + fastrand::u64(0..1500),
+        ));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let verify = bml(data.path(), &["wal", "verify"]);
+        assert_eq!(
+            verify.status.code(),
+            Some(0),
+            "round {round}: {}",
+            text(&verify)
+        );
+        for (_, record, _) in support::log_records(data.path()) {
+            if let Source::WebSocket { connection, .. } = record.source {
+                runs.insert(connection >> 16);
+            }
+        }
+        assert_eq!(runs.len(), round + 1, "each run its own connection numbers");
+    }
+    let out = bml(data.path(), &["materialize"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+}

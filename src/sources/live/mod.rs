@@ -184,7 +184,9 @@ impl Default for Histogram {
 
 impl Histogram {
     fn add(&mut self, ms: u64) {
-        let i = usize::try_from(ms).unwrap_or(usize::MAX).min(self.buckets.len() - 1);
+        let i = usize::try_from(ms)
+            .unwrap_or(usize::MAX)
+            .min(self.buckets.len() - 1);
         self.buckets[i] += 1;
         self.total += 1;
     }
