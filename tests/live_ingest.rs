@@ -331,3 +331,129 @@ fn kill_9_at_random_instants_keeps_the_log_valid_and_a_restart_goes_on() {
     let out = bml(data.path(), &["materialize"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
 }
+
+/// The messages of `capture` per stream, and the log's records per stream.
+fn replayed(
+    captures: &[&str],
+    symbols: &str,
+    streams: &str,
+    speed: &str,
+    seconds: &str,
+) -> (
+    std::collections::BTreeMap<String, usize>,
+    std::collections::BTreeMap<String, usize>,
+    Sim,
+) {
+    let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/binance/ws");
+    let files: Vec<String> = captures
+        .iter()
+        .map(|c| shared.join(c).display().to_string())
+        .collect();
+    let mut args = vec!["--from-capture"];
+    args.extend(files.iter().map(String::as_str));
+    args.extend(["--speed", speed, "--ws-wait"]);
+    let sim = Sim::serve(&args);
+    let data = tempfile::tempdir().unwrap();
+    let ws = sim.url().replace("http://", "ws://");
+    let live = bml(
+        data.path(),
+        &[
+            "ingest",
+            "live",
+            "--symbols",
+            symbols,
+            "--ws-base",
+            &ws,
+            "--streams",
+            streams,
+            "--redundancy",
+            "1",
+            "--silence-timeout",
+            "30",
+            "--duration",
+            seconds,
+        ],
+    );
+    assert_eq!(live.status.code(), Some(0), "{}", text(&live));
+    assert!(text(&live).contains(" 0 failed"), "{}", text(&live));
+    let mut in_log = std::collections::BTreeMap::new();
+    for (_, record, _) in support::log_records(data.path()) {
+        if let (Source::WebSocket { stream, .. }, Some(event)) =
+            (&record.source, record.events.first())
+        {
+            if !matches!(
+                event,
+                Event::StreamConnected(_) | Event::StreamDisconnected(_)
+            ) {
+                *in_log.entry(stream.clone()).or_insert(0) += 1;
+            }
+        }
+    }
+    let mut recorded = std::collections::BTreeMap::new();
+    for file in &files {
+        let mut text = String::new();
+        let raw = std::fs::File::open(file).unwrap();
+        if file.ends_with(".gz") {
+            std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(raw), &mut text)
+                .unwrap();
+        } else {
+            std::io::Read::read_to_string(&mut std::io::BufReader::new(raw), &mut text).unwrap();
+        }
+        for line in text.lines() {
+            if let Some(at) = line.find("{\"stream\":\"") {
+                let rest = &line[at + 11..];
+                let stream = &rest[..rest.find('"').unwrap()];
+                *recorded.entry(stream.to_string()).or_insert(0) += 1;
+            }
+        }
+    }
+    (recorded, in_log, sim)
+}
+
+/// Real recorded bytes through the real client: every message of the
+/// subscribed streams of the cryptofeed capture (four symbols: aggTrade,
+/// depth@100ms, kline_1m, bookTicker) reaches the log.
+#[test]
+fn a_real_cryptofeed_capture_replayed_reaches_the_log_whole() {
+    let (recorded, in_log, _) = replayed(
+        &["cryptofeed/BINANCE_FUTURES.ws.1.0.txt"],
+        "SUSHIUSDT,AKROUSDT,KEEPUSDT,CTKUSDT",
+        "aggTrade,depth,kline,bookTicker",
+        "10",
+        "6",
+    );
+    assert!(recorded.len() >= 16, "{recorded:?}");
+    assert_eq!(in_log, recorded);
+}
+
+/// The hftbacktest capture of 2023 (µs receive times, gzip): its bookTicker and
+/// markPrice@1s messages all reach the log, and its REST depth snapshot is
+/// served at /fapi/v1/depth byte for byte.
+#[test]
+fn a_real_hftbacktest_capture_replayed_reaches_the_log_and_serves_its_snapshot() {
+    let (recorded, in_log, sim) = replayed(
+        &["hftbacktest/btcusdt_20230404.dat.gz"],
+        "BTCUSDT",
+        "bookTicker,markPrice",
+        "25",
+        "6",
+    );
+    let subscribed: std::collections::BTreeMap<String, usize> = recorded
+        .into_iter()
+        .filter(|(s, _)| s.ends_with("@bookTicker") || s.ends_with("@markPrice@1s"))
+        .collect();
+    assert_eq!(subscribed.len(), 2, "{subscribed:?}");
+    assert_eq!(in_log, subscribed);
+    let body = reqwest::blocking::get(format!(
+        "{}/fapi/v1/depth?symbol=BTCUSDT&limit=1000",
+        sim.url()
+    ))
+    .unwrap()
+    .text()
+    .unwrap();
+    assert!(
+        body.starts_with("{\"lastUpdateId\": 2710246765483"),
+        "{}",
+        &body[..80]
+    );
+}

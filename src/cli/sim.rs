@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 
 use super::{exit, Outcome};
+use crate::sim::capture::Capture;
 use crate::sim::ws::{Break, LiveConfig, WsFaults};
 use crate::sim::{self, market::Market, synthetic, Behaviour, Config, Faults, WindowEnd};
 use crate::time::HOUR_MS;
@@ -31,6 +32,12 @@ pub(super) struct ServeArgs {
     /// synthetic market is made up from --seed (see --start-date, --days).
     #[arg(long, value_name = "DIR")]
     from_vision: Option<PathBuf>,
+    /// Replay recorded WebSocket traffic instead of a market: hftbacktest
+    /// captures (`<µs|ns> <json>` lines, gzip or not) or cryptofeed ones
+    /// (`<seconds>: <json>`), byte for byte at their recorded pace (or
+    /// --speed), and the recorded REST depth snapshot at /fapi/v1/depth.
+    #[arg(long, value_name = "FILE", num_args = 1.., conflicts_with = "from_vision")]
+    from_capture: Vec<PathBuf>,
     /// Synthetic market: its first day (UTC).
     #[arg(long, default_value = "2024-03-01", conflicts_with = "from_vision")]
     start_date: chrono::NaiveDate,
@@ -183,6 +190,14 @@ pub(super) fn run(cmd: &SimCommand) -> Outcome {
         SimCommand::Serve(args) => {
             // A synthetic market is written as Vision archives and loaded like
             // any: one way in, so both channels serve the same facts.
+            if !args.from_capture.is_empty() {
+                let market = Market {
+                    capture: Some(Capture::load(&args.from_capture)?),
+                    ..Market::default()
+                };
+                sim::serve(market, config(args))?;
+                return Ok(exit::OK);
+            }
             let made_up;
             let dir = match &args.from_vision {
                 Some(dir) => dir.as_path(),
@@ -202,55 +217,57 @@ pub(super) fn run(cmd: &SimCommand) -> Outcome {
                 }
             };
             let market = Market::from_vision(dir, &args.symbols)?;
-            sim::serve(
-                market,
-                Config {
-                    addr: args.addr,
-                    weight_limit: args.weight_limit,
-                    weight_window_ms: i64::from(args.weight_window_s) * 1000,
-                    now_ms: args.now_ms,
-                    behaviour: Behaviour {
-                        agg_trades_window_end: args.agg_trades_window_end,
-                        agg_trades_horizon_ms: (args.agg_trades_horizon_hours > 0)
-                            .then(|| i64::from(args.agg_trades_horizon_hours) * HOUR_MS),
-                        refuse_start_without_end: args.refuse_start_without_end,
-                        stats_timestamp_text: args.stats_timestamp_text,
-                        funding_limit: args.funding_limit,
-                        funding_window_ms: i64::from(args.funding_window_s) * 1000,
-                    },
-                    seed: args.seed,
-                    faults: Faults {
-                        latency: Duration::from_millis(args.latency_ms),
-                        server_errors: args.fail_rate,
-                        throttles: args.throttle_rate,
-                        cut_bodies: args.cut_rate,
-                        malformed: args.malformed_rate,
-                        missing_days: args.missing_days.clone(),
-                        corrupt_archives: args.corrupt_archives.clone(),
-                        wrong_checksums: args.wrong_checksums.clone(),
-                        agg_trade_gaps: args.agg_trade_gap_rate,
-                        omit_weight_header: args.omit_weight_header,
-                    },
-                    live: LiveConfig {
-                        start_ms: args.ws_start,
-                        speed: args.speed,
-                        ping_interval: Duration::from_secs(args.ws_ping_s.max(1)),
-                        pong_timeout: Duration::from_secs(args.ws_pong_timeout_s),
-                        lifetime: Duration::from_secs(args.ws_lifetime_s.max(1)),
-                        max_client_messages_per_s: 10,
-                        wait_for_subscriber: args.ws_wait,
-                        faults: WsFaults {
-                            break_every: args.ws_break_every_s.map(Duration::from_secs_f64),
-                            breaks: args.ws_breaks.clone(),
-                            silent_market: args.ws_silent_market,
-                            stall_after: args.ws_stall_after_s.map(Duration::from_secs_f64),
-                            no_pings: args.ws_no_pings,
-                            duplicates: args.ws_duplicate_rate,
-                        },
-                    },
-                },
-            )?;
+            sim::serve(market, config(args))?;
             Ok(exit::OK)
         }
+    }
+}
+
+/// The simulator's settings from the command line.
+fn config(args: &ServeArgs) -> Config {
+    Config {
+        addr: args.addr,
+        weight_limit: args.weight_limit,
+        weight_window_ms: i64::from(args.weight_window_s) * 1000,
+        now_ms: args.now_ms,
+        behaviour: Behaviour {
+            agg_trades_window_end: args.agg_trades_window_end,
+            agg_trades_horizon_ms: (args.agg_trades_horizon_hours > 0)
+                .then(|| i64::from(args.agg_trades_horizon_hours) * HOUR_MS),
+            refuse_start_without_end: args.refuse_start_without_end,
+            stats_timestamp_text: args.stats_timestamp_text,
+            funding_limit: args.funding_limit,
+            funding_window_ms: i64::from(args.funding_window_s) * 1000,
+        },
+        seed: args.seed,
+        faults: Faults {
+            latency: Duration::from_millis(args.latency_ms),
+            server_errors: args.fail_rate,
+            throttles: args.throttle_rate,
+            cut_bodies: args.cut_rate,
+            malformed: args.malformed_rate,
+            missing_days: args.missing_days.clone(),
+            corrupt_archives: args.corrupt_archives.clone(),
+            wrong_checksums: args.wrong_checksums.clone(),
+            agg_trade_gaps: args.agg_trade_gap_rate,
+            omit_weight_header: args.omit_weight_header,
+        },
+        live: LiveConfig {
+            start_ms: args.ws_start,
+            speed: args.speed,
+            ping_interval: Duration::from_secs(args.ws_ping_s.max(1)),
+            pong_timeout: Duration::from_secs(args.ws_pong_timeout_s),
+            lifetime: Duration::from_secs(args.ws_lifetime_s.max(1)),
+            max_client_messages_per_s: 10,
+            wait_for_subscriber: args.ws_wait,
+            faults: WsFaults {
+                break_every: args.ws_break_every_s.map(Duration::from_secs_f64),
+                breaks: args.ws_breaks.clone(),
+                silent_market: args.ws_silent_market,
+                stall_after: args.ws_stall_after_s.map(Duration::from_secs_f64),
+                no_pings: args.ws_no_pings,
+                duplicates: args.ws_duplicate_rate,
+            },
+        },
     }
 }

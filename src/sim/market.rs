@@ -37,6 +37,9 @@ pub struct Market {
     pub symbols: BTreeMap<String, SymbolMarket>,
     /// Where the archives are (served as Vision), if any.
     pub vision_root: Option<PathBuf>,
+    /// Recorded WebSocket traffic to replay instead of the market's own
+    /// streams (`--from-capture`).
+    pub capture: Option<super::capture::Capture>,
 }
 
 /// The kinds the REST side serves, loaded from their daily (or monthly) archives.
@@ -61,6 +64,7 @@ impl Market {
         let mut market = Market {
             symbols: BTreeMap::new(),
             vision_root: Some(root.clone()),
+            capture: None,
         };
         for symbol in symbols {
             let mut m = SymbolMarket::default();

@@ -11,6 +11,7 @@
 //! streams ([`ws`], played by [`tape`] on the same address) agree on every
 //! trade.
 
+pub mod capture;
 pub mod limits;
 pub mod market;
 pub mod rest;
@@ -359,6 +360,19 @@ fn rest_answer(sim: &Sim, path: &str, params: &Params, now: i64) -> Response {
         interval,
         interval_num,
     };
+    if let (Some(snapshot), "/fapi/v1/depth") = (
+        sim.market
+            .capture
+            .as_ref()
+            .and_then(|c| c.depth_snapshot.as_ref()),
+        path,
+    ) {
+        return (
+            [(header::CONTENT_TYPE, "application/json")],
+            snapshot.clone(),
+        )
+            .into_response();
+    }
     let behaviour = &sim.config.behaviour;
     let value = match rest::answer(&sim.market, &budget, behaviour, path, params, now) {
         Ok(value) => value,

@@ -150,46 +150,77 @@ pub(super) fn break_connections(sim: Arc<Sim>) {
 
 pub(super) fn play(sim: Arc<Sim>) {
     tokio::spawn(async move {
-        let tx = &sim.tape;
         let live = &sim.config.live;
-        let Some(first) = live.start_ms.or_else(|| tape::first_minute(&sim.market)) else {
-            return;
-        };
-        let end = sim.market.end_ms();
         if live.wait_for_subscriber {
             sim.subscribed.notified().await;
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
-        let started = Instant::now();
-        let speed = live.speed.max(1e-6);
-        let mut books: Vec<tape::BookTickers> = sim
-            .market
-            .symbols
-            .iter()
-            .map(|(symbol, m)| tape::BookTickers::open(symbol, m.book_ticker_archives.clone()))
-            .collect();
-        let mut minute = first.div_euclid(MINUTE_MS) * MINUTE_MS;
-        while minute < end {
-            let mut messages = tape::minute(&sim.market, minute);
-            for book in &mut books {
-                book.minute(minute, &mut messages).await;
-            }
-            messages.sort_by(|a, b| (a.time, &a.stream).cmp(&(b.time, &b.stream)));
-            for message in messages {
-                if message.time < first {
-                    continue;
-                }
-                let due = Duration::from_secs_f64((message.time - first) as f64 / 1000.0 / speed);
-                let now = started.elapsed();
-                if due > now + Duration::from_millis(2) {
-                    tokio::time::sleep(due - now).await;
-                }
-                // No receivers is fine: nobody is listening yet.
-                let _ = tx.send(Arc::new(message));
-            }
-            minute += MINUTE_MS;
+        let pace = Pace {
+            started: Instant::now(),
+            speed: live.speed.max(1e-6),
+        };
+        match &sim.market.capture {
+            Some(capture) => play_capture(&sim, capture, &pace).await,
+            None => play_market(&sim, &pace).await,
         }
     });
+}
+
+/// When a message is due: its time after the tape's first, at `speed`.
+struct Pace {
+    started: Instant,
+    speed: f64,
+}
+
+impl Pace {
+    async fn send(&self, tape: &Tape, first: i64, message: Message) {
+        let due = Duration::from_secs_f64((message.time - first) as f64 / 1000.0 / self.speed);
+        let now = self.started.elapsed();
+        if due > now + Duration::from_millis(2) {
+            tokio::time::sleep(due - now).await;
+        }
+        // No receivers is fine: nobody is listening yet.
+        let _ = tape.send(Arc::new(message));
+    }
+}
+
+/// The recorded messages, byte for byte, at their recorded pace.
+async fn play_capture(sim: &Sim, capture: &super::capture::Capture, pace: &Pace) {
+    let Some(first) = capture.messages.first().map(|m| m.time) else {
+        return;
+    };
+    for message in &capture.messages {
+        pace.send(&sim.tape, first, message.clone()).await;
+    }
+}
+
+/// The market, minute by minute, from `--ws-start`.
+async fn play_market(sim: &Sim, pace: &Pace) {
+    let live = &sim.config.live;
+    let Some(first) = live.start_ms.or_else(|| tape::first_minute(&sim.market)) else {
+        return;
+    };
+    let end = sim.market.end_ms();
+    let mut books: Vec<tape::BookTickers> = sim
+        .market
+        .symbols
+        .iter()
+        .map(|(symbol, m)| tape::BookTickers::open(symbol, m.book_ticker_archives.clone()))
+        .collect();
+    let mut minute = first.div_euclid(MINUTE_MS) * MINUTE_MS;
+    while minute < end {
+        let mut messages = tape::minute(&sim.market, minute);
+        for book in &mut books {
+            book.minute(minute, &mut messages).await;
+        }
+        messages.sort_by(|a, b| (a.time, &a.stream).cmp(&(b.time, &b.stream)));
+        for message in messages {
+            if message.time >= first {
+                pace.send(&sim.tape, first, message).await;
+            }
+        }
+        minute += MINUTE_MS;
+    }
 }
 
 /// `GET /{public,market}/stream?streams=a/b`, `/stream?streams=…` (unrouted).

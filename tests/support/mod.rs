@@ -472,7 +472,8 @@ impl Sim {
         Sim::serve(args)
     }
 
-    fn serve(args: &[&str]) -> Sim {
+    /// Serves with `serve` arguments only (a capture, a synthetic market).
+    pub fn serve(args: &[&str]) -> Sim {
         use std::io::BufRead;
         let mut child = Command::new(env!("CARGO_BIN_EXE_bml"))
             .args(["--quiet", "sim", "serve", "--addr", "127.0.0.1:0"])
