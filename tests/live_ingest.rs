@@ -28,18 +28,14 @@ fn day() -> tempfile::TempDir {
 fn live_lake(day: &Path, faults: &[&str], redundancy: &str) -> (tempfile::TempDir, String) {
     let sim = Sim::start(day, &[&["--speed", "600", "--ws-wait"], faults].concat());
     let data = tempfile::tempdir().unwrap();
-    let ws = sim.url().replace("http://", "ws://");
-    let live = bml(
+    let streams = "aggTrade,bookTicker,markPrice,forceOrder";
+    let live = collect(
+        &sim,
         data.path(),
+        "BTCUSDT",
         &[
-            "ingest",
-            "live",
-            "--symbols",
-            "BTCUSDT",
-            "--ws-base",
-            &ws,
             "--streams",
-            "aggTrade,bookTicker,markPrice,forceOrder",
+            streams,
             "--redundancy",
             redundancy,
             "--silence-timeout",
@@ -48,7 +44,6 @@ fn live_lake(day: &Path, faults: &[&str], redundancy: &str) -> (tempfile::TempDi
             "9",
         ],
     );
-    assert_eq!(live.status.code(), Some(0), "{}", text(&live));
     let rest = bml(
         data.path(),
         &[
@@ -69,7 +64,21 @@ fn live_lake(day: &Path, faults: &[&str], redundancy: &str) -> (tempfile::TempDi
     assert_eq!(rest.status.code(), Some(0), "{}", text(&rest));
     let out = bml(data.path(), &["materialize"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    (data, text(&live))
+    (data, live)
+}
+
+/// `bml ingest live` of `symbols` from `sim` into `data`, plus `extra`
+/// arguments; it must exit 0. Returns what it printed.
+fn collect(sim: &Sim, data: &Path, symbols: &str, extra: &[&str]) -> String {
+    let ws = sim.url().replace("http://", "ws://");
+    let args = [
+        &["ingest", "live", "--symbols", symbols, "--ws-base", &ws][..],
+        extra,
+    ]
+    .concat();
+    let out = bml(data, &args);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    text(&out)
 }
 
 fn vision_lake(day: &Path) -> tempfile::TempDir {
@@ -251,16 +260,11 @@ fn rotation_before_the_server_cuts_leaves_no_gap() {
         &["--speed", "600", "--ws-wait", "--ws-lifetime-s", "2"],
     );
     let data = tempfile::tempdir().unwrap();
-    let ws = sim.url().replace("http://", "ws://");
-    let live = bml(
+    let live = collect(
+        &sim,
         data.path(),
+        "BTCUSDT",
         &[
-            "ingest",
-            "live",
-            "--symbols",
-            "BTCUSDT",
-            "--ws-base",
-            &ws,
             "--streams",
             "aggTrade,markPrice,forceOrder",
             "--redundancy",
@@ -271,11 +275,10 @@ fn rotation_before_the_server_cuts_leaves_no_gap() {
             "9",
         ],
     );
-    assert_eq!(live.status.code(), Some(0), "{}", text(&live));
-    assert!(!text(&live).contains(" 0 rotated"), "{}", text(&live));
+    assert!(!live.contains(" 0 rotated"), "{live}");
     let (ids, reasons) = live_log(data.path());
     assert!(reasons.iter().any(|r| r.contains("rotated")), "{reasons:?}");
-    assert_every_trade(&ids, day.path(), &text(&live));
+    assert_every_trade(&ids, day.path(), &live);
 }
 
 /// kill -9 of the collector at random instants: the log always verifies; a
@@ -354,16 +357,11 @@ fn replayed(
     args.extend(["--speed", speed, "--ws-wait"]);
     let sim = Sim::serve(&args);
     let data = tempfile::tempdir().unwrap();
-    let ws = sim.url().replace("http://", "ws://");
-    let live = bml(
+    let live = collect(
+        &sim,
         data.path(),
+        symbols,
         &[
-            "ingest",
-            "live",
-            "--symbols",
-            symbols,
-            "--ws-base",
-            &ws,
             "--streams",
             streams,
             "--redundancy",
@@ -374,8 +372,7 @@ fn replayed(
             seconds,
         ],
     );
-    assert_eq!(live.status.code(), Some(0), "{}", text(&live));
-    assert!(text(&live).contains(" 0 failed"), "{}", text(&live));
+    assert!(live.contains(" 0 failed"), "{live}");
     let mut in_log = std::collections::BTreeMap::new();
     for (_, record, _) in support::log_records(data.path()) {
         if let (Source::WebSocket { stream, .. }, Some(event)) =
