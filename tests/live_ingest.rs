@@ -171,8 +171,9 @@ fn live_streams_with_rest_klines_build_what_vision_builds() {
     assert!(counts.iter().any(|c| c.unwrap() > 0), "{counts:?}");
 }
 
-/// Connections dropped one at a time, a duplicate burst and malformed frames,
-/// with two connections per stream group: the lake equals the clean run's.
+/// Connections dropped one at a time, malformed frames, duplicates and
+/// messages delayed past later ones, with two connections per stream group:
+/// the lake equals the clean run's.
 #[test]
 fn with_redundancy_2_drops_duplicates_and_malformed_frames_lose_nothing() {
     let day = day();
@@ -184,6 +185,8 @@ fn with_redundancy_2_drops_duplicates_and_malformed_frames_lose_nothing() {
         "drop,malformed",
         "--ws-duplicate-rate",
         "0.05",
+        "--ws-delay-rate",
+        "0.02",
     ];
     let (faulty, summary) = live_lake(day.path(), &faults, "2");
     let (_, reasons) = live_log(faulty.path());
@@ -452,5 +455,41 @@ fn a_real_hftbacktest_capture_replayed_reaches_the_log_and_serves_its_snapshot()
         body.starts_with("{\"lastUpdateId\": 2710246765483"),
         "{}",
         &body[..80]
+    );
+}
+
+/// SIGTERM (what systemd sends): the collector records every connection's
+/// disconnect with the reason, syncs, prints its summary and exits 0.
+#[test]
+fn sigterm_records_the_disconnects_and_exits_0() {
+    let day = day();
+    let sim = Sim::start(day.path(), &["--speed", "60", "--ws-wait"]);
+    let data = tempfile::tempdir().unwrap();
+    let ws = sim.url().replace("http://", "ws://");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_bml"))
+        .arg("--data-dir")
+        .arg(data.path())
+        .args(["ingest", "live", "--symbols", "BTCUSDT", "--ws-base", &ws])
+        .args(["--streams", "aggTrade,markPrice,forceOrder"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("live: "), "{}", text(&out));
+    let (ids, reasons) = live_log(data.path());
+    assert!(!ids.is_empty());
+    // Two connections (redundancy 2) × three streams, each closed for the signal.
+    assert_eq!(reasons.len(), 6, "{reasons:?}");
+    assert!(
+        reasons.iter().all(|r| r == "shutdown (signal)"),
+        "{reasons:?}"
     );
 }

@@ -172,6 +172,13 @@ pub(super) struct ServeArgs {
     /// Live streams fault: never ping.
     #[arg(long, help_heading = "Live streams")]
     ws_no_pings: bool,
+    /// Live streams fault: fraction of messages held back --ws-delay-ms and
+    /// sent after later ones.
+    #[arg(long, default_value_t = 0.0, value_parser = fraction, help_heading = "Live streams")]
+    ws_delay_rate: f64,
+    /// Live streams fault: how long --ws-delay-rate holds a message back.
+    #[arg(long, default_value_t = 200, help_heading = "Live streams")]
+    ws_delay_ms: u64,
     /// Live streams fault: fraction of messages sent twice.
     #[arg(long, default_value_t = 0.0, value_parser = fraction, help_heading = "Live streams")]
     ws_duplicate_rate: f64,
@@ -267,6 +274,8 @@ fn config(args: &ServeArgs) -> Config {
                 stall_after: args.ws_stall_after_s.map(Duration::from_secs_f64),
                 no_pings: args.ws_no_pings,
                 duplicates: args.ws_duplicate_rate,
+                delayed: args.ws_delay_rate,
+                delay: Duration::from_millis(args.ws_delay_ms),
             },
         },
     }

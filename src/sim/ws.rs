@@ -81,6 +81,10 @@ pub struct WsFaults {
     pub no_pings: bool,
     /// Fraction of data messages sent twice.
     pub duplicates: f64,
+    /// Fraction of data messages held back by `delay` (sent after later ones).
+    pub delayed: f64,
+    /// How long a delayed message is held back.
+    pub delay: Duration,
     /// `/market` behaves like the old unrouted base: it accepts and lists
     /// subscriptions, then sends nothing for them (no error).
     pub silent_market: bool,
@@ -307,6 +311,9 @@ async fn serve_client(
     id: u64,
 ) {
     let mut malformed_next = false;
+    // Messages held back (`--ws-delay-rate`): when each is due, and its text.
+    let mut held: std::collections::VecDeque<(tokio::time::Instant, String)> =
+        std::collections::VecDeque::new();
     let live = &sim.config.live;
     let mut tape = sim.tape.subscribe();
     let opened = Instant::now();
@@ -330,13 +337,20 @@ async fn serve_client(
                     _ => {}
                 }
             },
+            () = due(held.front().map(|(at, _)| *at)) => {
+                if let Some((_, text)) = held.pop_front() {
+                    if socket.send(WsMessage::Text(text.into())).await.is_err() {
+                        return;
+                    }
+                }
+            },
             received = tape.recv() => match received {
                 Ok(message) => {
                     if stalled(Instant::now()) || !subscribed.contains(&message.stream) || !base.serves(&message.stream, &live.faults) {
                         continue;
                     }
                     let malformed = std::mem::take(&mut malformed_next);
-                    if send_data(socket, sim, &message, combined, malformed).await.is_err() {
+                    if send_data(socket, sim, &message, combined, malformed, &mut held).await.is_err() {
                         return;
                     }
                 }
@@ -397,6 +411,7 @@ async fn send_data(
     message: &Message,
     combined: bool,
     malformed: bool,
+    held: &mut std::collections::VecDeque<(tokio::time::Instant, String)>,
 ) -> Result<(), axum::Error> {
     let faults = &sim.config.live.faults;
     let mut text = if combined {
@@ -410,6 +425,10 @@ async fn send_data(
     if malformed {
         text.truncate(text.len() / 2);
     }
+    if sim.chance(faults.delayed) {
+        held.push_back((tokio::time::Instant::now() + faults.delay, text));
+        return Ok(());
+    }
     let copies = if sim.chance(faults.duplicates) { 2 } else { 1 };
     for _ in 0..copies {
         socket
@@ -418,6 +437,14 @@ async fn send_data(
         sim.stats.ws_messages.fetch_add(1, Ordering::Relaxed);
     }
     Ok(())
+}
+
+/// Waits until `at`, or forever when nothing is held back.
+async fn due(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn close(socket: &mut WebSocket, reason: &'static str) {
