@@ -189,6 +189,18 @@ pub(super) fn status(data_dir: &Path) -> Outcome {
     for (symbol, minute) in &s.watermarks {
         writeln!(out, "watermark       {symbol} {}", utc_minute(*minute))?;
     }
+    for (symbol, b) in &s.books {
+        writeln!(
+            out,
+            "order book      {symbol} {} hours: {} minutes in sync of {} with depth diffs; {} breaks, {} resynced ({:.1} min out of sync)",
+            b.hours,
+            b.minutes_in_sync,
+            b.minutes_with_diffs,
+            b.breaks,
+            b.resyncs,
+            b.resync_ms as f64 / 60_000.0
+        )?;
+    }
     let mut problems = false;
     if s.missing_files > 0 {
         writeln!(

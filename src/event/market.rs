@@ -125,6 +125,7 @@ timed_by!(
     LongShortRatio => time,
     Liquidation => trade_time,
     DepthDiff => event_time,
+    DepthSnapshot => event_time,
     MarkPrice => event_time,
 );
 

@@ -128,7 +128,7 @@ pub enum Event {
 
 impl Event {
     /// The exchange time a market fact is about ([`Timed`]); `None` for
-    /// coverage facts and book snapshots, which the lake buckets by no time.
+    /// coverage facts.
     pub fn time(&self) -> Option<i64> {
         Some(match self {
             Event::Kline(e) => e.time(),
@@ -142,6 +142,7 @@ impl Event {
             Event::LongShortRatio(e) => e.time(),
             Event::Liquidation(e) => e.time(),
             Event::DepthDiff(e) => e.time(),
+            Event::DepthSnapshot(e) => e.time(),
             Event::MarkPrice(e) => e.time(),
             _ => return None,
         })

@@ -41,6 +41,8 @@ const STREAMS: TableDefinition<(&str, &str, u64), &[u8]> = TableDefinition::new(
 /// (symbol, connection, first heartbeat) → last heartbeat: the stretches a
 /// connection delivered its heartbeat with no pause over `HEARTBEAT_GAP_MS`.
 const HEARTBEATS: TableDefinition<(&str, u64, i64), i64> = TableDefinition::new("heartbeats");
+/// (symbol, hour start) → [`BookHealth`], for hours with depth diffs.
+const BOOKS: TableDefinition<(&str, i64), &[u8]> = TableDefinition::new("books");
 /// Offsets `bml wal repair` declared lost: first offset → one past the last.
 const LOST: TableDefinition<u64, u64> = TableDefinition::new("lost");
 
@@ -121,6 +123,23 @@ pub struct StreamSpan {
     pub first: i64,
     /// Latest time seen (ms).
     pub last: i64,
+}
+
+/// The synchronized L2 book of one symbol-hour, as the materializer rebuilt
+/// it (`materialize::order_book`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BookHealth {
+    /// Minutes with depth diffs.
+    pub minutes_with_diffs: u32,
+    /// Minutes whose book was in sync at their end (#43 has a value or could
+    /// not fill).
+    pub minutes_in_sync: u32,
+    /// Breaks in the hour: a `pu` that does not continue, or a crossed book.
+    pub breaks: u32,
+    /// Resyncs after those breaks (a later snapshot bracketed).
+    pub resyncs: u32,
+    /// Time from each break to its resync (or to the hour's end), summed (ms).
+    pub resync_ms: i64,
 }
 
 /// Which log a ledger was derived from: the log's id, and the fingerprint of
@@ -256,6 +275,7 @@ impl Ledger {
             txn.open_table(STREAMS)?;
             txn.open_table(HEARTBEATS)?;
             txn.open_table(LOST)?;
+            txn.open_table(BOOKS)?;
         }
         batch.commit()?;
         Ok(ledger)
@@ -469,9 +489,29 @@ impl Ledger {
         Ok(out)
     }
 
+    /// The book health of `symbol`'s hours that had depth diffs, by hour.
+    pub fn books(&self, symbol: &str) -> anyhow::Result<BTreeMap<i64, BookHealth>> {
+        let txn = self.db.begin_read()?;
+        // A ledger made before books were kept, opened read-only, has no table.
+        let table = match txn.open_table(BOOKS) {
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(BTreeMap::new()),
+            table => table?,
+        };
+        let mut out = BTreeMap::new();
+        for entry in table.range((symbol, i64::MIN)..)? {
+            let (key, value) = entry?;
+            let (s, hour) = key.value();
+            if s != symbol {
+                break;
+            }
+            out.insert(hour, decode(value.value())?);
+        }
+        Ok(out)
+    }
+
     /// SHA-256 over what the lake's users see: every partition's file, rows,
-    /// minutes, schema and content hash, sources and findings, and the
-    /// watermarks. Two ledgers built from logs holding the same facts (in any
+    /// minutes, schema and content hash, sources and findings, the
+    /// watermarks, and the book health. Two ledgers built from logs holding the same facts (in any
     /// order, duplicated, batched otherwise) have the same digest; the offsets
     /// that fed each partition are left out because they name log positions.
     pub fn digest(&self) -> anyhow::Result<[u8; 32]> {
@@ -491,6 +531,11 @@ impl Ledger {
             hash.update(postcard::to_stdvec(&seen)?);
         }
         hash.update(postcard::to_stdvec(&self.watermarks()?)?);
+        let symbols: std::collections::BTreeSet<String> =
+            self.partitions()?.into_keys().map(|(s, _)| s).collect();
+        for symbol in symbols {
+            hash.update(postcard::to_stdvec(&self.books(&symbol)?)?);
+        }
         Ok(hash.finalize().into())
     }
 }
@@ -572,6 +617,22 @@ impl Batch {
         } else {
             table.insert((symbol, hour), postcard::to_stdvec(findings)?.as_slice())?;
         }
+        Ok(())
+    }
+
+    /// Stores the book health of a symbol-hour (`None`: the hour has no depth
+    /// diffs, and any earlier entry goes).
+    pub fn set_book_health(
+        &mut self,
+        symbol: &str,
+        hour: i64,
+        health: Option<&BookHealth>,
+    ) -> anyhow::Result<()> {
+        let mut table = self.txn.open_table(BOOKS)?;
+        match health {
+            Some(h) => table.insert((symbol, hour), postcard::to_stdvec(h)?.as_slice())?,
+            None => table.remove((symbol, hour))?,
+        };
         Ok(())
     }
 

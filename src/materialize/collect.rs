@@ -23,8 +23,8 @@ use rustc_hash::FxHashMap;
 
 use super::hour::HourFacts;
 use crate::event::{
-    AggTrade, BookTicker, DepthDiff, Event, FundingRate, Kline, Liquidation, LongShortRatio,
-    MarkPrice, Metrics, OpenInterest, PremiumIndex, Record, Source, Timed,
+    AggTrade, BookTicker, DepthDiff, DepthSnapshot, Event, FundingRate, Kline, Liquidation,
+    LongShortRatio, MarkPrice, Metrics, OpenInterest, PremiumIndex, Record, Source, Timed,
 };
 use crate::time::{HOUR_MS, MINUTE_MS};
 
@@ -35,7 +35,8 @@ use crate::time::{HOUR_MS, MINUTE_MS};
 pub enum Reach {
     /// Only the hour it falls in.
     Hour,
-    /// Also the next hour: book updates and as-of points (60 minutes).
+    /// Also the next hour: book updates, as-of points, and the depth diffs and
+    /// snapshots the L2 book is rebuilt from (60 minutes).
     LookBack,
     /// Funding settlements, carried 8 h 1 min.
     Funding,
@@ -102,7 +103,9 @@ fact!(LongShortRatio, "ratio", LookBack, (u8, i64), |f| (
     f.time
 ));
 fact!(MarkPrice, "markPrice", Hour, i64, |f| f.event_time);
-fact!(DepthDiff, "depthDiff", Hour, u64, |f| f.final_update_id);
+fact!(DepthDiff, "depthDiff", LookBack, u64, |f| f.final_update_id);
+fact!(DepthSnapshot, "depthSnapshot", LookBack, u64, |f| f
+    .last_update_id);
 fact!(Liquidation, "liquidation", Hour, Vec<u8>, |f| encoded(f));
 
 impl Fact for Kline {
@@ -150,6 +153,7 @@ fn time_and_reach(event: &Event, source: &Source) -> Option<(i64, Reach)> {
         Event::LongShortRatio(e) => of(e),
         Event::MarkPrice(e) => of(e),
         Event::DepthDiff(e) => of(e),
+        Event::DepthSnapshot(e) => of(e),
         Event::Liquidation(e) => of(e),
         _ => None,
     }
@@ -364,6 +368,7 @@ pub struct Collector {
     ratios: Copies<LongShortRatio>,
     mark_prices: Copies<MarkPrice>,
     depth_diffs: Copies<DepthDiff>,
+    depth_snapshots: Copies<DepthSnapshot>,
     liquidations: Copies<Liquidation>,
 }
 
@@ -393,6 +398,7 @@ impl Collector {
         self.ratios.clear();
         self.mark_prices.clear();
         self.depth_diffs.clear();
+        self.depth_snapshots.clear();
         self.liquidations.clear();
     }
 
@@ -433,6 +439,7 @@ impl Collector {
                 Event::LongShortRatio(e) => self.ratios.offer(e, origin, hour),
                 Event::MarkPrice(e) => self.mark_prices.offer(e, origin, hour),
                 Event::DepthDiff(e) => self.depth_diffs.offer(e, origin, hour),
+                Event::DepthSnapshot(e) => self.depth_snapshots.offer(e, origin, hour),
                 Event::Liquidation(e) => self.liquidations.offer(e, origin, hour),
                 _ => {}
             }
@@ -506,6 +513,7 @@ impl Collector {
             mark_prices: resolved(&mut self.mark_prices, o, a, c),
             premium_polls: resolved(&mut self.premium_polls, o, a, c),
             depth_diffs,
+            depth_snapshots: resolved(&mut self.depth_snapshots, o, a, c),
             liquidations: resolved(&mut self.liquidations, o, a, c),
             liquidation_coverage: Vec::new(),
         };

@@ -12,12 +12,13 @@ use std::ops::Range;
 
 use super::book::BookMinute;
 use super::exact::Exact;
+use super::order_book;
 use super::trades::TradeMinute;
 use crate::event::{
-    AggTrade, BookTicker, DepthDiff, FundingRate, Kline, KlineKind, Liquidation, LongShortRatio,
-    MarkPrice, Metrics, OpenInterest, PremiumIndex, RatioKind, Side, Timed,
+    AggTrade, BookTicker, DepthDiff, DepthSnapshot, FundingRate, Kline, KlineKind, Liquidation,
+    LongShortRatio, MarkPrice, Metrics, OpenInterest, PremiumIndex, RatioKind, Side, Timed,
 };
-use crate::ledger::Finding;
+use crate::ledger::{BookHealth, Finding};
 use crate::schema::MinuteRow;
 use crate::time::{HOUR_MS, MINUTE_MS};
 
@@ -49,8 +50,11 @@ pub struct HourFacts {
     pub mark_prices: Vec<MarkPrice>,
     /// premiumIndex polls of the hour.
     pub premium_polls: Vec<PremiumIndex>,
-    /// Depth diffs of the hour, each with its local arrival time (ms).
+    /// Depth diffs from 60 minutes before the hour to its end, each with its
+    /// local arrival time (ms), in final-update-id order.
     pub depth_diffs: Vec<(DepthDiff, i64)>,
+    /// Depth snapshots, same window, in `lastUpdateId` order.
+    pub depth_snapshots: Vec<DepthSnapshot>,
     /// Liquidations of the hour.
     pub liquidations: Vec<Liquidation>,
     /// Times a liquidation stream was connected (overlapping the hour).
@@ -66,6 +70,8 @@ pub struct HourOutput {
     pub incomplete: Vec<(i64, Vec<&'static str>)>,
     /// Invariant violations in written minutes.
     pub findings: Vec<Finding>,
+    /// The L2 book's health, for an hour with depth diffs of its own.
+    pub book: Option<BookHealth>,
 }
 
 /// Folds an hour's facts into its rows.
@@ -80,7 +86,13 @@ pub fn build_hour(facts: &HourFacts) -> HourOutput {
         .iter()
         .filter_map(|(m, us)| Some((*m, BookMinute::fold(us)?)))
         .collect();
-    let mut out = HourOutput::default();
+    let depth = depth_by_minute(facts);
+    let order_book = (!depth.is_empty())
+        .then(|| order_book::rebuild(h, &facts.depth_snapshots, &facts.depth_diffs));
+    let mut out = HourOutput {
+        book: order_book.as_ref().map(|b| b.health),
+        ..HourOutput::default()
+    };
     for minute in (h..h + HOUR_MS).step_by(MINUTE_MS as usize) {
         let kline = |kind| klines.get(&(kind, minute));
         let (Some(trade), Some(mark), Some(index)) = (
@@ -142,7 +154,12 @@ pub fn build_hour(facts: &HourFacts) -> HourOutput {
             .max_by_key(|f| f.funding_time)
             .map(|f| f.rate.to_f64());
         fill_predicted_funding(&mut row, minute, facts);
-        fill_depth(&mut row, minute, &facts.depth_diffs);
+        if let Some(diffs) = depth.get(&minute) {
+            fill_depth(&mut row, diffs);
+        }
+        row.price_impact_100k = order_book
+            .as_ref()
+            .and_then(|b| b.minutes[((minute - h) / MINUTE_MS) as usize].flatten());
         fill_liquidations(&mut row, minute, facts);
         out.rows.push(row);
     }
@@ -370,17 +387,30 @@ fn fill_predicted_funding(row: &mut MinuteRow, minute: i64, f: &HourFacts) {
     }
 }
 
-/// #1, 3–7 from the minute's depth diffs (bucketed by `E`).
-fn fill_depth(row: &mut MinuteRow, minute: i64, diffs: &[(DepthDiff, i64)]) {
-    let mut mine: Vec<&(DepthDiff, i64)> = diffs
+/// The hour's depth diffs by the minute of their `E`, each minute's in
+/// `(E, u)` order.
+fn depth_by_minute(facts: &HourFacts) -> BTreeMap<i64, Vec<&(DepthDiff, i64)>> {
+    let hour = facts.hour_start..facts.hour_start + HOUR_MS;
+    let mut minutes: BTreeMap<i64, Vec<&(DepthDiff, i64)>> = BTreeMap::new();
+    for diff in facts
+        .depth_diffs
         .iter()
-        .filter(|(d, _)| (minute..minute + MINUTE_MS).contains(&d.event_time))
-        .collect();
-    if mine.is_empty() {
-        return;
+        .filter(|(d, _)| hour.contains(&d.event_time))
+    {
+        let minute = diff.0.event_time.div_euclid(MINUTE_MS) * MINUTE_MS;
+        minutes.entry(minute).or_default().push(diff);
     }
-    mine.sort_by_key(|(d, _)| (d.event_time, d.final_update_id));
-    let (last, arrival) = mine.last().expect("not empty");
+    for diffs in minutes.values_mut() {
+        diffs.sort_by_key(|(d, _)| (d.event_time, d.final_update_id));
+    }
+    minutes
+}
+
+/// #1, 3–7 from the minute's depth diffs (bucketed by `E`, in `(E, u)` order).
+fn fill_depth(row: &mut MinuteRow, mine: &[&(DepthDiff, i64)]) {
+    let Some((last, arrival)) = mine.last() else {
+        return;
+    };
     row.event_time = Some(last.event_time);
     row.arrival_time = Some(*arrival);
     row.latency_engine = Some(p95(mine

@@ -8,13 +8,14 @@
 //! (per minute: [`trades`], [`book`]; [`exact`] sums that do not depend on
 //! order), with the HARD_REQUIRED gate, fill rules and invariant findings; the
 //! lake writer (`crate::lake`) and the ledger (`crate::ledger`) take the result.
-//! `price_impact_100k` waits for the synchronized L2 book.
+//! [`order_book`] rebuilds the synchronized L2 book for the depth columns.
 
 pub mod book;
 pub mod collect;
 pub mod exact;
 pub mod hour;
 pub mod index;
+pub mod order_book;
 pub mod run;
 pub mod state;
 pub mod trades;

@@ -29,7 +29,7 @@ use super::index;
 use crate::event::{Visibility, LIQUIDATION_STREAM_SUFFIX};
 use crate::eventlog::RecordReader;
 use crate::lake;
-use crate::ledger::{FedBy, Finding, Ledger, Partition};
+use crate::ledger::{BookHealth, FedBy, Finding, Ledger, Partition};
 use crate::progress::{Progress, Unit};
 use crate::schema::schema_hash;
 use crate::time::{utc_minute, HOUR_MS, MINUTE_MS};
@@ -169,6 +169,7 @@ fn derive_all(
         for derived in receiver {
             let (symbol, hour, derived) = derived?;
             batch.put_partition(symbol, hour, &derived.partition, &derived.findings)?;
+            batch.set_book_health(symbol, hour, derived.book.as_ref())?;
             done(symbol, hour, &derived);
             since_commit += 1;
             if since_commit == HOURS_PER_COMMIT {
@@ -350,6 +351,7 @@ enum File {
 struct Derived {
     partition: Partition,
     findings: Vec<Finding>,
+    book: Option<BookHealth>,
     file: File,
     records_read: u64,
     events_read: u64,
@@ -421,6 +423,7 @@ impl Context<'_> {
         let derived = |partition, findings, file| Derived {
             partition,
             findings,
+            book: out.book,
             file,
             records_read: offsets.len() as u64,
             events_read,

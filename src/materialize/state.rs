@@ -49,6 +49,26 @@ pub struct State {
     /// Offsets `bml wal repair` declared lost, as the ledger knows them.
     #[serde(default)]
     pub lost_records: u64,
+    /// Per symbol, the L2 book's health over its hours with depth diffs.
+    #[serde(default)]
+    pub books: BTreeMap<String, Books>,
+}
+
+/// The L2 book's health summed over a symbol's hours (`BookHealth`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Books {
+    /// Hours with depth diffs.
+    pub hours: u64,
+    /// Minutes with depth diffs.
+    pub minutes_with_diffs: u64,
+    /// Minutes in sync at their end.
+    pub minutes_in_sync: u64,
+    /// Breaks.
+    pub breaks: u64,
+    /// Resyncs after them.
+    pub resyncs: u64,
+    /// Time from breaks to resyncs, summed (ms).
+    pub resync_ms: i64,
 }
 
 /// Reads the state from `ledger` (open) and the log of `data_dir`.
@@ -72,7 +92,25 @@ pub fn read(data_dir: &Path, ledger: &Ledger) -> anyhow::Result<State> {
         stale_ledger: index::stale_reason(data_dir, ledger)?,
         log_damage: eventlog::sealed_damage(data_dir)?,
         lost_records: ledger.lost_ranges()?.iter().map(|r| r.end - r.start).sum(),
+        books: BTreeMap::new(),
     };
+    let symbols: std::collections::BTreeSet<String> =
+        ledger.partitions()?.into_keys().map(|(s, _)| s).collect();
+    for symbol in symbols {
+        let hours = ledger.books(&symbol)?;
+        if hours.is_empty() {
+            continue;
+        }
+        let sum = state.books.entry(symbol).or_default();
+        for h in hours.values() {
+            sum.hours += 1;
+            sum.minutes_with_diffs += u64::from(h.minutes_with_diffs);
+            sum.minutes_in_sync += u64::from(h.minutes_in_sync);
+            sum.breaks += u64::from(h.breaks);
+            sum.resyncs += u64::from(h.resyncs);
+            sum.resync_ms += h.resync_ms;
+        }
+    }
     for p in ledger.partitions()?.values() {
         match (p.schema_hash == current, &p.path) {
             (false, _) => state.stale_partitions += 1,
