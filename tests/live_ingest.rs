@@ -72,7 +72,16 @@ fn live_lake(day: &Path, faults: &[&str], redundancy: &str) -> (tempfile::TempDi
 fn collect(sim: &Sim, data: &Path, symbols: &str, extra: &[&str]) -> String {
     let ws = sim.url().replace("http://", "ws://");
     let args = [
-        &["ingest", "live", "--symbols", symbols, "--ws-base", &ws][..],
+        &[
+            "ingest",
+            "live",
+            "--symbols",
+            symbols,
+            "--ws-base",
+            &ws,
+            "--rest-base",
+            sim.url(),
+        ][..],
         extra,
     ]
     .concat();

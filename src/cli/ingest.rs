@@ -51,9 +51,14 @@ pub(super) struct LiveArgs {
     /// Streams, comma-separated. Default: all.
     #[arg(long, value_delimiter = ',', value_enum)]
     streams: Vec<live::StreamKind>,
-    /// Depth stream speed.
-    #[arg(long, default_value = "100ms", value_parser = ["100ms", "250ms", "500ms"])]
+    /// Depth stream speed (0ms: undocumented, seen only in recordings; for
+    /// replaying them).
+    #[arg(long, default_value = "100ms", value_parser = ["100ms", "250ms", "500ms", "0ms"])]
     depth_speed: String,
+    /// REST base URL for the depth snapshots the L2 book is rebuilt from (used
+    /// with the depth stream; point it at `bml sim serve`: http://ADDR).
+    #[arg(long, env = "BML_REST_URL", default_value = "https://fapi.binance.com")]
+    rest_base: String,
     /// Connections per group of streams, each with every stream of the group.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=8))]
     redundancy: u16,
@@ -227,6 +232,7 @@ fn ingest_live(args: &LiveArgs, data_dir: &Path) -> Outcome {
             args.streams.clone()
         },
         depth_speed: args.depth_speed.clone(),
+        rest_base: args.rest_base.clone(),
         redundancy: usize::from(args.redundancy),
         streams_per_connection: usize::from(args.streams_per_connection),
         duration: args.duration.map(seconds),
@@ -236,7 +242,7 @@ fn ingest_live(args: &LiveArgs, data_dir: &Path) -> Outcome {
     let summary = live::run(data_dir, &options)?;
     writeln!(
         std::io::stdout().lock(),
-        "live: {} messages, {} records (offsets {}..{}) in {:.1} s, receive to durable p50 {} ms, p95 {} ms; {} connections, {} failed and reconnected, {} rotated; {} messages dropped; {} confirmed subscriptions silent",
+        "live: {} messages, {} records (offsets {}..{}) in {:.1} s, receive to durable p50 {} ms, p95 {} ms; {} connections, {} failed and reconnected, {} rotated; {} messages dropped; {} confirmed subscriptions silent; {} depth snapshots, {} depth breaks, {} snapshot fetches failed",
         summary.messages,
         summary.records,
         summary.offsets.start,
@@ -249,6 +255,9 @@ fn ingest_live(args: &LiveArgs, data_dir: &Path) -> Outcome {
         summary.rotations,
         summary.dropped,
         summary.silent_subscriptions,
+        summary.snapshots,
+        summary.depth_breaks,
+        summary.snapshot_failures,
     )?;
     Ok(exit::OK)
 }

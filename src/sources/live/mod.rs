@@ -14,12 +14,14 @@
 
 mod connection;
 mod payload;
+mod snapshots;
 pub mod streams;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use anyhow::Context as _;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::event::Record;
@@ -37,6 +39,8 @@ pub struct Options {
     pub kinds: Vec<StreamKind>,
     /// `100ms`, `250ms` or `500ms`.
     pub depth_speed: String,
+    /// The REST base the depth snapshots come from (with the depth stream).
+    pub rest_base: String,
     /// Connections per stream group.
     pub redundancy: usize,
     /// Streams per connection at most.
@@ -83,6 +87,13 @@ pub struct Summary {
     pub rotations: u64,
     /// Confirmed subscriptions that delivered nothing (per connection).
     pub silent_subscriptions: u64,
+    /// Depth snapshots appended.
+    pub snapshots: u64,
+    /// Depth diffs that did not continue the previous one (each asked for a
+    /// new snapshot).
+    pub depth_breaks: u64,
+    /// Snapshot fetches that failed (each asked again).
+    pub snapshot_failures: u64,
     /// The log's offsets written.
     pub offsets: std::ops::Range<u64>,
     /// Receive-to-durable time (local receive to the sync that made the
@@ -104,9 +115,31 @@ pub fn run(data_dir: &std::path::Path, options: &Options) -> anyhow::Result<Summ
     let mut log = EventLog::open(data_dir)?;
     let first = log.next_offset();
     let (records, inbox) = mpsc::channel::<Record>(QUEUE);
+    let (requests, requested) = std::sync::mpsc::channel();
+    let fetcher = if options.kinds.contains(&StreamKind::Depth) {
+        let governor = Arc::new(crate::sources::rest::Governor::default());
+        let (client, _) = crate::sources::rest::Client::connect(&options.rest_base, governor)
+            .with_context(|| {
+                format!(
+                    "connecting to {} for the depth snapshots",
+                    options.rest_base
+                )
+            })?;
+        client.check_symbols(&options.symbols)?;
+        Some(snapshots::Fetcher::start(
+            client,
+            requested,
+            records.clone(),
+        )?)
+    } else {
+        None
+    };
+    let mut watch = snapshots::Watch::new(requests);
     let writer = std::thread::Builder::new()
         .name("live-writer".into())
-        .spawn(move || write(&mut log, inbox).map(|w| (w, log.next_offset())))?;
+        .spawn(move || {
+            write(&mut log, &mut watch, inbox).map(|w| (w, watch.breaks, log.next_offset()))
+        })?;
     let counters = Arc::new(Counters::default());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -117,48 +150,67 @@ pub fn run(data_dir: &std::path::Path, options: &Options) -> anyhow::Result<Summ
         silence_timeout: options.silence_timeout,
         counters: counters.clone(),
     };
-    runtime.block_on(collect(context, options))?;
+    let collected = runtime.block_on(collect(context, options));
     drop(runtime);
-    let ((records, latency), next) = writer
+    let snapshot_failures = fetcher.map_or(0, snapshots::Fetcher::stop);
+    collected?;
+    let ((written, latency), depth_breaks, next) = writer
         .join()
         .map_err(|_| anyhow::anyhow!("the log writer panicked"))??;
     let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
     Ok(Summary {
         messages: n(&counters.messages),
-        records,
+        records: written.records,
         dropped: n(&counters.dropped),
         connections: n(&counters.connections),
         failures: n(&counters.failures),
         rotations: n(&counters.rotations),
         silent_subscriptions: n(&counters.silent_subscriptions),
+        snapshots: written.snapshots,
+        depth_breaks,
+        snapshot_failures,
         offsets: first..next,
         durable_ms: (latency.quantile(0.50), latency.quantile(0.95)),
         elapsed: started.elapsed(),
     })
 }
 
-/// Appends what comes, syncing whenever the queue runs dry or every 100 ms;
-/// returns the records appended, and how long they waited to be durable,
-/// once every sender is gone.
+/// What the writer appended.
+#[derive(Debug, Default)]
+struct Written {
+    records: u64,
+    snapshots: u64,
+}
+
+/// Appends what comes (showing each record to `watch` first), syncing
+/// whenever the queue runs dry or every 100 ms; returns what was appended,
+/// and how long it waited to be durable, once every sender is gone.
 fn write(
     log: &mut EventLog,
+    watch: &mut snapshots::Watch,
     mut inbox: mpsc::Receiver<Record>,
-) -> anyhow::Result<(u64, Histogram)> {
-    let mut written = 0;
+) -> anyhow::Result<(Written, Histogram)> {
+    let mut written = Written::default();
     let mut latency = Histogram::default();
     let mut received = Vec::new();
-    while let Some(record) = inbox.blocking_recv() {
-        received.push(record.received_ms);
-        log.push(&record)?;
+    while let Some(mut record) = inbox.blocking_recv() {
         let batch = Instant::now();
-        while batch.elapsed() < SYNC_EVERY {
-            let Ok(record) = inbox.try_recv() else { break };
+        loop {
+            watch.see(&record);
+            if matches!(record.events[..], [crate::event::Event::DepthSnapshot(_)]) {
+                written.snapshots += 1;
+            }
             received.push(record.received_ms);
             log.push(&record)?;
+            if batch.elapsed() >= SYNC_EVERY {
+                break;
+            }
+            let Ok(next) = inbox.try_recv() else { break };
+            record = next;
         }
         log.commit()?;
         let durable = chrono::Utc::now().timestamp_millis();
-        written += received.len() as u64;
+        written.records += received.len() as u64;
         for r in received.drain(..) {
             latency.add(u64::try_from(durable - r).unwrap_or(0));
         }

@@ -108,6 +108,23 @@ impl Poll {
     }
 }
 
+/// Polls `p` once for `symbol`: the answer as one record.
+pub fn fetch(client: &Client, symbol: &str, p: Poll) -> anyhow::Result<Record> {
+    let mut query = vec![("symbol", symbol.to_string())];
+    query.extend(p.extra().iter().map(|&(k, v)| (k, v.to_string())));
+    let event = client
+        .get(p.path(), &query, Cost::weight(p.weight()), |v| p.parse(v))
+        .with_context(|| format!("polling {} for {symbol}", p.path()))?;
+    Ok(Record {
+        symbol: symbol.to_string(),
+        source: Source::Rest {
+            endpoint: p.path().to_string(),
+        },
+        received_ms: chrono::Utc::now().timestamp_millis(),
+        events: vec![event],
+    })
+}
+
 /// Polls each of `polls` once per symbol and appends one record per answer;
 /// returns the records appended.
 pub fn poll(
@@ -119,19 +136,7 @@ pub fn poll(
     let mut appended = 0;
     for symbol in symbols {
         for &p in polls {
-            let mut query = vec![("symbol", symbol.clone())];
-            query.extend(p.extra().iter().map(|&(k, v)| (k, v.to_string())));
-            let event = client
-                .get(p.path(), &query, Cost::weight(p.weight()), |v| p.parse(v))
-                .with_context(|| format!("polling {} for {symbol}", p.path()))?;
-            log.push(&Record {
-                symbol: symbol.clone(),
-                source: Source::Rest {
-                    endpoint: p.path().to_string(),
-                },
-                received_ms: chrono::Utc::now().timestamp_millis(),
-                events: vec![event],
-            })?;
+            log.push(&fetch(client, symbol, p)?)?;
             appended += 1;
         }
     }
