@@ -179,6 +179,14 @@ pub(super) struct ServeArgs {
     /// Live streams fault: how long --ws-delay-rate holds a message back.
     #[arg(long, default_value_t = 200, help_heading = "Live streams")]
     ws_delay_ms: u64,
+    /// Live streams fault: the depth diffs at this market instant (same forms
+    /// as --ws-start) are never sent, a `pu` break as after an engine restart.
+    #[arg(long, value_parser = super::ingest::parse_time, help_heading = "Live streams")]
+    depth_gap_at: Option<i64>,
+    /// Live streams fault: after --depth-gap-at, /fapi/v1/depth answers 503 for
+    /// this many seconds of market time (the book cannot resync until then).
+    #[arg(long, default_value_t = 0.0, help_heading = "Live streams")]
+    depth_outage_s: f64,
     /// Live streams fault: fraction of messages sent twice.
     #[arg(long, default_value_t = 0.0, value_parser = fraction, help_heading = "Live streams")]
     ws_duplicate_rate: f64,
@@ -277,6 +285,8 @@ fn config(args: &ServeArgs) -> Config {
                 delayed: args.ws_delay_rate,
                 delay: Duration::from_millis(args.ws_delay_ms),
             },
+            depth_gap_at: args.depth_gap_at,
+            depth_outage_ms: (args.depth_outage_s * 1000.0) as i64,
         },
     }
 }

@@ -87,6 +87,17 @@ impl Capture {
     }
 }
 
+impl Capture {
+    /// The symbols its streams are about (upper case).
+    pub fn symbols(&self) -> std::collections::BTreeSet<String> {
+        self.messages
+            .iter()
+            .filter_map(|m| m.stream.split_once('@'))
+            .map(|(symbol, _)| symbol.to_uppercase())
+            .collect()
+    }
+}
+
 /// A recorder's receive time in ms: float seconds (cryptofeed), or an integer
 /// in µs or ns (hftbacktest, told by its size).
 fn receive_ms(stamp: &str) -> anyhow::Result<i64> {

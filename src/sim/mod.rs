@@ -12,6 +12,7 @@
 //! trade.
 
 pub mod capture;
+pub mod depth;
 pub mod limits;
 pub mod market;
 pub mod rest;
@@ -153,6 +154,11 @@ struct Sim {
     tape: ws::Tape,
     /// Told when a client subscribes to something (`--ws-wait`).
     subscribed: tokio::sync::Notify,
+    /// Some client subscribed to a depth stream: the tape makes diffs.
+    depth_wanted: std::sync::atomic::AtomicBool,
+    /// The market instant of the last message the tape sent (0: none yet):
+    /// the order book's "now", so that a depth snapshot agrees with the diffs.
+    tape_ms: std::sync::atomic::AtomicI64,
     /// The WebSocket connections open, by number.
     open: Mutex<std::collections::BTreeSet<u64>>,
     /// The connection to break next, and how (`--ws-break-every-s`).
@@ -184,6 +190,8 @@ pub fn serve(market: Market, config: Config) -> anyhow::Result<()> {
             stats: Stats::default(),
             tape: tokio::sync::broadcast::channel(ws::TAPE_BUFFER).0,
             subscribed: tokio::sync::Notify::new(),
+            depth_wanted: std::sync::atomic::AtomicBool::new(false),
+            tape_ms: std::sync::atomic::AtomicI64::new(0),
             open: Mutex::default(),
             break_order: tokio::sync::watch::channel(None).0,
             market,
@@ -342,6 +350,21 @@ fn rest_answer(sim: &Sim, path: &str, params: &Params, now: i64) -> Response {
         }
     }
     let params = params.as_ref();
+    let tape_ms = sim.tape_ms.load(Ordering::Relaxed);
+    let now = if path == "/fapi/v1/depth" && tape_ms != 0 {
+        tape_ms
+    } else {
+        now
+    };
+    let live = &sim.config.live;
+    if path == "/fapi/v1/depth"
+        && live
+            .depth_gap_at
+            .is_some_and(|gap| (gap..gap + live.depth_outage_ms).contains(&now))
+    {
+        sim.stats.server_errors.fetch_add(1, Ordering::Relaxed);
+        return (StatusCode::SERVICE_UNAVAILABLE, "simulated depth outage").into_response();
+    }
     if sim.chance(faults.server_errors) {
         sim.stats.server_errors.fetch_add(1, Ordering::Relaxed);
         let status = if sim.chance(0.5) {

@@ -122,7 +122,7 @@ pub fn answer(
         "/fapi/v1/premiumIndex" => Ok(premium_index(m, symbol, now_ms)),
         "/fapi/v1/openInterest" => Ok(open_interest(m, symbol, now_ms)),
         "/fapi/v1/ticker/bookTicker" => Ok(book_ticker(m, symbol, now_ms)),
-        "/fapi/v1/depth" => depth(m, &q, now_ms),
+        "/fapi/v1/depth" => depth(market, symbol, &q, now_ms),
         _ => stats(m, symbol, path, &q, behaviour, now_ms),
     }
 }
@@ -433,9 +433,8 @@ fn book_ticker(m: &SymbolMarket, symbol: &str, now_ms: i64) -> Value {
     })
 }
 
-/// An order book at "now": `limit` levels a tick apart on each side of the
-/// last trade, with sizes made up from the level's price (deterministic).
-fn depth(m: &SymbolMarket, q: &Query, now_ms: i64) -> Result<Value, ApiError> {
+/// The simulated order book at "now" (`super::depth`).
+fn depth(market: &Market, symbol: &str, q: &Query, now_ms: i64) -> Result<Value, ApiError> {
     let limit = q.int("limit")?.unwrap_or(500);
     if ![5, 10, 20, 50, 100, 500, 1000].contains(&limit) {
         return Err(error(
@@ -443,25 +442,10 @@ fn depth(m: &SymbolMarket, q: &Query, now_ms: i64) -> Result<Value, ApiError> {
             "Invalid limit: one of 5, 10, 20, 50, 100, 500, 1000",
         ));
     }
-    let last = m.agg_trades.iter().rev().find(|t| t.transact_time < now_ms);
-    let (price, id) = last.map_or((Decimal::ZERO, 0), |t| (t.price, t.agg_trade_id));
-    let level = |offset: i64| {
-        let mantissa = price.mantissa() + offset;
-        let size = 1 + mantissa.rem_euclid(97) * 13;
-        json!([
-            Decimal::new(mantissa, price.scale())
-                .unwrap_or(price)
-                .to_string(),
-            Decimal::new(size, 3).expect("scale 3").to_string()
-        ])
-    };
-    Ok(json!({
-        "lastUpdateId": id,
-        "E": now_ms,
-        "T": now_ms,
-        "bids": (0..limit).map(|i| level(-i)).collect::<Vec<_>>(),
-        "asks": (1..=limit).map(level).collect::<Vec<_>>(),
-    }))
+    let index = market.symbols.keys().position(|s| s == symbol).unwrap_or(0);
+    let m = &market.symbols[symbol];
+    let book = super::depth::Book::new(symbol, m, index, market.symbols.len());
+    Ok(book.snapshot(now_ms, limit))
 }
 
 /// `/fapi/v1/fundingInfo`: symbols whose funding differs from the default; the
@@ -483,9 +467,12 @@ fn exchange_info(market: &Market, budget: &Budget, now_ms: i64) -> Value {
             },
             {"rateLimitType": "ORDERS", "interval": "MINUTE", "intervalNum": 1, "limit": 1200},
         ],
-        "symbols": market.symbols.keys().map(|s| json!({
-            "symbol": s, "pair": s, "contractType": "PERPETUAL", "status": "TRADING",
-        })).collect::<Vec<_>>(),
+        "symbols": market.symbols.keys().cloned()
+            .chain(market.capture.iter().flat_map(|c| c.symbols()))
+            .map(|s| json!({
+                "symbol": s, "pair": s, "contractType": "PERPETUAL", "status": "TRADING",
+            }))
+            .collect::<Vec<_>>(),
     })
 }
 

@@ -22,6 +22,7 @@ use axum::response::Response;
 use serde_json::{json, Value};
 use tokio::sync::broadcast;
 
+use super::depth;
 use super::tape::{self, Message};
 use super::Sim;
 use crate::time::MINUTE_MS;
@@ -48,6 +49,11 @@ pub struct LiveConfig {
     pub wait_for_subscriber: bool,
     /// Faults to inject.
     pub faults: WsFaults,
+    /// The depth diff at this market instant is not sent (a `pu` break), and
+    /// `/fapi/v1/depth` answers 503 from then for `depth_outage_ms`.
+    pub depth_gap_at: Option<i64>,
+    /// How long the snapshot outage after the depth gap lasts (market ms).
+    pub depth_outage_ms: i64,
 }
 
 impl Default for LiveConfig {
@@ -61,6 +67,8 @@ impl Default for LiveConfig {
             max_client_messages_per_s: 10,
             wait_for_subscriber: false,
             faults: WsFaults::default(),
+            depth_gap_at: None,
+            depth_outage_ms: 0,
         }
     }
 }
@@ -177,14 +185,15 @@ struct Pace {
 }
 
 impl Pace {
-    async fn send(&self, tape: &Tape, first: i64, message: Message) {
+    async fn send(&self, sim: &Sim, first: i64, message: Message) {
         let due = Duration::from_secs_f64((message.time - first) as f64 / 1000.0 / self.speed);
         let now = self.started.elapsed();
         if due > now + Duration::from_millis(2) {
             tokio::time::sleep(due - now).await;
         }
+        sim.tape_ms.store(message.time, Ordering::Relaxed);
         // No receivers is fine: nobody is listening yet.
-        let _ = tape.send(Arc::new(message));
+        let _ = sim.tape.send(Arc::new(message));
     }
 }
 
@@ -194,7 +203,7 @@ async fn play_capture(sim: &Sim, capture: &super::capture::Capture, pace: &Pace)
         return;
     };
     for message in &capture.messages {
-        pace.send(&sim.tape, first, message.clone()).await;
+        pace.send(sim, first, message.clone()).await;
     }
 }
 
@@ -211,16 +220,23 @@ async fn play_market(sim: &Sim, pace: &Pace) {
         .iter()
         .map(|(symbol, m)| tape::BookTickers::open(symbol, m.book_ticker_archives.clone()))
         .collect();
+    let symbols = sim.market.symbols.len();
+    let depth_books: Vec<depth::Book<'_>> = (sim.market.symbols.iter().enumerate())
+        .map(|(i, (symbol, m))| depth::Book::new(symbol, m, i, symbols))
+        .collect();
     let mut minute = first.div_euclid(MINUTE_MS) * MINUTE_MS;
     while minute < end {
         let mut messages = tape::minute(&sim.market, minute);
         for book in &mut books {
             book.minute(minute, &mut messages).await;
         }
+        if sim.depth_wanted.load(Ordering::Relaxed) {
+            depth::minute(&depth_books, minute, live.depth_gap_at, &mut messages);
+        }
         messages.sort_by(|a, b| (a.time, &a.stream).cmp(&(b.time, &b.stream)));
         for message in messages {
             if message.time >= first {
-                pace.send(&sim.tape, first, message).await;
+                pace.send(sim, first, message).await;
             }
         }
         minute += MINUTE_MS;
@@ -282,7 +298,7 @@ async fn connection(
 ) {
     let mut subscribed: BTreeSet<String> = streams.into_iter().collect();
     if !subscribed.is_empty() {
-        sim.subscribed.notify_one();
+        note_subscriptions(&sim, &subscribed);
     }
     let id = sim.stats.ws_connections.fetch_add(1, Ordering::Relaxed);
     sim.open.lock().expect("open connections").insert(id);
@@ -298,6 +314,15 @@ async fn connection(
     )
     .await;
     sim.open.lock().expect("open connections").remove(&id);
+}
+
+/// Tells the tape that a client subscribed (`--ws-wait`), and whether it
+/// wants depth diffs.
+fn note_subscriptions(sim: &Sim, subscribed: &BTreeSet<String>) {
+    if subscribed.iter().any(|s| s.contains("@depth")) {
+        sim.depth_wanted.store(true, Ordering::Relaxed);
+    }
+    sim.subscribed.notify_one();
 }
 
 /// The connection's loop; returning drops it.
@@ -375,7 +400,7 @@ async fn serve_client(
                         }
                         let answer = method(&text, subscribed);
                         if !subscribed.is_empty() {
-                            sim.subscribed.notify_one();
+                            note_subscriptions(sim, subscribed);
                         }
                         if socket.send(WsMessage::Text(answer.into())).await.is_err() {
                             return;
