@@ -237,6 +237,16 @@ pub(super) fn status(data_dir: &Path) -> Outcome {
     })
 }
 
+/// The ledger, to read: read-only where this user cannot write.
+pub(super) fn open_for_reading(data_dir: &Path) -> anyhow::Result<Ledger> {
+    match Ledger::open(data_dir) {
+        Err(e) if matches!(e.downcast_ref(), Some(LedgerError::NotWritable { .. })) => {
+            Ledger::open_read_only(data_dir)
+        }
+        opened => opened,
+    }
+}
+
 /// The state from the ledger; while another process holds the ledger (a
 /// running materialize), the state the last materialize saved, with a note.
 fn current_state(data_dir: &Path) -> anyhow::Result<(State, Option<String>)> {
@@ -247,13 +257,7 @@ fn current_state(data_dir: &Path) -> anyhow::Result<(State, Option<String>)> {
             path.display()
         );
     }
-    let opened = match Ledger::open(data_dir) {
-        Err(e) if matches!(e.downcast_ref(), Some(LedgerError::NotWritable { .. })) => {
-            Ledger::open_read_only(data_dir)
-        }
-        opened => opened,
-    };
-    match opened {
+    match open_for_reading(data_dir) {
         Ok(ledger) => Ok((state::read(data_dir, &ledger)?, None)),
         Err(e) if matches!(e.downcast_ref(), Some(LedgerError::InUse { .. })) => {
             let saved = state::saved(data_dir)?

@@ -5,6 +5,7 @@ mod bars;
 mod check;
 mod ingest;
 mod materialize;
+mod order_book;
 #[cfg(feature = "sim")]
 mod sim;
 mod wal;
@@ -74,6 +75,9 @@ enum Command {
     /// Summarize the state: log head, checkpoint, lag, partitions by status,
     /// findings, watermarks.
     Status,
+    /// The L2 order book at an instant, as the materializer rebuilds it from the
+    /// log's depth diffs and snapshots (JSON; exit code 3 if it was not in sync).
+    OrderBook(order_book::OrderBookArgs),
     /// Inspect the write-ahead log: its segments, its integrity, its records.
     #[command(subcommand)]
     Wal(wal::WalCommand),
@@ -155,6 +159,7 @@ pub fn main() -> ExitCode {
         }
         Command::ShowWatermark(args) => materialize::show_watermark(args, &cli.data_dir),
         Command::Status => materialize::status(&cli.data_dir),
+        Command::OrderBook(args) => order_book::run(args, &cli.data_dir),
         Command::Wal(cmd) => wal::run(cmd, &crate::data_dir::wal(&cli.data_dir), &ui),
         #[cfg(feature = "sim")]
         Command::Sim(cmd) => sim::run(cmd),

@@ -180,6 +180,45 @@ pub fn rebuild(
     snapshots: &[DepthSnapshot],
     diffs: &[(DepthDiff, i64)],
 ) -> HourBook {
+    replay(hour_start, snapshots, diffs, i64::MAX).0
+}
+
+/// A rebuilt book, for a reader: its levels best first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BookView {
+    /// The final update id of the last diff applied.
+    pub last_update_id: u64,
+    /// Bids, best (highest) first.
+    pub bids: Vec<Level>,
+    /// Asks, best (lowest) first.
+    pub asks: Vec<Level>,
+}
+
+/// The book after the last diff (in update-id order) stamped at or before
+/// `at`, as [`rebuild`] walks the hour; `None` if it was not in sync then.
+pub fn book_at(
+    hour_start: i64,
+    snapshots: &[DepthSnapshot],
+    diffs: &[(DepthDiff, i64)],
+    at: i64,
+) -> Option<BookView> {
+    let book = replay(hour_start, snapshots, diffs, at).1?;
+    let levels = |side: &Side| side.levels.iter().rev().map(|l| (l.1, l.2)).collect();
+    Some(BookView {
+        last_update_id: book.last_u,
+        bids: levels(&book.bids),
+        asks: levels(&book.asks),
+    })
+}
+
+/// The walk of [`rebuild`], stopping at the first diff stamped after `until`:
+/// the hour's book health and minutes, and the book where it stopped.
+fn replay(
+    hour_start: i64,
+    snapshots: &[DepthSnapshot],
+    diffs: &[(DepthDiff, i64)],
+    until: i64,
+) -> (HourBook, Option<Book>) {
     let hour = hour_start..hour_start + HOUR_MS;
     let mut minutes = [None; 60];
     let mut with_diffs = [false; 60];
@@ -194,6 +233,9 @@ pub fn rebuild(
     let (mut breaks, mut resyncs, mut resync_ms) = (0u32, 0u32, 0i64);
     for (d, _) in diffs {
         let time = d.event_time;
+        if time > until {
+            break;
+        }
         if hour.contains(&time) {
             with_diffs[((time - hour_start) / MINUTE_MS) as usize] = true;
         }
@@ -248,7 +290,7 @@ pub fn rebuild(
     if let Some(at) = broken_at {
         resync_ms += hour.end - at;
     }
-    HourBook {
+    let hour_book = HourBook {
         health: BookHealth {
             minutes_with_diffs: with_diffs.iter().filter(|m| **m).count() as u32,
             minutes_in_sync: minutes.iter().filter(|m| m.is_some()).count() as u32,
@@ -257,7 +299,8 @@ pub fn rebuild(
             resync_ms,
         },
         minutes,
-    }
+    };
+    (hour_book, book)
 }
 
 #[cfg(test)]

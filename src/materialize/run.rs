@@ -371,6 +371,55 @@ impl Summary {
     }
 }
 
+/// Hands `collector` the visible records of `symbol` among `offsets`, for
+/// the hour starting at `hour`; returns the offsets it took and the events read.
+fn collect_records(
+    reader: &mut RecordReader,
+    collector: &mut Collector,
+    visibility: &Visibility,
+    offsets: &[u64],
+    symbol: &str,
+    hour: i64,
+) -> anyhow::Result<(Vec<u64>, u64)> {
+    collector.start(hour);
+    let mut fed = Vec::with_capacity(offsets.len());
+    let mut events_read = 0;
+    for &offset in offsets {
+        let record = reader.read(offset)?;
+        events_read += record.events.len() as u64;
+        if record.symbol == symbol && visibility.admits(offset, &record) {
+            fed.push(offset);
+            collector.add(&record);
+        }
+    }
+    Ok((fed, events_read))
+}
+
+/// The facts of one symbol-hour as the last materialize indexed the log: what
+/// `bml order-book` and other readers of one hour look at.
+pub fn hour_facts(
+    data_dir: &Path,
+    ledger: &Ledger,
+    symbol: &str,
+    hour: i64,
+) -> anyhow::Result<super::hour::HourFacts> {
+    let mut reader = RecordReader::open(data_dir)?;
+    let mut collector = Collector::new(hour);
+    let offsets = ledger.index(symbol, hour)?;
+    let visibility = visibility(ledger)?;
+    collect_records(
+        &mut reader,
+        &mut collector,
+        &visibility,
+        &offsets,
+        symbol,
+        hour,
+    )?;
+    let (mut facts, _) = collector.finish();
+    facts.liquidation_coverage = liquidation_coverage(ledger, symbol, hour)?;
+    Ok(facts)
+}
+
 impl Context<'_> {
     /// Derives one symbol-hour: its partition entry and findings (the file, if any,
     /// is committed before this returns).
@@ -384,17 +433,8 @@ impl Context<'_> {
         let (ledger, lake_root) = (self.ledger, self.lake_root);
         lake::remove_stale_temporaries(lake_root, symbol, hour)?;
         let offsets = ledger.index(symbol, hour)?;
-        collector.start(hour);
-        let mut fed = Vec::with_capacity(offsets.len());
-        let mut events_read = 0;
-        for &offset in &offsets {
-            let record = reader.read(offset)?;
-            events_read += record.events.len() as u64;
-            if record.symbol == symbol && self.visibility.admits(offset, &record) {
-                fed.push(offset);
-                collector.add(&record);
-            }
-        }
+        let (fed, events_read) =
+            collect_records(reader, collector, self.visibility, &offsets, symbol, hour)?;
         let sources = collector.sources();
         let (mut facts, conflicts) = collector.finish();
         facts.liquidation_coverage = liquidation_coverage(ledger, symbol, hour)?;
