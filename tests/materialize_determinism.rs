@@ -39,6 +39,21 @@ proptest! {
     }
 }
 
+/// One column of a lake file, each batch's array in turn.
+fn column(bytes: &[u8], name: &str) -> Vec<arrow_array::ArrayRef> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("part.parquet");
+    std::fs::write(&path, bytes).unwrap();
+    parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+        std::fs::File::open(&path).unwrap(),
+    )
+    .unwrap()
+    .build()
+    .unwrap()
+    .map(|batch| batch.unwrap().column_by_name(name).unwrap().clone())
+    .collect()
+}
+
 /// The canonical log's liquidation stream is watched from minute 10 to 40 (its
 /// connection's heartbeat): those minutes count (0 when quiet), the others
 /// are NULL but for minutes with a liquidation of their own.
@@ -48,20 +63,9 @@ fn liquidations_count_only_while_the_heartbeat_runs() {
     let (files, _) = determinism::play(&determinism::canonical());
     let (name, bytes) = files.iter().next().unwrap();
     assert!(name.contains("hour=00"), "{name}");
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("part.parquet");
-    std::fs::write(&path, bytes).unwrap();
-    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
-        std::fs::File::open(&path).unwrap(),
-    )
-    .unwrap()
-    .build()
-    .unwrap();
     let mut counts = Vec::new();
-    for batch in reader {
-        let batch = batch.unwrap();
-        let column = batch.column_by_name("liq_long_count").unwrap();
-        let longs = column.as_any().downcast_ref::<Int64Array>().unwrap();
+    for array in column(bytes, "liq_long_count") {
+        let longs = array.as_any().downcast_ref::<Int64Array>().unwrap();
         counts.extend((0..longs.len()).map(|i| longs.is_valid(i).then(|| longs.value(i))));
     }
     assert_eq!(counts.len(), 60);
@@ -72,5 +76,26 @@ fn liquidations_count_only_while_the_heartbeat_runs() {
             _ => None,
         };
         assert_eq!(*count, expected, "minute {minute}");
+    }
+}
+
+/// The canonical log's book: diffs from 00:04 to 01:29:30, synced at 00:04:30,
+/// broken at 00:30, synced again at 00:33; the second hour syncs from the
+/// look-back. #43 has a value exactly in the minutes in sync at their end.
+#[test]
+fn price_impact_follows_the_books_sync() {
+    use arrow_array::{Array, Float64Array};
+    let (files, _) = determinism::play(&determinism::canonical());
+    let mut in_sync = Vec::new();
+    for bytes in files.values() {
+        for array in column(bytes, "price_impact_100k") {
+            let impacts = array.as_any().downcast_ref::<Float64Array>().unwrap();
+            in_sync.extend((0..impacts.len()).map(|i| impacts.is_valid(i)));
+        }
+    }
+    assert_eq!(in_sync.len(), 120);
+    for (minute, synced) in in_sync.iter().enumerate() {
+        let expected = matches!(minute, 4..30 | 33..90);
+        assert_eq!(*synced, expected, "minute {minute}");
     }
 }

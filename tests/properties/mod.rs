@@ -57,9 +57,9 @@ pub mod determinism {
     use std::str::FromStr;
 
     use bml::event::{
-        AggTrade, BookTicker, Decimal, Event, FundingRate, Kline, KlineKind, Liquidation,
-        MarkPrice, Metrics, Record, Sha256, Side, Source, StreamStatus, VisionFileIngested,
-        VisionKind,
+        AggTrade, BookTicker, Decimal, DepthDiff, DepthSnapshot, Event, FundingRate, Kline,
+        KlineKind, Liquidation, MarkPrice, Metrics, Record, Sha256, Side, Source, StreamStatus,
+        VisionFileIngested, VisionKind,
     };
     use bml::eventlog::EventLog;
     use bml::ledger::Ledger;
@@ -300,6 +300,69 @@ pub mod determinism {
             });
             blocks.push(ws("btcusdt@markPrice@1s", t, vec![mark]));
         }
+        blocks.extend(depth_blocks());
+        blocks
+    }
+
+    /// The first depth diff's time: 00:04.
+    pub const DEPTH_FROM: i64 = HOUR + 4 * MINUTE;
+    /// Diffs every 30 s from [`DEPTH_FROM`] to 01:29:30; the one at 00:30
+    /// breaks the `pu` chain.
+    const DEPTH_EVERY: i64 = 30_000;
+    const DEPTH_DIFFS: i64 = 172;
+    const DEPTH_BREAK: i64 = 52;
+
+    /// An L2 book: diffs on two redundant connections (batched unlike each
+    /// other), a snapshot bracketed by the second diff, a `pu` break at 00:30
+    /// and a snapshot at 00:33 bracketed by the diff then.
+    fn depth_blocks() -> Vec<Block> {
+        let first_id = |k: i64| 1_000 + 10 * k as u64;
+        let diff = |k: i64| {
+            let (bid, ask) = (59_999 - k % 5, 60_001 + k % 5);
+            let qty = format!("{}.{:03}", 1 + k % 3, k * 7 % 1000);
+            Event::DepthDiff(DepthDiff {
+                event_time: DEPTH_FROM + k * DEPTH_EVERY,
+                transaction_time: DEPTH_FROM + k * DEPTH_EVERY - 4,
+                first_update_id: first_id(k),
+                final_update_id: first_id(k) + 9,
+                prev_final_update_id: first_id(k) - 1 - u64::from(k == DEPTH_BREAK),
+                bids: vec![(d(&format!("{bid}.0")), d(&qty))],
+                asks: vec![(d(&format!("{ask}.0")), d(&qty))],
+            })
+        };
+        let mut blocks = Vec::new();
+        for (connection, batch) in [(7, 60), (8, 90)] {
+            let diffs: Vec<Event> = (0..DEPTH_DIFFS).map(diff).collect();
+            for chunk in diffs.chunks(batch) {
+                blocks.push(Block {
+                    source: Source::WebSocket {
+                        stream: "btcusdt@depth@100ms".into(),
+                        connection,
+                    },
+                    events: chunk.to_vec(),
+                    committed: true,
+                });
+            }
+        }
+        let snapshot = |k: i64| {
+            let level = |p: i64| (d(&format!("{p}.0")), d("1.000"));
+            Event::DepthSnapshot(DepthSnapshot {
+                last_update_id: first_id(k) + 3,
+                event_time: DEPTH_FROM + k * DEPTH_EVERY + 5,
+                transaction_time: DEPTH_FROM + k * DEPTH_EVERY + 5,
+                bids: (0..20).map(|i| level(59_999 - i)).collect(),
+                asks: (0..20).map(|i| level(60_001 + i)).collect(),
+            })
+        };
+        for k in [1, DEPTH_BREAK + 6] {
+            blocks.push(Block {
+                source: Source::Rest {
+                    endpoint: "/fapi/v1/depth".into(),
+                },
+                events: vec![snapshot(k)],
+                committed: true,
+            });
+        }
         blocks
     }
 
@@ -399,6 +462,8 @@ pub mod determinism {
             (Source::WebSocket { .. }, Some(Event::StreamConnected(s)))
             | (Source::WebSocket { .. }, Some(Event::StreamDisconnected(s))) => s.time,
             (Source::WebSocket { .. }, Some(Event::MarkPrice(m))) => m.event_time,
+            (Source::WebSocket { .. }, Some(Event::DepthDiff(d))) => d.event_time + 25,
+            (Source::Rest { .. }, Some(Event::DepthSnapshot(s))) => s.event_time,
             _ => HOUR,
         }
     }
