@@ -155,6 +155,9 @@ pub fn main() -> ExitCode {
                 .lake_dir
                 .clone()
                 .unwrap_or_else(|| crate::data_dir::default_lake(&cli.data_dir));
+            // Absolute, so that the ledger's lake root means the same lake
+            // from any working directory (`status`, the next run).
+            let lake = std::path::absolute(&lake).unwrap_or(lake);
             materialize::materialize(args, &cli.data_dir, &lake, &ui)
         }
         Command::ShowWatermark(args) => materialize::show_watermark(args, &cli.data_dir),

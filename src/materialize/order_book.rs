@@ -39,9 +39,20 @@ pub struct HourBook {
     pub health: BookHealth,
 }
 
+/// `10^(18 − scale)` for each scale: a lookup, not a loop, on the hot path.
+const SCALE_TO_18: [i128; 19] = {
+    let mut table = [1i128; 19];
+    let mut scale = 0;
+    while scale < 18 {
+        table[scale] = 10i128.pow(18 - scale as u32);
+        scale += 1;
+    }
+    table
+};
+
 /// A price as an integer that orders like the price: the mantissa at scale 18.
 fn price_key(price: Decimal) -> i128 {
-    i128::from(price.mantissa()) * 10i128.pow(u32::from(18 - price.scale()))
+    i128::from(price.mantissa()) * SCALE_TO_18[usize::from(price.scale())]
 }
 
 /// One side of the book, best level last (so that the busy top of the book
@@ -75,11 +86,7 @@ impl Side {
 
     fn apply(&mut self, (price, qty): Level) {
         let key = self.key(price);
-        // Updates cluster at the top, the end of the vector: look there first.
-        let found = match self.levels.last() {
-            Some(&(last, ..)) if last < key => Err(self.levels.len()),
-            _ => self.levels.binary_search_by_key(&key, |l| l.0),
-        };
+        let found = self.find(key);
         match (found, qty.is_zero()) {
             (Ok(i), true) => {
                 self.levels.remove(i);
@@ -87,6 +94,51 @@ impl Side {
             (Ok(i), false) => self.levels[i].2 = qty,
             (Err(_), true) => {}
             (Err(i), false) => self.levels.insert(i, (key, price, qty)),
+        }
+    }
+
+    /// Where `key` is (or would go). Near the top, where updates cluster, a
+    /// book has a level at nearly every price step: the average step of the
+    /// top levels guesses the place, and a gallop from the guess (1, 2, 4, …
+    /// levels) brackets it, so a good guess costs a few comparisons and a bad
+    /// one `O(log n)`.
+    fn find(&self, key: i128) -> Result<usize, usize> {
+        let levels = &self.levels;
+        let n = levels.len();
+        let Some(&(top, ..)) = levels.last() else {
+            return Err(0);
+        };
+        if key >= top {
+            return if key == top { Ok(n - 1) } else { Err(n) };
+        }
+        // From here the first level at or above `key` is in [0, n - 1].
+        // 64-bit divisions where the numbers fit (always, for real prices).
+        let m = (n - 1).min(64);
+        let span = u64::try_from(top - levels[n - 1 - m].0).unwrap_or(u64::MAX);
+        let step = (span / m.max(1) as u64).max(1);
+        let back = u64::try_from(top - key).map_or(u64::MAX, |distance| distance / step);
+        let back = usize::try_from(back).map_or(n - 1, |b| b.min(n - 1));
+        let guess = n - 1 - back;
+        let (low, high) = if levels[guess].0 < key {
+            let (mut low, mut stride) = (guess + 1, 1);
+            while low + stride - 1 < n - 1 && levels[low + stride - 1].0 < key {
+                low += stride;
+                stride *= 2;
+            }
+            (low, (low + stride - 1).min(n - 1))
+        } else {
+            let (mut high, mut stride) = (guess, 1);
+            while high >= stride && levels[high - stride].0 >= key {
+                high -= stride;
+                stride *= 2;
+            }
+            ((high + 1).saturating_sub(stride), high)
+        };
+        let at = low + levels[low..=high].partition_point(|l| l.0 < key);
+        if levels[at].0 == key {
+            Ok(at)
+        } else {
+            Err(at)
         }
     }
 
@@ -484,6 +536,35 @@ mod tests {
         let book = rebuild(H, &[shallow], &diffs);
         assert_eq!(book.minutes[0], Some(None));
         assert_eq!(book.health.minutes_in_sync, 1);
+    }
+
+    /// The guessing search finds what a plain binary search finds, on sides
+    /// dense, sparse and lumpy.
+    #[test]
+    fn find_agrees_with_a_binary_search() {
+        let mut rng = fastrand::Rng::with_seed(3);
+        for _ in 0..2_000 {
+            let n = rng.usize(0..300);
+            let spread = rng.i64(1..5_000);
+            let mut keys: Vec<i128> = (0..n).map(|_| i128::from(rng.i64(0..spread))).collect();
+            keys.sort_unstable();
+            keys.dedup();
+            let side = Side {
+                levels: keys
+                    .iter()
+                    .map(|&k| (k, Decimal::ZERO, Decimal::ZERO))
+                    .collect(),
+                ask: false,
+            };
+            for _ in 0..50 {
+                let key = i128::from(rng.i64(-10..5_100));
+                assert_eq!(
+                    side.find(key),
+                    keys.binary_search(&key),
+                    "{key} in {keys:?}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -157,7 +157,8 @@ struct Sim {
     /// Some client subscribed to a depth stream: the tape makes diffs.
     depth_wanted: std::sync::atomic::AtomicBool,
     /// The market instant of the last message the tape sent (0: none yet):
-    /// the order book's "now", so that a depth snapshot agrees with the diffs.
+    /// the order book's "now" once a client follows the depth stream, so that
+    /// a depth snapshot agrees with the diffs.
     tape_ms: std::sync::atomic::AtomicI64,
     /// The WebSocket connections open, by number.
     open: Mutex<std::collections::BTreeSet<u64>>,
@@ -350,8 +351,11 @@ fn rest_answer(sim: &Sim, path: &str, params: &Params, now: i64) -> Response {
         }
     }
     let params = params.as_ref();
+    // The book is the tape's once a client follows it (its diffs must
+    // bracket the snapshot); before that, the REST clock's, like every answer.
     let tape_ms = sim.tape_ms.load(Ordering::Relaxed);
-    let now = if path == "/fapi/v1/depth" && tape_ms != 0 {
+    let followed = sim.depth_wanted.load(Ordering::Relaxed) && tape_ms != 0;
+    let now = if path == "/fapi/v1/depth" && followed {
         tape_ms
     } else {
         now
