@@ -57,10 +57,17 @@ fn price_key(price: Decimal) -> i128 {
 
 /// One side of the book, best level last (so that the busy top of the book
 /// is at the cheap end of the vector). Asks are keyed by the negated price.
+///
+/// A removed level stays as a tombstone (quantity 0) where it was: levels come
+/// and go at the same prices all the time, and moving the vector's tail for
+/// each removal and each return was most of the rebuild's cost. Tombstones at
+/// the top are dropped at once (so the last entry is the best level), the
+/// others when they outnumber the live levels.
 #[derive(Debug, Clone, Default)]
 struct Side {
-    /// `(key, price, quantity)`, keys ascending.
+    /// `(key, price, quantity)`, keys ascending; quantity 0: a tombstone.
     levels: Vec<(i128, Decimal, Decimal)>,
+    tombstones: usize,
     ask: bool,
 }
 
@@ -68,6 +75,7 @@ impl Side {
     fn new(ask: bool, levels: &[Level]) -> Side {
         let mut side = Side {
             levels: Vec::with_capacity(levels.len() * 2),
+            tombstones: 0,
             ask,
         };
         for &level in levels {
@@ -89,12 +97,39 @@ impl Side {
         let found = self.find(key);
         match (found, qty.is_zero()) {
             (Ok(i), true) => {
-                self.levels.remove(i);
+                if !self.levels[i].2.is_zero() {
+                    self.levels[i].2 = qty;
+                    self.tombstones += 1;
+                    self.tidy();
+                }
             }
-            (Ok(i), false) => self.levels[i].2 = qty,
+            (Ok(i), false) => {
+                if self.levels[i].2.is_zero() {
+                    self.tombstones -= 1;
+                }
+                self.levels[i] = (key, price, qty);
+            }
             (Err(_), true) => {}
             (Err(i), false) => self.levels.insert(i, (key, price, qty)),
         }
+    }
+
+    /// Drops the tombstones at the top, and all of them once they outnumber
+    /// the live levels.
+    fn tidy(&mut self) {
+        while self.levels.last().is_some_and(|l| l.2.is_zero()) {
+            self.levels.pop();
+            self.tombstones -= 1;
+        }
+        if self.tombstones > 64 + self.levels.len() / 2 {
+            self.levels.retain(|l| !l.2.is_zero());
+            self.tombstones = 0;
+        }
+    }
+
+    /// The live levels, best first.
+    fn live(&self) -> impl Iterator<Item = &(i128, Decimal, Decimal)> {
+        self.levels.iter().rev().filter(|l| !l.2.is_zero())
     }
 
     /// Where `key` is (or would go). Near the top, where updates cluster, a
@@ -112,12 +147,16 @@ impl Side {
             return if key == top { Ok(n - 1) } else { Err(n) };
         }
         // From here the first level at or above `key` is in [0, n - 1].
-        // 64-bit divisions where the numbers fit (always, for real prices).
+        // A guess needs no exact arithmetic: floats (an integer division of
+        // 128 bits costs more than the rest of the search).
+        // Through 64 bits (a 128-bit integer to float is a library call):
+        // keys are prices at scale 18, so the low 32 bits are far below a
+        // price step, and both numbers lose them alike.
+        let float = |x: i128| i64::try_from(x >> 32).map_or(f64::MAX, |x| x as f64);
         let m = (n - 1).min(64);
-        let span = u64::try_from(top - levels[n - 1 - m].0).unwrap_or(u64::MAX);
-        let step = (span / m.max(1) as u64).max(1);
-        let back = u64::try_from(top - key).map_or(u64::MAX, |distance| distance / step);
-        let back = usize::try_from(back).map_or(n - 1, |b| b.min(n - 1));
+        let span = float(top - levels[n - 1 - m].0);
+        let back = (float(top - key) * m as f64 / span.max(1.0)) as usize;
+        let back = back.min(n - 1);
         let guess = n - 1 - back;
         let (low, high) = if levels[guess].0 < key {
             let (mut low, mut stride) = (guess + 1, 1);
@@ -192,7 +231,7 @@ impl Book {
         let mid = (bid + ask) / 2.0;
         let deepest = self.deepest_ask?;
         let (mut remaining, mut bought) = (IMPACT_NOTIONAL_USDT, 0.0);
-        for &(key, price, qty) in self.asks.levels.iter().rev() {
+        for &(key, price, qty) in self.asks.live() {
             if -key > deepest {
                 return None;
             }
@@ -255,7 +294,7 @@ pub fn book_at(
     at: i64,
 ) -> Option<BookView> {
     let book = replay(hour_start, snapshots, diffs, at).1?;
-    let levels = |side: &Side| side.levels.iter().rev().map(|l| (l.1, l.2)).collect();
+    let levels = |side: &Side| side.live().map(|l| (l.1, l.2)).collect();
     Some(BookView {
         last_update_id: book.last_u,
         bids: levels(&book.bids),
@@ -554,6 +593,7 @@ mod tests {
                     .iter()
                     .map(|&k| (k, Decimal::ZERO, Decimal::ZERO))
                     .collect(),
+                tombstones: 0,
                 ask: false,
             };
             for _ in 0..50 {
@@ -563,6 +603,43 @@ mod tests {
                     keys.binary_search(&key),
                     "{key} in {keys:?}"
                 );
+            }
+        }
+    }
+
+    /// A side under random updates (clustered at the top, removals, returns)
+    /// holds what an ordered map holds, best first, on both sides.
+    #[test]
+    fn a_side_holds_what_an_ordered_map_holds() {
+        let mut rng = fastrand::Rng::with_seed(5);
+        for ask in [false, true] {
+            let mut side = Side::new(ask, &[]);
+            let mut model: std::collections::BTreeMap<i64, i64> = Default::default();
+            for _ in 0..20_000 {
+                let top = 5_000 + rng.i64(-50..50);
+                let steps = (rng.f64().powi(3) * 800.0) as i64;
+                let price = if ask { top + steps } else { top - steps };
+                let qty = if rng.u8(..) < 90 { 0 } else { rng.i64(1..1000) };
+                side.apply((
+                    Decimal::new(price, 1).unwrap(),
+                    Decimal::new(qty, 3).unwrap(),
+                ));
+                if qty == 0 {
+                    model.remove(&price);
+                } else {
+                    model.insert(price, qty);
+                }
+                let live: Vec<(i64, i64)> = side
+                    .live()
+                    .map(|l| (l.1.mantissa(), l.2.mantissa()))
+                    .collect();
+                let want: Vec<(i64, i64)> = if ask {
+                    model.iter().map(|(p, q)| (*p, *q)).collect()
+                } else {
+                    model.iter().rev().map(|(p, q)| (*p, *q)).collect()
+                };
+                assert_eq!(live, want);
+                assert_eq!(side.best().is_some(), !model.is_empty());
             }
         }
     }
