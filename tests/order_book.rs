@@ -443,19 +443,34 @@ fn a_pu_break_leaves_the_minutes_until_the_resync_out_of_sync() {
 }
 
 /// The hftbacktest captures of 2024-07-18/19 (nanosecond receive times, a
-/// file per day, the `pu` chain going on across midnight) replayed over
-/// WebSocket, their recorded snapshot over REST: no break, the book in sync
-/// from the diff that brackets the snapshot on, in both hours (the second
-/// one synced from the look-back); #1 and #6–7 equal to the values computed
-/// from the files here, and #43 to the simple rebuild of the files' diffs.
+/// file per day, the `pu` chain going on across midnight): see
+/// [`replay_capture`].
 #[test]
 fn a_real_capture_across_midnight_rebuilds_a_book_in_sync() {
+    replay_capture(
+        &["btcusdt_20240718.gz", "btcusdt_20240719.gz"],
+        "2024-07-18",
+        "18",
+    );
+}
+
+/// The hftbacktest capture of 2023-04-04 (microsecond receive times, its
+/// snapshot re-serialized with spaces, up to midnight): see [`replay_capture`].
+#[test]
+fn the_2023_capture_rebuilds_a_book_in_sync() {
+    replay_capture(&["btcusdt_20230404.dat.gz"], "2023-04-04", "6");
+}
+
+/// Real captures replayed over WebSocket at 30×, their recorded snapshot over
+/// REST: no break, the book in sync from the diff that brackets the snapshot
+/// on (an hour after the first synced from the look-back); #1 and #6–7 equal
+/// to the values computed from the files here, and #43 and the whole book at
+/// chosen instants equal to the simple rebuild of the files' own diffs.
+/// `day` is the capture's first day; it ends by the next day's first hour.
+fn replay_capture(files: &[&str], day: &str, seconds: &str) {
     let shared =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/binance/ws/hftbacktest");
-    let files = [
-        shared.join("btcusdt_20240718.gz"),
-        shared.join("btcusdt_20240719.gz"),
-    ];
+    let files: Vec<std::path::PathBuf> = files.iter().map(|f| shared.join(f)).collect();
     let names: Vec<&str> = files.iter().map(|f| f.to_str().unwrap()).collect();
     let capture = Sim::serve(
         &[
@@ -477,7 +492,7 @@ fn a_real_capture_across_midnight_rebuilds_a_book_in_sync() {
             "--silence-timeout",
             "30",
             "--duration",
-            "18",
+            seconds,
         ],
     );
     assert!(live.contains(" 0 depth breaks"), "{live}");
@@ -485,18 +500,22 @@ fn a_real_capture_across_midnight_rebuilds_a_book_in_sync() {
     // synthetic market's REST side.
     let klines = Sim::synthetic(&[
         "--start-date",
-        "2024-07-18",
+        day,
         "--days",
         "2",
         "--trades-per-minute",
         "5",
     ]);
-    let status =
-        klines_and_materialize(&klines, data.path(), "2024-07-18T23:00", "2024-07-19T01:00");
-    assert!(
-        status.contains("2 hours:") && status.contains("; 0 breaks"),
-        "{status}"
+    let next = (chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d").unwrap() + chrono::Days::new(1))
+        .format("%Y-%m-%d")
+        .to_string();
+    let status = klines_and_materialize(
+        &klines,
+        data.path(),
+        &format!("{day}T23:00"),
+        &format!("{next}T01:00"),
     );
+    assert!(status.contains("; 0 breaks"), "{status}");
 
     let paths: Vec<&Path> = files.iter().map(|f| f.as_path()).collect();
     let (snapshots, mut diffs) = from_capture(&paths);
