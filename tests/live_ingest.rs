@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use bml::event::{Event, Source};
-use support::{bml, text, Sim};
+use support::{bml, collect_live as collect, text, Sim};
 
 const DATE: &str = "2024-03-01";
 /// The klines a row needs, from REST (the live path has no mark/index klines).
@@ -65,29 +65,6 @@ fn live_lake(day: &Path, faults: &[&str], redundancy: &str) -> (tempfile::TempDi
     let out = bml(data.path(), &["materialize"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     (data, live)
-}
-
-/// `bml ingest live` of `symbols` from `sim` into `data`, plus `extra`
-/// arguments; it must exit 0. Returns what it printed.
-fn collect(sim: &Sim, data: &Path, symbols: &str, extra: &[&str]) -> String {
-    let ws = sim.url().replace("http://", "ws://");
-    let args = [
-        &[
-            "ingest",
-            "live",
-            "--symbols",
-            symbols,
-            "--ws-base",
-            &ws,
-            "--rest-base",
-            sim.url(),
-        ][..],
-        extra,
-    ]
-    .concat();
-    let out = bml(data, &args);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    text(&out)
 }
 
 fn vision_lake(day: &Path) -> tempfile::TempDir {
@@ -148,18 +125,11 @@ fn assert_every_trade(got: &BTreeSet<u64>, day: &Path, context: &str) {
 
 /// The liquidation count column of the lake's hour, minute by minute.
 fn liquidation_counts(data: &Path) -> Vec<Option<i64>> {
-    let script = r#"
-import sys, json, pyarrow.dataset as ds
-t = ds.dataset(sys.argv[1], format="parquet", partitioning="hive").to_table().sort_by("timestamp")
-print(json.dumps([None if a is None else a + b for a, b in zip(t["liq_long_count"].to_pylist(), t["liq_short_count"].to_pylist())]))
-"#;
-    let out = support::python()
-        .args(["-c", script])
-        .arg(data.join("lake"))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out));
-    serde_json::from_slice(&out.stdout).unwrap()
+    let counts = support::lake_query(
+        data,
+        r#"print(json.dumps([None if a is None else a + b for a, b in zip(t["liq_long_count"].to_pylist(), t["liq_short_count"].to_pylist())]))"#,
+    );
+    serde_json::from_value(counts).unwrap()
 }
 
 #[test]

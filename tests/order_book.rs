@@ -280,20 +280,15 @@ fn from_log(data: &Path) -> (Vec<Snapshot>, Vec<Diff>) {
 
 /// The lake's depth columns, by minute (epoch ms), read back with pyarrow.
 fn lake_depth(data: &Path) -> BTreeMap<i64, Value> {
-    let script = r#"
-import sys, json, pyarrow as pa, pyarrow.dataset as ds
-t = ds.dataset(sys.argv[1], format="parquet", partitioning="hive").to_table().sort_by("timestamp")
+    let rows = support::lake_query(
+        data,
+        r#"
 cols = ["event_time", "update_id_start", "update_id_end", "price_impact_100k"]
 ts = t["timestamp"].cast(pa.int64()).to_pylist()
 print(json.dumps({str(m): {c: t[c][i].as_py() for c in cols} for i, m in enumerate(ts)}))
-"#;
-    let out = support::python()
-        .args(["-c", script])
-        .arg(data.join("lake"))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out));
-    let rows: BTreeMap<String, Value> = serde_json::from_slice(&out.stdout).unwrap();
+"#,
+    );
+    let rows: BTreeMap<String, Value> = serde_json::from_value(rows).unwrap();
     rows.into_iter()
         .map(|(m, v)| (m.parse().unwrap(), v))
         .collect()
@@ -301,26 +296,12 @@ print(json.dumps({str(m): {c: t[c][i].as_py() for c in cols} for i, m in enumera
 
 /// `bml ingest live` of BTCUSDT's depth from `sim`, then `extra` arguments.
 fn collect_depth(sim: &Sim, data: &Path, extra: &[&str]) -> String {
-    let ws = sim.url().replace("http://", "ws://");
-    let args = [
-        &[
-            "ingest",
-            "live",
-            "--symbols",
-            "BTCUSDT",
-            "--ws-base",
-            &ws,
-            "--rest-base",
-            sim.url(),
-            "--streams",
-            "depth",
-        ][..],
-        extra,
-    ]
-    .concat();
-    let out = bml(data, &args);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    text(&out)
+    support::collect_live(
+        sim,
+        data,
+        "BTCUSDT",
+        &[&["--streams", "depth"], extra].concat(),
+    )
 }
 
 /// Trade, mark and index klines for `start..end` (a row needs them) from

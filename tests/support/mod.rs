@@ -161,6 +161,23 @@ pub fn python() -> Command {
     Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/python"))
 }
 
+/// Reads the lake of `data` back with pyarrow (hive partitioning) as `t`,
+/// sorted by timestamp, then runs `body`, which prints JSON; returns it.
+pub fn lake_query(data: &Path, body: &str) -> serde_json::Value {
+    let script = format!(
+        "import sys, json, pyarrow as pa, pyarrow.dataset as ds\n\
+         t = ds.dataset(sys.argv[1], format='parquet', partitioning='hive').to_table().sort_by('timestamp')\n\
+         {body}"
+    );
+    let out = python()
+        .args(["-c", &script])
+        .arg(data.join("lake"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 pub fn generator() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/tools/gen_vision_day.py")
 }
@@ -518,6 +535,29 @@ impl Drop for Sim {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `bml ingest live` of `symbols` from `sim` (its WebSocket and REST sides)
+/// into `data`, plus `extra` arguments; it must exit 0. Returns what it printed.
+pub fn collect_live(sim: &Sim, data: &Path, symbols: &str, extra: &[&str]) -> String {
+    let ws = sim.url().replace("http://", "ws://");
+    let args = [
+        &[
+            "ingest",
+            "live",
+            "--symbols",
+            symbols,
+            "--ws-base",
+            &ws,
+            "--rest-base",
+            sim.url(),
+        ][..],
+        extra,
+    ]
+    .concat();
+    let out = bml(data, &args);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    text(&out)
 }
 
 /// The columns whose values differ between two lakes of `rows` rows each
