@@ -126,6 +126,44 @@ fn precedence_decides_disagreements_and_reports_them_the_same_way_every_time() {
     assert_eq!(collected.klines[0].close.to_string(), "2.0");
 }
 
+/// The live streams' copies of Vision's facts (an aggTrade, a bookTicker
+/// update) that disagree lose to Vision, and each is reported.
+#[test]
+fn a_stream_copy_that_disagrees_with_vision_loses_and_is_reported() {
+    let facts = support::generated_hour(DAY, HOUR);
+    let trade = facts.agg_trades[10].clone();
+    let book = facts.book_tickers[10].clone();
+    let mut stream_trade = trade.clone();
+    stream_trade.quantity = Decimal::from_str("123.456").unwrap();
+    let mut stream_book = book.clone();
+    stream_book.ask_qty = Decimal::from_str("9.999").unwrap();
+    let record = |source: Source, event: Event| Record {
+        symbol: "BTCUSDT".into(),
+        source,
+        received_ms: HOUR + 1000,
+        events: vec![event],
+    };
+    let ws = |stream: &str| Source::WebSocket {
+        stream: stream.into(),
+        connection: 3,
+    };
+    let records = vec![
+        record(ws("btcusdt@aggTrade"), Event::AggTrade(stream_trade)),
+        record(vision("t.zip"), Event::AggTrade(trade.clone())),
+        record(ws("btcusdt@bookTicker"), Event::BookTicker(stream_book)),
+        record(vision("b.zip"), Event::BookTicker(book.clone())),
+    ];
+    let (collected, conflicts) = collect_hour(HOUR, &records);
+    assert_eq!(collected.agg_trades, vec![trade]);
+    assert_eq!(collected.book_tickers, vec![book]);
+    let reported: Vec<(String, Source)> =
+        conflicts.into_iter().map(|c| (c.key, c.dropped)).collect();
+    assert_eq!(reported.len(), 2, "{reported:?}");
+    assert!(reported
+        .iter()
+        .all(|(_, dropped)| matches!(dropped, Source::WebSocket { .. })));
+}
+
 #[test]
 fn each_fact_lands_in_the_windows_that_need_it() {
     let facts = support::generated_hour(DAY, HOUR);
