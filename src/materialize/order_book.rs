@@ -21,6 +21,8 @@
 //! proves nothing happened in between). A missed diff shows as a break at the
 //! next diff; the minutes before keep their values.
 
+use std::collections::BTreeMap;
+
 use crate::event::{Decimal, DepthDiff, DepthSnapshot, Level};
 use crate::ledger::BookHealth;
 use crate::time::{HOUR_MS, MINUTE_MS};
@@ -55,136 +57,151 @@ fn price_key(price: Decimal) -> i128 {
     i128::from(price.mantissa()) * SCALE_TO_18[usize::from(price.scale())]
 }
 
-/// One side of the book, best level last (so that the busy top of the book
-/// is at the cheap end of the vector). Asks are keyed by the negated price.
+/// Grid steps in a side's dense window.
+const WINDOW: usize = 1 << 16;
+
+/// One side of the book.
 ///
-/// A removed level stays as a tombstone (quantity 0) where it was: levels come
-/// and go at the same prices all the time, and moving the vector's tail for
-/// each removal and each return was most of the rebuild's cost. Tombstones at
-/// the top are dropped at once (so the last entry is the best level), the
-/// others when they outnumber the live levels.
-#[derive(Debug, Clone, Default)]
+/// Near the top, prices sit on the grid of the snapshot's decimal places: a
+/// window of [`WINDOW`] grid steps keeps their quantities in an array indexed
+/// by step, so an update is an index and a store (a sorted vector spent most
+/// of the rebuild finding levels and moving the others aside). Levels below
+/// the window (deep ones diffs report, such as a bid at 1 000 USDT) wait in an
+/// ordered map; when the top leaves the window, the window moves to it.
+/// Positions are oriented so that higher is better: a bid's is its price in
+/// grid steps, an ask's the negation. A price finer than the grid (never seen
+/// from Binance) rebuilds the side on a finer grid.
+#[derive(Debug, Clone)]
 struct Side {
-    /// `(key, price, quantity)`, keys ascending; quantity 0: a tombstone.
-    levels: Vec<(i128, Decimal, Decimal)>,
-    tombstones: usize,
     ask: bool,
+    /// Decimal places of the grid.
+    scale: u8,
+    /// Position of the window's slot 0.
+    base: i128,
+    /// Quantity per slot (zero: no level); empty until the side has a level.
+    slots: Vec<Decimal>,
+    /// The highest occupied slot.
+    best: Option<usize>,
+    /// The levels below the window: position → quantity.
+    far: BTreeMap<i128, Decimal>,
 }
 
 impl Side {
+    /// A side holding `levels`, on the grid of their decimal places.
     fn new(ask: bool, levels: &[Level]) -> Side {
+        let scale = levels.iter().map(|l| l.0.scale()).max().unwrap_or(0);
+        Side::on_grid(ask, scale, levels.iter().copied())
+    }
+
+    fn on_grid(ask: bool, scale: u8, levels: impl Iterator<Item = Level>) -> Side {
         let mut side = Side {
-            levels: Vec::with_capacity(levels.len() * 2),
-            tombstones: 0,
             ask,
+            scale,
+            base: 0,
+            slots: Vec::new(),
+            best: None,
+            far: BTreeMap::new(),
         };
-        for &level in levels {
-            side.apply(level);
+        for (price, qty) in levels {
+            if let Some(p) = side.position(price) {
+                if !qty.is_zero() {
+                    side.far.insert(p, qty);
+                }
+            }
+        }
+        if let Some((&top, _)) = side.far.last_key_value() {
+            side.move_window(top);
         }
         side
     }
 
-    fn key(&self, price: Decimal) -> i128 {
-        if self.ask {
-            -price_key(price)
-        } else {
-            price_key(price)
-        }
+    /// `price` in oriented grid steps; `None` if it is finer than the grid.
+    fn position(&self, price: Decimal) -> Option<i128> {
+        let finer = self.scale.checked_sub(price.scale())?;
+        let steps = i128::from(price.mantissa()) * SCALE_TO_18[usize::from(18 - finer)];
+        Some(if self.ask { -steps } else { steps })
+    }
+
+    /// The price at a position.
+    fn price(&self, position: i128) -> Decimal {
+        let steps = if self.ask { -position } else { position };
+        i64::try_from(steps)
+            .ok()
+            .and_then(|m| Decimal::new(m, self.scale).ok())
+            .unwrap_or(Decimal::ZERO)
     }
 
     fn apply(&mut self, (price, qty): Level) {
-        let key = self.key(price);
-        let found = self.find(key);
-        match (found, qty.is_zero()) {
-            (Ok(i), true) => {
-                if !self.levels[i].2.is_zero() {
-                    self.levels[i].2 = qty;
-                    self.tombstones += 1;
-                    self.tidy();
-                }
-            }
-            (Ok(i), false) => {
-                if self.levels[i].2.is_zero() {
-                    self.tombstones -= 1;
-                }
-                self.levels[i] = (key, price, qty);
-            }
-            (Err(_), true) => {}
-            (Err(i), false) => self.levels.insert(i, (key, price, qty)),
-        }
-    }
-
-    /// Drops the tombstones at the top, and all of them once they outnumber
-    /// the live levels.
-    fn tidy(&mut self) {
-        while self.levels.last().is_some_and(|l| l.2.is_zero()) {
-            self.levels.pop();
-            self.tombstones -= 1;
-        }
-        if self.tombstones > 64 + self.levels.len() / 2 {
-            self.levels.retain(|l| !l.2.is_zero());
-            self.tombstones = 0;
-        }
-    }
-
-    /// The live levels, best first.
-    fn live(&self) -> impl Iterator<Item = &(i128, Decimal, Decimal)> {
-        self.levels.iter().rev().filter(|l| !l.2.is_zero())
-    }
-
-    /// Where `key` is (or would go). Near the top, where updates cluster, a
-    /// book has a level at nearly every price step: the average step of the
-    /// top levels guesses the place, and a gallop from the guess (1, 2, 4, …
-    /// levels) brackets it, so a good guess costs a few comparisons and a bad
-    /// one `O(log n)`.
-    fn find(&self, key: i128) -> Result<usize, usize> {
-        let levels = &self.levels;
-        let n = levels.len();
-        let Some(&(top, ..)) = levels.last() else {
-            return Err(0);
+        let Some(p) = self.position(price) else {
+            // Finer than the grid: the same levels on the finer one.
+            let levels: Vec<Level> = self.live().collect();
+            *self = Side::on_grid(self.ask, price.scale(), levels.into_iter());
+            return self.apply((price, qty));
         };
-        if key >= top {
-            return if key == top { Ok(n - 1) } else { Err(n) };
+        let end = self.base + WINDOW as i128;
+        if !self.slots.is_empty() && (self.base..end).contains(&p) {
+            let i = (p - self.base) as usize;
+            self.slots[i] = qty;
+            if !qty.is_zero() {
+                self.best = Some(self.best.map_or(i, |b| b.max(i)));
+            } else if self.best == Some(i) {
+                self.best = self.slots[..i].iter().rposition(|q| !q.is_zero());
+            }
+        } else if !self.slots.is_empty() && p >= end {
+            // Above the window, so above every level: the new top.
+            if !qty.is_zero() {
+                self.move_window(p);
+                self.apply((price, qty));
+            }
+        } else if qty.is_zero() {
+            self.far.remove(&p);
+        } else {
+            self.far.insert(p, qty);
         }
-        // From here the first level at or above `key` is in [0, n - 1].
-        // A guess needs no exact arithmetic: floats (an integer division of
-        // 128 bits costs more than the rest of the search).
-        // Through 64 bits (a 128-bit integer to float is a library call):
-        // keys are prices at scale 18, so the low 32 bits are far below a
-        // price step, and both numbers lose them alike.
-        let float = |x: i128| i64::try_from(x >> 32).map_or(f64::MAX, |x| x as f64);
-        let m = (n - 1).min(64);
-        let span = float(top - levels[n - 1 - m].0);
-        let back = (float(top - key) * m as f64 / span.max(1.0)) as usize;
-        let back = back.min(n - 1);
-        let guess = n - 1 - back;
-        let (low, high) = if levels[guess].0 < key {
-            let (mut low, mut stride) = (guess + 1, 1);
-            while low + stride - 1 < n - 1 && levels[low + stride - 1].0 < key {
-                low += stride;
-                stride *= 2;
+        if self.best.is_none() {
+            if let Some((&top, _)) = self.far.last_key_value() {
+                self.move_window(top);
             }
-            (low, (low + stride - 1).min(n - 1))
-        } else {
-            let (mut high, mut stride) = (guess, 1);
-            while high >= stride && levels[high - stride].0 >= key {
-                high -= stride;
-                stride *= 2;
-            }
-            ((high + 1).saturating_sub(stride), high)
-        };
-        let at = low + levels[low..=high].partition_point(|l| l.0 < key);
-        if levels[at].0 == key {
-            Ok(at)
-        } else {
-            Err(at)
         }
     }
 
+    /// Moves the window so that `top`, the highest position of any level
+    /// (or to be), is three quarters up it.
+    fn move_window(&mut self, top: i128) {
+        for (i, qty) in self.slots.iter().enumerate() {
+            if !qty.is_zero() {
+                self.far.insert(self.base + i as i128, *qty);
+            }
+        }
+        self.slots.clear();
+        self.slots.resize(WINDOW, Decimal::ZERO);
+        self.base = top - (WINDOW as i128 * 3 / 4);
+        self.best = None;
+        for (p, qty) in self.far.split_off(&self.base) {
+            let i = (p - self.base) as usize;
+            self.slots[i] = qty;
+            self.best = Some(i);
+        }
+    }
+
+    /// The levels, best first.
+    fn live(&self) -> impl Iterator<Item = Level> + '_ {
+        let top = self.best.map_or(0, |b| b + 1);
+        let window = (0..top)
+            .rev()
+            .filter(|&i| !self.slots[i].is_zero())
+            .map(|i| (self.price(self.base + i as i128), self.slots[i]));
+        let far = self.far.iter().rev().map(|(&p, &q)| (self.price(p), q));
+        window.chain(far)
+    }
+
+    /// The best price, as a price key.
     fn best(&self) -> Option<i128> {
-        self.levels
-            .last()
-            .map(|l| if self.ask { -l.0 } else { l.0 })
+        let top = match self.best {
+            Some(i) => self.base + i as i128,
+            None => *self.far.last_key_value()?.0,
+        };
+        Some(price_key(self.price(top)))
     }
 }
 
@@ -226,13 +243,13 @@ impl Book {
     /// `(avg_exec_px − mid) / mid` for buying [`IMPACT_NOTIONAL_USDT`] from the
     /// asks, best first; `None` when the known asks run out first.
     fn price_impact(&self) -> Option<f64> {
-        let bid = self.bids.levels.last()?.1.to_f64();
-        let ask = self.asks.levels.last()?.1.to_f64();
+        let bid = self.bids.live().next()?.0.to_f64();
+        let ask = self.asks.live().next()?.0.to_f64();
         let mid = (bid + ask) / 2.0;
         let deepest = self.deepest_ask?;
         let (mut remaining, mut bought) = (IMPACT_NOTIONAL_USDT, 0.0);
-        for &(key, price, qty) in self.asks.live() {
-            if -key > deepest {
+        for (price, qty) in self.asks.live() {
+            if price_key(price) > deepest {
                 return None;
             }
             let (price, qty) = (price.to_f64(), qty.to_f64());
@@ -294,7 +311,7 @@ pub fn book_at(
     at: i64,
 ) -> Option<BookView> {
     let book = replay(hour_start, snapshots, diffs, at).1?;
-    let levels = |side: &Side| side.live().map(|l| (l.1, l.2)).collect();
+    let levels = |side: &Side| side.live().collect();
     Some(BookView {
         last_update_id: book.last_u,
         bids: levels(&book.bids),
@@ -577,69 +594,59 @@ mod tests {
         assert_eq!(book.health.minutes_in_sync, 1);
     }
 
-    /// The guessing search finds what a plain binary search finds, on sides
-    /// dense, sparse and lumpy.
-    #[test]
-    fn find_agrees_with_a_binary_search() {
-        let mut rng = fastrand::Rng::with_seed(3);
-        for _ in 0..2_000 {
-            let n = rng.usize(0..300);
-            let spread = rng.i64(1..5_000);
-            let mut keys: Vec<i128> = (0..n).map(|_| i128::from(rng.i64(0..spread))).collect();
-            keys.sort_unstable();
-            keys.dedup();
-            let side = Side {
-                levels: keys
-                    .iter()
-                    .map(|&k| (k, Decimal::ZERO, Decimal::ZERO))
-                    .collect(),
-                tombstones: 0,
-                ask: false,
-            };
-            for _ in 0..50 {
-                let key = i128::from(rng.i64(-10..5_100));
-                assert_eq!(
-                    side.find(key),
-                    keys.binary_search(&key),
-                    "{key} in {keys:?}"
-                );
-            }
-        }
-    }
-
-    /// A side under random updates (clustered at the top, removals, returns)
+    /// A side under random updates (clustered at the top, removals, returns,
+    /// jumps past its window, deep levels, one price finer than its grid)
     /// holds what an ordered map holds, best first, on both sides.
     #[test]
     fn a_side_holds_what_an_ordered_map_holds() {
         let mut rng = fastrand::Rng::with_seed(5);
         for ask in [false, true] {
-            let mut side = Side::new(ask, &[]);
-            let mut model: std::collections::BTreeMap<i64, i64> = Default::default();
-            for _ in 0..20_000 {
-                let top = 5_000 + rng.i64(-50..50);
-                let steps = (rng.f64().powi(3) * 800.0) as i64;
-                let price = if ask { top + steps } else { top - steps };
-                let qty = if rng.u8(..) < 90 { 0 } else { rng.i64(1..1000) };
-                side.apply((
-                    Decimal::new(price, 1).unwrap(),
-                    Decimal::new(qty, 3).unwrap(),
-                ));
-                if qty == 0 {
-                    model.remove(&price);
-                } else {
-                    model.insert(price, qty);
+            let mut side = Side::new(ask, &[(Decimal::new(50_000, 1).unwrap(), Decimal::ZERO)]);
+            // Price in hundredths → quantity.
+            let mut model: BTreeMap<i64, i64> = BTreeMap::new();
+            let mut top = 500_000i64;
+            for n in 0..30_000 {
+                if rng.u8(..) == 0 {
+                    top = (top + rng.i64(-120_000..120_000)).max(200_000);
                 }
-                let live: Vec<(i64, i64)> = side
+                top += rng.i64(-3..=3);
+                let steps = if rng.u8(..) < 5 {
+                    rng.i64(0..150_000)
+                } else {
+                    (rng.f64().powi(3) * 800.0) as i64
+                };
+                let tenths = if ask { top + steps } else { top - steps };
+                let (price, hundredths) = if n == 15_000 {
+                    (Decimal::new(tenths * 10 + 5, 2).unwrap(), tenths * 10 + 5)
+                } else {
+                    (Decimal::new(tenths, 1).unwrap(), tenths * 10)
+                };
+                let qty = if rng.u8(..) < 90 { 0 } else { rng.i64(1..1000) };
+                side.apply((price, Decimal::new(qty, 3).unwrap()));
+                if qty == 0 {
+                    model.remove(&hundredths);
+                } else {
+                    model.insert(hundredths, qty);
+                }
+                assert_eq!(side.best().is_some(), !model.is_empty());
+                if n % 97 != 0 && n != 29_999 {
+                    continue;
+                }
+                let held: Vec<(i64, i64)> = side
                     .live()
-                    .map(|l| (l.1.mantissa(), l.2.mantissa()))
+                    .map(|(p, q)| {
+                        (
+                            p.mantissa() * 10i64.pow(2 - u32::from(p.scale())),
+                            q.mantissa(),
+                        )
+                    })
                     .collect();
                 let want: Vec<(i64, i64)> = if ask {
                     model.iter().map(|(p, q)| (*p, *q)).collect()
                 } else {
                     model.iter().rev().map(|(p, q)| (*p, *q)).collect()
                 };
-                assert_eq!(live, want);
-                assert_eq!(side.best().is_some(), !model.is_empty());
+                assert_eq!(held, want, "after update {n}");
             }
         }
     }
