@@ -80,7 +80,7 @@ impl Capture {
         let envelope: Envelope<'_> = serde_json::from_str(json)?;
         self.messages.push(Message {
             time,
-            stream: envelope.stream.to_owned(),
+            stream: envelope.stream.into(),
             data: envelope.data.get().to_owned(),
         });
         Ok(())

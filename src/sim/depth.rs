@@ -14,6 +14,8 @@
 //! `k − 1` with a `lastUpdateId` inside diff `k`'s span: diff `k`, already
 //! sent, brackets it.
 
+use std::fmt::Write as _;
+
 use serde_json::{json, Value};
 
 use super::market::SymbolMarket;
@@ -35,7 +37,7 @@ const SIZE_SCALE: u8 = 3;
 pub struct Book<'a> {
     symbol: String,
     /// `<symbol>@depth@100ms`.
-    stream: String,
+    stream: std::sync::Arc<str>,
     /// The symbol's trades, in time order.
     market: &'a SymbolMarket,
     /// Its position among the market's `of` symbols.
@@ -56,7 +58,7 @@ impl<'a> Book<'a> {
             .unwrap_or(0);
         Book {
             symbol: symbol.to_owned(),
-            stream: format!("{}@depth@100ms", symbol.to_lowercase()),
+            stream: format!("{}@depth@100ms", symbol.to_lowercase()).into(),
             market,
             index: index as u64,
             of: of.max(1) as u64,
@@ -87,8 +89,9 @@ impl<'a> Book<'a> {
     fn diff(&self, k: i64) -> Option<Message> {
         let (before, now) = (self.reference(k - 1)?, self.reference(k)?);
         let (low, high) = (before.min(now), before.max(now));
-        let changed = |side: Side, ranges: [(i64, i64); 2]| -> Vec<Value> {
-            let mut levels = Vec::new();
+        // The side's changed levels as JSON: `[["price","qty"],…]`.
+        let changed = |side: Side, ranges: [(i64, i64); 2]| -> String {
+            let mut levels = String::from("[");
             let mut seen = std::collections::BTreeSet::new();
             for (from, to) in ranges {
                 // A jump of more than the book's depth replaces it: bounded.
@@ -98,10 +101,19 @@ impl<'a> Book<'a> {
                     }
                     let (old, new) = (side.size(before, x, k - 1), side.size(now, x, k));
                     if old != new {
-                        levels.push(json!([self.price(x), size(new.unwrap_or(0))]));
+                        if levels.len() > 1 {
+                            levels.push(',');
+                        }
+                        if let (Ok(price), Ok(qty)) = (
+                            Decimal::new(x, self.scale),
+                            Decimal::new(new.unwrap_or(0), SIZE_SCALE),
+                        ) {
+                            let _ = write!(levels, r#"["{price}","{qty}"]"#);
+                        }
                     }
                 }
             }
+            levels.push(']');
             levels
         };
         let bids = changed(
@@ -114,15 +126,17 @@ impl<'a> Book<'a> {
         );
         let u = self.final_id(k);
         let time = k * TICK_MS;
-        let data = json!({
-            "e": "depthUpdate", "E": time, "T": time - 3, "s": self.symbol,
-            "U": u + 1 - IDS, "u": u, "pu": self.final_id(k - 1),
-            "b": bids, "a": asks,
-        });
+        let data = format!(
+            r#"{{"e":"depthUpdate","E":{time},"T":{},"s":"{}","U":{},"u":{u},"pu":{},"b":{bids},"a":{asks}}}"#,
+            time - 3,
+            self.symbol,
+            u + 1 - IDS,
+            self.final_id(k - 1),
+        );
         Some(Message {
             time,
             stream: self.stream.clone(),
-            data: data.to_string(),
+            data,
         })
     }
 

@@ -10,7 +10,8 @@
 //! time), `s@forceOrder` (liquidations, made up: at most one per second, see
 //! [`liquidation`]).
 
-use serde_json::json;
+use std::fmt::Write as _;
+use std::sync::Arc;
 
 use super::market::{Market, SymbolMarket};
 use crate::event::{AggTrade, Kline, KlineKind};
@@ -25,8 +26,8 @@ const DEFAULT_FUNDING_INTERVAL_MS: i64 = 8 * 60 * MINUTE_MS;
 pub struct Message {
     /// When the exchange sends it (its `E`), ms.
     pub time: i64,
-    /// The stream's name, e.g. `btcusdt@aggTrade`.
-    pub stream: String,
+    /// The stream's name, e.g. `btcusdt@aggTrade` (shared by its messages).
+    pub stream: Arc<str>,
     /// The payload, JSON text (the `data` of a combined stream's envelope).
     pub data: String,
 }
@@ -40,8 +41,8 @@ pub const STREAM_KINDS: [&str; 5] = [
     "bookTicker",
 ];
 
-/// Every message sent during the minute starting at `minute`, in time order
-/// (ties: stream name, then the order the stream would send them).
+/// Every message sent during the minute starting at `minute`, in no
+/// particular order across streams ([`in_order`] sorts them).
 pub fn minute(market: &Market, minute: i64) -> Vec<Message> {
     let mut out = Vec::new();
     for (symbol, m) in &market.symbols {
@@ -52,9 +53,13 @@ pub fn minute(market: &Market, minute: i64) -> Vec<Message> {
             out.push(kline(symbol, &lower, k));
         }
     }
-    // A stable sort keeps each stream's own order among equal times.
-    out.sort_by(|a, b| (a.time, &a.stream).cmp(&(b.time, &b.stream)));
     out
+}
+
+/// Puts messages in time order (ties: stream name, then the order the
+/// stream would send them: the sort is stable).
+pub fn in_order(messages: &mut [Message]) {
+    messages.sort_by(|a, b| (a.time, &a.stream).cmp(&(b.time, &b.stream)));
 }
 
 /// The first minute the market has a kline for.
@@ -73,22 +78,29 @@ fn trades_in(m: &SymbolMarket, from: i64, to: i64) -> &[AggTrade] {
 }
 
 fn agg_trades(out: &mut Vec<Message>, symbol: &str, lower: &str, m: &SymbolMarket, minute: i64) {
+    let stream: Arc<str> = format!("{lower}@aggTrade").into();
+    let liquidations: Arc<str> = format!("{lower}@forceOrder").into();
     let mut last_liquidation_second = i64::MIN;
     for t in trades_in(m, minute, minute + MINUTE_MS) {
-        let data = json!({
-            "e": "aggTrade", "E": t.transact_time, "s": symbol, "a": t.agg_trade_id,
-            "p": t.price.to_string(), "q": t.quantity.to_string(),
-            "f": t.first_trade_id, "l": t.last_trade_id, "T": t.transact_time,
-            "m": t.is_buyer_maker,
-        });
+        let data = format!(
+            r#"{{"e":"aggTrade","E":{},"s":"{symbol}","a":{},"p":"{}","q":"{}","f":{},"l":{},"T":{},"m":{}}}"#,
+            t.transact_time,
+            t.agg_trade_id,
+            t.price,
+            t.quantity,
+            t.first_trade_id,
+            t.last_trade_id,
+            t.transact_time,
+            t.is_buyer_maker,
+        );
         out.push(Message {
             time: t.transact_time,
-            stream: format!("{lower}@aggTrade"),
-            data: data.to_string(),
+            stream: stream.clone(),
+            data,
         });
         let second = t.transact_time.div_euclid(1000);
         if second != last_liquidation_second {
-            if let Some(liq) = liquidation(symbol, lower, t) {
+            if let Some(liq) = liquidation(symbol, &liquidations, t) {
                 last_liquidation_second = second;
                 out.push(liq);
             }
@@ -99,37 +111,46 @@ fn agg_trades(out: &mut Vec<Message>, symbol: &str, lower: &str, m: &SymbolMarke
 /// A made-up liquidation riding on `trade`: one in 53 trades (by id) is
 /// one, at most one per second per symbol (Binance pushes only the latest
 /// liquidation of each second). A taker sell (`m` true) closes a long: SELL.
-pub fn liquidation(symbol: &str, lower: &str, trade: &AggTrade) -> Option<Message> {
+pub fn liquidation(symbol: &str, stream: &Arc<str>, trade: &AggTrade) -> Option<Message> {
     if !trade.agg_trade_id.is_multiple_of(53) {
         return None;
     }
     let side = if trade.is_buyer_maker { "SELL" } else { "BUY" };
-    let (price, qty) = (trade.price.to_string(), trade.quantity.to_string());
-    let data = json!({
-        "e": "forceOrder", "E": trade.transact_time,
-        "o": {"s": symbol, "S": side, "o": "LIMIT", "f": "IOC", "q": qty, "p": price,
-              "ap": price, "X": "FILLED", "l": qty, "z": qty, "T": trade.transact_time},
-    });
+    let (price, qty, time) = (trade.price, trade.quantity, trade.transact_time);
+    let data = format!(
+        r#"{{"e":"forceOrder","E":{time},"o":{{"s":"{symbol}","S":"{side}","o":"LIMIT","f":"IOC","q":"{qty}","p":"{price}","ap":"{price}","X":"FILLED","l":"{qty}","z":"{qty}","T":{time}}}}}"#
+    );
     Some(Message {
-        time: trade.transact_time,
-        stream: format!("{lower}@forceOrder"),
-        data: data.to_string(),
+        time,
+        stream: stream.clone(),
+        data,
     })
 }
 
 fn kline(symbol: &str, lower: &str, k: &Kline) -> Message {
-    let data = json!({
-        "e": "kline", "E": k.close_time + 1, "s": symbol,
-        "k": {"t": k.open_time, "T": k.close_time, "s": symbol, "i": "1m", "f": 0, "L": 0,
-              "o": k.open.to_string(), "c": k.close.to_string(), "h": k.high.to_string(),
-              "l": k.low.to_string(), "v": k.volume.to_string(), "n": k.trade_count, "x": true,
-              "q": k.quote_volume.to_string(), "V": k.taker_buy_volume.to_string(),
-              "Q": k.taker_buy_quote_volume.to_string(), "B": "0"},
-    });
+    let mut data = format!(
+        r#"{{"e":"kline","E":{},"s":"{symbol}","k":{{"t":{},"T":{},"s":"{symbol}","i":"1m","f":0,"L":0,"#,
+        k.close_time + 1,
+        k.open_time,
+        k.close_time,
+    );
+    let _ = write!(
+        data,
+        r#""o":"{}","c":"{}","h":"{}","l":"{}","v":"{}","n":{},"x":true,"q":"{}","V":"{}","Q":"{}","B":"0"}}}}"#,
+        k.open,
+        k.close,
+        k.high,
+        k.low,
+        k.volume,
+        k.trade_count,
+        k.quote_volume,
+        k.taker_buy_volume,
+        k.taker_buy_quote_volume,
+    );
     Message {
         time: k.close_time + 1,
-        stream: format!("{lower}@kline_1m"),
-        data: data.to_string(),
+        stream: format!("{lower}@kline_1m").into(),
+        data,
     }
 }
 
@@ -142,6 +163,7 @@ fn mark_prices(out: &mut Vec<Message>, symbol: &str, lower: &str, m: &SymbolMark
     ) else {
         return;
     };
+    let stream: Arc<str> = format!("{lower}@markPrice@1s").into();
     for second in 0..60 {
         let time = minute + second * 1000;
         let next = m.funding.iter().find(|f| f.funding_time > time);
@@ -153,14 +175,14 @@ fn mark_prices(out: &mut Vec<Message>, symbol: &str, lower: &str, m: &SymbolMark
             },
             |f| (f.rate.to_string(), f.funding_time),
         );
-        let data = json!({
-            "e": "markPriceUpdate", "E": time, "s": symbol, "p": mark.close.to_string(),
-            "i": index.close.to_string(), "P": mark.close.to_string(), "r": rate, "T": next_time,
-        });
+        let (mark, index) = (mark.close, index.close);
+        let data = format!(
+            r#"{{"e":"markPriceUpdate","E":{time},"s":"{symbol}","p":"{mark}","i":"{index}","P":"{mark}","r":"{rate}","T":{next_time}}}"#
+        );
         out.push(Message {
             time,
-            stream: format!("{lower}@markPrice@1s"),
-            data: data.to_string(),
+            stream: stream.clone(),
+            data,
         });
     }
 }
@@ -170,7 +192,7 @@ fn mark_prices(out: &mut Vec<Message>, symbol: &str, lower: &str, m: &SymbolMark
 /// unpacks the archives in order and hands rows over a bounded channel.
 pub struct BookTickers {
     symbol: String,
-    stream: String,
+    stream: Arc<str>,
     rows: tokio::sync::mpsc::Receiver<Vec<String>>,
     /// A row read past the minute asked for, kept for the next one.
     ahead: Option<Vec<String>>,
@@ -204,7 +226,7 @@ impl BookTickers {
         });
         BookTickers {
             symbol: symbol.to_owned(),
-            stream: format!("{}@bookTicker", symbol.to_lowercase()),
+            stream: format!("{}@bookTicker", symbol.to_lowercase()).into(),
             rows,
             ahead: None,
         }
@@ -231,15 +253,20 @@ impl BookTickers {
             if event_time < minute {
                 continue;
             }
-            let data = json!({
-                "e": "bookTicker", "u": row[0].parse::<u64>().unwrap_or_default(),
-                "E": event_time, "T": row[5].parse::<i64>().unwrap_or_default(),
-                "s": self.symbol, "b": row[1], "B": row[2], "a": row[3], "A": row[4],
-            });
+            let data = format!(
+                r#"{{"e":"bookTicker","u":{},"E":{event_time},"T":{},"s":"{}","b":"{}","B":"{}","a":"{}","A":"{}"}}"#,
+                row[0].parse::<u64>().unwrap_or_default(),
+                row[5].parse::<i64>().unwrap_or_default(),
+                self.symbol,
+                row[1],
+                row[2],
+                row[3],
+                row[4],
+            );
             out.push(Message {
                 time: event_time,
                 stream: self.stream.clone(),
-                data: data.to_string(),
+                data,
             });
         }
     }

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use axum::extract::ws::{CloseFrame, Message as WsMessage, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
+use futures_util::SinkExt;
 use serde_json::{json, Value};
 use tokio::sync::broadcast;
 
@@ -129,12 +130,43 @@ impl Base {
     }
 }
 
-/// The tape's channel: every message, to every connection.
-pub type Tape = broadcast::Sender<Arc<Message>>;
+/// One message as every connection sends it: its texts are made once, not
+/// once per connection.
+pub struct Frame {
+    stream: Arc<str>,
+    /// The payload alone (`/ws/<name>`).
+    bare: Utf8Bytes,
+    /// The payload in its `{"stream","data"}` envelope (`/stream?streams=…`).
+    combined: Utf8Bytes,
+}
 
-/// How many messages a connection may fall behind the tape before it is
+impl Frame {
+    fn new(message: Message) -> Frame {
+        let mut combined = String::with_capacity(message.data.len() + message.stream.len() + 22);
+        combined.push_str(r#"{"stream":""#);
+        combined.push_str(&message.stream);
+        combined.push_str(r#"","data":"#);
+        combined.push_str(&message.data);
+        combined.push('}');
+        Frame {
+            stream: message.stream,
+            bare: message.data.into(),
+            combined: combined.into(),
+        }
+    }
+}
+
+/// The tape's channel: every message, to every connection, in batches of
+/// the messages due together (a connection writes a batch with one flush).
+pub type Tape = broadcast::Sender<Arc<[Frame]>>;
+
+/// How many batches a connection may fall behind the tape before it is
 /// dropped as too slow (as Binance drops clients that do not keep up).
-pub const TAPE_BUFFER: usize = 1 << 16;
+pub const TAPE_BUFFER: usize = 1 << 12;
+
+/// The most messages in one batch: a bound on the tape's memory and on how
+/// long a message waits for its batch-mates.
+const BATCH: usize = 512;
 
 /// Plays the market into the simulator's tape, from `--ws-start` at `--speed`.
 /// Breaks the oldest open connection every `--ws-break-every-s`, with each of
@@ -185,15 +217,35 @@ struct Pace {
 }
 
 impl Pace {
-    async fn send(&self, sim: &Sim, first: i64, message: Message) {
-        let due = Duration::from_secs_f64((message.time - first) as f64 / 1000.0 / self.speed);
-        let now = self.started.elapsed();
-        if due > now + Duration::from_millis(2) {
-            tokio::time::sleep(due - now).await;
+    /// Sends `messages` (in time order, none before `first`) when each is
+    /// due; those due together go out as one batch.
+    async fn play(&self, sim: &Sim, first: i64, messages: impl IntoIterator<Item = Message>) {
+        let mut batch = Vec::new();
+        let mut last = first;
+        for message in messages {
+            let due = Duration::from_secs_f64((message.time - first) as f64 / 1000.0 / self.speed);
+            let now = self.started.elapsed();
+            if due > now + Duration::from_millis(2) {
+                Self::send(sim, last, &mut batch);
+                tokio::time::sleep(due - now).await;
+            }
+            last = message.time;
+            batch.push(Frame::new(message));
+            if batch.len() == BATCH {
+                Self::send(sim, last, &mut batch);
+            }
         }
-        sim.tape_ms.store(message.time, Ordering::Relaxed);
+        Self::send(sim, last, &mut batch);
+    }
+
+    /// Broadcasts the batch; `last` is the market instant of its last message.
+    fn send(sim: &Sim, last: i64, batch: &mut Vec<Frame>) {
+        if batch.is_empty() {
+            return;
+        }
+        sim.tape_ms.store(last, Ordering::Relaxed);
         // No receivers is fine: nobody is listening yet.
-        let _ = sim.tape.send(Arc::new(message));
+        let _ = sim.tape.send(std::mem::take(batch).into());
     }
 }
 
@@ -202,9 +254,8 @@ async fn play_capture(sim: &Sim, capture: &super::capture::Capture, pace: &Pace)
     let Some(first) = capture.messages.first().map(|m| m.time) else {
         return;
     };
-    for message in &capture.messages {
-        pace.send(sim, first, message.clone()).await;
-    }
+    pace.play(sim, first, capture.messages.iter().cloned())
+        .await;
 }
 
 /// The market, minute by minute, from `--ws-start`.
@@ -233,12 +284,9 @@ async fn play_market(sim: &Sim, pace: &Pace) {
         if sim.depth_wanted.load(Ordering::Relaxed) {
             depth::minute(&depth_books, minute, live.depth_gap_at, &mut messages);
         }
-        messages.sort_by(|a, b| (a.time, &a.stream).cmp(&(b.time, &b.stream)));
-        for message in messages {
-            if message.time >= first {
-                pace.send(sim, first, message).await;
-            }
-        }
+        tape::in_order(&mut messages);
+        let due = messages.into_iter().filter(|m| m.time >= first);
+        pace.play(sim, first, due).await;
         minute += MINUTE_MS;
     }
 }
@@ -337,7 +385,7 @@ async fn serve_client(
 ) {
     let mut malformed_next = false;
     // Messages held back (`--ws-delay-rate`): when each is due, and its text.
-    let mut held: std::collections::VecDeque<(tokio::time::Instant, String)> =
+    let mut held: std::collections::VecDeque<(tokio::time::Instant, Utf8Bytes)> =
         std::collections::VecDeque::new();
     let live = &sim.config.live;
     let mut tape = sim.tape.subscribe();
@@ -364,18 +412,26 @@ async fn serve_client(
             },
             () = due(held.front().map(|(at, _)| *at)) => {
                 if let Some((_, text)) = held.pop_front() {
-                    if socket.send(WsMessage::Text(text.into())).await.is_err() {
+                    if socket.send(WsMessage::Text(text)).await.is_err() {
                         return;
                     }
                 }
             },
             received = tape.recv() => match received {
-                Ok(message) => {
-                    if stalled(Instant::now()) || !subscribed.contains(&message.stream) || !base.serves(&message.stream, &live.faults) {
+                Ok(frames) => {
+                    if stalled(Instant::now()) {
                         continue;
                     }
-                    let malformed = std::mem::take(&mut malformed_next);
-                    if send_data(socket, sim, &message, combined, malformed, &mut held).await.is_err() {
+                    for frame in frames.iter() {
+                        if !subscribed.contains(&*frame.stream) || !base.serves(&frame.stream, &live.faults) {
+                            continue;
+                        }
+                        let malformed = std::mem::take(&mut malformed_next);
+                        if feed_data(socket, sim, frame, combined, malformed, &mut held).await.is_err() {
+                            return;
+                        }
+                    }
+                    if socket.flush().await.is_err() {
                         return;
                     }
                 }
@@ -430,25 +486,24 @@ async fn serve_client(
     }
 }
 
-async fn send_data(
+/// Queues one data message on the socket (the batch's end flushes), with
+/// the faults asked for: broken, held back, or sent twice.
+async fn feed_data(
     socket: &mut WebSocket,
     sim: &Sim,
-    message: &Message,
+    frame: &Frame,
     combined: bool,
     malformed: bool,
-    held: &mut std::collections::VecDeque<(tokio::time::Instant, String)>,
+    held: &mut std::collections::VecDeque<(tokio::time::Instant, Utf8Bytes)>,
 ) -> Result<(), axum::Error> {
     let faults = &sim.config.live.faults;
     let mut text = if combined {
-        format!(
-            r#"{{"stream":"{}","data":{}}}"#,
-            message.stream, message.data
-        )
+        frame.combined.clone()
     } else {
-        message.data.clone()
+        frame.bare.clone()
     };
     if malformed {
-        text.truncate(text.len() / 2);
+        text = text.as_str()[..text.len() / 2].to_owned().into();
     }
     if sim.chance(faults.delayed) {
         held.push_back((tokio::time::Instant::now() + faults.delay, text));
@@ -456,9 +511,7 @@ async fn send_data(
     }
     let copies = if sim.chance(faults.duplicates) { 2 } else { 1 };
     for _ in 0..copies {
-        socket
-            .send(WsMessage::Text(Utf8Bytes::from(text.clone())))
-            .await?;
+        socket.feed(WsMessage::Text(text.clone())).await?;
         sim.stats.ws_messages.fetch_add(1, Ordering::Relaxed);
     }
     Ok(())
