@@ -3,36 +3,89 @@
 //! Shapes both channels share are parsed here once.
 
 use anyhow::{anyhow, Context};
+use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
 use crate::event::{AggTrade, Decimal, Level};
 
-/// An aggTrade: REST's `/fapi/v1/aggTrades` element and the `@aggTrade`
-/// payload use the same letters (`a p q f l T m`).
+/// An aggTrade's letters (`a p q f l T m`), which REST's `/fapi/v1/aggTrades`
+/// element and the `@aggTrade` payload share; the payload adds `e E s`.
+/// Typed, not read through a `Value`: the stream's hot path parses it.
+#[derive(Deserialize)]
+pub(crate) struct AggTradeFields<'a> {
+    /// The stream payload's event type and symbol (REST's element has none).
+    #[serde(borrow)]
+    pub e: Option<&'a str>,
+    #[serde(borrow)]
+    pub s: Option<&'a str>,
+    a: u64,
+    #[serde(deserialize_with = "de_decimal")]
+    p: Decimal,
+    #[serde(deserialize_with = "de_decimal")]
+    q: Decimal,
+    f: u64,
+    l: u64,
+    #[serde(rename = "T")]
+    t: i64,
+    m: bool,
+}
+
+impl AggTradeFields<'_> {
+    pub(crate) fn event(&self) -> AggTrade {
+        AggTrade {
+            agg_trade_id: self.a,
+            price: self.p,
+            quantity: self.q,
+            first_trade_id: self.f,
+            last_trade_id: self.l,
+            transact_time: self.t,
+            is_buyer_maker: self.m,
+        }
+    }
+}
+
+/// An aggTrade element of REST's `/fapi/v1/aggTrades`.
 pub(crate) fn agg_trade(v: &Value) -> anyhow::Result<AggTrade> {
-    Ok(AggTrade {
-        agg_trade_id: uint(v, "a")?,
-        price: decimal(v, "p")?,
-        quantity: decimal(v, "q")?,
-        first_trade_id: uint(v, "f")?,
-        last_trade_id: uint(v, "l")?,
-        transact_time: int(v, "T")?,
-        is_buyer_maker: boolean(v, "m")?,
-    })
+    Ok(AggTradeFields::deserialize(v)?.event())
 }
 
-/// A JSON boolean field.
-pub(crate) fn boolean(v: &Value, name: &str) -> anyhow::Result<bool> {
-    field(v, name)?
-        .as_bool()
-        .with_context(|| format!("field {name:?}: expected a boolean"))
+/// A decimal field from its text, for typed payloads (`deserialize_with`).
+pub(crate) fn de_decimal<'de, D: Deserializer<'de>>(d: D) -> Result<Decimal, D::Error> {
+    struct Text;
+    impl serde::de::Visitor<'_> for Text {
+        type Value = Decimal;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a decimal as text")
+        }
+        fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Decimal, E> {
+            Decimal::parse(text.as_bytes()).map_err(|e| E::custom(format!("{text:?}: {e}")))
+        }
+    }
+    d.deserialize_str(Text)
 }
 
-/// A JSON text field.
-pub(crate) fn text<'a>(v: &'a Value, name: &str) -> anyhow::Result<&'a str> {
-    field(v, name)?
-        .as_str()
-        .ok_or_else(|| anyhow!("field {name:?}: expected text"))
+/// Levels `[["price","qty"],…]`, for typed payloads (`deserialize_with`).
+pub(crate) fn de_levels<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Level>, D::Error> {
+    #[derive(Deserialize)]
+    struct Text(#[serde(deserialize_with = "de_decimal")] Decimal);
+    struct Levels;
+    impl<'de> serde::de::Visitor<'de> for Levels {
+        type Value = Vec<Level>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("an array of [price, qty] levels")
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Vec<Level>, A::Error> {
+            let mut levels = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+            while let Some((Text(price), Text(qty))) = seq.next_element()? {
+                levels.push((price, qty));
+            }
+            Ok(levels)
+        }
+    }
+    d.deserialize_seq(Levels)
 }
 
 pub(crate) fn field<'a>(v: &'a Value, name: &str) -> anyhow::Result<&'a Value> {
@@ -65,11 +118,11 @@ pub(crate) fn decimal(v: &Value, name: &str) -> anyhow::Result<Decimal> {
     let text = field(v, name)?
         .as_str()
         .ok_or_else(|| anyhow!("field {name:?}: expected a decimal string"))?;
-    decimal_text(text, &format!("field {name:?}"))
+    Decimal::parse(text.as_bytes()).map_err(|e| anyhow!("field {name:?}: {text:?}: {e}"))
 }
 
 /// A decimal from the exchange's text; `what` names it in the error.
-pub(crate) fn decimal_text(text: &str, what: &str) -> anyhow::Result<Decimal> {
+pub(crate) fn decimal_text(text: &str, what: std::fmt::Arguments<'_>) -> anyhow::Result<Decimal> {
     Decimal::parse(text.as_bytes()).map_err(|e| anyhow!("{what}: {text:?}: {e}"))
 }
 
@@ -84,10 +137,13 @@ pub(crate) fn levels(v: &Value, name: &str) -> anyhow::Result<Vec<Level>> {
             let pair = level.as_array().filter(|p| p.len() == 2);
             let text = |i: usize| pair.and_then(|p| p[i].as_str());
             match (text(0), text(1)) {
-                (Some(price), Some(qty)) => Ok((
-                    decimal_text(price, &format!("field {name:?}"))?,
-                    decimal_text(qty, &format!("field {name:?}"))?,
-                )),
+                (Some(price), Some(qty)) => {
+                    let decimal = |text: &str| {
+                        Decimal::parse(text.as_bytes())
+                            .map_err(|e| anyhow!("field {name:?}: {text:?}: {e}"))
+                    };
+                    Ok((decimal(price)?, decimal(qty)?))
+                }
                 _ => Err(anyhow::anyhow!(
                     "field {name:?}: a level is not [price, qty]: {level}"
                 )),

@@ -43,6 +43,16 @@ pub struct Stop {
 /// How many of the latest messages a connection remembers (by hash).
 const RECENT: usize = 8192;
 
+/// A message as the combined stream sends it: `{"stream","data"}`, or
+/// neither (the answer to a request).
+#[derive(serde::Deserialize)]
+struct Envelope<'a> {
+    #[serde(borrow)]
+    stream: Option<&'a str>,
+    #[serde(borrow)]
+    data: Option<&'a serde_json::value::RawValue>,
+}
+
 fn text_hash(text: &str) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = rustc_hash::FxHasher::default();
@@ -209,33 +219,29 @@ impl Session<'_> {
 
     async fn on_text(&mut self, text: &str) -> Result<(), End> {
         let received_ms = now_ms();
-        let value: Value = serde_json::from_str(text).map_err(|e| {
+        let malformed = |e: &dyn std::fmt::Display| {
             End::Failed(format!(
                 "malformed message ({e}): {}",
                 text.chars().take(120).collect::<String>()
             ))
-        })?;
-        if value.get("id").is_some()
-            && (value.get("result").is_some() || value.get("error").is_some())
-        {
-            return self.on_answer(&value).await;
-        }
-        let (stream, data) = match (
-            value.get("stream").and_then(Value::as_str),
-            value.get("data"),
-        ) {
-            (Some(stream), Some(data)) => (stream.to_owned(), data),
-            _ => {
-                return Err(End::Failed(format!(
-                    "a message without stream/data: {}",
-                    text.chars().take(120).collect::<String>()
-                )))
-            }
         };
-        let parsed =
-            payload::parse(data).and_then(|event| Ok((payload::symbol(data)?.to_owned(), event)));
-        let (symbol, event) =
-            parsed.map_err(|e| End::Failed(format!("malformed {stream} message: {e:#}")))?;
+        let envelope: Envelope = serde_json::from_str(text).map_err(|e| malformed(&e))?;
+        let (Some(stream), Some(data)) = (envelope.stream, envelope.data) else {
+            // Not data: the answer to a request, or a shape bml does not know.
+            let value: Value = serde_json::from_str(text).map_err(|e| malformed(&e))?;
+            if value.get("id").is_some()
+                && (value.get("result").is_some() || value.get("error").is_some())
+            {
+                return self.on_answer(&value).await;
+            }
+            return Err(End::Failed(format!(
+                "a message without stream/data: {}",
+                text.chars().take(120).collect::<String>()
+            )));
+        };
+        let (symbol, event) = payload::parse(stream, data.get())
+            .map_err(|e| End::Failed(format!("malformed {stream} message: {e:#}")))?;
+        let stream = stream.to_owned();
         if let Some(first) = self.first_data.take() {
             let _ = first.send(text.to_owned());
         }

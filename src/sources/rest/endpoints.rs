@@ -219,7 +219,7 @@ fn kline(v: &Value, kind: KlineKind) -> anyhow::Result<Event> {
         let text = a[i]
             .as_str()
             .ok_or_else(|| anyhow!("kline field {i}: expected a decimal string"))?;
-        decimal_text(text, &format!("kline field {i}"))
+        decimal_text(text, format_args!("kline field {i}"))
     };
     let open_time = int(0)?;
     let close_time = int(6)?;
