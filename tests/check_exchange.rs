@@ -1,7 +1,9 @@
 //! `bml check-exchange` against the simulator: a faithful exchange passes in
 //! both aggTrades window modes (and says which end came back), and a
-//! deliberately wrong one (legacy archive names, no used-weight header) fails,
-//! naming what and where.
+//! deliberately wrong one (legacy archive names, no used-weight header, a
+//! `/market` base that accepts subscriptions and sends nothing) fails, naming
+//! what and where. The simulator plays its tape at 60× (a minute a second)
+//! so that the WebSocket checks hear every stream within their window.
 
 mod support;
 
@@ -33,6 +35,8 @@ fn check(sim: &Sim) -> std::process::Output {
         scratch.path(),
         &[
             "check-exchange",
+            "--ws-base",
+            &sim.url().replace("http:", "ws:"),
             "--rest-base",
             sim.url(),
             "--vision-base",
@@ -47,7 +51,7 @@ fn check(sim: &Sim) -> std::process::Output {
 fn a_faithful_exchange_passes_and_the_window_end_is_reported() {
     let root = market();
     for (end, extra) in [("first", None), ("last", Some("--stats-timestamp-text"))] {
-        let mut args = vec!["--agg-trades-window-end", end];
+        let mut args = vec!["--agg-trades-window-end", end, "--speed", "60"];
         args.extend(extra);
         let sim = Sim::start(root.path(), &args);
         let out = check(&sim);
@@ -58,6 +62,22 @@ fn a_faithful_exchange_passes_and_the_window_end_is_reported() {
         if extra.is_some() {
             assert!(all.contains("text (\""), "{all}");
         }
+        for stream in ["aggTrade", "markPrice@1s", "bookTicker", "depth@100ms"] {
+            let line = format!("pass  btcusdt@{stream} payloads read as bml reads them");
+            assert!(all.contains(&line), "{line}: {all}");
+        }
+        assert!(
+            all.contains("pass  btcusdt@depth@100ms diffs chain"),
+            "{all}"
+        );
+        assert!(
+            all.contains("pass  /market lists the subscriptions"),
+            "{all}"
+        );
+        assert!(
+            all.contains("pass  the old unrouted base is silent"),
+            "{all}"
+        );
     }
 }
 
@@ -74,7 +94,15 @@ fn a_wrong_exchange_fails_naming_what_and_where() {
         daily.join("BTCUSDT-markPriceKlines-1m-2024-03-01.zip"),
     )
     .unwrap();
-    let sim = Sim::start(root.path(), &["--omit-weight-header"]);
+    let sim = Sim::start(
+        root.path(),
+        &[
+            "--omit-weight-header",
+            "--ws-silent-market",
+            "--speed",
+            "60",
+        ],
+    );
     let out = check(&sim);
     let all = text(&out);
     assert_eq!(out.status.code(), Some(3), "{all}");
@@ -87,5 +115,10 @@ fn a_wrong_exchange_fails_naming_what_and_where() {
         all.contains("FAIL  answers carry X-MBX-USED-WEIGHT-1M"),
         "{all}"
     );
-    assert!(all.contains(" 2 FAIL"), "{all}");
+    assert!(
+        all.contains("FAIL  btcusdt@markPrice@1s payloads read as bml reads them: ws://")
+            && all.contains("/market/stream?streams=btcusdt@aggTrade/btcusdt@markPrice@1s: silent"),
+        "{all}"
+    );
+    assert!(all.contains(" 3 FAIL"), "{all}");
 }

@@ -18,6 +18,9 @@ pub(super) struct CheckArgs {
         default_value = "https://data.binance.vision/data/futures/um/"
     )]
     vision_base: String,
+    /// WebSocket host; the routed bases /public and /market are appended.
+    #[arg(long, env = "BML_WS_URL", default_value = "wss://fstream.binance.com")]
+    ws_base: String,
     /// The symbol to try.
     #[arg(long, default_value = "BTCUSDT")]
     symbol: String,
@@ -31,6 +34,7 @@ pub(super) fn run(args: &CheckArgs) -> Outcome {
     let checks = check::run(&Target {
         rest_base: args.rest_base.clone(),
         vision_base: args.vision_base.clone(),
+        ws_base: args.ws_base.clone(),
         symbol: args.symbol.to_uppercase(),
         day: args.day,
     })?;

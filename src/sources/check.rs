@@ -51,6 +51,9 @@ pub struct Target {
     pub rest_base: String,
     /// Vision base ending in `/futures/um/`.
     pub vision_base: String,
+    /// WebSocket host, e.g. `wss://fstream.binance.com` (the routed bases
+    /// `/public` and `/market` are appended).
+    pub ws_base: String,
     /// The symbol to try.
     pub symbol: String,
     /// The day whose archives to look for; default: two days before the
@@ -80,7 +83,209 @@ pub fn run(target: &Target) -> anyhow::Result<Vec<Check>> {
     agg_trades_window(&client, &target.symbol, server_time, &mut checks);
     agg_trades_horizon(&client, &target.symbol, server_time, &mut checks);
     statistics_timestamp(&client, &target.symbol, &mut checks);
+    websocket(target, &mut checks);
     Ok(checks)
+}
+
+/// How long each WebSocket connection of the checks listens at most.
+const LISTEN: Duration = Duration::from_secs(8);
+
+/// The WebSocket side: each routed base serves its streams on the combined
+/// endpoint, every payload reads with the collector's own reader, the
+/// subscriptions are listed as asked, and depth diffs chain by `pu`; the old
+/// unrouted base stays silent for a `/market` stream (bml never uses it).
+fn websocket(target: &Target, checks: &mut Vec<Check>) {
+    use crate::sources::live::streams::{Base, StreamKind};
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => return check(checks, "WebSocket checks", Verdict::Fail, e.to_string()),
+    };
+    let host = target.ws_base.trim_end_matches('/');
+    let name = |kind: StreamKind| kind.stream(&target.symbol, "100ms");
+    for base in [Base::Market, Base::Public] {
+        let kinds: Vec<StreamKind> = [
+            StreamKind::AggTrade,
+            StreamKind::MarkPrice,
+            StreamKind::BookTicker,
+            StreamKind::Depth,
+        ]
+        .into_iter()
+        .filter(|k| k.base() == base)
+        .collect();
+        let streams: Vec<String> = kinds.iter().map(|k| name(*k)).collect();
+        let url = format!("{host}{}/stream?streams={}", base.path(), streams.join("/"));
+        let heard = match runtime.block_on(listen(&url, &streams)) {
+            Ok(heard) => heard,
+            Err(e) => {
+                let what = format!("{} serves its streams", base.path());
+                check(checks, what, Verdict::Fail, format!("{url}: {e:#}"));
+                continue;
+            }
+        };
+        let listed = heard
+            .listed
+            .as_ref()
+            .is_some_and(|l| streams.iter().all(|s| l.contains(s)));
+        check(
+            checks,
+            format!(
+                "{} lists the subscriptions asked for (LIST_SUBSCRIPTIONS)",
+                base.path()
+            ),
+            if listed { Verdict::Pass } else { Verdict::Fail },
+            format!("{url}: {:?}", heard.listed),
+        );
+        for (kind, stream) in kinds.iter().zip(&streams) {
+            stream_check(*kind, stream, &url, &heard, checks);
+        }
+    }
+    let stream = name(StreamKind::MarkPrice);
+    let url = format!("{host}/stream?streams={stream}");
+    let (verdict, detail) = match runtime.block_on(listen(&url, std::slice::from_ref(&stream))) {
+        Ok(heard) if heard.data.is_empty() => (
+            Verdict::Pass,
+            format!("{url}: silent for {} s", LISTEN.as_secs()),
+        ),
+        Ok(heard) => (
+            Verdict::Note,
+            format!(
+                "{url}: {} messages (served after all; bml uses /market)",
+                heard.data.len()
+            ),
+        ),
+        Err(e) => (Verdict::Note, format!("{url}: {e:#}")),
+    };
+    check(
+        checks,
+        "the old unrouted base is silent for /market streams",
+        verdict,
+        detail,
+    );
+}
+
+/// What one connection heard.
+#[derive(Default)]
+struct Heard {
+    /// LIST_SUBSCRIPTIONS' answer.
+    listed: Option<Vec<String>>,
+    /// Data messages: stream and payload text.
+    data: Vec<(String, String)>,
+}
+
+/// Subscribes to `streams` at `url` (combined), asks LIST_SUBSCRIPTIONS,
+/// and listens until every stream sent 3 messages or [`LISTEN`] is over.
+async fn listen(url: &str, streams: &[String]) -> anyhow::Result<Heard> {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let (mut socket, _) = tokio::time::timeout(LISTEN, tokio_tungstenite::connect_async(url))
+        .await
+        .map_err(|_| anyhow!("no connection within {} s", LISTEN.as_secs()))??;
+    socket
+        .send(Message::text(r#"{"method":"LIST_SUBSCRIPTIONS","id":1}"#))
+        .await?;
+    let mut heard = Heard::default();
+    let deadline = tokio::time::Instant::now() + LISTEN;
+    let enough = |heard: &Heard| {
+        heard.listed.is_some()
+            && streams
+                .iter()
+                .all(|s| heard.data.iter().filter(|(d, _)| d == s).count() >= 3)
+    };
+    while !enough(&heard) {
+        let Ok(next) = tokio::time::timeout_at(deadline, socket.next()).await else {
+            break;
+        };
+        let Some(message) = next else {
+            anyhow::bail!("the server closed the connection");
+        };
+        let Message::Text(text) = message? else {
+            continue;
+        };
+        let value: Value =
+            serde_json::from_str(&text).with_context(|| format!("not JSON: {text}"))?;
+        match (
+            value.get("stream").and_then(Value::as_str),
+            value.get("data"),
+        ) {
+            (Some(stream), Some(data)) => heard.data.push((stream.to_owned(), data.to_string())),
+            _ if value.get("id").is_some() => {
+                heard.listed = value["result"].as_array().map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_owned)
+                        .collect()
+                });
+            }
+            _ => anyhow::bail!("neither data nor an answer: {text}"),
+        }
+    }
+    let _ = socket.close(None).await;
+    Ok(heard)
+}
+
+/// One stream's messages: every one reads; the mark price (each second) and
+/// depth (each 100 ms) must come; depth diffs chain (`pu` = the last `u`).
+fn stream_check(
+    kind: crate::sources::live::StreamKind,
+    stream: &str,
+    url: &str,
+    heard: &Heard,
+    checks: &mut Vec<Check>,
+) {
+    use crate::event::Event;
+    use crate::sources::live::StreamKind;
+    let name = format!("{stream} payloads read as bml reads them");
+    let mut events = Vec::new();
+    for (_, data) in heard.data.iter().filter(|(s, _)| s == stream) {
+        match crate::sources::live::payload::parse(stream, data) {
+            Ok((_, event)) => events.push(event),
+            Err(e) => return check(checks, name, Verdict::Fail, format!("{url}: {e:#}: {data}")),
+        }
+    }
+    if events.is_empty() {
+        let (verdict, why) = match kind {
+            StreamKind::MarkPrice | StreamKind::Depth => (
+                Verdict::Fail,
+                "silent, though it sends every second or faster",
+            ),
+            _ => (Verdict::Note, "no message (a quiet market?)"),
+        };
+        return check(
+            checks,
+            name,
+            verdict,
+            format!("{url}: {why} in {} s", LISTEN.as_secs()),
+        );
+    }
+    check(
+        checks,
+        name,
+        Verdict::Pass,
+        format!("{} messages", events.len()),
+    );
+    if kind == StreamKind::Depth {
+        let diffs: Vec<_> = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::DepthDiff(d) => Some((d.prev_final_update_id, d.final_update_id)),
+                _ => None,
+            })
+            .collect();
+        let breaks = diffs.windows(2).filter(|w| w[1].0 != w[0].1).count();
+        check(
+            checks,
+            format!("{stream} diffs chain (each pu is the last u)"),
+            if breaks == 0 {
+                Verdict::Pass
+            } else {
+                Verdict::Note
+            },
+            format!("{} diffs, {breaks} breaks", diffs.len()),
+        );
+    }
 }
 
 fn check(checks: &mut Vec<Check>, name: impl Into<String>, verdict: Verdict, detail: String) {

@@ -13,7 +13,7 @@
 //! materializer (natural keys), so a dropped connection loses nothing.
 
 mod connection;
-mod payload;
+pub(crate) mod payload;
 mod snapshots;
 pub mod streams;
 
