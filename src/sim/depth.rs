@@ -92,13 +92,14 @@ impl<'a> Book<'a> {
         // The side's changed levels as JSON: `[["price","qty"],…]`.
         let changed = |side: Side, ranges: [(i64, i64); 2]| -> String {
             let mut levels = String::from("[");
-            let mut seen = std::collections::BTreeSet::new();
+            let mut seen = Vec::new();
             for (from, to) in ranges {
                 // A jump of more than the book's depth replaces it: bounded.
                 for x in (from + 1..=to).take(2 * LEVELS as usize) {
-                    if !seen.insert(x) {
+                    if seen.contains(&x) {
                         continue;
                     }
+                    seen.push(x);
                     let (old, new) = (side.size(before, x, k - 1), side.size(now, x, k));
                     if old != new {
                         if levels.len() > 1 {

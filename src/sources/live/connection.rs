@@ -43,16 +43,6 @@ pub struct Stop {
 /// How many of the latest messages a connection remembers (by hash).
 const RECENT: usize = 8192;
 
-/// A message as the combined stream sends it: `{"stream","data"}`, or
-/// neither (the answer to a request).
-#[derive(serde::Deserialize)]
-struct Envelope<'a> {
-    #[serde(borrow)]
-    stream: Option<&'a str>,
-    #[serde(borrow)]
-    data: Option<&'a serde_json::value::RawValue>,
-}
-
 fn text_hash(text: &str) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = rustc_hash::FxHasher::default();
@@ -225,8 +215,8 @@ impl Session<'_> {
                 text.chars().take(120).collect::<String>()
             ))
         };
-        let envelope: Envelope = serde_json::from_str(text).map_err(|e| malformed(&e))?;
-        let (Some(stream), Some(data)) = (envelope.stream, envelope.data) else {
+        let read = payload::message(text).map_err(|e| malformed(&e))?;
+        let Some((stream, symbol, event)) = read else {
             // Not data: the answer to a request, or a shape bml does not know.
             let value: Value = serde_json::from_str(text).map_err(|e| malformed(&e))?;
             if value.get("id").is_some()
@@ -239,8 +229,6 @@ impl Session<'_> {
                 text.chars().take(120).collect::<String>()
             )));
         };
-        let (symbol, event) = payload::parse(stream, data.get())
-            .map_err(|e| End::Failed(format!("malformed {stream} message: {e:#}")))?;
         let stream = stream.to_owned();
         if let Some(first) = self.first_data.take() {
             let _ = first.send(text.to_owned());
