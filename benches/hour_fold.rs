@@ -83,7 +83,7 @@ fn main() {
                         file: rel.into(),
                         sha256: Sha256([0; 32]),
                     },
-                    received_ms: 0,
+                    received_ns: 0,
                     events: chunk.to_vec(),
                 });
             }

@@ -184,7 +184,7 @@ fn main() {
                 stream: "btcusdt@depth@100ms".into(),
                 connection: 1,
             },
-            received_ms: d.event_time + 20,
+            received_ns: (d.event_time + 20) * 1_000_000,
             events: vec![Event::DepthDiff(d)],
         })
         .expect("push");
@@ -195,7 +195,7 @@ fn main() {
             source: Source::Rest {
                 endpoint: "/fapi/v1/depth".into(),
             },
-            received_ms: s.event_time,
+            received_ns: s.event_time * 1_000_000,
             events: vec![Event::DepthSnapshot(s)],
         })
         .expect("push");
@@ -227,7 +227,7 @@ fn main() {
             source: Source::Rest {
                 endpoint: "/fapi/v1/klines".into(),
             },
-            received_ms: DAY,
+            received_ns: DAY * 1_000_000,
             events: klines,
         })
         .expect("push");

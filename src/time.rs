@@ -1,5 +1,6 @@
 //! Milliseconds, the unit of every time in bml (the exchange's, the log's and
-//! the lake's), and the spans the minute grid is built of.
+//! the lake's), and the spans the minute grid is built of. The one exception:
+//! a log record's local receive time is kept in ns ([`now_ns`]).
 
 /// One minute, in ms.
 pub const MINUTE_MS: i64 = 60_000;
@@ -7,6 +8,11 @@ pub const MINUTE_MS: i64 = 60_000;
 pub const HOUR_MS: i64 = 60 * MINUTE_MS;
 /// One day, in ms.
 pub const DAY_MS: i64 = 24 * HOUR_MS;
+
+/// Now, epoch ns (UTC): a log record's receive time.
+pub fn now_ns() -> i64 {
+    chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX)
+}
 
 /// `ms` as a UTC minute, `2024-03-01T13:05Z` (the number itself if out of range).
 pub fn utc_minute(ms: i64) -> String {

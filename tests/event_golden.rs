@@ -1,13 +1,17 @@
-//! Golden encodings of event format version 1: one record per event variant.
-//! A failure means the log format changed; logs already written would no longer
-//! decode. Add variants at the end, bump the format version for anything else;
-//! never edit the golden file. (New version: `BML_BLESS=1 cargo test --test event_golden`.)
+//! Golden encodings of the event format, one record per event variant, for
+//! every version: the current one (2) must encode byte for byte as pinned,
+//! and every earlier one must still decode. A failure means the log format
+//! changed; logs already written would no longer decode. Add variants at the
+//! end, bump the format version for anything else; never edit a golden file.
+//! (New version: a new file, written by `BML_BLESS=1 cargo test --test event_golden`.)
 
 use std::str::FromStr;
 
 use bml::event::*;
 
-const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/events-v1.hex");
+const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/events-v2.hex");
+/// Version 1: the receive time in ms.
+const GOLDEN_V1: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/events-v1.hex");
 
 fn d(text: &str) -> Decimal {
     Decimal::from_str(text).unwrap()
@@ -177,14 +181,14 @@ fn golden_records() -> Vec<Record> {
         .map(|(source, event)| Record {
             symbol: "BTCUSDT".into(),
             source,
-            received_ms: 1_709_251_202_000,
+            received_ns: 1_709_251_202_000_123_456,
             events: vec![event],
         })
         .collect()
 }
 
 #[test]
-fn event_format_v1_is_byte_for_byte_stable() {
+fn event_format_v2_is_byte_for_byte_stable() {
     let encoded: Vec<String> = golden_records()
         .iter()
         .map(|r| hex::encode(r.encode()))
@@ -210,10 +214,19 @@ fn event_format_v1_is_byte_for_byte_stable() {
 }
 
 #[test]
-fn golden_v1_records_still_decode() {
+fn golden_records_of_every_version_still_decode() {
     let golden = std::fs::read_to_string(GOLDEN).unwrap();
     for (line, expected) in golden.lines().zip(golden_records()) {
         let record = Record::decode(&hex::decode(line).unwrap()).unwrap();
         assert_eq!(record, expected);
+    }
+    // Version 1 kept whole milliseconds: they decode as that many ns.
+    let golden = std::fs::read_to_string(GOLDEN_V1).unwrap();
+    assert_eq!(golden.lines().count(), golden_records().len());
+    for (line, mut expected) in golden.lines().zip(golden_records()) {
+        expected.received_ns = 1_709_251_202_000_000_000;
+        let record = Record::decode(&hex::decode(line).unwrap()).unwrap();
+        assert_eq!(record, expected);
+        assert_eq!(record.received_ms(), 1_709_251_202_000);
     }
 }

@@ -32,7 +32,7 @@ fn event_decoding_never_panics() {
             file: "f.zip".into(),
             sha256: Sha256([7; 32]),
         },
-        received_ms: 1,
+        received_ns: 1_000_000,
         events: vec![Event::AggTrade(AggTrade {
             agg_trade_id: 1,
             price: Decimal::from_str("1.5").unwrap(),

@@ -123,7 +123,7 @@ fn the_same_facts_give_the_same_bytes_and_a_rewrite_is_atomic() {
             source: bml::event::Source::Rest {
                 endpoint: "/x".into(),
             },
-            received_ms: 0,
+            received_ns: 0,
             events: chunk.to_vec(),
         })
         .collect();

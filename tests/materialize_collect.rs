@@ -34,7 +34,7 @@ fn as_records(facts: &HourFacts, rng: &mut fastrand::Rng, source: &Source) -> Ve
         records.push(Record {
             symbol: "BTCUSDT".into(),
             source: source.clone(),
-            received_ms: HOUR + 2 * HOUR_MS,
+            received_ns: (HOUR + 2 * HOUR_MS) * 1_000_000,
             events: events.drain(..take).collect(),
         });
     }
@@ -85,7 +85,7 @@ fn precedence_decides_disagreements_and_reports_them_the_same_way_every_time() {
     let record = |source: Source, event: Event| Record {
         symbol: "BTCUSDT".into(),
         source,
-        received_ms: HOUR + 1000,
+        received_ns: (HOUR + 1000) * 1_000_000,
         events: vec![event],
     };
     let rest = Source::Rest {
@@ -140,7 +140,7 @@ fn a_stream_copy_that_disagrees_with_vision_loses_and_is_reported() {
     let record = |source: Source, event: Event| Record {
         symbol: "BTCUSDT".into(),
         source,
-        received_ms: HOUR + 1000,
+        received_ns: (HOUR + 1000) * 1_000_000,
         events: vec![event],
     };
     let ws = |stream: &str| Source::WebSocket {
@@ -192,7 +192,7 @@ fn each_fact_lands_in_the_windows_that_need_it() {
     let record = Record {
         symbol: "BTCUSDT".into(),
         source: vision("w.zip"),
-        received_ms: 0,
+        received_ns: 0,
         events,
     };
     let (collected, _) = collect_hour(HOUR, [&record]);
@@ -232,7 +232,7 @@ fn the_look_back_keeps_the_last_minute_with_book_updates_in_any_order() {
     let record = |events: Vec<Event>| Record {
         symbol: "BTCUSDT".into(),
         source: vision("b.zip"),
-        received_ms: 0,
+        received_ns: 0,
         events,
     };
     let records = vec![

@@ -220,7 +220,7 @@ fn every_column_of_three_real_minutes_matches_a_hand_computation() {
         source: Source::Rest {
             endpoint: "/fapi/v1/klines".into(),
         },
-        received_ms: HOUR + 3_600_000,
+        received_ns: (HOUR + 3_600_000) * 1_000_000,
         events: klines,
     })
     .unwrap();

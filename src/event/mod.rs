@@ -6,7 +6,11 @@
 //! (market data or coverage, so scanners can skip data cheaply) and the postcard
 //! encoding of the record. Postcard encodes enum variants by index, so variants
 //! are only ever *appended*, never reordered or changed: a log written today must
-//! decode in ten years. `tests/event_golden.rs` pins the bytes.
+//! decode in ten years. `tests/event_golden.rs` pins the bytes of every version.
+//!
+//! Versions: 1 kept the receive time in ms; 2 (written since) keeps it in ns,
+//! so that messages of one stream arriving in the same millisecond keep their
+//! local order and spacing. A version-1 record decodes as its time × 10⁶.
 
 mod coverage;
 mod decimal;
@@ -28,8 +32,12 @@ pub use market::{
 };
 pub use visibility::{overlaps, Visibility};
 
-/// The event encoding this build writes (first byte of every record).
-pub const FORMAT_VERSION: u8 = 1;
+/// The event encoding this build writes (first byte of every record); it
+/// reads this one and every earlier one.
+pub const FORMAT_VERSION: u8 = 2;
+
+/// Nanoseconds in a millisecond.
+const NS_PER_MS: i64 = 1_000_000;
 
 /// A SHA-256 digest (of a Vision archive). Printed in hex.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -169,10 +177,19 @@ pub struct Record {
     pub symbol: String,
     /// Where the events came from.
     pub source: Source,
-    /// Local receive time, epoch ms (UTC). May be behind exchange times (clock skew).
-    pub received_ms: i64,
+    /// Local receive time, epoch ns (UTC). May be behind exchange times (clock skew).
+    pub received_ns: i64,
     /// The facts, in the order the source gave them. Never empty.
     pub events: Vec<Event>,
+}
+
+/// A record as format version 1 wrote it: the receive time in ms.
+#[derive(Deserialize)]
+struct RecordV1 {
+    symbol: String,
+    source: Source,
+    received_ms: i64,
+    events: Vec<Event>,
 }
 
 /// Whether a record holds market data or coverage facts (the second byte).
@@ -190,8 +207,8 @@ pub enum DecodeError {
     /// Empty or one-byte input.
     #[error("record too short ({0} bytes)")]
     Short(usize),
-    /// Written by a newer bml.
-    #[error("event format version {0} is newer than this build reads ({FORMAT_VERSION})")]
+    /// Written by a newer bml (or not a record).
+    #[error("event format version {0} is not one this build reads (1 to {FORMAT_VERSION})")]
     Version(u8),
     /// Unknown class byte.
     #[error("unknown record class {0}")]
@@ -211,6 +228,12 @@ impl Record {
         }
     }
 
+    /// The local receive time, epoch ms (UTC): what the materializer orders
+    /// copies by.
+    pub fn received_ms(&self) -> i64 {
+        self.received_ns.div_euclid(NS_PER_MS)
+    }
+
     /// Appends the encoding of this record to `out`.
     pub fn encode_into(&self, out: &mut Vec<u8>) {
         out.push(FORMAT_VERSION);
@@ -226,10 +249,21 @@ impl Record {
         out
     }
 
-    /// Decodes a record, checking version and class.
+    /// Decodes a record of any version this build reads, checking class.
     pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
         let class = peek_class(bytes)?;
-        let (record, rest): (Record, &[u8]) = postcard::take_from_bytes(&bytes[2..])?;
+        let (record, rest): (Record, &[u8]) = if bytes[0] == 1 {
+            let (v1, rest): (RecordV1, &[u8]) = postcard::take_from_bytes(&bytes[2..])?;
+            let record = Record {
+                symbol: v1.symbol,
+                source: v1.source,
+                received_ns: v1.received_ms.saturating_mul(NS_PER_MS),
+                events: v1.events,
+            };
+            (record, rest)
+        } else {
+            postcard::take_from_bytes(&bytes[2..])?
+        };
         if !rest.is_empty() {
             return Err(DecodeError::Payload(
                 postcard::Error::DeserializeUnexpectedEnd,
@@ -246,7 +280,7 @@ impl Record {
 pub fn peek_class(bytes: &[u8]) -> Result<RecordClass, DecodeError> {
     match bytes {
         [] | [_] => Err(DecodeError::Short(bytes.len())),
-        [v, _, ..] if *v != FORMAT_VERSION => Err(DecodeError::Version(*v)),
+        [v, _, ..] if !(1..=FORMAT_VERSION).contains(v) => Err(DecodeError::Version(*v)),
         [_, 0, ..] => Ok(RecordClass::Data),
         [_, 1, ..] => Ok(RecordClass::Coverage),
         [_, c, ..] => Err(DecodeError::Class(*c)),
@@ -290,8 +324,12 @@ mod tests {
     fn refuses_other_versions_and_garbage() {
         assert!(matches!(Record::decode(&[]), Err(DecodeError::Short(0))));
         assert!(matches!(
-            Record::decode(&[2, 0, 0]),
-            Err(DecodeError::Version(2))
+            Record::decode(&[3, 0, 0]),
+            Err(DecodeError::Version(3))
+        ));
+        assert!(matches!(
+            Record::decode(&[0, 0, 0]),
+            Err(DecodeError::Version(0))
         ));
         assert!(matches!(
             Record::decode(&[1, 7, 0]),

@@ -113,7 +113,7 @@ mod tests {
                 file: file.into(),
                 sha256: Sha256([sha; 32]),
             },
-            received_ms: 0,
+            received_ns: 0,
             events: Vec::new(),
         }
     }

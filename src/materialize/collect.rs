@@ -407,7 +407,7 @@ impl Collector {
         let next = self.origins.len() as u32;
         let origin = *self
             .origin_ids
-            .entry((record.received_ms, record.source.clone()))
+            .entry((record.received_ms(), record.source.clone()))
             .or_insert(next);
         if origin == next {
             self.origins.push(Origin {
@@ -416,7 +416,7 @@ impl Collector {
                     Source::Rest { .. } => 1,
                     Source::WebSocket { .. } => 2,
                 },
-                received_ms: record.received_ms,
+                received_ms: record.received_ms(),
                 source: record.source.clone(),
             });
         }

@@ -247,7 +247,7 @@ impl Pending {
     ) -> anyhow::Result<()> {
         // A status time far from the arrival is a bad clock: it must not
         // stretch the span over days the stream was not seen.
-        let received = record.received_ms;
+        let received = record.received_ms();
         let times = record.events.iter().filter_map(|e| match e {
             Event::StreamConnected(s) | Event::StreamDisconnected(s) => Some(
                 s.time
@@ -256,7 +256,7 @@ impl Pending {
             _ => None,
         });
         let (first, last) = times
-            .chain([record.received_ms])
+            .chain([received])
             .fold((i64::MAX, i64::MIN), |(a, b), t| (a.min(t), b.max(t)));
         let key = (record.symbol.clone(), stream.to_string(), connection);
         let old = match self.spans.get(&key) {

@@ -419,7 +419,7 @@ pub mod determinism {
                 log.push(&Record {
                     symbol: "BTCUSDT".into(),
                     source: block.source.clone(),
-                    received_ms: received(block),
+                    received_ns: received(block) * 1_000_000,
                     events: chunk.to_vec(),
                 })
                 .expect("push");
@@ -428,7 +428,7 @@ pub mod determinism {
                 log.push(&Record {
                     symbol: "BTCUSDT".into(),
                     source: block.source.clone(),
-                    received_ms: 0,
+                    received_ns: 0,
                     events: vec![Event::VisionFileIngested(VisionFileIngested {
                         kind: VisionKind::Klines,
                         period: "2024-03-01".into(),

@@ -208,7 +208,7 @@ impl Session<'_> {
     }
 
     async fn on_text(&mut self, text: &str) -> Result<(), End> {
-        let received_ms = now_ms();
+        let received_ns = crate::time::now_ns();
         let malformed = |e: &dyn std::fmt::Display| {
             End::Failed(format!(
                 "malformed message ({e}): {}",
@@ -242,7 +242,7 @@ impl Session<'_> {
                 stream,
                 connection: self.number,
             },
-            received_ms,
+            received_ns,
             events: vec![event],
         };
         match self.context.records.try_send(record) {
@@ -325,7 +325,7 @@ impl Session<'_> {
                 stream: stream.to_owned(),
                 connection: self.number,
             },
-            received_ms: time,
+            received_ns: time.saturating_mul(1_000_000),
             events: vec![event],
         };
         let _ = self.context.records.send(record).await;

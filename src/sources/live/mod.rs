@@ -200,7 +200,7 @@ fn write(
             if matches!(record.events[..], [crate::event::Event::DepthSnapshot(_)]) {
                 written.snapshots += 1;
             }
-            received.push(record.received_ms);
+            received.push(record.received_ms());
             log.push(&record)?;
             if batch.elapsed() >= SYNC_EVERY {
                 break;

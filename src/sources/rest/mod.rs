@@ -269,7 +269,7 @@ fn fetch(
         source: Source::Rest {
             endpoint: path.to_string(),
         },
-        received_ms: chrono::Utc::now().timestamp_millis(),
+        received_ns: crate::time::now_ns(),
         events,
     };
     let mut rows = 0u64;

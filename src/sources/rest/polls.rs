@@ -120,7 +120,7 @@ pub fn fetch(client: &Client, symbol: &str, p: Poll) -> anyhow::Result<Record> {
         source: Source::Rest {
             endpoint: p.path().to_string(),
         },
-        received_ms: chrono::Utc::now().timestamp_millis(),
+        received_ns: crate::time::now_ns(),
         events: vec![event],
     })
 }

@@ -268,17 +268,17 @@ fn ingest_file(
             archive.sha256
         );
     }
-    let received_ms = chrono::Utc::now().timestamp_millis();
+    let received_ns = crate::time::now_ns();
     let source = Source::Vision {
         file: file.clone(),
         sha256: archive.sha256,
     };
     let first_offset = log.next_offset();
-    let rows = append_rows(log, spec, &archive, &source, received_ms, progress)?;
+    let rows = append_rows(log, spec, &archive, &source, received_ns, progress)?;
     let marker = Record {
         symbol: spec.symbol.clone(),
         source,
-        received_ms,
+        received_ns,
         events: vec![Event::VisionFileIngested(VisionFileIngested {
             kind: spec.kind,
             period: spec.period.clone(),
@@ -314,7 +314,7 @@ fn record_missing(
                 file: file.clone(),
                 sha256: Sha256([0; 32]),
             },
-            received_ms: chrono::Utc::now().timestamp_millis(),
+            received_ns: crate::time::now_ns(),
             events: vec![Event::VisionFileMissing(VisionFileMissing {
                 kind: spec.kind,
                 period: spec.period.clone(),
@@ -337,7 +337,7 @@ fn append_rows(
     spec: &FileSpec,
     archive: &Archive,
     source: &Source,
-    received_ms: i64,
+    received_ns: i64,
     progress: &dyn Progress,
 ) -> anyhow::Result<u64> {
     let file = archive
@@ -361,7 +361,7 @@ fn append_rows(
             record: Record {
                 symbol: spec.symbol.clone(),
                 source: source.clone(),
-                received_ms,
+                received_ns,
                 events: Vec::with_capacity(ROWS_PER_RECORD),
             },
             hour: i64::MIN,
