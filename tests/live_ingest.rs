@@ -265,7 +265,8 @@ fn rotation_before_the_server_cuts_leaves_no_gap() {
 
 /// kill -9 of the collector at random instants: the log always verifies; a
 /// restart connects under new connection numbers (the killed ones' coverage
-/// ends at their last record) and goes on; the lake builds.
+/// ends at their last record) and goes on; the lake builds, depth diffs and
+/// their snapshots included.
 #[test]
 #[ignore = "heavy tier: kill -9 loop of the live collector"]
 fn kill_9_at_random_instants_keeps_the_log_valid_and_a_restart_goes_on() {
@@ -283,8 +284,10 @@ fn kill_9_at_random_instants_keeps_the_log_valid_and_a_restart_goes_on() {
         "BTCUSDT",
         "--ws-base",
         &ws,
+        "--rest-base",
+        sim.url(),
         "--streams",
-        "aggTrade,bookTicker,markPrice,forceOrder",
+        "aggTrade,bookTicker,markPrice,forceOrder,depth",
     ];
     let mut runs = BTreeSet::new();
     for round in 0..4 {
@@ -313,6 +316,13 @@ fn kill_9_at_random_instants_keeps_the_log_valid_and_a_restart_goes_on() {
         }
         assert_eq!(runs.len(), round + 1, "each run its own connection numbers");
     }
+    let events: Vec<Event> = support::log_records(data.path())
+        .into_iter()
+        .flat_map(|(_, record, _)| record.events)
+        .collect();
+    let count = |f: fn(&Event) -> bool| events.iter().filter(|e| f(e)).count();
+    assert!(count(|e| matches!(e, Event::DepthDiff(_))) > 0);
+    assert!(count(|e| matches!(e, Event::DepthSnapshot(_))) > 0);
     let out = bml(data.path(), &["materialize"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
 }

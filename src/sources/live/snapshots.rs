@@ -32,9 +32,9 @@ const RETRY: Duration = Duration::from_secs(1);
 struct Chain {
     /// The largest final update id seen (over every connection's copy).
     last_u: u64,
-    /// The first update id seen since the last request: a snapshot older than
-    /// it cannot be bracketed.
-    first_since_request: Option<u64>,
+    /// The first update id of the first diff since the last request: a
+    /// snapshot older than it cannot be bracketed.
+    first_since_request: u64,
     requested: Instant,
     /// A snapshot came back older than every diff since the request.
     stale: bool,
@@ -65,9 +65,7 @@ impl Watch {
                 Event::DepthDiff(d) => self.diff(&record.symbol, d),
                 Event::DepthSnapshot(s) => {
                     if let Some(chain) = self.chains.get_mut(&record.symbol) {
-                        chain.stale = chain
-                            .first_since_request
-                            .is_some_and(|first| s.last_update_id < first);
+                        chain.stale = s.last_update_id < chain.first_since_request;
                     }
                 }
                 _ => {}
@@ -82,7 +80,7 @@ impl Watch {
                 symbol.to_owned(),
                 Chain {
                     last_u: d.final_update_id,
-                    first_since_request: Some(d.first_update_id),
+                    first_since_request: d.first_update_id,
                     requested: now,
                     stale: false,
                 },
@@ -95,7 +93,6 @@ impl Watch {
         }
         let broken = d.prev_final_update_id != chain.last_u;
         chain.last_u = d.final_update_id;
-        chain.first_since_request.get_or_insert(d.first_update_id);
         if broken {
             self.breaks += 1;
             tracing::warn!(
@@ -109,7 +106,7 @@ impl Watch {
         if broken || retry || now.duration_since(chain.requested) >= REFRESH {
             chain.requested = now;
             chain.stale = false;
-            chain.first_since_request = Some(d.first_update_id);
+            chain.first_since_request = d.first_update_id;
             let _ = self.requests.send(symbol.to_owned());
         }
     }
