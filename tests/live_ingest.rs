@@ -46,20 +46,7 @@ fn live_lake(day: &Path, faults: &[&str], redundancy: &str) -> (tempfile::TempDi
     );
     let rest = bml(
         data.path(),
-        &[
-            "ingest",
-            "rest",
-            "--symbol",
-            "BTCUSDT",
-            "--start",
-            DATE,
-            "--end",
-            "2024-03-01T01:00",
-            "--kinds",
-            KLINES,
-            "--base-url",
-            sim.url(),
-        ],
+        &support::rest_ingest_args(DATE, "2024-03-01T01:00", sim.url(), &["--kinds", KLINES]),
     );
     assert_eq!(rest.status.code(), Some(0), "{}", text(&rest));
     let out = bml(data.path(), &["materialize"]);

@@ -309,20 +309,7 @@ fn collect_depth(sim: &Sim, data: &Path, extra: &[&str]) -> String {
 fn klines_and_materialize(sim: &Sim, data: &Path, start: &str, end: &str) -> String {
     let rest = bml(
         data,
-        &[
-            "ingest",
-            "rest",
-            "--symbol",
-            "BTCUSDT",
-            "--start",
-            start,
-            "--end",
-            end,
-            "--kinds",
-            KLINES,
-            "--base-url",
-            sim.url(),
-        ],
+        &support::rest_ingest_args(start, end, sim.url(), &["--kinds", KLINES]),
     );
     assert_eq!(rest.status.code(), Some(0), "{}", text(&rest));
     let out = bml(data, &["materialize"]);

@@ -36,20 +36,7 @@ const ALL_KINDS: [&str; 10] = [
 
 /// `ingest rest` of BTCUSDT for the test day from `sim`, plus `extra` arguments.
 fn rest_args<'a>(sim: &'a Sim, extra: &[&'a str]) -> Vec<&'a str> {
-    let mut args = vec![
-        "ingest",
-        "rest",
-        "--symbol",
-        "BTCUSDT",
-        "--start",
-        DATE,
-        "--end",
-        "2024-03-02",
-        "--base-url",
-        sim.url(),
-    ];
-    args.extend_from_slice(extra);
-    args
+    support::rest_ingest_args(DATE, "2024-03-02", sim.url(), extra)
 }
 
 fn ingest_rest(sim: &Sim, data: &Path, kinds: &str) -> std::process::Output {

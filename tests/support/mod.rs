@@ -120,6 +120,30 @@ pub fn vision_ingest_args<'a>(day: &'a str, base_url: &'a str, extra: &[&'a str]
     args
 }
 
+/// `ingest rest` of BTCUSDT from `start` to `end` from `base_url`, plus
+/// `extra` arguments.
+pub fn rest_ingest_args<'a>(
+    start: &'a str,
+    end: &'a str,
+    base_url: &'a str,
+    extra: &[&'a str],
+) -> Vec<&'a str> {
+    let mut args = vec![
+        "ingest",
+        "rest",
+        "--symbol",
+        "BTCUSDT",
+        "--start",
+        start,
+        "--end",
+        end,
+        "--base-url",
+        base_url,
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
 /// Ingests a generated day's BTCUSDT archives of `kinds` (Vision names,
 /// comma-separated) from its directory; panics unless bml exits 0. Returns
 /// what it printed.
