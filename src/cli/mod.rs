@@ -86,10 +86,12 @@ enum Command {
     #[command(subcommand)]
     Sim(sim::SimCommand),
     /// Try bml's assumptions about the exchange against a live one, read-only
-    /// and cheap (about 70 request weight and a few small downloads): archive
-    /// URLs, metrics labels, which end of an aggTrades window comes back, the
-    /// statistics timestamp, the clock, the weight header and limits. Prints
-    /// pass/note/FAIL per assumption; exit code 3 if any failed.
+    /// and cheap (about 70 request weight, a few small downloads and three
+    /// WebSocket connections of at most 8 s): archive URLs, metrics labels,
+    /// which end of an aggTrades window comes back, the statistics timestamp,
+    /// the clock, the weight header and limits, the routed WebSocket bases and
+    /// their payloads. Prints pass/note/FAIL per assumption; exit code 3 if any
+    /// failed.
     CheckExchange(check::CheckArgs),
 }
 
