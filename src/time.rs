@@ -9,6 +9,9 @@ pub const HOUR_MS: i64 = 60 * MINUTE_MS;
 /// One day, in ms.
 pub const DAY_MS: i64 = 24 * HOUR_MS;
 
+/// Nanoseconds in a millisecond.
+pub const NS_PER_MS: i64 = 1_000_000;
+
 /// Now, epoch ns (UTC): a log record's receive time.
 pub fn now_ns() -> i64 {
     chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX)

@@ -19,6 +19,8 @@ mod visibility;
 
 use serde::{Deserialize, Serialize};
 
+use crate::time::NS_PER_MS;
+
 pub use coverage::{
     RestRangeComplete, StreamStatus, VisionFileIngested, VisionFileMissing, VisionKind,
     HEARTBEAT_GAP_MS, HEARTBEAT_STREAM_SUFFIX, LIQUIDATION_STREAM_SUFFIX,
@@ -36,8 +38,6 @@ pub use visibility::{overlaps, Visibility};
 /// reads this one and every earlier one.
 pub const FORMAT_VERSION: u8 = 2;
 
-/// Nanoseconds in a millisecond.
-const NS_PER_MS: i64 = 1_000_000;
 
 /// A SHA-256 digest (of a Vision archive). Printed in hex.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

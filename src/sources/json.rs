@@ -118,10 +118,11 @@ pub(crate) fn decimal(v: &Value, name: &str) -> anyhow::Result<Decimal> {
     let text = field(v, name)?
         .as_str()
         .ok_or_else(|| anyhow!("field {name:?}: expected a decimal string"))?;
-    Decimal::parse(text.as_bytes()).map_err(|e| anyhow!("field {name:?}: {text:?}: {e}"))
+    decimal_text(text, format_args!("field {name:?}"))
 }
 
-/// A decimal from the exchange's text; `what` names it in the error.
+/// A decimal from the exchange's text; `what` names it in the error (and is
+/// formatted only then).
 pub(crate) fn decimal_text(text: &str, what: std::fmt::Arguments<'_>) -> anyhow::Result<Decimal> {
     Decimal::parse(text.as_bytes()).map_err(|e| anyhow!("{what}: {text:?}: {e}"))
 }
@@ -137,13 +138,10 @@ pub(crate) fn levels(v: &Value, name: &str) -> anyhow::Result<Vec<Level>> {
             let pair = level.as_array().filter(|p| p.len() == 2);
             let text = |i: usize| pair.and_then(|p| p[i].as_str());
             match (text(0), text(1)) {
-                (Some(price), Some(qty)) => {
-                    let decimal = |text: &str| {
-                        Decimal::parse(text.as_bytes())
-                            .map_err(|e| anyhow!("field {name:?}: {text:?}: {e}"))
-                    };
-                    Ok((decimal(price)?, decimal(qty)?))
-                }
+                (Some(price), Some(qty)) => Ok((
+                    decimal_text(price, format_args!("field {name:?}"))?,
+                    decimal_text(qty, format_args!("field {name:?}"))?,
+                )),
                 _ => Err(anyhow::anyhow!(
                     "field {name:?}: a level is not [price, qty]: {level}"
                 )),

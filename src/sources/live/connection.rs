@@ -325,7 +325,7 @@ impl Session<'_> {
                 stream: stream.to_owned(),
                 connection: self.number,
             },
-            received_ns: time.saturating_mul(1_000_000),
+            received_ns: time.saturating_mul(crate::time::NS_PER_MS),
             events: vec![event],
         };
         let _ = self.context.records.send(record).await;
