@@ -38,7 +38,6 @@ pub use visibility::{overlaps, Visibility};
 /// reads this one and every earlier one.
 pub const FORMAT_VERSION: u8 = 2;
 
-
 /// A SHA-256 digest (of a Vision archive). Printed in hex.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(any(test, feature = "arbitrary"), derive(arbitrary::Arbitrary))]

@@ -171,7 +171,7 @@ fn websocket(target: &Target, checks: &mut Vec<Check>) {
 struct Heard {
     /// LIST_SUBSCRIPTIONS' answer.
     listed: Option<Vec<String>>,
-    /// Data messages: stream and payload text.
+    /// Data messages: stream, and the message's text as it came.
     data: Vec<(String, String)>,
 }
 
@@ -210,7 +210,7 @@ async fn listen(url: &str, streams: &[String]) -> anyhow::Result<Heard> {
             value.get("stream").and_then(Value::as_str),
             value.get("data"),
         ) {
-            (Some(stream), Some(data)) => heard.data.push((stream.to_owned(), data.to_string())),
+            (Some(stream), Some(_)) => heard.data.push((stream.to_owned(), text.to_string())),
             _ if value.get("id").is_some() => {
                 heard.listed = value["result"].as_array().map(|a| {
                     a.iter()
@@ -239,10 +239,12 @@ fn stream_check(
     use crate::sources::live::StreamKind;
     let name = format!("{stream} payloads read as bml reads them");
     let mut events = Vec::new();
-    for (_, data) in heard.data.iter().filter(|(s, _)| s == stream) {
-        match crate::sources::live::payload::parse(stream, data) {
-            Ok((_, event)) => events.push(event),
-            Err(e) => return check(checks, name, Verdict::Fail, format!("{url}: {e:#}: {data}")),
+    for (_, text) in heard.data.iter().filter(|(s, _)| s == stream) {
+        // The collector's own reading of the whole message, envelope and all.
+        match crate::sources::live::payload::message(text) {
+            Ok(Some((_, _, event))) => events.push(event),
+            Ok(None) => {}
+            Err(e) => return check(checks, name, Verdict::Fail, format!("{url}: {e:#}: {text}")),
         }
     }
     if events.is_empty() {

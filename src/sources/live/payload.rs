@@ -34,7 +34,7 @@ pub fn message(text: &str) -> anyhow::Result<Option<(&str, String, Event)>> {
 }
 
 /// The symbol and event of the payload `data` of `stream`.
-pub fn parse(stream: &str, data: &str) -> anyhow::Result<(String, Event)> {
+fn parse(stream: &str, data: &str) -> anyhow::Result<(String, Event)> {
     let mut d = serde_json::Deserializer::from_str(data);
     let parsed = PayloadOf(stream).deserialize(&mut d)?;
     d.end()?;
