@@ -249,6 +249,7 @@ fn main() {
         lake_root: dir.path().join("lake"),
         jobs: 2,
         rebuild_ledger: false,
+        rederive: Default::default(),
     };
     let started = Instant::now();
     let summary = run::run(dir.path(), &options, &Silent).expect("materialize");

@@ -18,6 +18,7 @@ pub mod eventlog;
 pub mod lake;
 pub mod ledger;
 pub mod materialize;
+pub mod orchestrate;
 pub mod progress;
 pub mod schema;
 #[cfg(feature = "sim")]

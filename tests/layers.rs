@@ -16,6 +16,7 @@ const LAYERS: &[&[&str]] = &[
     &["ledger", "lake"],
     &["sources", "sim"],
     &["materialize"],
+    &["orchestrate"],
     &["cli"],
 ];
 

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use chrono::NaiveDate;
 use clap::{Args, Subcommand};
 
-use super::{exit, Outcome, Ui};
+use super::{exit, usage, Outcome, Ui};
 use crate::event::VisionKind;
 use crate::eventlog::EventLog;
 use crate::sources::catalog::Catalog;
@@ -14,7 +14,7 @@ use crate::sources::vision::{self, Store};
 use crate::sources::{live, rest};
 
 /// Vision's public base for USD-M futures.
-const VISION_BASE: &str = "https://data.binance.vision/data/futures/um/";
+pub(super) const VISION_BASE: &str = "https://data.binance.vision/data/futures/um/";
 
 #[derive(Debug, Subcommand)]
 pub(super) enum IngestCommand {
@@ -119,13 +119,6 @@ pub(super) struct RestArgs {
     /// (default: skip them, so that re-running a range appends nothing).
     #[arg(long)]
     refetch: bool,
-}
-
-/// A command line that parses but asks for something impossible: said on
-/// stderr, exit code 2 like clap's own.
-fn usage(message: &str) -> Outcome {
-    eprintln!("error: {message}");
-    Ok(exit::USAGE)
 }
 
 /// The item of `all` called `text` (any case); else an error listing them all.

@@ -52,6 +52,7 @@ pub(super) fn materialize(
             usize::from,
         ),
         rebuild_ledger: args.rebuild_ledger,
+        rederive: Default::default(),
     };
     let bars = ui.bars();
     let summary = match run::run(data_dir, &options, &bars) {

@@ -4,6 +4,7 @@
 mod bars;
 mod check;
 mod ingest;
+mod keep;
 mod materialize;
 mod order_book;
 #[cfg(feature = "sim")]
@@ -65,6 +66,17 @@ enum Command {
     /// Fetch from a source and append to the log (nothing else: no Parquet).
     #[command(subcommand)]
     Ingest(ingest::IngestCommand),
+    /// Bring the lake up to date: find what the last days (--lookback-days) are
+    /// missing, fetch it from whichever source can fill it (Vision for ended
+    /// days, REST for the rest), materialize, and report what no source can
+    /// fill. A second run right after fetches nothing. Exits 1 if a fetch failed.
+    RunOnce(keep::RunOnceArgs),
+    /// As run-once, over a fixed range: repair every missing or incomplete
+    /// hour of it (bounded by --max-missing-hours), re-derive partitions gone
+    /// from the lake, list what no source can fill.
+    BackfillRange(keep::BackfillRangeArgs),
+    /// backfill-range over the last N years.
+    BackfillYears(keep::BackfillYearsArgs),
     /// Derive the lake (one Parquet file per symbol-hour) and the ledger from the
     /// log. Deterministic and idempotent: partitions whose bytes would not change
     /// are not rewritten.
@@ -153,15 +165,11 @@ pub fn main() -> ExitCode {
         Command::Ingest(cmd) => ingest::run(cmd, &cli.data_dir, &ui),
         Command::InitState => wal::init_state(&cli.data_dir),
         Command::Materialize(args) => {
-            let lake = cli
-                .lake_dir
-                .clone()
-                .unwrap_or_else(|| crate::data_dir::default_lake(&cli.data_dir));
-            // Absolute, so that the ledger's lake root means the same lake
-            // from any working directory (`status`, the next run).
-            let lake = std::path::absolute(&lake).unwrap_or(lake);
-            materialize::materialize(args, &cli.data_dir, &lake, &ui)
+            materialize::materialize(args, &cli.data_dir, &lake(&cli), &ui)
         }
+        Command::RunOnce(args) => keep::run_once(args, &cli.data_dir, &lake(&cli), &ui),
+        Command::BackfillRange(args) => keep::backfill_range(args, &cli.data_dir, &lake(&cli), &ui),
+        Command::BackfillYears(args) => keep::backfill_years(args, &cli.data_dir, &lake(&cli), &ui),
         Command::ShowWatermark(args) => materialize::show_watermark(args, &cli.data_dir),
         Command::Status => materialize::status(&cli.data_dir),
         Command::OrderBook(args) => order_book::run(args, &cli.data_dir),
@@ -186,6 +194,24 @@ pub fn main() -> ExitCode {
             ExitCode::from(exit::FAILED)
         }
     }
+}
+
+/// The lake root: `--lake-dir`, or `<data-dir>/lake`. Absolute, so that the
+/// ledger's lake root means the same lake from any working directory
+/// (`status`, the next run).
+fn lake(cli: &Cli) -> PathBuf {
+    let lake = cli
+        .lake_dir
+        .clone()
+        .unwrap_or_else(|| crate::data_dir::default_lake(&cli.data_dir));
+    std::path::absolute(&lake).unwrap_or(lake)
+}
+
+/// A command line that parses but asks for something impossible: said on
+/// stderr, exit code 2 like clap's own.
+fn usage(message: &str) -> Outcome {
+    eprintln!("error: {message}");
+    Ok(exit::USAGE)
 }
 
 /// How commands talk to the person at the terminal.

@@ -38,6 +38,20 @@ pub(super) struct ServeArgs {
     /// --speed), and the recorded REST depth snapshot at /fapi/v1/depth.
     #[arg(long, value_name = "FILE", num_args = 1.., conflicts_with = "from_vision")]
     from_capture: Vec<PathBuf>,
+    /// A synthetic market whose "now" is the real clock: --history-days of
+    /// history behind now, served on REST and Vision as the real exchange
+    /// would (archives of today and yesterday not published yet), live
+    /// streams at now, at the real pace.
+    #[arg(long, conflicts_with_all = ["from_vision", "from_capture", "start_date", "days", "now_ms", "ws_start", "speed"])]
+    live_clock: bool,
+    /// With --live-clock: days of history before today.
+    #[arg(long, default_value_t = 3, requires = "live_clock", value_parser = clap::value_parser!(u32).range(1..=60))]
+    history_days: u32,
+    /// With --live-clock: how many ended days Vision has not published yet
+    /// (1: yesterday's archives are missing, as on most mornings; 0: Vision
+    /// is up to date).
+    #[arg(long, default_value_t = 1, requires = "live_clock")]
+    unpublished_days: u32,
     /// Synthetic market: its first day (UTC).
     #[arg(long, default_value = "2024-03-01", conflicts_with = "from_vision")]
     start_date: chrono::NaiveDate,
@@ -214,6 +228,16 @@ pub(super) fn run(cmd: &SimCommand) -> Outcome {
                 return Ok(exit::OK);
             }
             let made_up;
+            let (first_day, days) = if args.live_clock {
+                // Today and tomorrow too, so that the streams run on past midnight.
+                let today = chrono::Utc::now().date_naive();
+                (
+                    today - chrono::Days::new(u64::from(args.history_days)),
+                    args.history_days + 2,
+                )
+            } else {
+                (args.start_date, args.days)
+            };
             let dir = match &args.from_vision {
                 Some(dir) => dir.as_path(),
                 None => {
@@ -222,8 +246,8 @@ pub(super) fn run(cmd: &SimCommand) -> Outcome {
                         made_up.path(),
                         &synthetic::Spec {
                             symbols: args.symbols.clone(),
-                            first_day: args.start_date,
-                            days: args.days,
+                            first_day,
+                            days,
                             seed: args.seed,
                             trades_per_minute: args.trades_per_minute,
                         },
@@ -232,7 +256,19 @@ pub(super) fn run(cmd: &SimCommand) -> Outcome {
                 }
             };
             let market = Market::from_vision(dir, &args.symbols)?;
-            sim::serve(market, config(args))?;
+            let mut config = config(args);
+            if args.live_clock {
+                // The clock is read once the market is made: it runs from here.
+                let now = crate::time::now_ns() / crate::time::NS_PER_MS;
+                config.now_ms = Some(now);
+                config.live.start_ms = Some(now);
+                let today = chrono::Utc::now().date_naive();
+                for back in 1..=args.unpublished_days {
+                    let day = today - chrono::Days::new(u64::from(back));
+                    config.faults.missing_days.push(day.to_string());
+                }
+            }
+            sim::serve(market, config)?;
             Ok(exit::OK)
         }
     }

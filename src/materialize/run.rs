@@ -51,6 +51,9 @@ pub struct Options {
     /// Start from an empty ledger (the old one deleted unread: it may be
     /// damaged), as a stale ledger is.
     pub rebuild_ledger: bool,
+    /// Hours to derive again whatever the checkpoint says (a partition file
+    /// found missing from the lake).
+    pub rederive: BTreeSet<(String, i64)>,
 }
 
 /// What a run did.
@@ -200,7 +203,8 @@ pub fn run(data_dir: &Path, options: &Options, progress: &dyn Progress) -> anyho
         None => ledger.checkpoint()?,
     };
     let lake_root = options.lake_root.display().to_string();
-    let hours = hours_to_derive(&ledger, from, &lake_root)?;
+    let mut hours = hours_to_derive(&ledger, from, &lake_root)?;
+    hours.extend(options.rederive.iter().cloned());
     let visibility = visibility(&ledger)?;
     let mut summary = Summary {
         from,

@@ -472,10 +472,13 @@ async fn vision_file(sim: &Sim, rel: &str) -> Response {
     let faults = &sim.config.faults;
     let name = rel.file_name().and_then(|n| n.to_str()).unwrap_or_default();
     let archive = name.strip_suffix(".CHECKSUM").unwrap_or(name);
-    let missing = faults
-        .missing_days
-        .iter()
-        .any(|day| archive.ends_with(&format!("-{day}.zip")));
+    // Vision publishes an archive after its day (month) has ended.
+    let unpublished = period_end(archive).is_some_and(|end| end > sim.clock_ms());
+    let missing = unpublished
+        || faults
+            .missing_days
+            .iter()
+            .any(|day| archive.ends_with(&format!("-{day}.zip")));
     let path: PathBuf = root.join(rel);
     let read = if missing {
         None
@@ -499,6 +502,23 @@ async fn vision_file(sim: &Sim, rel: &str) -> Response {
         }
     }
     bytes.into_response()
+}
+
+/// When the period of an archive named `name` ends (epoch ms): its day, or
+/// its month (`…-2024-03.zip`).
+fn period_end(name: &str) -> Option<i64> {
+    let ms = |d: chrono::NaiveDate| {
+        d.and_time(chrono::NaiveTime::MIN)
+            .and_utc()
+            .timestamp_millis()
+    };
+    if let Some(day) = crate::binance::vision_file_day(name) {
+        return Some(ms(day) + crate::time::DAY_MS);
+    }
+    let stem = name.strip_suffix(".zip")?;
+    let month = stem.get(stem.len().checked_sub(7)?..)?;
+    let first = chrono::NaiveDate::parse_from_str(&format!("{month}-01"), "%Y-%m-%d").ok()?;
+    Some(ms(first.checked_add_months(chrono::Months::new(1))?))
 }
 
 fn stats(sim: &Sim) -> axum::Json<serde_json::Value> {

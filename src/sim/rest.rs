@@ -113,12 +113,12 @@ pub fn answer(
         .ok_or_else(|| error(-1121, "Invalid symbol."))?;
     let q = Query { params };
     match path {
-        "/fapi/v1/klines" => klines(m, KlineKind::Trade, &q),
-        "/fapi/v1/markPriceKlines" => klines(m, KlineKind::Mark, &q),
-        "/fapi/v1/indexPriceKlines" => klines(m, KlineKind::Index, &q),
-        "/fapi/v1/premiumIndexKlines" => klines(m, KlineKind::Premium, &q),
+        "/fapi/v1/klines" => klines(m, KlineKind::Trade, &q, now_ms),
+        "/fapi/v1/markPriceKlines" => klines(m, KlineKind::Mark, &q, now_ms),
+        "/fapi/v1/indexPriceKlines" => klines(m, KlineKind::Index, &q, now_ms),
+        "/fapi/v1/premiumIndexKlines" => klines(m, KlineKind::Premium, &q, now_ms),
         "/fapi/v1/aggTrades" => agg_trades(m, &q, behaviour, now_ms),
-        "/fapi/v1/fundingRate" => funding(m, symbol, &q),
+        "/fapi/v1/fundingRate" => funding(m, symbol, &q, now_ms),
         "/fapi/v1/premiumIndex" => Ok(premium_index(m, symbol, now_ms)),
         "/fapi/v1/openInterest" => Ok(open_interest(m, symbol, now_ms)),
         "/fapi/v1/ticker/bookTicker" => Ok(book_ticker(m, symbol, now_ms)),
@@ -192,7 +192,10 @@ fn window<T>(
     }
 }
 
-fn klines(m: &SymbolMarket, kind: KlineKind, q: &Query) -> Result<Value, ApiError> {
+/// Nothing is served from after the exchange's clock (a live-clock market
+/// holds the rest of the day): klines up to the one open now, trades,
+/// settlements and statistics up to now.
+fn klines(m: &SymbolMarket, kind: KlineKind, q: &Query, now_ms: i64) -> Result<Value, ApiError> {
     if q.params.get("interval").map(String::as_str) != Some("1m") {
         return Err(error(
             -1120,
@@ -202,7 +205,7 @@ fn klines(m: &SymbolMarket, kind: KlineKind, q: &Query) -> Result<Value, ApiErro
     let limit = q.limit(500, 1500)?;
     let series: Vec<&Kline> = m
         .klines
-        .range((kind, i64::MIN)..=(kind, i64::MAX))
+        .range((kind, i64::MIN)..=(kind, now_ms))
         .map(|(_, k)| k)
         .collect();
     let picked = q.window(&series, |k| k.open_time, limit)?;
@@ -237,7 +240,7 @@ fn agg_trades(
 ) -> Result<Value, ApiError> {
     let limit = q.limit(500, 1000)?;
     let (start, end, from_id) = (q.int("startTime")?, q.int("endTime")?, q.int("fromId")?);
-    let trades = &m.agg_trades[..];
+    let trades = &m.agg_trades[..m.agg_trades.partition_point(|t| t.transact_time <= now_ms)];
     let picked = match (from_id, start, end) {
         (Some(id), _, _) => {
             let from = trades.partition_point(|t| (t.agg_trade_id as i64) < id);
@@ -294,9 +297,10 @@ fn agg_trades(
     ))
 }
 
-fn funding(m: &SymbolMarket, symbol: &str, q: &Query) -> Result<Value, ApiError> {
+fn funding(m: &SymbolMarket, symbol: &str, q: &Query, now_ms: i64) -> Result<Value, ApiError> {
     let limit = q.limit(100, 1000)?;
-    let picked = q.window(&m.funding, |f| f.funding_time, limit)?;
+    let settled = &m.funding[..m.funding.partition_point(|f| f.funding_time <= now_ms)];
+    let picked = q.window(settled, |f| f.funding_time, limit)?;
     Ok(Value::Array(
         picked
             .iter()
@@ -335,7 +339,14 @@ fn stats(
     let horizon = m
         .metrics
         .partition_point(|p| p.create_time < now_ms - binance::STATISTICS_HORIZON_MS);
-    let points = window(&m.metrics[horizon..], |p| p.create_time, start, end, limit);
+    let taken = m.metrics.partition_point(|p| p.create_time <= now_ms);
+    let points = window(
+        &m.metrics[horizon..taken.max(horizon)],
+        |p| p.create_time,
+        start,
+        end,
+        limit,
+    );
     // The docs show the timestamp as text, recordings as a number.
     let stamp = |time: i64| {
         if behaviour.stats_timestamp_text {
@@ -467,10 +478,14 @@ fn exchange_info(market: &Market, budget: &Budget, now_ms: i64) -> Value {
             },
             {"rateLimitType": "ORDERS", "interval": "MINUTE", "intervalNum": 1, "limit": 1200},
         ],
-        "symbols": market.symbols.keys().cloned()
-            .chain(market.capture.iter().flat_map(|c| c.symbols()))
-            .map(|s| json!({
+        "symbols": market.symbols.iter()
+            .map(|(s, m)| (s.clone(), m.klines.values().map(|k| k.open_time).min()))
+            .chain(market.capture.iter().flat_map(|c| c.symbols()).map(|s| (s, None)))
+            .map(|(s, first)| json!({
                 "symbol": s, "pair": s, "contractType": "PERPETUAL", "status": "TRADING",
+                // Binance's perpetuals carry this far-future delivery date.
+                "deliveryDate": 4_133_404_800_000_i64,
+                "onboardDate": first.unwrap_or(now_ms),
             }))
             .collect::<Vec<_>>(),
     })

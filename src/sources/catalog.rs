@@ -20,7 +20,7 @@ use crate::event::{overlaps, Event, RecordClass, Sha256, Source};
 use crate::eventlog::{self, Scanned};
 
 /// Bumped whenever the cached layout changes; an unknown version is rebuilt.
-const CACHE_VERSION: u32 = 3;
+const CACHE_VERSION: u32 = 4;
 
 /// Archives known to the log.
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -29,8 +29,12 @@ pub struct Catalog {
     /// Every record below this offset is reflected here.
     scanned_to: u64,
     ingested: BTreeMap<String, Sha256>,
-    missing: BTreeSet<String>,
-    /// REST ranges read to their end: (symbol, endpoint) → (start, end) ms.
+    /// Archives found missing → when they were last looked for (ms). The
+    /// log records a missing archive once; later checks are kept here only
+    /// (losing them costs one early re-check, nothing else).
+    missing: BTreeMap<String, i64>,
+    /// REST ranges read to their end: (symbol, endpoint) → (start, end) ms,
+    /// disjoint and not touching (adjacent ranges are merged).
     rest_complete: BTreeMap<(String, String), BTreeSet<(i64, i64)>>,
     /// Offset of the last REST range marker per (symbol, endpoint): the pages
     /// of the next range lie after it.
@@ -82,7 +86,7 @@ impl Catalog {
                         (Event::VisionFileMissing(_), Source::Vision { file, .. })
                             if !catalog.ingested.contains_key(file) =>
                         {
-                            catalog.note_missing(file);
+                            catalog.note_missing(file, record.received_ms());
                         }
                         (Event::RestRangeComplete(r), _) => {
                             let key = (record.symbol.clone(), r.endpoint.clone());
@@ -170,7 +174,12 @@ impl Catalog {
 
     /// True if the log already says `file` does not exist.
     pub fn known_missing(&self, file: &str) -> bool {
-        self.missing.contains(file)
+        self.missing.contains_key(file)
+    }
+
+    /// When `file` was last found missing (ms), if it is not ingested.
+    pub fn missing_checked(&self, file: &str) -> Option<i64> {
+        self.missing.get(file).copied()
     }
 
     /// Records a committed ingest.
@@ -179,32 +188,108 @@ impl Catalog {
         self.ingested.insert(file.to_string(), sha256);
     }
 
-    /// Records a missing archive.
-    pub fn note_missing(&mut self, file: &str) {
-        self.missing.insert(file.to_string());
+    /// Records that `file` was found missing at `checked_ms`.
+    pub fn note_missing(&mut self, file: &str, checked_ms: i64) {
+        let last = self.missing.entry(file.to_string()).or_insert(checked_ms);
+        *last = (*last).max(checked_ms);
     }
 
-    /// Records a REST range read to its end.
+    /// Records a REST range read to its end, merged with the ranges it
+    /// overlaps or touches (a daemon appends one short range a minute).
     pub fn note_rest_complete(&mut self, symbol: &str, endpoint: &str, range: Range<i64>) {
-        self.rest_complete
+        if range.is_empty() {
+            return;
+        }
+        let ranges = self
+            .rest_complete
             .entry((symbol.to_string(), endpoint.to_string()))
-            .or_default()
-            .insert((range.start, range.end));
+            .or_default();
+        let (mut start, mut end) = (range.start, range.end);
+        let touching: Vec<(i64, i64)> = ranges
+            .iter()
+            .copied()
+            .filter(|&(s, e)| s <= end && start <= e)
+            .collect();
+        for (s, e) in touching {
+            ranges.remove(&(s, e));
+            start = start.min(s);
+            end = end.max(e);
+        }
+        ranges.insert((start, end));
+    }
+
+    /// The parts of `range` the log does not hold `endpoint` of `symbol` read
+    /// to their end for, in order.
+    pub fn rest_gaps(&self, symbol: &str, endpoint: &str, range: Range<i64>) -> Vec<Range<i64>> {
+        let mut gaps = Vec::new();
+        let mut cursor = range.start;
+        if let Some(ranges) = self
+            .rest_complete
+            .get(&(symbol.to_string(), endpoint.to_string()))
+        {
+            for &(start, end) in ranges.range(..(range.end, i64::MIN)) {
+                if end <= cursor {
+                    continue;
+                }
+                if start > cursor {
+                    gaps.push(cursor..start.min(range.end));
+                }
+                cursor = cursor.max(end);
+                if cursor >= range.end {
+                    break;
+                }
+            }
+        }
+        if cursor < range.end {
+            gaps.push(cursor..range.end);
+        }
+        gaps
     }
 
     /// True if the log holds `endpoint` of `symbol` read to its end over
-    /// all of `range` (by one earlier range that contains it).
+    /// all of `range`.
     pub fn rest_complete(&self, symbol: &str, endpoint: &str, range: Range<i64>) -> bool {
-        self.rest_complete
-            .get(&(symbol.to_string(), endpoint.to_string()))
-            .is_some_and(|ranges| {
-                ranges
-                    .range(..=(range.start, i64::MAX))
-                    .any(|&(start, end)| start <= range.start && range.end <= end)
-            })
+        self.rest_gaps(symbol, endpoint, range).is_empty()
     }
 }
 
 fn cache_path(data_dir: &Path) -> PathBuf {
     crate::data_dir::catalog(data_dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn complete_ranges_merge_and_leave_exactly_the_gaps() {
+        let mut c = Catalog::default();
+        let (s, e) = ("BTCUSDT", "/fapi/v1/klines");
+        c.note_rest_complete(s, e, 10..20);
+        c.note_rest_complete(s, e, 30..40);
+        assert_eq!(c.rest_gaps(s, e, 0..50), vec![0..10, 20..30, 40..50]);
+        assert_eq!(c.rest_gaps(s, e, 12..18), Vec::<Range<i64>>::new());
+        assert_eq!(c.rest_gaps(s, e, 15..35), vec![20..30]);
+        // Touching ranges merge into one: a daemon's minute-by-minute ranges
+        // stay one entry.
+        c.note_rest_complete(s, e, 20..30);
+        assert_eq!(c.rest_complete[&(s.into(), e.into())].len(), 1);
+        assert!(c.rest_complete(s, e, 10..40));
+        assert!(!c.rest_complete(s, e, 10..41));
+        assert_eq!(c.rest_gaps("ETHUSDT", e, 0..5), vec![0..5]);
+        assert_eq!(
+            c.rest_gaps(s, "/fapi/v1/aggTrades", 5..5),
+            Vec::<Range<i64>>::new()
+        );
+    }
+
+    #[test]
+    fn a_missing_archive_keeps_its_latest_check() {
+        let mut c = Catalog::default();
+        c.note_missing("f", 20);
+        c.note_missing("f", 10);
+        assert_eq!(c.missing_checked("f"), Some(20));
+        c.note_ingested("f", Sha256([1; 32]));
+        assert_eq!(c.missing_checked("f"), None);
+    }
 }

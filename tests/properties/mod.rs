@@ -410,6 +410,7 @@ pub mod determinism {
             lake_root: lake.clone(),
             jobs: 2,
             rebuild_ledger: false,
+            rederive: Default::default(),
         };
         let mut log = EventLog::open(data.path()).expect("log");
         for (position, &(index, batch)) in arrangement.blocks.iter().enumerate() {

@@ -4,7 +4,7 @@
 //! every caller for their `Retry-After`; a 400 is Binance saying no, and is an
 //! error at once. Every error names the URL.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,7 +36,17 @@ pub struct Client {
     retries: AtomicU64,
     refusals: AtomicU64,
     /// The symbols `exchangeInfo` lists.
-    symbols: BTreeSet<String>,
+    symbols: BTreeMap<String, Listing>,
+}
+
+/// A symbol as `exchangeInfo` lists it: the fields that say whether bml keeps
+/// it (`ALL` means every trading perpetual) and from when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listing {
+    /// `contractType` is `PERPETUAL` and `status` is `TRADING`.
+    pub trading_perpetual: bool,
+    /// `onboardDate` (epoch ms): its history starts there.
+    pub onboard_ms: Option<i64>,
 }
 
 /// A symbol the exchange does not list, with the closest one it does.
@@ -76,7 +86,7 @@ impl Client {
             weight_header: "1m".into(),
             retries: AtomicU64::new(0),
             refusals: AtomicU64::new(0),
-            symbols: BTreeSet::new(),
+            symbols: BTreeMap::new(),
         };
         let (budget, server_time, symbols) =
             client.get("/fapi/v1/exchangeInfo", &[], Cost::weight(1), |v| {
@@ -98,7 +108,14 @@ impl Client {
                     .as_array()
                     .map(|list| {
                         list.iter()
-                            .filter_map(|s| s["symbol"].as_str().map(str::to_string))
+                            .filter_map(|s| {
+                                let listing = Listing {
+                                    trading_perpetual: s["contractType"] == "PERPETUAL"
+                                        && s["status"] == "TRADING",
+                                    onboard_ms: s["onboardDate"].as_i64(),
+                                };
+                                Some((s["symbol"].as_str()?.to_string(), listing))
+                            })
                             .collect()
                     })
                     .unwrap_or_default();
@@ -125,10 +142,10 @@ impl Client {
             return Ok(());
         }
         for symbol in symbols {
-            if !self.symbols.contains(symbol) {
+            if !self.symbols.contains_key(symbol) {
                 let suggestion = self
                     .symbols
-                    .iter()
+                    .keys()
                     .map(|s| (edit_distance(s, symbol), s))
                     .filter(|(d, _)| *d <= 3)
                     .min()
@@ -141,6 +158,16 @@ impl Client {
             }
         }
         Ok(())
+    }
+
+    /// Every symbol `exchangeInfo` listed, by name.
+    pub fn listings(&self) -> &BTreeMap<String, Listing> {
+        &self.symbols
+    }
+
+    /// What its governor let through so far.
+    pub fn governor_stats(&self) -> super::governor::GovernorStats {
+        self.governor.stats()
     }
 
     /// What went wrong and was survived so far.

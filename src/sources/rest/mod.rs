@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
-pub use client::{Client, UnknownSymbol};
+pub use client::{Client, Listing, UnknownSymbol};
 pub use endpoints::Kind;
 pub use governor::Governor;
 pub use polls::Poll;
@@ -82,12 +82,16 @@ pub struct Summary {
 }
 
 /// One range of one endpoint for one symbol.
-#[derive(Debug, Clone)]
-struct Task {
-    symbol: String,
-    kind: Kind,
-    start_ms: i64,
-    end_ms: i64,
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Task {
+    /// Upper-case symbol.
+    pub symbol: String,
+    /// The endpoint.
+    pub kind: Kind,
+    /// Range start (epoch ms, inclusive).
+    pub start_ms: i64,
+    /// Range end (epoch ms, exclusive).
+    pub end_ms: i64,
 }
 
 impl Task {
@@ -127,24 +131,50 @@ pub fn ingest(
 ) -> anyhow::Result<Summary> {
     let started = Instant::now();
     let governor = Arc::new(Governor::default());
-    let (client, server_time) = Client::connect(&options.base_url, governor.clone())?;
+    let (client, server_time) = Client::connect(&options.base_url, governor)?;
     client.check_symbols(&options.symbols)?;
-    let mut summary = Summary::default();
-    let mut tasks = plan(options, server_time, &mut summary);
-    summary.tasks = tasks.len() as u64;
+    let mut planned = Summary::default();
+    let mut tasks = plan(options, server_time, &mut planned);
+    let count = tasks.len() as u64;
     if !options.refetch {
         tasks.retain(|t| !catalog.rest_complete(&t.symbol, t.kind.path(), t.start_ms..t.end_ms));
-        summary.already = summary.tasks - tasks.len() as u64;
     }
+    let mut summary = fetch(log, catalog, &client, &tasks, options.concurrency, progress)?;
+    summary.tasks = count;
+    summary.already = count - tasks.len() as u64;
+    summary.beyond_horizon.splice(0..0, planned.beyond_horizon);
+    summary.elapsed = started.elapsed();
+    Ok(summary)
+}
+
+/// Fetches `ranges` into `log` through `client`, `concurrency` at a time, each
+/// cut as [`ingest`] cuts a range (UTC days; hours for aggTrades), and notes
+/// each range read to its end in `catalog`.
+pub fn fetch(
+    log: &mut EventLog,
+    catalog: &mut Catalog,
+    client: &Client,
+    ranges: &[Task],
+    concurrency: usize,
+    progress: &dyn Progress,
+) -> anyhow::Result<Summary> {
+    let started = Instant::now();
+    let server_time = client.server_now();
+    let (weight_before, client_before) = (client.governor_stats().weight, client.stats());
+    let tasks: Vec<Task> = ranges.iter().flat_map(split).collect();
+    let mut summary = Summary {
+        tasks: tasks.len() as u64,
+        ..Summary::default()
+    };
     let bar = progress.bar("rest", tasks.len() as u64, Unit::Items("ranges"));
     let next = AtomicUsize::new(0);
     let (sender, receiver) = mpsc::sync_channel::<Message>(64);
     std::thread::scope(|scope| -> anyhow::Result<()> {
-        for _ in 0..options.concurrency.max(1) {
-            let (sender, next, tasks, client) = (sender.clone(), &next, &tasks, &client);
+        for _ in 0..concurrency.max(1) {
+            let (sender, next, tasks) = (sender.clone(), &next, &tasks);
             scope.spawn(move || {
                 while let Some(task) = tasks.get(next.fetch_add(1, Ordering::Relaxed)) {
-                    let outcome = match fetch(client, task, server_time, &sender) {
+                    let outcome = match fetch_task(client, task, server_time, &sender) {
                         Ok(Ended::Complete(coverage)) => Message::Complete(coverage),
                         Ok(Ended::BeyondHorizon) => Message::BeyondHorizon(task.describe()),
                         Err(e) => Message::Failed(Failure::of(&e.context(task.describe()))),
@@ -192,17 +222,43 @@ pub fn ingest(
         Ok(())
     })?;
     log.commit()?;
-    let (g, c) = (governor.stats(), client.stats());
-    summary.weight = g.weight;
-    summary.refusals = c.refusals;
-    summary.retries = c.retries;
+    let after = client.stats();
+    summary.weight = client.governor_stats().weight - weight_before;
+    summary.refusals = after.refusals - client_before.refusals;
+    summary.retries = after.retries - client_before.retries;
     summary.elapsed = started.elapsed();
     Ok(summary)
 }
 
-/// Cuts the range into tasks: per symbol and endpoint, UTC days (hours for
-/// aggTrades; the whole range for funding, whose pages hold 1 000
-/// settlements), inside what the endpoint serves at `server_time`.
+/// A range cut into the tasks fetched one by one: UTC days, hours for
+/// aggTrades (whose windows are paged by id), the whole range for funding
+/// (whose pages hold 1 000 settlements).
+fn split(range: &Task) -> Vec<Task> {
+    let step = match range.kind {
+        Kind::AggTrades => HOUR_MS,
+        Kind::FundingRate => i64::MAX / 4,
+        _ => DAY_MS,
+    };
+    let mut tasks = Vec::new();
+    let mut chunk = range.start_ms;
+    while chunk < range.end_ms {
+        let chunk_end = chunk
+            .div_euclid(step)
+            .saturating_add(1)
+            .saturating_mul(step)
+            .min(range.end_ms);
+        tasks.push(Task {
+            start_ms: chunk,
+            end_ms: chunk_end,
+            ..range.clone()
+        });
+        chunk = chunk_end;
+    }
+    tasks
+}
+
+/// The tasks of `options` ([`split`]), inside what each endpoint serves at
+/// `server_time`.
 fn plan(options: &Options, server_time: i64, summary: &mut Summary) -> Vec<Task> {
     // Nothing after the last closed minute: a later kline would still be open.
     let end = options
@@ -225,33 +281,19 @@ fn plan(options: &Options, server_time: i64, summary: &mut Summary) -> Vec<Task>
                     start = oldest.div_euclid(MINUTE_MS) * MINUTE_MS + MINUTE_MS;
                 }
             }
-            let step = match kind {
-                Kind::AggTrades => HOUR_MS,
-                Kind::FundingRate => i64::MAX / 4,
-                _ => DAY_MS,
-            };
-            let mut chunk = start;
-            while chunk < end {
-                let chunk_end = chunk
-                    .div_euclid(step)
-                    .saturating_add(1)
-                    .saturating_mul(step)
-                    .min(end);
-                tasks.push(Task {
-                    symbol: symbol.clone(),
-                    kind,
-                    start_ms: chunk,
-                    end_ms: chunk_end,
-                });
-                chunk = chunk_end;
-            }
+            tasks.extend(split(&Task {
+                symbol: symbol.clone(),
+                kind,
+                start_ms: start,
+                end_ms: end,
+            }));
         }
     }
     tasks
 }
 
 /// Fetches one task's pages (sent as they come) and returns how it ended.
-fn fetch(
+fn fetch_task(
     client: &Client,
     task: &Task,
     server_time: i64,

@@ -307,6 +307,7 @@ fn record_missing(
     http_status: u16,
 ) -> anyhow::Result<Outcome> {
     let file = spec.id();
+    let now_ns = crate::time::now_ns();
     if !catalog.known_missing(&file) {
         log.push(&Record {
             symbol: spec.symbol.clone(),
@@ -314,7 +315,7 @@ fn record_missing(
                 file: file.clone(),
                 sha256: Sha256([0; 32]),
             },
-            received_ns: crate::time::now_ns(),
+            received_ns: now_ns,
             events: vec![Event::VisionFileMissing(VisionFileMissing {
                 kind: spec.kind,
                 period: spec.period.clone(),
@@ -323,8 +324,8 @@ fn record_missing(
             })],
         })?;
         log.commit()?;
-        catalog.note_missing(&file);
     }
+    catalog.note_missing(&file, now_ns / crate::time::NS_PER_MS);
     Ok(Outcome::Missing)
 }
 

@@ -1,0 +1,279 @@
+//! `bml run-once`, `bml backfill-range`, `bml backfill-years`: keeping the
+//! lake complete by the planner (`orchestrate`).
+
+use std::io::Write;
+use std::path::Path;
+
+use clap::Args;
+
+use super::ingest::{parse_time, VISION_BASE};
+use super::{exit, Outcome, Ui};
+use crate::orchestrate::{self, Summary, Symbols, Window};
+use crate::sources::rest;
+use crate::sources::vision::Store;
+use crate::time::{utc_minute, DAY_MS};
+
+/// Where the sources are, and how hard to use them: the same in every
+/// command that keeps the lake.
+#[derive(Debug, Args)]
+pub(super) struct SourceArgs {
+    /// Symbols, comma-separated (e.g. BTCUSDT,ETHUSDT), or ALL: every USD-M
+    /// perpetual the exchange lists as trading, each from its listing day.
+    #[arg(long, value_delimiter = ',', required = true)]
+    symbols: Vec<String>,
+    /// REST base URL (point it at `bml sim serve`: http://ADDR).
+    #[arg(long, env = "BML_REST_URL", default_value = "https://fapi.binance.com")]
+    rest_base: String,
+    /// Vision base URL: the folder holding `daily/` and `monthly/` (point it
+    /// at `bml sim serve`: http://ADDR/data/futures/um/).
+    #[arg(long, env = "BML_VISION_URL", default_value = VISION_BASE)]
+    vision_base: String,
+    /// REST ranges fetched at once (one governor paces them all).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    concurrency: u16,
+    /// Look for every archive Vision did not have again now (by default one
+    /// is looked for again an hour after the last look while its day is
+    /// recent, a week after once it is not).
+    #[arg(long)]
+    recheck_vision: bool,
+    /// Hours materialized in parallel (default: one per core).
+    #[arg(long, short = 'j', value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    jobs: Option<u16>,
+}
+
+#[derive(Debug, Args)]
+pub(super) struct RunOnceArgs {
+    #[command(flatten)]
+    sources: SourceArgs,
+    /// Keep this many days up to now complete (older history is
+    /// `backfill-range`'s or `backfill-years`'s).
+    #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(u32).range(1..=3660))]
+    lookback_days: u32,
+}
+
+#[derive(Debug, Args)]
+pub(super) struct BackfillRangeArgs {
+    #[command(flatten)]
+    sources: SourceArgs,
+    /// Range start (UTC): YYYY-MM-DD, YYYY-MM-DDTHH:MM[:SS][Z], or epoch ms.
+    #[arg(long, value_parser = parse_time)]
+    start: i64,
+    /// Range end, exclusive, same forms (YYYY-MM-DD is that day's midnight).
+    #[arg(long, value_parser = parse_time)]
+    end: i64,
+    /// Fetch for this many missing symbol-hours at most, the newest first;
+    /// the rest is left for the next run (and said so).
+    #[arg(long, value_name = "N")]
+    max_missing_hours: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+pub(super) struct BackfillYearsArgs {
+    #[command(flatten)]
+    sources: SourceArgs,
+    /// How many years back from now (365 days each).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=20))]
+    years: u32,
+    /// Fetch for this many missing symbol-hours at most, the newest first;
+    /// the rest is left for the next run (and said so).
+    #[arg(long, value_name = "N")]
+    max_missing_hours: Option<usize>,
+}
+
+pub(super) fn run_once(args: &RunOnceArgs, data_dir: &Path, lake: &Path, ui: &Ui) -> Outcome {
+    let window = Window::Last(i64::from(args.lookback_days) * DAY_MS);
+    keep("run-once", &args.sources, window, None, data_dir, lake, ui)
+}
+
+pub(super) fn backfill_range(
+    args: &BackfillRangeArgs,
+    data_dir: &Path,
+    lake: &Path,
+    ui: &Ui,
+) -> Outcome {
+    if args.end <= args.start {
+        return super::usage("--end must be after --start");
+    }
+    let window = Window::Range(args.start, args.end);
+    let max = args.max_missing_hours;
+    keep(
+        "backfill-range",
+        &args.sources,
+        window,
+        max,
+        data_dir,
+        lake,
+        ui,
+    )
+}
+
+pub(super) fn backfill_years(
+    args: &BackfillYearsArgs,
+    data_dir: &Path,
+    lake: &Path,
+    ui: &Ui,
+) -> Outcome {
+    let window = Window::Last(i64::from(args.years) * 365 * DAY_MS);
+    let max = args.max_missing_hours;
+    keep(
+        "backfill-years",
+        &args.sources,
+        window,
+        max,
+        data_dir,
+        lake,
+        ui,
+    )
+}
+
+fn keep(
+    name: &str,
+    sources: &SourceArgs,
+    window: Window,
+    max_missing_hours: Option<usize>,
+    data_dir: &Path,
+    lake: &Path,
+    ui: &Ui,
+) -> Outcome {
+    let symbols = if sources
+        .symbols
+        .iter()
+        .any(|s| s.eq_ignore_ascii_case("ALL"))
+    {
+        Symbols::All
+    } else {
+        Symbols::List(sources.symbols.iter().map(|s| s.to_uppercase()).collect())
+    };
+    let options = orchestrate::Options {
+        symbols,
+        window,
+        max_missing_hours,
+        recheck_vision: sources.recheck_vision,
+        rest_base: sources.rest_base.clone(),
+        vision: Store::http(&sources.vision_base)?,
+        concurrency: usize::from(sources.concurrency),
+        lake_root: lake.to_path_buf(),
+        jobs: sources.jobs.map_or_else(
+            || std::thread::available_parallelism().map_or(1, usize::from),
+            usize::from,
+        ),
+    };
+    let summary = match orchestrate::run(data_dir, &options, &ui.bars()) {
+        Ok(summary) => summary,
+        Err(e) => {
+            if let Some(unknown) = e.downcast_ref::<rest::UnknownSymbol>() {
+                return super::usage(&unknown.to_string());
+            }
+            return Err(e);
+        }
+    };
+    report(name, &summary, &mut std::io::stdout().lock())?;
+    Ok(if summary.failed.is_empty() {
+        exit::OK
+    } else {
+        exit::FAILED
+    })
+}
+
+/// Lines of gaps shown before "and N more".
+const GAPS_SHOWN: usize = 12;
+
+fn report(name: &str, s: &Summary, out: &mut dyn Write) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "{name}: {} symbols, {} .. {} (exchange clock), {:.1} s",
+        s.symbols.len(),
+        utc_minute(s.range.start),
+        utc_minute(s.range.end),
+        s.elapsed.as_secs_f64()
+    )?;
+    if s.fetched_nothing() {
+        writeln!(
+            out,
+            "  nothing to fetch: every source already holds what it can"
+        )?;
+    } else {
+        let counts = |m: &std::collections::BTreeMap<&str, u64>| {
+            m.iter()
+                .map(|(k, n)| format!("{n} {k}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        writeln!(
+            out,
+            "  fetched for {} symbol-hours in {} rounds",
+            s.hours_fetched, s.rounds
+        )?;
+        writeln!(
+            out,
+            "  vision: {} archives ingested ({}), {} rows",
+            s.archives.values().sum::<u64>(),
+            counts(&s.archives),
+            s.vision_rows
+        )?;
+        writeln!(
+            out,
+            "  rest: {} ranges read ({}), {} rows; request weight {}, {} refusals (429/418)",
+            s.rest_ranges.values().sum::<u64>(),
+            counts(&s.rest_ranges),
+            s.rest_rows,
+            s.weight,
+            s.refusals
+        )?;
+    }
+    if !s.awaited.is_empty() {
+        writeln!(
+            out,
+            "  {} archives not published by Vision yet (REST stands in; looked for again later)",
+            s.awaited.len()
+        )?;
+    }
+    if s.hours_deferred > 0 {
+        writeln!(
+            out,
+            "  {} missing symbol-hours left for the next run (--max-missing-hours)",
+            s.hours_deferred
+        )?;
+    }
+    if s.partitions_missing > 0 {
+        writeln!(
+            out,
+            "  {} partitions were gone from the lake: derived again",
+            s.partitions_missing
+        )?;
+    }
+    for failure in &s.failed {
+        writeln!(out, "  FAILED ({})  {}", failure.kind, failure.message)?;
+    }
+    if let Some(m) = &s.materialized {
+        writeln!(
+            out,
+            "  lake: {} hours derived: {} written, {} unchanged; {} rows, {} findings",
+            m.hours, m.written, m.unchanged, m.rows, m.findings
+        )?;
+    }
+    for (symbol, mark) in &s.watermarks {
+        let mark = mark.map_or_else(|| "nothing yet".to_string(), utc_minute);
+        writeln!(out, "  {symbol}: complete up to {mark}")?;
+    }
+    if s.gaps.is_empty() {
+        writeln!(out, "  no gap that no source can fill")?;
+    } else {
+        writeln!(out, "  {} gaps no source can fill:", s.gaps.len())?;
+        for gap in s.gaps.iter().take(GAPS_SHOWN) {
+            writeln!(
+                out,
+                "    {} {} {} .. {}: {}",
+                gap.symbol,
+                gap.series,
+                utc_minute(gap.range.start),
+                utc_minute(gap.range.end),
+                gap.reason
+            )?;
+        }
+        if s.gaps.len() > GAPS_SHOWN {
+            writeln!(out, "    and {} more", s.gaps.len() - GAPS_SHOWN)?;
+        }
+    }
+    Ok(())
+}

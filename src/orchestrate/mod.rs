@@ -1,0 +1,397 @@
+//! Keeping the lake current: plan what is missing ([`plan`]), fetch it from
+//! whichever source can fill it, then materialize. `bml run-once` and the
+//! `bml backfill-*` commands are one [`run`] over different ranges.
+//!
+//! A run goes in rounds: the first asks Vision for every ended day whose
+//! archive the log lacks and REST for what Vision cannot hold; archives found
+//! missing make the next round's plan send their series to REST. It stops when
+//! a plan has nothing left to fetch (or nothing new: what failed is not asked
+//! for again in the same run).
+
+pub mod plan;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::eventlog::EventLog;
+use crate::ledger::Ledger;
+use crate::materialize::run as materialize;
+use crate::progress::Progress;
+use crate::sources::catalog::Catalog;
+use crate::sources::rest::{self, Client, Governor, Task};
+use crate::sources::vision::{self, FileSpec, Store};
+use crate::sources::Failure;
+use crate::time::{HOUR_MS, MINUTE_MS};
+use plan::{ArchiveState, Gap, Known, Wanted};
+
+/// Rounds of plan and fetch at most: Vision, then REST for what Vision lacked,
+/// then one more for anything a round's outcome changed.
+const ROUNDS: usize = 3;
+
+/// Which symbols to keep.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Symbols {
+    /// These (upper case).
+    List(Vec<String>),
+    /// Every USD-M perpetual `exchangeInfo` lists as trading.
+    All,
+}
+
+/// Which times to keep complete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Window {
+    /// The last this many ms up to now (`run-once`).
+    Last(i64),
+    /// A fixed range, ms (`backfill-range`).
+    Range(i64, i64),
+}
+
+/// What a run is asked to do.
+pub struct Options {
+    /// The symbols.
+    pub symbols: Symbols,
+    /// The times.
+    pub window: Window,
+    /// Fetch for this many symbol-hours at most (the newest first).
+    pub max_missing_hours: Option<usize>,
+    /// Look for every missing Vision archive again now, however recently it
+    /// was looked for.
+    pub recheck_vision: bool,
+    /// REST base URL.
+    pub rest_base: String,
+    /// Where Vision's archives are.
+    pub vision: Store,
+    /// REST ranges fetched at once.
+    pub concurrency: usize,
+    /// The lake root.
+    pub lake_root: PathBuf,
+    /// Hours materialized at once.
+    pub jobs: usize,
+}
+
+/// What a run did.
+#[derive(Debug, Default)]
+pub struct Summary {
+    /// The symbols kept and the times, ms (cut at the last closed minute).
+    pub symbols: Vec<String>,
+    /// The times planned for.
+    pub range: Range<i64>,
+    /// Rounds that fetched something.
+    pub rounds: usize,
+    /// Archives ingested, by Vision kind.
+    pub archives: BTreeMap<&'static str, u64>,
+    /// Rows appended from Vision.
+    pub vision_rows: u64,
+    /// REST ranges read to their end, by endpoint.
+    pub rest_ranges: BTreeMap<&'static str, u64>,
+    /// Rows appended from REST.
+    pub rest_rows: u64,
+    /// Request weight spent, and 429/418 answers.
+    pub weight: u64,
+    /// 429 and 418 answers.
+    pub refusals: u64,
+    /// Archives Vision has not published (yet): REST stands in.
+    pub awaited: Vec<FileSpec>,
+    /// Fetches that failed, each naming what and why.
+    pub failed: Vec<Failure>,
+    /// What no source can fill.
+    pub gaps: Vec<Gap>,
+    /// Symbol-hours the fetches reached.
+    pub hours_fetched: usize,
+    /// Symbol-hours left for a later run by `max_missing_hours`.
+    pub hours_deferred: usize,
+    /// Partitions the ledger names whose files were gone from the lake.
+    pub partitions_missing: usize,
+    /// The materialize that followed.
+    pub materialized: Option<materialize::Summary>,
+    /// Each symbol's watermark after it (the last minute of its unbroken run).
+    pub watermarks: BTreeMap<String, Option<i64>>,
+    /// Wall time.
+    pub elapsed: Duration,
+}
+
+impl Summary {
+    /// True when the run found nothing to fetch.
+    pub fn fetched_nothing(&self) -> bool {
+        self.rounds == 0
+    }
+}
+
+/// The log's state as the planner sees it: the catalog of what was fetched,
+/// and the live bookTicker spans from the ledger.
+struct LogState<'a> {
+    catalog: &'a Catalog,
+    /// The local clock (ms): when an archive was last looked for is its time.
+    local_now_ms: i64,
+    /// Every missing archive counts as due for another look.
+    recheck: bool,
+    book_ticker: &'a BTreeMap<String, Vec<Range<i64>>>,
+}
+
+impl Known for LogState<'_> {
+    fn archive(&self, spec: &FileSpec) -> ArchiveState {
+        let file = spec.id();
+        if self.catalog.ingested(&file).is_some() {
+            ArchiveState::Ingested
+        } else if let Some(checked_ms) = self.catalog.missing_checked(&file) {
+            let checked_ago_ms = if self.recheck {
+                i64::MAX
+            } else {
+                self.local_now_ms - checked_ms
+            };
+            ArchiveState::Missing { checked_ago_ms }
+        } else {
+            ArchiveState::Unknown
+        }
+    }
+
+    fn rest_gaps(&self, symbol: &str, kind: rest::Kind, range: Range<i64>) -> Vec<Range<i64>> {
+        self.catalog.rest_gaps(symbol, kind.path(), range)
+    }
+
+    fn book_ticker_gaps(&self, symbol: &str, range: Range<i64>) -> Vec<Range<i64>> {
+        let mut gaps = Vec::new();
+        let mut cursor = range.start;
+        for span in self.book_ticker.get(symbol).into_iter().flatten() {
+            if span.end <= cursor || span.start >= range.end {
+                continue;
+            }
+            if span.start > cursor {
+                gaps.push(cursor..span.start);
+            }
+            cursor = cursor.max(span.end);
+        }
+        if cursor < range.end {
+            gaps.push(cursor..range.end);
+        }
+        gaps
+    }
+}
+
+/// Plans, fetches and materializes until the plan is empty.
+pub fn run(data_dir: &Path, options: &Options, progress: &dyn Progress) -> anyhow::Result<Summary> {
+    let started = Instant::now();
+    let (client, server_time) = Client::connect(&options.rest_base, Arc::new(Governor::default()))?;
+    let wanted = wanted(&client, &options.symbols)?;
+    let range = match options.window {
+        Window::Last(ms) => server_time - ms..server_time,
+        Window::Range(start, end) => start..end,
+    };
+    let mut summary = Summary {
+        symbols: wanted.iter().map(|w| w.symbol.clone()).collect(),
+        range: range.start..range.end.min(server_time.div_euclid(MINUTE_MS) * MINUTE_MS),
+        ..Summary::default()
+    };
+    let book_ticker = live_book_ticker(data_dir, &summary.symbols)?;
+    let mut log = EventLog::open(data_dir)?;
+    let mut catalog = Catalog::load(data_dir)?;
+    let mut budget = options.max_missing_hours.unwrap_or(usize::MAX);
+    let mut failed_archives: BTreeSet<String> = BTreeSet::new();
+    let mut failed_ranges: Vec<Task> = Vec::new();
+    let mut last = plan::Plan::default();
+    for round in 0..ROUNDS {
+        let known = LogState {
+            catalog: &catalog,
+            local_now_ms: crate::time::now_ns() / crate::time::NS_PER_MS,
+            recheck: options.recheck_vision && round == 0,
+            book_ticker: &book_ticker,
+        };
+        let mut next = plan::plan(&wanted, range.clone(), client.server_now(), &known);
+        next.vision.retain(|s| !failed_archives.contains(&s.id()));
+        next.rest.retain(|t| !failed_ranges.contains(t));
+        let (next, deferred) = next.bounded(budget);
+        summary.hours_deferred = deferred;
+        last = next;
+        if last.is_empty() {
+            break;
+        }
+        summary.rounds += 1;
+        budget = budget.saturating_sub(last.hours.len());
+        summary.hours_fetched += last.hours.len();
+        if !last.vision.is_empty() {
+            let downloads = crate::data_dir::downloads(data_dir);
+            let fetched = vision::ingest(
+                &mut log,
+                &mut catalog,
+                &options.vision,
+                &last.vision,
+                &downloads,
+                progress,
+            );
+            log.commit()?;
+            for ((file, outcome), spec) in fetched.files.iter().zip(&last.vision) {
+                match outcome {
+                    vision::Outcome::Ingested { rows, .. } => {
+                        *summary
+                            .archives
+                            .entry(vision::kind_name(spec.kind))
+                            .or_default() += 1;
+                        summary.vision_rows += rows;
+                    }
+                    vision::Outcome::Failed(failure) => {
+                        failed_archives.insert(file.clone());
+                        summary.failed.push(failure.clone());
+                    }
+                    vision::Outcome::AlreadyIngested | vision::Outcome::Missing => {}
+                }
+            }
+        }
+        if !last.rest.is_empty() {
+            let fetched = rest::fetch(
+                &mut log,
+                &mut catalog,
+                &client,
+                &last.rest,
+                options.concurrency,
+                progress,
+            )?;
+            summary.rest_rows += fetched.rows;
+            summary.weight += fetched.weight;
+            summary.refusals += fetched.refusals;
+            if !fetched.failed.is_empty() {
+                failed_ranges.extend(last.rest.iter().cloned());
+                summary.failed.extend(fetched.failed);
+            }
+            for task in &last.rest {
+                *summary.rest_ranges.entry(task.kind.name()).or_default() += 1;
+            }
+        }
+        catalog.save(data_dir, log.next_offset())?;
+    }
+    summary.gaps = merge_gaps(last.gaps);
+    summary.awaited = last.awaited;
+    drop(log);
+
+    let rederive = missing_partitions(data_dir, &options.lake_root, &summary)?;
+    summary.partitions_missing = rederive.len();
+    let materialized = materialize::run(
+        data_dir,
+        &materialize::Options {
+            from: None,
+            lake_root: options.lake_root.clone(),
+            jobs: options.jobs,
+            rebuild_ledger: false,
+            rederive,
+        },
+        progress,
+    )?;
+    summary.materialized = Some(materialized);
+    let partitions = Ledger::open(data_dir)?.partitions()?;
+    for symbol in &summary.symbols {
+        let mark = materialize::watermark(&partitions, symbol);
+        summary.watermarks.insert(symbol.clone(), mark);
+    }
+    summary.elapsed = started.elapsed();
+    Ok(summary)
+}
+
+/// The symbols to keep, each from its listing (`onboardDate`); an unknown one
+/// is refused (`rest::UnknownSymbol`).
+fn wanted(client: &Client, symbols: &Symbols) -> anyhow::Result<Vec<Wanted>> {
+    let listings = client.listings();
+    let names: Vec<String> = match symbols {
+        Symbols::List(list) => {
+            client.check_symbols(list)?;
+            list.clone()
+        }
+        Symbols::All => listings
+            .iter()
+            .filter(|(_, l)| l.trading_perpetual)
+            .map(|(s, _)| s.clone())
+            .collect(),
+    };
+    Ok(names
+        .into_iter()
+        .map(|symbol| Wanted {
+            from_ms: listings
+                .get(&symbol)
+                .and_then(|l| l.onboard_ms)
+                .unwrap_or(i64::MIN),
+            symbol,
+        })
+        .collect())
+}
+
+/// When each symbol's bookTicker was followed live, from the ledger: each
+/// connection's span, joined.
+fn live_book_ticker(
+    data_dir: &Path,
+    symbols: &[String],
+) -> anyhow::Result<BTreeMap<String, Vec<Range<i64>>>> {
+    let ledger = Ledger::open(data_dir)?;
+    let mut all = BTreeMap::new();
+    for symbol in symbols {
+        let mut spans: Vec<Range<i64>> = ledger
+            .stream_spans(symbol)?
+            .into_iter()
+            .filter(|(stream, _, _)| stream.ends_with("@bookTicker"))
+            .map(|(_, _, span)| span.first..span.last + 1)
+            .collect();
+        spans.sort_by_key(|r| (r.start, r.end));
+        let mut joined: Vec<Range<i64>> = Vec::new();
+        for r in spans {
+            match joined.last_mut() {
+                Some(last) if r.start <= last.end => last.end = last.end.max(r.end),
+                _ => joined.push(r),
+            }
+        }
+        all.insert(symbol.clone(), joined);
+    }
+    Ok(all)
+}
+
+/// The hours of the run's symbols and range whose partition the ledger names
+/// but whose file is gone from the lake: derived again.
+fn missing_partitions(
+    data_dir: &Path,
+    lake_root: &Path,
+    summary: &Summary,
+) -> anyhow::Result<BTreeSet<(String, i64)>> {
+    let ledger = Ledger::open(data_dir)?;
+    let first_hour = summary.range.start.div_euclid(HOUR_MS) * HOUR_MS;
+    let mut missing = BTreeSet::new();
+    for symbol in &summary.symbols {
+        for hour in (first_hour..summary.range.end).step_by(HOUR_MS as usize) {
+            let Some(partition) = ledger.partition(symbol, hour)? else {
+                continue;
+            };
+            if let Some(path) = &partition.path {
+                if !lake_root.join(path).exists() {
+                    missing.insert((symbol.clone(), hour));
+                }
+            }
+        }
+    }
+    Ok(missing)
+}
+
+/// Gaps joined where one ends as the next of the same symbol, series and
+/// reason starts.
+fn merge_gaps(mut gaps: Vec<Gap>) -> Vec<Gap> {
+    gaps.sort_by(|a, b| {
+        (&a.symbol, a.series, &a.reason, a.range.start).cmp(&(
+            &b.symbol,
+            b.series,
+            &b.reason,
+            b.range.start,
+        ))
+    });
+    let mut merged: Vec<Gap> = Vec::new();
+    for gap in gaps {
+        match merged.last_mut() {
+            Some(last)
+                if last.symbol == gap.symbol
+                    && last.series == gap.series
+                    && last.reason == gap.reason
+                    && gap.range.start <= last.range.end =>
+            {
+                last.range.end = last.range.end.max(gap.range.end);
+            }
+            _ => merged.push(gap),
+        }
+    }
+    merged
+}
