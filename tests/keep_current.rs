@@ -1,0 +1,246 @@
+//! `bml run-once` and `bml backfill-*` against the simulated exchange over
+//! 127.0.0.1: the planner's bands end to end (Vision for ended, published
+//! days; REST for the rest; gaps named), idempotence, a late Vision day, holes
+//! and the `--max-missing-hours` bound.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use bml::ledger::{Ledger, Partition};
+use support::{bml, text, Sim};
+
+const HOUR: i64 = 3_600_000;
+const DAY: i64 = 24 * HOUR;
+/// All 60 minutes of an hour written.
+const FULL_HOUR: u64 = (1 << 60) - 1;
+
+fn keep_args<'a>(
+    command: &'a str,
+    sim: &'a Sim,
+    vision: &'a str,
+    extra: &[&'a str],
+) -> Vec<&'a str> {
+    let mut args = vec![command, "--rest-base", sim.url(), "--vision-base", vision];
+    args.extend_from_slice(extra);
+    args
+}
+
+/// Runs a keeping command; it must exit 0. Returns its stdout and stderr.
+fn keep(data: &Path, command: &str, sim: &Sim, extra: &[&str]) -> String {
+    let vision = sim.vision_url();
+    let out = bml(data, &keep_args(command, sim, &vision, extra));
+    let said = text(&out);
+    assert!(out.status.success(), "{command} failed:\n{said}");
+    said
+}
+
+/// The partitions with at least one minute (the ledger also knows hours a
+/// record reached without completing one: a metrics row at the next midnight).
+fn partitions(data: &Path) -> BTreeMap<(String, i64), Partition> {
+    let mut all = Ledger::open_read_only(data).unwrap().partitions().unwrap();
+    all.retain(|_, p| p.minutes != 0);
+    all
+}
+
+fn watermark(data: &Path, symbol: &str) -> i64 {
+    Ledger::open_read_only(data).unwrap().watermarks().unwrap()[symbol]
+}
+
+fn today_start() -> i64 {
+    let now = chrono::Utc::now().timestamp_millis();
+    now - now.rem_euclid(DAY)
+}
+
+/// A live-clock market: three days of history, yesterday not on Vision yet.
+fn live_market(extra: &[&str]) -> Sim {
+    let args = [
+        &[
+            "--live-clock",
+            "--history-days",
+            "3",
+            "--symbols",
+            "BTCUSDT,ETHUSDT",
+            "--trades-per-minute",
+            "20",
+            // The test's minutes are few: the budget is 10× Binance's so that
+            // the hundred-odd aggTrades pages of a day do not take minutes.
+            "--weight-limit",
+            "24000",
+        ][..],
+        extra,
+    ]
+    .concat();
+    Sim::serve(&args)
+}
+
+/// Every minute of `symbol` from `first` up to its watermark is in the lake,
+/// in partitions fed by Vision for the published days (REST too, where it
+/// came first: Vision wins, both are named) and by REST alone for the rest.
+fn check_complete(data: &Path, symbol: &str, first: i64, published_until: i64, rest_first: bool) {
+    let mark = watermark(data, symbol);
+    let parts = partitions(data);
+    let mut hour = first;
+    while hour + HOUR <= mark {
+        let p = parts
+            .get(&(symbol.to_string(), hour))
+            .unwrap_or_else(|| panic!("{symbol}: no partition at {hour}"));
+        assert_eq!(p.minutes, FULL_HOUR, "{symbol} {hour}: minutes missing");
+        let vision = p.sources.iter().any(|s| s.contains("daily/klines/"));
+        let rest = p.sources.iter().any(|s| s.contains("/fapi/v1/klines"));
+        if hour < published_until {
+            assert!(
+                vision && (rest_first || !rest),
+                "{symbol} {hour}: {:?}",
+                p.sources
+            );
+        } else {
+            assert!(rest && !vision, "{symbol} {hour}: {:?}", p.sources);
+        }
+        hour += HOUR;
+    }
+    let first_partition = parts.keys().find(|(s, _)| s == symbol).map(|(_, h)| *h);
+    assert_eq!(
+        first_partition,
+        Some(first),
+        "{symbol}: history starts at its listing"
+    );
+}
+
+#[test]
+fn run_once_fills_the_last_days_from_vision_and_rest_and_a_second_run_fetches_nothing() {
+    let sim = live_market(&[]);
+    let data = tempfile::tempdir().unwrap();
+    let started = chrono::Utc::now().timestamp_millis();
+    let said = keep(
+        data.path(),
+        "run-once",
+        &sim,
+        &["--symbols", "BTCUSDT,ETHUSDT"],
+    );
+    assert!(said.contains("archives ingested"), "{said}");
+    assert!(said.contains("not published by Vision yet"), "{said}");
+    assert!(
+        said.contains("bookDepth"),
+        "the synthetic market has no bookDepth: {said}"
+    );
+
+    let today = today_start();
+    for symbol in ["BTCUSDT", "ETHUSDT"] {
+        // Complete up to a minute or two ago.
+        let mark = watermark(data.path(), symbol);
+        assert!(
+            mark >= started - 3 * 60_000,
+            "{symbol}: watermark {mark}, started {started}\n{said}"
+        );
+        check_complete(data.path(), symbol, today - 3 * DAY, today - DAY, false);
+    }
+
+    // Right after, nothing is left to fetch (if the minute turned meanwhile,
+    // the one run after that).
+    let again = keep(
+        data.path(),
+        "run-once",
+        &sim,
+        &["--symbols", "BTCUSDT,ETHUSDT"],
+    );
+    if !again.contains("nothing to fetch") {
+        assert!(!again.contains("archives ingested (1"), "{again}");
+        let third = keep(
+            data.path(),
+            "run-once",
+            &sim,
+            &["--symbols", "BTCUSDT,ETHUSDT"],
+        );
+        assert!(third.contains("nothing to fetch"), "{again}\n{third}");
+    }
+}
+
+#[test]
+fn a_day_vision_publishes_late_replaces_its_rest_rows_and_the_watermark_holds() {
+    let data = tempfile::tempdir().unwrap();
+    let today = today_start();
+    let first_mark = {
+        let sim = live_market(&[]);
+        keep(data.path(), "run-once", &sim, &["--symbols", "BTCUSDT"]);
+        watermark(data.path(), "BTCUSDT")
+    };
+    // The same market, now with yesterday on Vision.
+    let sim = live_market(&["--unpublished-days", "0"]);
+    let said = keep(
+        data.path(),
+        "run-once",
+        &sim,
+        &["--symbols", "BTCUSDT", "--recheck-vision"],
+    );
+    assert!(said.contains("archives ingested"), "{said}");
+    assert!(watermark(data.path(), "BTCUSDT") >= first_mark);
+    check_complete(data.path(), "BTCUSDT", today - 3 * DAY, today, true);
+    // The two sources agreed on every fact of the day: no conflict found.
+    let ledger = Ledger::open_read_only(data.path()).unwrap();
+    for hour in (today - DAY..today).step_by(HOUR as usize) {
+        let findings = ledger.findings("BTCUSDT", hour).unwrap();
+        assert!(
+            findings.iter().all(|f| f.check != "conflict"),
+            "{hour}: {findings:?}"
+        );
+    }
+}
+
+#[test]
+fn backfill_range_fills_exactly_the_holes_bounded_by_max_missing_hours() {
+    let sim = Sim::synthetic(&[
+        "--start-date",
+        "2024-03-01",
+        "--days",
+        "2",
+        "--symbols",
+        "BTCUSDT",
+        "--trades-per-minute",
+        "20",
+    ]);
+    let data = tempfile::tempdir().unwrap();
+    let range = [
+        "--symbols",
+        "BTCUSDT",
+        "--start",
+        "2024-03-01",
+        "--end",
+        "2024-03-03",
+    ];
+    let bounded = [&range[..], &["--max-missing-hours", "24"]].concat();
+
+    let first = keep(data.path(), "backfill-range", &sim, &bounded);
+    assert!(first.contains("24 missing symbol-hours left"), "{first}");
+    let parts = partitions(data.path());
+    assert_eq!(parts.len(), 24, "the newest day only");
+    assert!(
+        parts.keys().all(|(_, h)| *h >= 1_709_337_600_000),
+        "{:?}",
+        parts.keys()
+    );
+
+    let second = keep(data.path(), "backfill-range", &sim, &range);
+    assert!(!second.contains("left for the next run"), "{second}");
+    assert_eq!(partitions(data.path()).len(), 48);
+    let third = keep(data.path(), "backfill-range", &sim, &range);
+    assert!(third.contains("nothing to fetch"), "{third}");
+    // What no source has is listed with its reason.
+    assert!(third.contains("bookDepth"), "{third}");
+    assert!(third.contains("REST serves no history of it"), "{third}");
+
+    // Holes in the lake: the files come back, byte for byte.
+    let lake = data.path().join("lake");
+    let before = support::lake_files(&lake);
+    let holes: Vec<_> = before.keys().take(2).cloned().collect();
+    for hole in &holes {
+        std::fs::remove_file(lake.join(hole)).unwrap();
+    }
+    let repaired = keep(data.path(), "backfill-range", &sim, &range);
+    assert!(
+        repaired.contains("2 partitions were gone from the lake"),
+        "{repaired}"
+    );
+    assert_eq!(support::lake_files(&lake), before);
+}
