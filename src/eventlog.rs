@@ -134,6 +134,19 @@ pub struct EventLog {
     last_len: usize,
 }
 
+/// Runs `append` on a log that several appenders of one process share (the
+/// live collector and the minute job of `run-daemon`), holding it meanwhile.
+/// `L` is the log or a borrow of it.
+pub fn with_shared<L: std::borrow::BorrowMut<EventLog>, T>(
+    log: &std::sync::Mutex<L>,
+    append: impl FnOnce(&mut EventLog) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let mut guard = log.lock().map_err(|_| {
+        anyhow::anyhow!("another appender of this process failed while writing the log")
+    })?;
+    append((*guard).borrow_mut())
+}
+
 impl EventLog {
     /// Opens the log of `data_dir` for appending. Appends are written to the OS
     /// at once and made durable by [`EventLog::commit`]: an appender commits at

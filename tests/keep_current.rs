@@ -244,3 +244,133 @@ fn backfill_range_fills_exactly_the_holes_bounded_by_max_missing_hours() {
     );
     assert_eq!(support::lake_files(&lake), before);
 }
+
+/// `bml run-daemon` as a child whose stdout lines arrive on a channel with
+/// the local time each came.
+struct Daemon {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<(i64, String)>,
+}
+
+impl Daemon {
+    fn start(data: &Path, sim: &Sim, poll: &str) -> Daemon {
+        use std::io::BufRead;
+        let ws = sim.url().replace("http://", "ws://");
+        let vision = sim.vision_url();
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_bml"))
+            .arg("--data-dir")
+            .arg(data)
+            .args(["--quiet", "run-daemon", "--symbols", "BTCUSDT,ETHUSDT"])
+            .args(["--rest-base", sim.url(), "--vision-base", &vision])
+            .args(["--ws-base", &ws, "--poll-seconds", poll])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("start the daemon");
+        let stdout = child.stdout.take().unwrap();
+        let (send, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                if send
+                    .send((chrono::Utc::now().timestamp_millis(), line))
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        });
+        Daemon { child, lines }
+    }
+
+    /// Waits for `n` minute-job lines (after the catch-up); returns them with
+    /// the local time each came.
+    fn jobs(&self, n: usize) -> Vec<(i64, String)> {
+        let mut jobs = Vec::new();
+        while jobs.len() < n {
+            let (at, line) = self
+                .lines
+                .recv_timeout(std::time::Duration::from_secs(120))
+                .expect("a job line within 2 minutes");
+            if line.contains(" job: ") {
+                jobs.push((at, line));
+            }
+        }
+        jobs
+    }
+
+    fn signal(&self, name: &str) {
+        let status = std::process::Command::new("kill")
+            .args([name, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The minute a job line says the lake is complete up to (epoch ms).
+fn complete_up_to(line: &str) -> i64 {
+    let text = line.rsplit("complete up to ").next().unwrap();
+    let minute = &text[..17];
+    chrono::NaiveDateTime::parse_from_str(minute, "%Y-%m-%dT%H:%MZ")
+        .unwrap_or_else(|e| panic!("{line}: {e}"))
+        .and_utc()
+        .timestamp_millis()
+}
+
+#[test]
+fn run_daemon_keeps_every_closed_minute_within_poll_and_15_s_through_kill_9_and_stops_on_sigterm() {
+    let sim = live_market(&[]);
+    let data = tempfile::tempdir().unwrap();
+    const POLL_S: i64 = 10;
+    // Each closed minute is in the lake within poll + 15 s of its close: at
+    // each job's end, every minute closed by then minus that is in.
+    let lagging = |jobs: &[(i64, String)]| {
+        for (at, line) in jobs {
+            let due = at - (POLL_S + 15) * 1000;
+            let closed_by_due = due - due.rem_euclid(60_000);
+            assert!(
+                complete_up_to(line) + 60_000 >= closed_by_due,
+                "{line}: printed at {at}, the minutes closed by {closed_by_due} should be in"
+            );
+        }
+    };
+    let daemon = Daemon::start(data.path(), &sim, &POLL_S.to_string());
+    lagging(&daemon.jobs(2));
+    daemon.signal("-KILL");
+    drop(daemon);
+
+    let daemon = Daemon::start(data.path(), &sim, &POLL_S.to_string());
+    let jobs = daemon.jobs(3);
+    lagging(&jobs);
+    let asked = std::time::Instant::now();
+    daemon.signal("-TERM");
+    let mut daemon = daemon;
+    let status = daemon.child.wait().unwrap();
+    assert!(status.success(), "SIGTERM: {status}");
+    assert!(
+        asked.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        asked.elapsed()
+    );
+
+    // No minute missing from the listing to the watermark, kill -9 or not.
+    let today = today_start();
+    let mark = watermark(data.path(), "BTCUSDT");
+    assert!(mark >= complete_up_to(&jobs[2].1));
+    let parts = partitions(data.path());
+    let mut minute = today - 3 * DAY;
+    while minute <= mark {
+        let hour = minute - minute.rem_euclid(HOUR);
+        let p = &parts[&("BTCUSDT".to_string(), hour)];
+        let bit = (minute - hour) / 60_000;
+        assert!(p.minutes & (1 << bit) != 0, "minute {minute} missing");
+        minute += 60_000;
+    }
+}

@@ -231,6 +231,7 @@ fn ingest_live(args: &LiveArgs, data_dir: &Path) -> Outcome {
         duration: args.duration.map(seconds),
         rotate_after: seconds(args.rotate_after),
         silence_timeout: seconds(args.silence_timeout),
+        stop: None,
     };
     let summary = live::run(data_dir, &options)?;
     writeln!(

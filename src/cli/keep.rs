@@ -3,14 +3,16 @@
 
 use std::io::Write;
 use std::path::Path;
+use std::time::Duration;
 
 use clap::Args;
 
 use super::ingest::{parse_time, VISION_BASE};
 use super::{exit, Outcome, Ui};
+use crate::orchestrate::daemon::{self, DaemonOptions};
 use crate::orchestrate::{self, Summary, Symbols, Window};
-use crate::sources::rest;
 use crate::sources::vision::Store;
+use crate::sources::{live, rest};
 use crate::time::{utc_minute, DAY_MS};
 
 /// Where the sources are, and how hard to use them: the same in every
@@ -49,6 +51,32 @@ pub(super) struct RunOnceArgs {
     /// `backfill-range`'s or `backfill-years`'s).
     #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(u32).range(1..=3660))]
     lookback_days: u32,
+}
+
+#[derive(Debug, Args)]
+pub(super) struct RunDaemonArgs {
+    #[command(flatten)]
+    sources: SourceArgs,
+    /// Keep this many days up to now complete (as run-once).
+    #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(u32).range(1..=3660))]
+    lookback_days: u32,
+    /// Seconds between minute jobs (each runs 2 s after a multiple of it on
+    /// the exchange's clock).
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    poll_seconds: u64,
+    /// WebSocket host; the routed bases /public and /market are appended
+    /// (point it at `bml sim serve`: ws://ADDR).
+    #[arg(long, env = "BML_WS_URL", default_value = "wss://fstream.binance.com")]
+    ws_base: String,
+    /// Live streams, comma-separated. Default: all.
+    #[arg(long, value_delimiter = ',', value_enum)]
+    streams: Vec<live::StreamKind>,
+    /// Live connections per group of streams, each with every stream of it.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=8))]
+    redundancy: u16,
+    /// Stop after this many seconds (default: run until SIGTERM or SIGINT).
+    #[arg(long, value_name = "SECONDS")]
+    duration: Option<f64>,
 }
 
 #[derive(Debug, Args)]
@@ -135,6 +163,33 @@ fn keep(
     lake: &Path,
     ui: &Ui,
 ) -> Outcome {
+    let options = keep_options(sources, window, max_missing_hours, lake)?;
+    let summary = match orchestrate::run(data_dir, &options, &ui.bars()) {
+        Ok(summary) => summary,
+        Err(e) => return refused(e),
+    };
+    report(name, &summary, &mut std::io::stdout().lock())?;
+    Ok(if summary.failed.is_empty() {
+        exit::OK
+    } else {
+        exit::FAILED
+    })
+}
+
+/// An unknown symbol is a bad command line (exit 2); other errors pass.
+fn refused(e: anyhow::Error) -> Outcome {
+    match e.downcast_ref::<rest::UnknownSymbol>() {
+        Some(unknown) => super::usage(&unknown.to_string()),
+        None => Err(e),
+    }
+}
+
+fn keep_options(
+    sources: &SourceArgs,
+    window: Window,
+    max_missing_hours: Option<usize>,
+    lake: &Path,
+) -> anyhow::Result<orchestrate::Options> {
     let symbols = if sources
         .symbols
         .iter()
@@ -144,7 +199,7 @@ fn keep(
     } else {
         Symbols::List(sources.symbols.iter().map(|s| s.to_uppercase()).collect())
     };
-    let options = orchestrate::Options {
+    Ok(orchestrate::Options {
         symbols,
         window,
         max_missing_hours,
@@ -157,22 +212,92 @@ fn keep(
             || std::thread::available_parallelism().map_or(1, usize::from),
             usize::from,
         ),
+    })
+}
+
+pub(super) fn run_daemon(args: &RunDaemonArgs, data_dir: &Path, lake: &Path, ui: &Ui) -> Outcome {
+    let window = Window::Last(i64::from(args.lookback_days) * DAY_MS);
+    let keep = keep_options(&args.sources, window, None, lake)?;
+    let Symbols::List(symbols) = &keep.symbols else {
+        return super::usage(
+            "run-daemon needs --symbols listed (ALL is for run-once and backfills)",
+        );
     };
-    let summary = match orchestrate::run(data_dir, &options, &ui.bars()) {
-        Ok(summary) => summary,
-        Err(e) => {
-            if let Some(unknown) = e.downcast_ref::<rest::UnknownSymbol>() {
-                return super::usage(&unknown.to_string());
-            }
-            return Err(e);
+    let live = live::Options {
+        symbols: symbols.clone(),
+        ws_base: args.ws_base.clone(),
+        kinds: if args.streams.is_empty() {
+            live::StreamKind::ALL.to_vec()
+        } else {
+            args.streams.clone()
+        },
+        depth_speed: "100ms".into(),
+        rest_base: args.sources.rest_base.clone(),
+        redundancy: usize::from(args.redundancy),
+        streams_per_connection: 200,
+        duration: None,
+        rotate_after: Duration::from_secs(23 * 3600),
+        silence_timeout: Duration::from_secs(10),
+        stop: None,
+    };
+    let options = DaemonOptions {
+        keep: &keep,
+        live,
+        poll: Duration::from_secs(args.poll_seconds),
+        duration: args.duration.map(|s| Duration::from_secs_f64(s.max(0.0))),
+    };
+    let mut first = true;
+    let mut print = |summary: &Summary| {
+        let mut out = std::io::stdout().lock();
+        let written = if first {
+            report("run-daemon: catch-up", summary, &mut out)
+        } else {
+            job_line(summary, &mut out)
+        };
+        first = false;
+        if let Err(e) = written.and_then(|()| out.flush()) {
+            tracing::warn!("stdout: {e}");
         }
     };
-    report(name, &summary, &mut std::io::stdout().lock())?;
-    Ok(if summary.failed.is_empty() {
-        exit::OK
-    } else {
-        exit::FAILED
-    })
+    let stopped = match daemon::run(data_dir, &options, &ui.bars(), &mut print) {
+        Ok(stopped) => stopped,
+        Err(e) => return refused(e),
+    };
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "run-daemon stopped ({}): {} jobs, {} with a failed fetch (asked again by the next)",
+        stopped.reason, stopped.jobs, stopped.failed_jobs
+    )?;
+    if let Some(live) = &stopped.live {
+        writeln!(
+            out,
+            "  live: {} messages, {} records; {} connections, {} failed and reconnected; {} dropped",
+            live.messages, live.records, live.connections, live.failures, live.dropped
+        )?;
+    }
+    Ok(exit::OK)
+}
+
+/// One minute job in one line.
+fn job_line(s: &Summary, out: &mut dyn Write) -> std::io::Result<()> {
+    let written = s.materialized.as_ref().map_or(0, |m| m.written);
+    let oldest = s.watermarks.values().min().copied().flatten();
+    writeln!(
+        out,
+        "{} job: {} REST ranges ({} rows), {} archives; {} partitions written; complete up to {}{}",
+        utc_minute(s.range.end),
+        s.rest_ranges.values().sum::<u64>(),
+        s.rest_rows,
+        s.archives.values().sum::<u64>(),
+        written,
+        oldest.map_or_else(|| "nothing yet".to_string(), utc_minute),
+        if s.failed.is_empty() {
+            String::new()
+        } else {
+            format!("; {} fetches FAILED (asked again next job)", s.failed.len())
+        }
+    )
 }
 
 /// Lines of gaps shown before "and N more".
@@ -194,10 +319,11 @@ fn report(name: &str, s: &Summary, out: &mut dyn Write) -> std::io::Result<()> {
         )?;
     } else {
         let counts = |m: &std::collections::BTreeMap<&str, u64>| {
-            m.iter()
-                .map(|(k, n)| format!("{n} {k}"))
-                .collect::<Vec<_>>()
-                .join(", ")
+            if m.is_empty() {
+                return String::new();
+            }
+            let each: Vec<String> = m.iter().map(|(k, n)| format!("{n} {k}")).collect();
+            format!(" ({})", each.join(", "))
         };
         writeln!(
             out,
@@ -206,14 +332,14 @@ fn report(name: &str, s: &Summary, out: &mut dyn Write) -> std::io::Result<()> {
         )?;
         writeln!(
             out,
-            "  vision: {} archives ingested ({}), {} rows",
+            "  vision: {} archives ingested{}, {} rows",
             s.archives.values().sum::<u64>(),
             counts(&s.archives),
             s.vision_rows
         )?;
         writeln!(
             out,
-            "  rest: {} ranges read ({}), {} rows; request weight {}, {} refusals (429/418)",
+            "  rest: {} ranges read{}, {} rows; request weight {}, {} refusals (429/418)",
             s.rest_ranges.values().sum::<u64>(),
             counts(&s.rest_ranges),
             s.rest_rows,

@@ -71,6 +71,11 @@ enum Command {
     /// days, REST for the rest), materialize, and report what no source can
     /// fill. A second run right after fetches nothing. Exits 1 if a fetch failed.
     RunOnce(keep::RunOnceArgs),
+    /// Keep the lake current in one process: catch up as run-once, then keep
+    /// the live streams up and run the minute job every --poll-seconds (fetch
+    /// what the last minutes lack, materialize). Stops cleanly on SIGTERM or
+    /// SIGINT (exit 0).
+    RunDaemon(keep::RunDaemonArgs),
     /// As run-once, over a fixed range: repair every missing or incomplete
     /// hour of it (bounded by --max-missing-hours), re-derive partitions gone
     /// from the lake, list what no source can fill.
@@ -168,6 +173,7 @@ pub fn main() -> ExitCode {
             materialize::materialize(args, &cli.data_dir, &lake(&cli), &ui)
         }
         Command::RunOnce(args) => keep::run_once(args, &cli.data_dir, &lake(&cli), &ui),
+        Command::RunDaemon(args) => keep::run_daemon(args, &cli.data_dir, &lake(&cli), &ui),
         Command::BackfillRange(args) => keep::backfill_range(args, &cli.data_dir, &lake(&cli), &ui),
         Command::BackfillYears(args) => keep::backfill_years(args, &cli.data_dir, &lake(&cli), &ui),
         Command::ShowWatermark(args) => materialize::show_watermark(args, &cli.data_dir),

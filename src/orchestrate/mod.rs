@@ -8,15 +8,17 @@
 //! a plan has nothing left to fetch (or nothing new: what failed is not asked
 //! for again in the same run).
 
+pub mod daemon;
 pub mod plan;
 
+use std::borrow::BorrowMut;
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::eventlog::EventLog;
+use crate::eventlog::{with_shared, EventLog};
 use crate::ledger::Ledger;
 use crate::materialize::run as materialize;
 use crate::progress::Progress;
@@ -174,118 +176,234 @@ impl Known for LogState<'_> {
 /// Plans, fetches and materializes until the plan is empty.
 pub fn run(data_dir: &Path, options: &Options, progress: &dyn Progress) -> anyhow::Result<Summary> {
     let started = Instant::now();
-    let (client, server_time) = Client::connect(&options.rest_base, Arc::new(Governor::default()))?;
-    let wanted = wanted(&client, &options.symbols)?;
-    let range = match options.window {
-        Window::Last(ms) => server_time - ms..server_time,
-        Window::Range(start, end) => start..end,
-    };
-    let mut summary = Summary {
-        symbols: wanted.iter().map(|w| w.symbol.clone()).collect(),
-        range: range.start..range.end.min(server_time.div_euclid(MINUTE_MS) * MINUTE_MS),
-        ..Summary::default()
-    };
-    let book_ticker = live_book_ticker(data_dir, &summary.symbols)?;
+    let mut keeper = Keeper::new(data_dir, options)?;
+    let mut summary = keeper.summary();
     let mut log = EventLog::open(data_dir)?;
-    let mut catalog = Catalog::load(data_dir)?;
-    let mut budget = options.max_missing_hours.unwrap_or(usize::MAX);
-    let mut failed_archives: BTreeSet<String> = BTreeSet::new();
-    let mut failed_ranges: Vec<Task> = Vec::new();
-    let mut last = plan::Plan::default();
-    for round in 0..ROUNDS {
-        let known = LogState {
-            catalog: &catalog,
-            local_now_ms: crate::time::now_ns() / crate::time::NS_PER_MS,
-            recheck: options.recheck_vision && round == 0,
-            book_ticker: &book_ticker,
-        };
-        let mut next = plan::plan(&wanted, range.clone(), client.server_now(), &known);
-        next.vision.retain(|s| !failed_archives.contains(&s.id()));
-        next.rest.retain(|t| !failed_ranges.contains(t));
-        let (next, deferred) = next.bounded(budget);
-        summary.hours_deferred = deferred;
-        last = next;
-        if last.is_empty() {
-            break;
-        }
-        summary.rounds += 1;
-        budget = budget.saturating_sub(last.hours.len());
-        summary.hours_fetched += last.hours.len();
-        if !last.vision.is_empty() {
-            let downloads = crate::data_dir::downloads(data_dir);
-            let fetched = vision::ingest(
-                &mut log,
-                &mut catalog,
-                &options.vision,
-                &last.vision,
-                &downloads,
-                progress,
-            );
-            log.commit()?;
-            for ((file, outcome), spec) in fetched.files.iter().zip(&last.vision) {
-                match outcome {
-                    vision::Outcome::Ingested { rows, .. } => {
-                        *summary
-                            .archives
-                            .entry(vision::kind_name(spec.kind))
-                            .or_default() += 1;
-                        summary.vision_rows += rows;
-                    }
-                    vision::Outcome::Failed(failure) => {
-                        failed_archives.insert(file.clone());
-                        summary.failed.push(failure.clone());
-                    }
-                    vision::Outcome::AlreadyIngested | vision::Outcome::Missing => {}
-                }
-            }
-        }
-        if !last.rest.is_empty() {
-            let fetched = rest::fetch(
-                &mut log,
-                &mut catalog,
-                &client,
-                &last.rest,
-                options.concurrency,
-                progress,
-            )?;
-            summary.rest_rows += fetched.rows;
-            summary.weight += fetched.weight;
-            summary.refusals += fetched.refusals;
-            if !fetched.failed.is_empty() {
-                failed_ranges.extend(last.rest.iter().cloned());
-                summary.failed.extend(fetched.failed);
-            }
-            for task in &last.rest {
-                *summary.rest_ranges.entry(task.kind.name()).or_default() += 1;
-            }
-        }
-        catalog.save(data_dir, log.next_offset())?;
-    }
-    summary.gaps = merge_gaps(last.gaps);
-    summary.awaited = last.awaited;
+    keeper.fetch(&Mutex::new(&mut log), &mut summary, progress)?;
     drop(log);
-
-    let rederive = missing_partitions(data_dir, &options.lake_root, &summary)?;
-    summary.partitions_missing = rederive.len();
-    let materialized = materialize::run(
-        data_dir,
-        &materialize::Options {
-            from: None,
-            lake_root: options.lake_root.clone(),
-            jobs: options.jobs,
-            rebuild_ledger: false,
-            rederive,
-        },
-        progress,
-    )?;
-    summary.materialized = Some(materialized);
-    let partitions = Ledger::open(data_dir)?.partitions()?;
-    for symbol in &summary.symbols {
-        let mark = materialize::watermark(&partitions, symbol);
-        summary.watermarks.insert(symbol.clone(), mark);
-    }
+    keeper.materialize(&mut summary, progress)?;
     summary.elapsed = started.elapsed();
     Ok(summary)
+}
+
+/// What stays between the fetches of one process (`run-once` makes one; the
+/// daemon keeps one for its life): the exchange's client and its governor,
+/// the symbols, and the catalog of what the log holds.
+pub struct Keeper<'a> {
+    data_dir: &'a Path,
+    options: &'a Options,
+    client: Client,
+    wanted: Vec<Wanted>,
+    catalog: Catalog,
+    /// What failed in this process, not asked for again by it.
+    failed_archives: BTreeSet<String>,
+    failed_ranges: Vec<Task>,
+}
+
+impl<'a> Keeper<'a> {
+    /// Connects to the exchange (its clock, budget and listings) and reads
+    /// the catalog.
+    pub fn new(data_dir: &'a Path, options: &'a Options) -> anyhow::Result<Keeper<'a>> {
+        let (client, _) = Client::connect(&options.rest_base, Arc::new(Governor::default()))?;
+        let wanted = wanted(&client, &options.symbols)?;
+        Ok(Keeper {
+            data_dir,
+            options,
+            client,
+            wanted,
+            catalog: Catalog::load(data_dir)?,
+            failed_archives: BTreeSet::new(),
+            failed_ranges: Vec::new(),
+        })
+    }
+
+    /// An empty summary for the symbols kept.
+    pub fn summary(&self) -> Summary {
+        Summary {
+            symbols: self.wanted.iter().map(|w| w.symbol.clone()).collect(),
+            ..Summary::default()
+        }
+    }
+
+    /// Ends fetches at once when `stop` is set (requests fail unsent, no new
+    /// range or archive starts); what they left unfinished is fetched again
+    /// by a later run.
+    pub fn stop_on(&mut self, stop: Arc<std::sync::atomic::AtomicBool>) {
+        self.client.stop_on(stop);
+    }
+
+    /// The exchange's clock now.
+    pub fn server_now(&self) -> i64 {
+        self.client.server_now()
+    }
+
+    /// Plans and fetches into `log` until the plan is empty (at most
+    /// [`ROUNDS`] rounds) or the client is told to stop, counting into
+    /// `summary`. The log is held for one REST page, or one Vision archive,
+    /// at a time.
+    pub fn fetch<L: BorrowMut<EventLog> + Send>(
+        &mut self,
+        log: &Mutex<L>,
+        summary: &mut Summary,
+        progress: &dyn Progress,
+    ) -> anyhow::Result<()> {
+        let now = self.client.server_now();
+        let range = match self.options.window {
+            Window::Last(ms) => now - ms..now,
+            Window::Range(start, end) => start..end,
+        };
+        summary.range = range.start..range.end.min(now.div_euclid(MINUTE_MS) * MINUTE_MS);
+        let book_ticker = live_book_ticker(self.data_dir, &summary.symbols)?;
+        let mut budget = self.options.max_missing_hours.unwrap_or(usize::MAX);
+        let mut last = plan::Plan::default();
+        for round in 0..ROUNDS {
+            if self.client.stopped() {
+                break;
+            }
+            let known = LogState {
+                catalog: &self.catalog,
+                local_now_ms: crate::time::now_ns() / crate::time::NS_PER_MS,
+                recheck: self.options.recheck_vision && round == 0,
+                book_ticker: &book_ticker,
+            };
+            let mut next = plan::plan(
+                &self.wanted,
+                range.clone(),
+                self.client.server_now(),
+                &known,
+            );
+            next.vision
+                .retain(|s| !self.failed_archives.contains(&s.id()));
+            next.rest.retain(|t| !self.failed_ranges.contains(t));
+            let (next, deferred) = next.bounded(budget);
+            summary.hours_deferred = deferred;
+            last = next;
+            if last.is_empty() {
+                break;
+            }
+            summary.rounds += 1;
+            budget = budget.saturating_sub(last.hours.len());
+            summary.hours_fetched += last.hours.len();
+            self.fetch_vision(log, &last.vision, summary, progress)?;
+            self.fetch_rest(log, &last.rest, summary, progress)?;
+            let next = with_shared(log, |log| Ok(log.next_offset()))?;
+            self.catalog.save(self.data_dir, next)?;
+        }
+        summary.gaps = merge_gaps(last.gaps);
+        summary.awaited = last.awaited;
+        Ok(())
+    }
+
+    fn fetch_vision<L: BorrowMut<EventLog> + Send>(
+        &mut self,
+        log: &Mutex<L>,
+        specs: &[FileSpec],
+        summary: &mut Summary,
+        progress: &dyn Progress,
+    ) -> anyhow::Result<()> {
+        if specs.is_empty() {
+            return Ok(());
+        }
+        let downloads = crate::data_dir::downloads(self.data_dir);
+        let mut fetched = Vec::new();
+        for spec in specs {
+            if self.client.stopped() {
+                break;
+            }
+            let one = with_shared(log, |log| {
+                let one = vision::ingest(
+                    log,
+                    &mut self.catalog,
+                    &self.options.vision,
+                    std::slice::from_ref(spec),
+                    &downloads,
+                    progress,
+                );
+                log.commit()?;
+                Ok(one)
+            })?;
+            fetched.extend(one.files);
+        }
+        for ((file, outcome), spec) in fetched.iter().zip(specs) {
+            match outcome {
+                vision::Outcome::Ingested { rows, .. } => {
+                    *summary
+                        .archives
+                        .entry(vision::kind_name(spec.kind))
+                        .or_default() += 1;
+                    summary.vision_rows += rows;
+                }
+                vision::Outcome::Failed(failure) => {
+                    self.failed_archives.insert(file.clone());
+                    summary.failed.push(failure.clone());
+                }
+                vision::Outcome::AlreadyIngested | vision::Outcome::Missing => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn fetch_rest<L: BorrowMut<EventLog> + Send>(
+        &mut self,
+        log: &Mutex<L>,
+        ranges: &[Task],
+        summary: &mut Summary,
+        progress: &dyn Progress,
+    ) -> anyhow::Result<()> {
+        if ranges.is_empty() {
+            return Ok(());
+        }
+        let fetched = rest::fetch(
+            log,
+            &mut self.catalog,
+            &self.client,
+            ranges,
+            self.options.concurrency,
+            progress,
+        )?;
+        summary.rest_rows += fetched.rows;
+        summary.weight += fetched.weight;
+        summary.refusals += fetched.refusals;
+        if !fetched.failed.is_empty() {
+            // Which range failed is in the message; none of this round's is
+            // asked for again by this process (the next one will).
+            self.failed_ranges.extend(ranges.iter().cloned());
+            summary.failed.extend(fetched.failed);
+        }
+        for task in ranges {
+            *summary.rest_ranges.entry(task.kind.name()).or_default() += 1;
+        }
+        Ok(())
+    }
+
+    /// Derives what the log gained (and the partitions of the summary's
+    /// range gone from the lake), then notes each symbol's watermark.
+    pub fn materialize(
+        &self,
+        summary: &mut Summary,
+        progress: &dyn Progress,
+    ) -> anyhow::Result<()> {
+        let rederive = missing_partitions(self.data_dir, &self.options.lake_root, summary)?;
+        summary.partitions_missing = rederive.len();
+        let materialized = materialize::run(
+            self.data_dir,
+            &materialize::Options {
+                from: None,
+                lake_root: self.options.lake_root.clone(),
+                jobs: self.options.jobs,
+                rebuild_ledger: false,
+                rederive,
+            },
+            progress,
+        )?;
+        summary.materialized = Some(materialized);
+        let partitions = Ledger::open(self.data_dir)?.partitions()?;
+        for symbol in &summary.symbols {
+            let mark = materialize::watermark(&partitions, symbol);
+            summary.watermarks.insert(symbol.clone(), mark);
+        }
+        Ok(())
+    }
 }
 
 /// The symbols to keep, each from its listing (`onboardDate`); an unknown one

@@ -18,14 +18,14 @@ mod snapshots;
 pub mod streams;
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::event::Record;
-use crate::eventlog::EventLog;
+use crate::eventlog::{with_shared, EventLog};
 pub use streams::StreamKind;
 
 /// What to collect, and how.
@@ -51,6 +51,9 @@ pub struct Options {
     pub rotate_after: Duration,
     /// No message for this long ends a connection.
     pub silence_timeout: Duration,
+    /// Stops the collector when it turns true (a daemon's shutdown), as
+    /// `duration`, SIGINT and SIGTERM do.
+    pub stop: Option<watch::Receiver<bool>>,
 }
 
 /// Counters the summary reports.
@@ -109,11 +112,18 @@ const QUEUE: usize = 1 << 16;
 /// The writer syncs at least this often while records flow.
 const SYNC_EVERY: Duration = Duration::from_millis(100);
 
-/// Collects until `duration`, SIGINT or SIGTERM; returns what was appended.
+/// Collects into the log of `data_dir` until `duration`, SIGINT or SIGTERM;
+/// returns what was appended.
 pub fn run(data_dir: &std::path::Path, options: &Options) -> anyhow::Result<Summary> {
+    run_into(&Arc::new(Mutex::new(EventLog::open(data_dir)?)), options)
+}
+
+/// Collects into `log`, which other appenders of the process may share (the
+/// writer holds it for one batch at a time), until `duration`, `stop`,
+/// SIGINT or SIGTERM; returns what was appended.
+pub fn run_into(log: &Arc<Mutex<EventLog>>, options: &Options) -> anyhow::Result<Summary> {
     let started = Instant::now();
-    let mut log = EventLog::open(data_dir)?;
-    let first = log.next_offset();
+    let first = with_shared(log, |log| Ok(log.next_offset()))?;
     let (records, inbox) = mpsc::channel::<Record>(QUEUE);
     let (requests, requested) = std::sync::mpsc::channel();
     let fetcher = if options.kinds.contains(&StreamKind::Depth) {
@@ -135,10 +145,12 @@ pub fn run(data_dir: &std::path::Path, options: &Options) -> anyhow::Result<Summ
         None
     };
     let mut watch = snapshots::Watch::new(requests);
+    let shared = log.clone();
     let writer = std::thread::Builder::new()
         .name("live-writer".into())
         .spawn(move || {
-            write(&mut log, &mut watch, inbox).map(|w| (w, watch.breaks, log.next_offset()))
+            let written = write(&shared, &mut watch, inbox)?;
+            Ok::<_, anyhow::Error>((written, watch.breaks))
         })?;
     let counters = Arc::new(Counters::default());
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -154,9 +166,10 @@ pub fn run(data_dir: &std::path::Path, options: &Options) -> anyhow::Result<Summ
     drop(runtime);
     let snapshot_failures = fetcher.map_or(0, snapshots::Fetcher::stop);
     collected?;
-    let ((written, latency), depth_breaks, next) = writer
+    let ((written, latency), depth_breaks) = writer
         .join()
         .map_err(|_| anyhow::anyhow!("the log writer panicked"))??;
+    let next = with_shared(log, |log| Ok(log.next_offset()))?;
     let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
     Ok(Summary {
         messages: n(&counters.messages),
@@ -186,7 +199,7 @@ struct Written {
 /// whenever the queue runs dry or every 100 ms; returns what was appended,
 /// and how long it waited to be durable, once every sender is gone.
 fn write(
-    log: &mut EventLog,
+    log: &Mutex<EventLog>,
     watch: &mut snapshots::Watch,
     mut inbox: mpsc::Receiver<Record>,
 ) -> anyhow::Result<(Written, Histogram)> {
@@ -194,28 +207,30 @@ fn write(
     let mut latency = Histogram::default();
     let mut received = Vec::new();
     while let Some(mut record) = inbox.blocking_recv() {
-        let batch = Instant::now();
-        loop {
-            watch.see(&record);
-            if matches!(record.events[..], [crate::event::Event::DepthSnapshot(_)]) {
-                written.snapshots += 1;
+        with_shared(log, |log| {
+            let batch = Instant::now();
+            loop {
+                watch.see(&record);
+                if matches!(record.events[..], [crate::event::Event::DepthSnapshot(_)]) {
+                    written.snapshots += 1;
+                }
+                received.push(record.received_ms());
+                log.push(&record)?;
+                if batch.elapsed() >= SYNC_EVERY {
+                    break;
+                }
+                let Ok(next) = inbox.try_recv() else { break };
+                record = next;
             }
-            received.push(record.received_ms());
-            log.push(&record)?;
-            if batch.elapsed() >= SYNC_EVERY {
-                break;
-            }
-            let Ok(next) = inbox.try_recv() else { break };
-            record = next;
-        }
-        log.commit()?;
+            log.commit()
+        })?;
         let durable = chrono::Utc::now().timestamp_millis();
         written.records += received.len() as u64;
         for r in received.drain(..) {
             latency.add(u64::try_from(durable - r).unwrap_or(0));
         }
     }
-    log.commit()?;
+    with_shared(log, EventLog::commit)?;
     Ok((written, latency))
 }
 
@@ -289,9 +304,16 @@ async fn collect(context: connection::Context, options: &Options) -> anyhow::Res
     }
     drop(context);
     let duration = options.duration.unwrap_or(Duration::MAX);
+    let mut told = options.stop.clone();
     let reason = tokio::select! {
         () = sleep_for(duration) => "duration reached",
         () = shutdown_signal() => "shutdown (signal)",
+        () = async {
+            match told.as_mut() {
+                Some(told) => { let _ = told.wait_for(|stop| *stop).await; }
+                None => std::future::pending().await,
+            }
+        } => "stopped",
     };
     tracing::info!(reason, "stopping the collector");
     let _ = stop.send(Some(reason.to_owned()));
@@ -308,7 +330,8 @@ async fn sleep_for(duration: Duration) {
     }
 }
 
-async fn shutdown_signal() {
+/// SIGINT or SIGTERM.
+pub(crate) async fn shutdown_signal() {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}

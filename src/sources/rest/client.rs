@@ -5,7 +5,7 @@
 //! error at once. Every error names the URL.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,6 +14,7 @@ use serde_json::Value;
 
 use super::governor::{Cost, Governor};
 use crate::sources::retry::{self, Attempt, Policy};
+use crate::sources::{Failure, FailureKind};
 
 /// Tries per request: 8 failures (5xx, transport errors, unusable answers);
 /// 100 refusals (429/418), which are pacing, not failures: each pauses every
@@ -37,6 +38,8 @@ pub struct Client {
     refusals: AtomicU64,
     /// The symbols `exchangeInfo` lists.
     symbols: BTreeMap<String, Listing>,
+    /// Set: every request from now on fails at once (a daemon stopping).
+    stop: Arc<AtomicBool>,
 }
 
 /// A symbol as `exchangeInfo` lists it: the fields that say whether bml keeps
@@ -87,6 +90,7 @@ impl Client {
             retries: AtomicU64::new(0),
             refusals: AtomicU64::new(0),
             symbols: BTreeMap::new(),
+            stop: Arc::new(AtomicBool::new(false)),
         };
         let (budget, server_time, symbols) =
             client.get("/fapi/v1/exchangeInfo", &[], Cost::weight(1), |v| {
@@ -160,6 +164,17 @@ impl Client {
         Ok(())
     }
 
+    /// Makes every request after `stop` is set fail at once, without
+    /// retrying: a process shutting down does not wait for the exchange.
+    pub fn stop_on(&mut self, stop: Arc<AtomicBool>) {
+        self.stop = stop;
+    }
+
+    /// True once the client was told to stop.
+    pub fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
     /// Every symbol `exchangeInfo` listed, by name.
     pub fn listings(&self) -> &BTreeMap<String, Listing> {
         &self.symbols
@@ -198,6 +213,12 @@ impl Client {
         let url = reqwest::Url::parse_with_params(&format!("{}{path}", self.base_url), query)
             .with_context(|| format!("bad URL {}{path}", self.base_url))?;
         retry::get(&url, POLICY, |attempt| {
+            if self.stopped() {
+                return Attempt::Fatal(Failure::error(
+                    FailureKind::Unreachable,
+                    format!("GET {url}: not sent: shutting down"),
+                ));
+            }
             if attempt > 1 {
                 self.retries.fetch_add(1, Ordering::Relaxed);
             }

@@ -13,6 +13,7 @@ pub mod endpoints;
 pub mod governor;
 pub mod polls;
 
+use std::borrow::BorrowMut;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
@@ -27,7 +28,7 @@ pub use polls::Poll;
 use super::catalog::Catalog;
 use super::Failure;
 use crate::event::{Event, Record, RestRangeComplete, Source};
-use crate::eventlog::EventLog;
+use crate::eventlog::{with_shared, EventLog};
 use crate::progress::{Progress, Unit};
 use crate::time::{DAY_MS, HOUR_MS, MINUTE_MS};
 use endpoints::Paging;
@@ -139,7 +140,15 @@ pub fn ingest(
     if !options.refetch {
         tasks.retain(|t| !catalog.rest_complete(&t.symbol, t.kind.path(), t.start_ms..t.end_ms));
     }
-    let mut summary = fetch(log, catalog, &client, &tasks, options.concurrency, progress)?;
+    let log = std::sync::Mutex::new(log);
+    let mut summary = fetch(
+        &log,
+        catalog,
+        &client,
+        &tasks,
+        options.concurrency,
+        progress,
+    )?;
     summary.tasks = count;
     summary.already = count - tasks.len() as u64;
     summary.beyond_horizon.splice(0..0, planned.beyond_horizon);
@@ -149,9 +158,11 @@ pub fn ingest(
 
 /// Fetches `ranges` into `log` through `client`, `concurrency` at a time, each
 /// cut as [`ingest`] cuts a range (UTC days; hours for aggTrades), and notes
-/// each range read to its end in `catalog`.
-pub fn fetch(
-    log: &mut EventLog,
+/// each range read to its end in `catalog`. The log is held for one page at a
+/// time: other appenders of the process (the live collector) share it.
+/// Once the client is told to stop, no new range starts.
+pub fn fetch<L: BorrowMut<EventLog> + Send>(
+    log: &std::sync::Mutex<L>,
     catalog: &mut Catalog,
     client: &Client,
     ranges: &[Task],
@@ -174,6 +185,9 @@ pub fn fetch(
             let (sender, next, tasks) = (sender.clone(), &next, &tasks);
             scope.spawn(move || {
                 while let Some(task) = tasks.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    if client.stopped() {
+                        return;
+                    }
                     let outcome = match fetch_task(client, task, server_time, &sender) {
                         Ok(Ended::Complete(coverage)) => Message::Complete(coverage),
                         Ok(Ended::BeyondHorizon) => Message::BeyondHorizon(task.describe()),
@@ -192,7 +206,7 @@ pub fn fetch(
                     summary.pages += 1;
                     summary.rows += record.events.len() as u64;
                     bar.note(&format!("{} rows", summary.rows));
-                    log.push(&record)?;
+                    with_shared(log, |log| log.push(&record))?;
                 }
                 Message::Complete(record) => {
                     summary.complete += 1;
@@ -202,9 +216,11 @@ pub fn fetch(
                             catalog.note_rest_complete(&record.symbol, &r.endpoint, range);
                         }
                     }
-                    log.push(&record)?;
                     // The range's pages and its coverage are durable together.
-                    log.commit()?;
+                    with_shared(log, |log| {
+                        log.push(&record)?;
+                        log.commit()
+                    })?;
                     bar.inc(1);
                 }
                 Message::BeyondHorizon(range) => {
@@ -221,7 +237,7 @@ pub fn fetch(
         }
         Ok(())
     })?;
-    log.commit()?;
+    with_shared(log, EventLog::commit)?;
     let after = client.stats();
     summary.weight = client.governor_stats().weight - weight_before;
     summary.refusals = after.refusals - client_before.refusals;
