@@ -374,3 +374,30 @@ fn run_daemon_keeps_every_closed_minute_within_poll_and_15_s_through_kill_9_and_
         minute += 60_000;
     }
 }
+
+#[test]
+fn the_systemd_unit_runs_a_daemon_command_line_bml_accepts() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/bml-daemon.service");
+    let unit = std::fs::read_to_string(path).unwrap();
+    let exec = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStart="))
+        .expect("an ExecStart line");
+    let args: Vec<&str> = exec.split_whitespace().skip(1).collect();
+    assert!(args.contains(&"run-daemon"), "{exec}");
+    // clap reads the options in order: with --help last, it exits 0 only if
+    // every option before it is one bml knows.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_bml"))
+        .args(&args)
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{exec}: {}", text(&out));
+    for line in [
+        "KillSignal=SIGTERM",
+        "Restart=on-failure",
+        "NoNewPrivileges=yes",
+    ] {
+        assert!(unit.lines().any(|l| l == line), "{line} missing");
+    }
+}

@@ -262,6 +262,7 @@ pub(super) fn run(cmd: &SimCommand) -> Outcome {
                 let now = crate::time::now_ns() / crate::time::NS_PER_MS;
                 config.now_ms = Some(now);
                 config.live.start_ms = Some(now);
+                config.publish_ended_only = true;
                 let today = chrono::Utc::now().date_naive();
                 for back in 1..=args.unpublished_days {
                     let day = today - chrono::Days::new(u64::from(back));
@@ -324,5 +325,6 @@ fn config(args: &ServeArgs) -> Config {
             depth_gap_at: args.depth_gap_at,
             depth_outage_ms: (args.depth_outage_s * 1000.0) as i64,
         },
+        publish_ended_only: false,
     }
 }

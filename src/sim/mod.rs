@@ -122,6 +122,10 @@ pub struct Config {
     pub faults: Faults,
     /// The WebSocket side: where its tape starts, how fast, its rules and faults.
     pub live: ws::LiveConfig,
+    /// Serve an archive only once its day (month) has ended on the
+    /// simulator's clock, as Vision publishes (`--live-clock`). Off, every
+    /// archive of the market is served, whatever the clock says.
+    pub publish_ended_only: bool,
 }
 
 /// Counters of what the simulator answered (`GET /sim/stats`).
@@ -473,7 +477,8 @@ async fn vision_file(sim: &Sim, rel: &str) -> Response {
     let name = rel.file_name().and_then(|n| n.to_str()).unwrap_or_default();
     let archive = name.strip_suffix(".CHECKSUM").unwrap_or(name);
     // Vision publishes an archive after its day (month) has ended.
-    let unpublished = period_end(archive).is_some_and(|end| end > sim.clock_ms());
+    let unpublished = sim.config.publish_ended_only
+        && period_end(archive).is_some_and(|end| end > sim.clock_ms());
     let missing = unpublished
         || faults
             .missing_days
