@@ -31,3 +31,26 @@ fn utc(ms: i64, format: &str) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
         .map_or_else(|| ms.to_string(), |t| t.format(format).to_string())
 }
+
+/// The parts of `range` that none of `covered` (sorted by start) covers, in
+/// order.
+pub fn uncovered(
+    range: std::ops::Range<i64>,
+    covered: impl IntoIterator<Item = std::ops::Range<i64>>,
+) -> Vec<std::ops::Range<i64>> {
+    let mut gaps = Vec::new();
+    let mut cursor = range.start;
+    for c in covered {
+        if c.end <= cursor || c.start >= range.end {
+            continue;
+        }
+        if c.start > cursor {
+            gaps.push(cursor..c.start);
+        }
+        cursor = cursor.max(c.end);
+    }
+    if cursor < range.end {
+        gaps.push(cursor..range.end);
+    }
+    gaps
+}

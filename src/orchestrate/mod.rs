@@ -155,21 +155,10 @@ impl Known for LogState<'_> {
     }
 
     fn book_ticker_gaps(&self, symbol: &str, range: Range<i64>) -> Vec<Range<i64>> {
-        let mut gaps = Vec::new();
-        let mut cursor = range.start;
-        for span in self.book_ticker.get(symbol).into_iter().flatten() {
-            if span.end <= cursor || span.start >= range.end {
-                continue;
-            }
-            if span.start > cursor {
-                gaps.push(cursor..span.start);
-            }
-            cursor = cursor.max(span.end);
-        }
-        if cursor < range.end {
-            gaps.push(cursor..range.end);
-        }
-        gaps
+        crate::time::uncovered(
+            range,
+            self.book_ticker.get(symbol).into_iter().flatten().cloned(),
+        )
     }
 }
 

@@ -429,6 +429,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
+    use crate::time::uncovered;
 
     /// 2026-03-10 00:00 UTC.
     const DAY0: i64 = 1_773_100_800_000;
@@ -441,24 +442,6 @@ mod tests {
         live: Vec<Range<i64>>,
     }
 
-    fn uncovered(range: Range<i64>, covered: &[Range<i64>]) -> Vec<Range<i64>> {
-        let mut gaps = Vec::new();
-        let mut cursor = range.start;
-        for c in covered {
-            if c.end <= cursor || c.start >= range.end {
-                continue;
-            }
-            if c.start > cursor {
-                gaps.push(cursor..c.start);
-            }
-            cursor = cursor.max(c.end);
-        }
-        if cursor < range.end {
-            gaps.push(cursor..range.end);
-        }
-        gaps
-    }
-
     impl Known for Log {
         fn archive(&self, spec: &FileSpec) -> ArchiveState {
             self.archives
@@ -468,10 +451,10 @@ mod tests {
         }
         fn rest_gaps(&self, symbol: &str, kind: rest::Kind, range: Range<i64>) -> Vec<Range<i64>> {
             let covered = self.rest.get(&(symbol.to_string(), kind));
-            uncovered(range, covered.map_or(&[][..], Vec::as_slice))
+            uncovered(range, covered.into_iter().flatten().cloned())
         }
         fn book_ticker_gaps(&self, _symbol: &str, range: Range<i64>) -> Vec<Range<i64>> {
-            uncovered(range, &self.live)
+            uncovered(range, self.live.iter().cloned())
         }
     }
 

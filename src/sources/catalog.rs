@@ -221,29 +221,10 @@ impl Catalog {
     /// The parts of `range` the log does not hold `endpoint` of `symbol` read
     /// to their end for, in order.
     pub fn rest_gaps(&self, symbol: &str, endpoint: &str, range: Range<i64>) -> Vec<Range<i64>> {
-        let mut gaps = Vec::new();
-        let mut cursor = range.start;
-        if let Some(ranges) = self
+        let covered = self
             .rest_complete
-            .get(&(symbol.to_string(), endpoint.to_string()))
-        {
-            for &(start, end) in ranges.range(..(range.end, i64::MIN)) {
-                if end <= cursor {
-                    continue;
-                }
-                if start > cursor {
-                    gaps.push(cursor..start.min(range.end));
-                }
-                cursor = cursor.max(end);
-                if cursor >= range.end {
-                    break;
-                }
-            }
-        }
-        if cursor < range.end {
-            gaps.push(cursor..range.end);
-        }
-        gaps
+            .get(&(symbol.to_string(), endpoint.to_string()));
+        crate::time::uncovered(range, covered.into_iter().flatten().map(|&(s, e)| s..e))
     }
 
     /// True if the log holds `endpoint` of `symbol` read to its end over

@@ -202,7 +202,8 @@ pub fn ingest(
             }
             Outcome::Ingested { rows, .. } => tracing::info!(file = %file, rows, "ingested"),
             Outcome::AlreadyIngested => tracing::debug!(file = %file, "already in the log"),
-            Outcome::Missing => tracing::warn!(file = %file, "archive does not exist"),
+            // Expected for days not published yet: the summary counts them.
+            Outcome::Missing => tracing::info!(file = %file, "archive does not exist"),
             Outcome::Failed(_) => {}
         }
         summary.files.push((file, outcome));
