@@ -361,17 +361,55 @@ fn run_daemon_keeps_every_closed_minute_within_poll_and_15_s_through_kill_9_and_
     );
 
     // No minute missing from the listing to the watermark, kill -9 or not.
-    let today = today_start();
-    let mark = watermark(data.path(), "BTCUSDT");
+    let mark = no_minute_missing(data.path(), "BTCUSDT");
     assert!(mark >= complete_up_to(&jobs[2].1));
-    let parts = partitions(data.path());
-    let mut minute = today - 3 * DAY;
+}
+
+/// Every minute of `symbol` from its listing (three days before today) up to
+/// its watermark is in the lake; returns the watermark.
+fn no_minute_missing(data: &Path, symbol: &str) -> i64 {
+    let mark = watermark(data, symbol);
+    let parts = partitions(data);
+    let mut minute = today_start() - 3 * DAY;
     while minute <= mark {
         let hour = minute - minute.rem_euclid(HOUR);
-        let p = &parts[&("BTCUSDT".to_string(), hour)];
+        let p = &parts[&(symbol.to_string(), hour)];
         let bit = (minute - hour) / 60_000;
-        assert!(p.minutes & (1 << bit) != 0, "minute {minute} missing");
+        assert!(
+            p.minutes & (1 << bit) != 0,
+            "{symbol}: minute {minute} missing"
+        );
         minute += 60_000;
+    }
+    mark
+}
+
+#[test]
+fn run_daemon_survives_429s_5xx_and_cut_answers_without_losing_a_minute() {
+    let sim = live_market(&[
+        "--throttle-rate",
+        "0.05",
+        "--fail-rate",
+        "0.05",
+        "--cut-rate",
+        "0.05",
+    ]);
+    let data = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(data.path(), &sim, "10");
+    let jobs = daemon.jobs(3);
+    daemon.signal("-TERM");
+    let mut daemon = daemon;
+    let status = daemon.child.wait().unwrap();
+    assert!(status.success(), "SIGTERM after faults: {status}");
+    let stats = sim.stats();
+    assert!(
+        stats["too_many"].as_u64().unwrap() > 0,
+        "no 429 was injected: {stats}"
+    );
+    assert_eq!(stats["banned"], 0, "{stats}");
+    for symbol in ["BTCUSDT", "ETHUSDT"] {
+        let mark = no_minute_missing(data.path(), symbol);
+        assert!(mark >= complete_up_to(&jobs[2].1) - 60_000, "{symbol}");
     }
 }
 

@@ -476,9 +476,13 @@ async fn vision_file(sim: &Sim, rel: &str) -> Response {
     let faults = &sim.config.faults;
     let name = rel.file_name().and_then(|n| n.to_str()).unwrap_or_default();
     let archive = name.strip_suffix(".CHECKSUM").unwrap_or(name);
-    // Vision publishes an archive after its day (month) has ended.
-    let unpublished = sim.config.publish_ended_only
-        && period_end(archive).is_some_and(|end| end > sim.clock_ms());
+    // Vision publishes an archive after its day (month) has ended, and no
+    // bookTicker archive after 2024-03-31.
+    let unpublished = (sim.config.publish_ended_only
+        && period_end(archive).is_some_and(|end| end > sim.clock_ms()))
+        || (rel.starts_with("daily/bookTicker")
+            && crate::binance::vision_file_day(archive)
+                .is_some_and(|day| day > crate::binance::LAST_BOOK_TICKER_DAY));
     let missing = unpublished
         || faults
             .missing_days

@@ -122,8 +122,14 @@ impl State {
         ];
         let mut csv: Vec<String> = kline_kinds.iter().map(|&k| header(k)).collect();
         let mut trades = header(VisionKind::AggTrades);
-        // Vision stopped publishing bookTicker archives after 2024-03-31.
-        let with_book = day <= LAST_BOOK_TICKER_DAY;
+        // Vision stopped publishing bookTicker archives after 2024-03-31; the
+        // market still has a best bid and ask (the live stream plays it), so
+        // those days' rows are written too (the simulator withholds them from
+        // its Vision side) from their own generator: the other facts stay
+        // what they were before they were written.
+        let published_book = day <= LAST_BOOK_TICKER_DAY;
+        let mut book_only =
+            fastrand::Rng::with_seed(rng.get_seed() ^ day.num_days_from_ce() as u64);
         let mut book = header(VisionKind::BookTicker);
         let mut metrics = header(VisionKind::Metrics);
         let mut funding = Vec::new();
@@ -137,9 +143,12 @@ impl State {
             let t = self.trades_of_minute(rng, minute, per_minute, &mut trades);
             let (open, high, low) = (t.open, t.high, t.low);
             let path = t.path;
-            if with_book {
-                self.book_minute(rng, minute, open, &path, &mut book);
-            }
+            let book_rng = if published_book {
+                &mut *rng
+            } else {
+                &mut book_only
+            };
+            self.book_minute(book_rng, minute, open, &path, &mut book);
             let close = self.price;
             let qty = |m: i64| Decimal::new(m, 3).expect("scale 3");
             let notional = |m: i64| Decimal::new(m, 4).expect("scale 4");
@@ -176,9 +185,7 @@ impl State {
         }
         let mut archives: Vec<(VisionKind, String)> = kline_kinds.into_iter().zip(csv).collect();
         archives.push((VisionKind::AggTrades, trades));
-        if with_book {
-            archives.push((VisionKind::BookTicker, book));
-        }
+        archives.push((VisionKind::BookTicker, book));
         archives.push((VisionKind::Metrics, metrics));
         DayTables { archives, funding }
     }

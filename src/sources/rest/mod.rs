@@ -149,6 +149,11 @@ pub fn ingest(
         options.concurrency,
         progress,
     )?;
+    // The whole run's counts, `exchangeInfo` (and any 429 it drew) included.
+    let (g, c) = (client.governor_stats(), client.stats());
+    summary.weight = g.weight;
+    summary.refusals = c.refusals;
+    summary.retries = c.retries;
     summary.tasks = count;
     summary.already = count - tasks.len() as u64;
     summary.beyond_horizon.splice(0..0, planned.beyond_horizon);
