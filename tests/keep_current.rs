@@ -250,6 +250,8 @@ fn backfill_range_fills_exactly_the_holes_bounded_by_max_missing_hours() {
 struct Daemon {
     child: std::process::Child,
     lines: std::sync::mpsc::Receiver<(i64, String)>,
+    /// Where its `/metrics` and `/health` are served.
+    metrics: String,
 }
 
 impl Daemon {
@@ -257,12 +259,17 @@ impl Daemon {
         use std::io::BufRead;
         let ws = sim.url().replace("http://", "ws://");
         let vision = sim.vision_url();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .unwrap()
+            .port();
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_bml"))
             .arg("--data-dir")
             .arg(data)
             .args(["--quiet", "run-daemon", "--symbols", "BTCUSDT,ETHUSDT"])
             .args(["--rest-base", sim.url(), "--vision-base", &vision])
             .args(["--ws-base", &ws, "--poll-seconds", poll])
+            .args(["--metrics-addr", &port.to_string()])
             .stdout(std::process::Stdio::piped())
             .spawn()
             .expect("start the daemon");
@@ -279,7 +286,18 @@ impl Daemon {
                 }
             }
         });
-        Daemon { child, lines }
+        Daemon {
+            child,
+            lines,
+            metrics: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    /// `GET path` of its metrics endpoint: the status and the body.
+    fn get(&self, path: &str) -> (u16, String) {
+        let answer = reqwest::blocking::get(format!("{}{path}", self.metrics))
+            .unwrap_or_else(|e| panic!("{path}: {e}"));
+        (answer.status().as_u16(), answer.text().unwrap())
     }
 
     /// Waits for `n` minute-job lines (after the catch-up); returns them with
@@ -385,7 +403,7 @@ fn no_minute_missing(data: &Path, symbol: &str) -> i64 {
 }
 
 #[test]
-fn run_daemon_survives_429s_5xx_and_cut_answers_without_losing_a_minute() {
+fn run_daemon_survives_429s_5xx_and_cut_answers_without_losing_a_minute_and_its_metrics_say_so() {
     let sim = live_market(&[
         "--throttle-rate",
         "0.05",
@@ -397,6 +415,31 @@ fn run_daemon_survives_429s_5xx_and_cut_answers_without_losing_a_minute() {
     let data = tempfile::tempdir().unwrap();
     let daemon = Daemon::start(data.path(), &sim, "10");
     let jobs = daemon.jobs(3);
+    let (status, health) = daemon.get("/health");
+    assert_eq!(status, 200, "{health}");
+    assert!(health.contains(r#""status":"ok""#), "{health}");
+    let (status, metrics) = daemon.get("/metrics");
+    assert_eq!(status, 200);
+    let value = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in\n{metrics}"))
+    };
+    for symbol in ["BTCUSDT", "ETHUSDT"] {
+        let lag = value(&format!("bml_lake_lag_seconds{{symbol=\"{symbol}\"}}"));
+        assert!(
+            (0.0..=10.0 + 15.0 + 60.0).contains(&lag),
+            "{symbol} lag {lag}"
+        );
+    }
+    assert!(value("bml_jobs_total") >= 4.0);
+    assert!(value("bml_rest_refusals_total") > 0.0, "{metrics}");
+    assert!(value("bml_rest_weight_total") > 0.0);
+    assert!(value("bml_events_total{source=\"rest\"}") > 0.0);
+    assert!(value("bml_events_total{source=\"live\"}") > 0.0);
+    assert!(value("bml_live_connections_total") > 0.0);
+    assert!(value("bml_log_head_offset") > 0.0);
     daemon.signal("-TERM");
     let mut daemon = daemon;
     let status = daemon.child.wait().unwrap();
@@ -410,32 +453,5 @@ fn run_daemon_survives_429s_5xx_and_cut_answers_without_losing_a_minute() {
     for symbol in ["BTCUSDT", "ETHUSDT"] {
         let mark = no_minute_missing(data.path(), symbol);
         assert!(mark >= complete_up_to(&jobs[2].1) - 60_000, "{symbol}");
-    }
-}
-
-#[test]
-fn the_systemd_unit_runs_a_daemon_command_line_bml_accepts() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/bml-daemon.service");
-    let unit = std::fs::read_to_string(path).unwrap();
-    let exec = unit
-        .lines()
-        .find_map(|l| l.strip_prefix("ExecStart="))
-        .expect("an ExecStart line");
-    let args: Vec<&str> = exec.split_whitespace().skip(1).collect();
-    assert!(args.contains(&"run-daemon"), "{exec}");
-    // clap reads the options in order: with --help last, it exits 0 only if
-    // every option before it is one bml knows.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_bml"))
-        .args(&args)
-        .arg("--help")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{exec}: {}", text(&out));
-    for line in [
-        "KillSignal=SIGTERM",
-        "Restart=on-failure",
-        "NoNewPrivileges=yes",
-    ] {
-        assert!(unit.lines().any(|l| l == line), "{line} missing");
     }
 }

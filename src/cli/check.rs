@@ -9,17 +9,17 @@ use crate::sources::check::{self, Target, Verdict};
 #[derive(Debug, Args)]
 pub(super) struct CheckArgs {
     /// REST base URL.
-    #[arg(long, env = "BML_REST_URL", default_value = "https://fapi.binance.com")]
+    #[arg(long, env = "BML_REST_BASE", default_value = "https://fapi.binance.com")]
     rest_base: String,
     /// Vision base URL for USD-M futures.
     #[arg(
         long,
-        env = "BML_VISION_URL",
+        env = "BML_VISION_BASE",
         default_value = "https://data.binance.vision/data/futures/um/"
     )]
     vision_base: String,
     /// WebSocket host; the routed bases /public and /market are appended.
-    #[arg(long, env = "BML_WS_URL", default_value = "wss://fstream.binance.com")]
+    #[arg(long, env = "BML_WS_BASE", default_value = "wss://fstream.binance.com")]
     ws_base: String,
     /// The symbol to try.
     #[arg(long, default_value = "BTCUSDT")]

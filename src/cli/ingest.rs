@@ -42,14 +42,14 @@ pub(super) enum IngestCommand {
 #[derive(Debug, Args)]
 pub(super) struct LiveArgs {
     /// Symbols, comma-separated (e.g. BTCUSDT,ETHUSDT).
-    #[arg(long, value_delimiter = ',', required = true)]
+    #[arg(long, env = "BML_SYMBOLS", value_delimiter = ',', required = true)]
     symbols: Vec<String>,
     /// WebSocket host; the routed bases /public and /market are appended (point
     /// it at `bml sim serve`: ws://ADDR).
-    #[arg(long, env = "BML_WS_URL", default_value = "wss://fstream.binance.com")]
+    #[arg(long, env = "BML_WS_BASE", default_value = "wss://fstream.binance.com")]
     ws_base: String,
     /// Streams, comma-separated. Default: all.
-    #[arg(long, value_delimiter = ',', value_enum)]
+    #[arg(long, env = "BML_STREAMS", value_delimiter = ',', value_enum)]
     streams: Vec<live::StreamKind>,
     /// Depth stream speed (0ms: undocumented, seen only in recordings; for
     /// replaying them).
@@ -57,10 +57,14 @@ pub(super) struct LiveArgs {
     depth_speed: String,
     /// REST base URL for the depth snapshots the L2 book is rebuilt from (used
     /// with the depth stream; point it at `bml sim serve`: http://ADDR).
-    #[arg(long, env = "BML_REST_URL", default_value = "https://fapi.binance.com")]
+    #[arg(
+        long,
+        env = "BML_REST_BASE",
+        default_value = "https://fapi.binance.com"
+    )]
     rest_base: String,
     /// Connections per group of streams, each with every stream of the group.
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=8))]
+    #[arg(long, env = "BML_REDUNDANCY", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=8))]
     redundancy: u16,
     /// Streams per connection at most (official pages say 1024 or 200).
     #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u16).range(1..=1024))]
@@ -80,22 +84,39 @@ pub(super) struct LiveArgs {
 #[derive(Debug, Args)]
 pub(super) struct PollArgs {
     /// Symbols, comma-separated.
-    #[arg(long, value_delimiter = ',', required = true)]
-    symbol: Vec<String>,
+    #[arg(
+        long,
+        alias = "symbol",
+        env = "BML_SYMBOLS",
+        value_delimiter = ',',
+        required = true
+    )]
+    symbols: Vec<String>,
     /// Polls, comma-separated: premiumIndex, openInterest, bookTicker, depth
     /// (1000 levels). Default: all.
     #[arg(long, value_delimiter = ',', value_parser = poll_kind)]
     kinds: Vec<rest::Poll>,
     /// REST base URL (point it at `bml sim serve`).
-    #[arg(long, env = "BML_REST_URL", default_value = "https://fapi.binance.com")]
-    base_url: String,
+    #[arg(
+        long,
+        alias = "base-url",
+        env = "BML_REST_BASE",
+        default_value = "https://fapi.binance.com"
+    )]
+    rest_base: String,
 }
 
 #[derive(Debug, Args)]
 pub(super) struct RestArgs {
     /// Symbols, comma-separated (e.g. BTCUSDT,ETHUSDT).
-    #[arg(long, value_delimiter = ',', required = true)]
-    symbol: Vec<String>,
+    #[arg(
+        long,
+        alias = "symbol",
+        env = "BML_SYMBOLS",
+        value_delimiter = ',',
+        required = true
+    )]
+    symbols: Vec<String>,
     /// Range start (UTC): YYYY-MM-DD, YYYY-MM-DDTHH:MM[:SS][Z], or epoch ms.
     #[arg(long, value_parser = parse_time)]
     start: i64,
@@ -110,10 +131,15 @@ pub(super) struct RestArgs {
     #[arg(long, value_delimiter = ',', value_parser = rest_kind)]
     kinds: Vec<rest::Kind>,
     /// REST base URL (point it at `bml sim serve`).
-    #[arg(long, env = "BML_REST_URL", default_value = "https://fapi.binance.com")]
-    base_url: String,
+    #[arg(
+        long,
+        alias = "base-url",
+        env = "BML_REST_BASE",
+        default_value = "https://fapi.binance.com"
+    )]
+    rest_base: String,
     /// Ranges fetched at once (one governor paces them all).
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    #[arg(long, env = "BML_CONCURRENCY", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
     concurrency: u16,
     /// Fetch again the ranges the log already holds read to their end
     /// (default: skip them, so that re-running a range appends nothing).
@@ -182,8 +208,14 @@ pub(super) fn parse_time(text: &str) -> Result<i64, String> {
 #[derive(Debug, Args)]
 pub(super) struct VisionArgs {
     /// Symbols, comma-separated (e.g. BTCUSDT,ETHUSDT).
-    #[arg(long, value_delimiter = ',', required = true)]
-    symbol: Vec<String>,
+    #[arg(
+        long,
+        alias = "symbol",
+        env = "BML_SYMBOLS",
+        value_delimiter = ',',
+        required = true
+    )]
+    symbols: Vec<String>,
     /// First day (UTC), YYYY-MM-DD.
     #[arg(long, value_parser = parse_day)]
     start: NaiveDate,
@@ -196,8 +228,8 @@ pub(super) struct VisionArgs {
     #[arg(long, value_delimiter = ',', value_parser = vision_kind)]
     kinds: Vec<VisionKind>,
     /// Vision base URL for USD-M futures (point it at a mirror or a local simulator).
-    #[arg(long, env = "BML_VISION_URL", default_value = VISION_BASE, conflicts_with = "from_dir")]
-    base_url: String,
+    #[arg(long, alias = "base-url", env = "BML_VISION_BASE", default_value = VISION_BASE, conflicts_with = "from_dir")]
+    vision_base: String,
     /// Read archives from this directory instead of HTTP: Vision's own layout
     /// (daily/…, or data/futures/um/daily/…) or a flat folder of archive names
     /// (mark, index and premium klines need the layout: they share one name).
@@ -232,6 +264,7 @@ fn ingest_live(args: &LiveArgs, data_dir: &Path) -> Outcome {
         rotate_after: seconds(args.rotate_after),
         silence_timeout: seconds(args.silence_timeout),
         stop: None,
+        counters: std::sync::Arc::default(),
     };
     let summary = live::run(data_dir, &options)?;
     writeln!(
@@ -266,8 +299,8 @@ fn ingest_poll(args: &PollArgs, data_dir: &Path) -> Outcome {
         2400,
         std::time::Duration::from_secs(60),
     ));
-    let (client, _) = rest::Client::connect(&args.base_url, governor)?;
-    let symbols: Vec<String> = args.symbol.iter().map(|s| s.to_uppercase()).collect();
+    let (client, _) = rest::Client::connect(&args.rest_base, governor)?;
+    let symbols: Vec<String> = args.symbols.iter().map(|s| s.to_uppercase()).collect();
     if let Some(code) = unknown_symbol(client.check_symbols(&symbols))? {
         return Ok(code);
     }
@@ -290,11 +323,11 @@ fn ingest_rest(args: &RestArgs, data_dir: &Path, ui: &Ui) -> Outcome {
         args.kinds.clone()
     };
     let options = rest::Options {
-        symbols: args.symbol.iter().map(|s| s.to_uppercase()).collect(),
+        symbols: args.symbols.iter().map(|s| s.to_uppercase()).collect(),
         start_ms: args.start,
         end_ms: args.end,
         kinds,
-        base_url: args.base_url.clone(),
+        base_url: args.rest_base.clone(),
         concurrency: usize::from(args.concurrency),
         refetch: args.refetch,
     };
@@ -348,9 +381,9 @@ fn ingest_vision(args: &VisionArgs, data_dir: &Path, ui: &Ui) -> Outcome {
     };
     let store = match &args.from_dir {
         Some(dir) => Store::Dir(dir.clone()),
-        None => Store::http(&args.base_url)?,
+        None => Store::http(&args.vision_base)?,
     };
-    let specs = vision::plan(&args.symbol, args.start, end, &kinds);
+    let specs = vision::plan(&args.symbols, args.start, end, &kinds);
     let mut log = EventLog::open(data_dir)?;
     let mut catalog = Catalog::load(data_dir)?;
     let summary = vision::ingest(

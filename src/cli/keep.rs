@@ -2,6 +2,7 @@
 //! lake complete by the planner (`orchestrate`).
 
 use std::io::Write;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
@@ -10,10 +11,11 @@ use clap::Args;
 use super::ingest::{parse_time, VISION_BASE};
 use super::{exit, Outcome, Ui};
 use crate::orchestrate::daemon::{self, DaemonOptions};
+use crate::orchestrate::plan::Bands;
 use crate::orchestrate::{self, Summary, Symbols, Window};
 use crate::sources::vision::Store;
 use crate::sources::{live, rest};
-use crate::time::{utc_minute, DAY_MS};
+use crate::time::{utc_minute, DAY_MS, MINUTE_MS};
 
 /// Where the sources are, and how hard to use them: the same in every
 /// command that keeps the lake.
@@ -21,17 +23,21 @@ use crate::time::{utc_minute, DAY_MS};
 pub(super) struct SourceArgs {
     /// Symbols, comma-separated (e.g. BTCUSDT,ETHUSDT), or ALL: every USD-M
     /// perpetual the exchange lists as trading, each from its listing day.
-    #[arg(long, value_delimiter = ',', required = true)]
+    #[arg(long, env = "BML_SYMBOLS", value_delimiter = ',', required = true)]
     symbols: Vec<String>,
     /// REST base URL (point it at `bml sim serve`: http://ADDR).
-    #[arg(long, env = "BML_REST_URL", default_value = "https://fapi.binance.com")]
+    #[arg(
+        long,
+        env = "BML_REST_BASE",
+        default_value = "https://fapi.binance.com"
+    )]
     rest_base: String,
     /// Vision base URL: the folder holding `daily/` and `monthly/` (point it
     /// at `bml sim serve`: http://ADDR/data/futures/um/).
-    #[arg(long, env = "BML_VISION_URL", default_value = VISION_BASE)]
+    #[arg(long, env = "BML_VISION_BASE", default_value = VISION_BASE)]
     vision_base: String,
     /// REST ranges fetched at once (one governor paces them all).
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    #[arg(long, env = "BML_CONCURRENCY", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
     concurrency: u16,
     /// Look for every archive Vision did not have again now (by default one
     /// is looked for again an hour after the last look while its day is
@@ -39,8 +45,20 @@ pub(super) struct SourceArgs {
     #[arg(long)]
     recheck_vision: bool,
     /// Hours materialized in parallel (default: one per core).
-    #[arg(long, short = 'j', value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    #[arg(long, env = "BML_JOBS", short = 'j', value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     jobs: Option<u16>,
+    /// Band edge: an archive of a recent day (--vision-recent-days) that
+    /// Vision did not have is looked for again this long after the last look.
+    #[arg(long, env = "BML_VISION_RECHECK_MINUTES", default_value_t = 60, value_name = "MINUTES", value_parser = clap::value_parser!(u32).range(1..))]
+    vision_recheck_minutes: u32,
+    /// Band edge: a day counts as recent for this long after it ends (after
+    /// it, a missing archive is looked for again weekly).
+    #[arg(long, env = "BML_VISION_RECENT_DAYS", default_value_t = 7, value_name = "DAYS", value_parser = clap::value_parser!(u32).range(1..=3660))]
+    vision_recent_days: u32,
+    /// Band edge: REST statistics ranges end this long before now (Binance
+    /// does not say how soon a 5-minute point is served).
+    #[arg(long, env = "BML_STATISTICS_SETTLE_MINUTES", default_value_t = 10, value_name = "MINUTES", value_parser = clap::value_parser!(u32).range(0..=1440))]
+    statistics_settle_minutes: u32,
 }
 
 #[derive(Debug, Args)]
@@ -49,7 +67,7 @@ pub(super) struct RunOnceArgs {
     sources: SourceArgs,
     /// Keep this many days up to now complete (older history is
     /// `backfill-range`'s or `backfill-years`'s).
-    #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(u32).range(1..=3660))]
+    #[arg(long, env = "BML_LOOKBACK_DAYS", default_value_t = 7, value_parser = clap::value_parser!(u32).range(1..=3660))]
     lookback_days: u32,
 }
 
@@ -58,25 +76,40 @@ pub(super) struct RunDaemonArgs {
     #[command(flatten)]
     sources: SourceArgs,
     /// Keep this many days up to now complete (as run-once).
-    #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(u32).range(1..=3660))]
+    #[arg(long, env = "BML_LOOKBACK_DAYS", default_value_t = 7, value_parser = clap::value_parser!(u32).range(1..=3660))]
     lookback_days: u32,
     /// Seconds between minute jobs (each runs 2 s after a multiple of it on
     /// the exchange's clock).
-    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    #[arg(long, env = "BML_POLL_SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
     poll_seconds: u64,
     /// WebSocket host; the routed bases /public and /market are appended
     /// (point it at `bml sim serve`: ws://ADDR).
-    #[arg(long, env = "BML_WS_URL", default_value = "wss://fstream.binance.com")]
+    #[arg(long, env = "BML_WS_BASE", default_value = "wss://fstream.binance.com")]
     ws_base: String,
     /// Live streams, comma-separated. Default: all.
-    #[arg(long, value_delimiter = ',', value_enum)]
+    #[arg(long, env = "BML_STREAMS", value_delimiter = ',', value_enum)]
     streams: Vec<live::StreamKind>,
     /// Live connections per group of streams, each with every stream of it.
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=8))]
+    #[arg(long, env = "BML_REDUNDANCY", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=8))]
     redundancy: u16,
     /// Stop after this many seconds (default: run until SIGTERM or SIGINT).
     #[arg(long, value_name = "SECONDS")]
     duration: Option<f64>,
+    /// Serve Prometheus metrics on http://ADDR/metrics and health on
+    /// http://ADDR/health. A bare port listens on 127.0.0.1 only; give a
+    /// host (0.0.0.0:9464) to listen wider. Default: not served.
+    #[arg(long, env = "BML_METRICS_ADDR", value_name = "[HOST:]PORT", value_parser = metrics_addr)]
+    metrics_addr: Option<SocketAddr>,
+}
+
+/// `PORT` (on 127.0.0.1) or `HOST:PORT`.
+fn metrics_addr(text: &str) -> Result<SocketAddr, String> {
+    if let Ok(port) = text.parse::<u16>() {
+        return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    text.parse().map_err(|_| {
+        format!("`{text}` is neither a port nor HOST:PORT (e.g. 9464, 127.0.0.1:9464)")
+    })
 }
 
 #[derive(Debug, Args)]
@@ -91,7 +124,7 @@ pub(super) struct BackfillRangeArgs {
     end: i64,
     /// Fetch for this many missing symbol-hours at most, the newest first;
     /// the rest is left for the next run (and said so).
-    #[arg(long, value_name = "N")]
+    #[arg(long, env = "BML_MAX_MISSING_HOURS", value_name = "N")]
     max_missing_hours: Option<usize>,
 }
 
@@ -104,7 +137,7 @@ pub(super) struct BackfillYearsArgs {
     years: u32,
     /// Fetch for this many missing symbol-hours at most, the newest first;
     /// the rest is left for the next run (and said so).
-    #[arg(long, value_name = "N")]
+    #[arg(long, env = "BML_MAX_MISSING_HOURS", value_name = "N")]
     max_missing_hours: Option<usize>,
 }
 
@@ -212,6 +245,12 @@ fn keep_options(
             || std::thread::available_parallelism().map_or(1, usize::from),
             usize::from,
         ),
+        bands: Bands {
+            recheck_recent_ms: i64::from(sources.vision_recheck_minutes) * MINUTE_MS,
+            recent_ms: i64::from(sources.vision_recent_days) * DAY_MS,
+            statistics_settle_ms: i64::from(sources.statistics_settle_minutes) * MINUTE_MS,
+            ..Bands::default()
+        },
     })
 }
 
@@ -239,12 +278,14 @@ pub(super) fn run_daemon(args: &RunDaemonArgs, data_dir: &Path, lake: &Path, ui:
         rotate_after: Duration::from_secs(23 * 3600),
         silence_timeout: Duration::from_secs(10),
         stop: None,
+        counters: std::sync::Arc::default(),
     };
     let options = DaemonOptions {
         keep: &keep,
         live,
         poll: Duration::from_secs(args.poll_seconds),
         duration: args.duration.map(|s| Duration::from_secs_f64(s.max(0.0))),
+        metrics_addr: args.metrics_addr,
     };
     let mut first = true;
     let mut print = |summary: &Summary| {

@@ -3,6 +3,7 @@
 
 mod bars;
 mod check;
+mod config;
 mod ingest;
 mod keep;
 mod materialize;
@@ -102,6 +103,9 @@ enum Command {
     #[cfg(feature = "sim")]
     #[command(subcommand)]
     Sim(sim::SimCommand),
+    /// The configuration in effect.
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Try bml's assumptions about the exchange against a live one, read-only
     /// and cheap (about 70 request weight, a few small downloads and three
     /// WebSocket connections of at most 8 s): archive URLs, metrics labels,
@@ -112,6 +116,14 @@ enum Command {
     CheckExchange(check::CheckArgs),
 }
 
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Print every setting's value and where it came from: a flag, its BML_*
+    /// variable, the configuration file, or the built-in default
+    /// (credentials in URLs redacted).
+    Show,
+}
+
 /// A data dir or lake root that is a file is a bad command line (exit 2),
 /// said plainly before any command trips over it.
 fn check_dirs(cli: &Cli) -> Option<ExitCode> {
@@ -119,7 +131,7 @@ fn check_dirs(cli: &Cli) -> Option<ExitCode> {
     if matches!(cli.command, Command::Sim(_)) {
         return None;
     }
-    if matches!(cli.command, Command::CheckExchange(_)) {
+    if matches!(cli.command, Command::CheckExchange(_) | Command::Config(_)) {
         return None;
     }
     let dirs = [
@@ -139,7 +151,21 @@ fn check_dirs(cli: &Cli) -> Option<ExitCode> {
 /// that they may stand anywhere, but hidden from the commands that use no data
 /// dir (the simulated exchange, `check-exchange`).
 fn command() -> clap::Command {
-    let cli = Cli::command();
+    // Read before parsing (`config::Config::load`), so not a field of `Cli`.
+    let cli = Cli::command().arg(
+        clap::Arg::new("config")
+            .long("config")
+            .global(true)
+            .env("BML_CONFIG")
+            .value_name("FILE")
+            .value_parser(clap::value_parser!(PathBuf))
+            .help_heading(GLOBAL)
+            .help(
+                "The configuration file (default: bml.toml in the working directory, if there is one; deploy/bml.toml is an example). Its keys are the \
+                 long options' names (rest_base = \"…\"); flags and BML_* variables override \
+                 it. `bml config show` prints what is in effect.",
+            ),
+    );
     // A subcommand that already has an argument is not given the global one, so
     // a hidden copy stands in for it (and its sub-subcommands inherit the copy).
     let hidden: Vec<clap::Arg> = cli
@@ -159,7 +185,23 @@ type Outcome = anyhow::Result<u8>;
 
 /// Runs the command line and turns the outcome into an exit code.
 pub fn main() -> ExitCode {
-    let matches = command().get_matches();
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let config = match config::Config::load(&args) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("error: {}", config::redact(&format!("{e:#}")));
+            return ExitCode::from(exit::USAGE);
+        }
+    };
+    let pristine = command();
+    let configured = match config.apply(pristine.clone()) {
+        Ok(command) => command,
+        Err(e) => {
+            eprintln!("error: {}", config::redact(&format!("{e:#}")));
+            return ExitCode::from(exit::USAGE);
+        }
+    };
+    let matches = configured.get_matches_from(args);
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     init_logging(cli.verbose, cli.quiet);
     let ui = Ui { quiet: cli.quiet };
@@ -183,6 +225,9 @@ pub fn main() -> ExitCode {
         #[cfg(feature = "sim")]
         Command::Sim(cmd) => sim::run(cmd),
         Command::CheckExchange(args) => check::run(args),
+        Command::Config(ConfigCommand::Show) => {
+            config::show(&config, &pristine, &matches, &mut std::io::stdout().lock())
+        }
     };
     match outcome {
         Ok(code) => ExitCode::from(code),
@@ -196,7 +241,7 @@ pub fn main() -> ExitCode {
             ExitCode::from(exit::OK)
         }
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", config::redact(&format!("{e:#}")));
             ExitCode::from(exit::FAILED)
         }
     }
@@ -246,7 +291,23 @@ fn init_logging(verbose: u8, quiet: bool) {
         && std::env::var_os("NO_COLOR").is_none();
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| Redacted(std::io::stderr()))
         .with_ansi(colour)
         .init();
+}
+
+/// Stderr for log lines, with the credentials of any URL in them hidden
+/// (`config::redact`). The formatter writes each line in one piece.
+struct Redacted(std::io::Stderr);
+
+impl std::io::Write for Redacted {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let text = String::from_utf8_lossy(buf);
+        self.0.write_all(config::redact(&text).as_bytes())?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
 }

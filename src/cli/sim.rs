@@ -16,8 +16,8 @@ use crate::time::HOUR_MS;
 pub(super) enum SimCommand {
     /// Serve a simulated Binance USD-M exchange (REST and Vision archives) until
     /// killed: a replay of Vision archives, or a synthetic market from a seed. Prints `listening on http://ADDR` first. Point bml's sources at it
-    /// with `--base-url http://ADDR` (REST) and `--base-url
-    /// http://ADDR/data/futures/um/` (Vision).
+    /// with `--rest-base http://ADDR`, `--vision-base
+    /// http://ADDR/data/futures/um/` and `--ws-base ws://ADDR`.
     Serve(Box<ServeArgs>),
 }
 

@@ -509,6 +509,25 @@ impl Ledger {
         Ok(out)
     }
 
+    /// The book health of `symbol`'s newest hour with depth diffs.
+    pub fn last_book(&self, symbol: &str) -> anyhow::Result<Option<(i64, BookHealth)>> {
+        let txn = self.db.begin_read()?;
+        let table = match txn.open_table(BOOKS) {
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            table => table?,
+        };
+        let last = table
+            .range((symbol, i64::MIN)..=(symbol, i64::MAX))?
+            .next_back();
+        match last {
+            Some(entry) => {
+                let (key, value) = entry?;
+                Ok(Some((key.value().1, decode(value.value())?)))
+            }
+            None => Ok(None),
+        }
+    }
+
     /// SHA-256 over what the lake's users see: every partition's file, rows,
     /// minutes, schema and content hash, sources and findings, the
     /// watermarks, and the book health. Two ledgers built from logs holding the same facts (in any

@@ -9,6 +9,9 @@
 //! The live collector and the minute job append to one log: the collector's
 //! writer holds it for one batch at a time, the job for its fetch. While the
 //! job holds it, live records wait in the collector's bounded queue.
+//!
+//! With `--metrics-addr`, `/metrics` and `/health` are served from the
+//! daemon's runtime from its start (`metrics`).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -17,6 +20,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use tokio::sync::watch;
 
+use super::metrics::{self, Metrics};
 use super::{Keeper, Options, Summary};
 use crate::eventlog::EventLog;
 use crate::progress::{Progress, Silent};
@@ -36,6 +40,8 @@ pub struct DaemonOptions<'a> {
     pub poll: Duration,
     /// Stop after this long (default: run until SIGTERM or SIGINT).
     pub duration: Option<Duration>,
+    /// Serve `/metrics` and `/health` here.
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 /// What the daemon did, when it stopped.
@@ -83,11 +89,20 @@ pub fn run(
         });
     }
     let log = Arc::new(Mutex::new(EventLog::open(data_dir)?));
+    let metrics = Arc::new(Metrics::new(
+        options.poll,
+        log.clone(),
+        options.live.counters.clone(),
+    ));
+    if let Some(addr) = options.metrics_addr {
+        let bound = metrics::serve(&runtime, addr, metrics.clone())?;
+        tracing::info!("metrics on http://{bound}/metrics, health on http://{bound}/health");
+    }
     let mut keeper = Keeper::new(data_dir, options.keep)?;
     keeper.stop_on(stopping);
     let mut summary = DaemonSummary::default();
     tracing::info!(symbols = ?keeper.summary().symbols, "catching up");
-    job(&mut keeper, &log, progress, report, &mut summary)?;
+    job(&mut keeper, &log, &metrics, progress, report, &mut summary)?;
 
     let collector = {
         let (log, mut live) = (log.clone(), options.live.clone());
@@ -108,7 +123,7 @@ pub fn run(
         if stop_now || collector.is_finished() {
             break;
         }
-        job(&mut keeper, &log, &Silent, report, &mut summary)?;
+        job(&mut keeper, &log, &metrics, &Silent, report, &mut summary)?;
     }
     let _ = stop.send(true);
     summary.live = Some(
@@ -128,6 +143,7 @@ pub fn run(
 fn job(
     keeper: &mut Keeper<'_>,
     log: &Mutex<EventLog>,
+    metrics: &Metrics,
     progress: &dyn Progress,
     report: &mut dyn FnMut(&Summary),
     summary: &mut DaemonSummary,
@@ -145,6 +161,7 @@ fn job(
     if !done.failed.is_empty() {
         summary.failed_jobs += 1;
     }
+    metrics.job_done(&done, keeper.server_now());
     report(&done);
     Ok(())
 }

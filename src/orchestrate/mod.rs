@@ -9,6 +9,7 @@
 //! for again in the same run).
 
 pub mod daemon;
+pub mod metrics;
 pub mod plan;
 
 use std::borrow::BorrowMut;
@@ -19,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::eventlog::{with_shared, EventLog};
-use crate::ledger::Ledger;
+use crate::ledger::{BookHealth, Ledger};
 use crate::materialize::run as materialize;
 use crate::progress::Progress;
 use crate::sources::catalog::Catalog;
@@ -72,6 +73,8 @@ pub struct Options {
     pub lake_root: PathBuf,
     /// Hours materialized at once.
     pub jobs: usize,
+    /// Where the bands meet.
+    pub bands: plan::Bands,
 }
 
 /// What a run did.
@@ -111,6 +114,8 @@ pub struct Summary {
     pub materialized: Option<materialize::Summary>,
     /// Each symbol's watermark after it (the last minute of its unbroken run).
     pub watermarks: BTreeMap<String, Option<i64>>,
+    /// Each symbol's order book in its newest hour with depth diffs (hour, ms).
+    pub books: BTreeMap<String, (i64, BookHealth)>,
     /// Wall time.
     pub elapsed: Duration,
 }
@@ -259,6 +264,7 @@ impl<'a> Keeper<'a> {
                 &self.wanted,
                 range.clone(),
                 self.client.server_now(),
+                &self.options.bands,
                 &known,
             );
             next.vision
@@ -386,10 +392,14 @@ impl<'a> Keeper<'a> {
             progress,
         )?;
         summary.materialized = Some(materialized);
-        let partitions = Ledger::open(self.data_dir)?.partitions()?;
+        let ledger = Ledger::open(self.data_dir)?;
+        let partitions = ledger.partitions()?;
         for symbol in &summary.symbols {
             let mark = materialize::watermark(&partitions, symbol);
             summary.watermarks.insert(symbol.clone(), mark);
+            if let Some(book) = ledger.last_book(symbol)? {
+                summary.books.insert(symbol.clone(), book);
+            }
         }
         Ok(())
     }

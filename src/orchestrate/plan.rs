@@ -4,9 +4,8 @@
 //!
 //! - **Cold**: a day (a month for funding) that has ended is Vision's. Its
 //!   archive is asked for until the log holds it; one found missing is asked
-//!   for again after [`RECHECK_RECENT_MS`] while the day is recent (Vision
-//!   publishes the next day, sometimes later), after [`RECHECK_OLD_MS`] once
-//!   it is not.
+//!   for again soon while the day is recent (Vision publishes the next day,
+//!   sometimes later), rarely once it is not ([`Bands`]).
 //! - **Warm**: what Vision does not hold (yet) comes from REST: the four kline
 //!   kinds and funding at any age, the statistics within 30 days, aggTrades
 //!   within 48 hours.
@@ -32,18 +31,37 @@ use crate::sources::rest::{self, Task};
 use crate::sources::vision::{self, FileSpec};
 use crate::time::{DAY_MS, HOUR_MS, MINUTE_MS};
 
-/// A missing archive of a day younger than [`RECENT_MS`] is looked for again
-/// this long after the last look.
-pub const RECHECK_RECENT_MS: i64 = HOUR_MS;
-/// Older missing archives are looked for again this long after the last look.
-pub const RECHECK_OLD_MS: i64 = 7 * DAY_MS;
-/// How long after its day ends an archive counts as recent: Binance publishes
-/// the next day, sometimes days later, and re-publishes archives it fixed.
-pub const RECENT_MS: i64 = 7 * DAY_MS;
-/// REST statistics ranges end this long before now. Binance does not say how
-/// soon a 5-minute point is served after its period ends; a range read to its
-/// end is never read again, so a point served late must not fall inside one.
-pub const STATISTICS_SETTLE_MS: i64 = 10 * MINUTE_MS;
+/// Where the bands meet: bml's choices, not the exchange's facts (those are
+/// in `binance`), so `bml.toml` and the flags may move them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bands {
+    /// A missing archive of a recent day is looked for again this long after
+    /// the last look (default 1 h).
+    pub recheck_recent_ms: i64,
+    /// Older missing archives are looked for again this long after the last
+    /// look (default 7 days).
+    pub recheck_old_ms: i64,
+    /// How long after its day ends an archive counts as recent (default 7
+    /// days): Binance publishes the next day, sometimes days later, and
+    /// re-publishes archives it fixed.
+    pub recent_ms: i64,
+    /// REST statistics ranges end this long before now (default 10 min).
+    /// Binance does not say how soon a 5-minute point is served after its
+    /// period ends; a range read to its end is never read again, so a point
+    /// served late must not fall inside one.
+    pub statistics_settle_ms: i64,
+}
+
+impl Default for Bands {
+    fn default() -> Self {
+        Bands {
+            recheck_recent_ms: HOUR_MS,
+            recheck_old_ms: 7 * DAY_MS,
+            recent_ms: 7 * DAY_MS,
+            statistics_settle_ms: 10 * MINUTE_MS,
+        }
+    }
+}
 
 /// What the log holds about one archive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -229,7 +247,13 @@ const SERIES: [Series; 9] = [
 /// What to fetch so that `wanted` is complete over `range` (ms, end
 /// exclusive; cut at the last minute closed at `now_ms`), given what the log
 /// holds.
-pub fn plan(wanted: &[Wanted], range: Range<i64>, now_ms: i64, known: &dyn Known) -> Plan {
+pub fn plan(
+    wanted: &[Wanted],
+    range: Range<i64>,
+    now_ms: i64,
+    bands: &Bands,
+    known: &dyn Known,
+) -> Plan {
     let end = range.end.min(now_ms.div_euclid(MINUTE_MS) * MINUTE_MS);
     let mut plan = Plan::default();
     for want in wanted {
@@ -241,11 +265,19 @@ pub fn plan(wanted: &[Wanted], range: Range<i64>, now_ms: i64, known: &dyn Known
         }
         for series in &SERIES {
             for period in periods(series.vision, &want.symbol, start..end) {
-                plan_period(&mut plan, series, period, start..end, now_ms, known);
+                let at = Clock { now_ms, bands };
+                plan_period(&mut plan, series, period, start..end, at, known);
             }
         }
     }
     plan
+}
+
+/// The clock and the band edges it is read against.
+#[derive(Clone, Copy)]
+struct Clock<'a> {
+    now_ms: i64,
+    bands: &'a Bands,
 }
 
 /// One archive's period of one series: from Vision if it may be there, else
@@ -255,9 +287,10 @@ fn plan_period(
     series: &Series,
     spec: FileSpec,
     wanted: Range<i64>,
-    now_ms: i64,
+    at: Clock<'_>,
     known: &dyn Known,
 ) {
+    let Clock { now_ms, bands } = at;
     let Some(period) = period_range(&spec) else {
         return;
     };
@@ -276,10 +309,10 @@ fn plan_period(
                 return;
             }
             ArchiveState::Missing { checked_ago_ms } => {
-                let recheck = if now_ms - period.end < RECENT_MS {
-                    RECHECK_RECENT_MS
+                let recheck = if now_ms - period.end < bands.recent_ms {
+                    bands.recheck_recent_ms
                 } else {
-                    RECHECK_OLD_MS
+                    bands.recheck_old_ms
                 };
                 if checked_ago_ms >= recheck {
                     plan.note_hours(&spec.symbol, part);
@@ -314,7 +347,7 @@ fn plan_period(
     }
     for &kind in series.rest {
         let settled = match kind.horizon_ms() {
-            Some(binance::STATISTICS_HORIZON_MS) => now_ms - STATISTICS_SETTLE_MS,
+            Some(binance::STATISTICS_HORIZON_MS) => now_ms - bands.statistics_settle_ms,
             _ => now_ms,
         };
         let part = part.start..part.end.min(settled.div_euclid(MINUTE_MS) * MINUTE_MS);
@@ -486,7 +519,13 @@ mod tests {
     #[test]
     fn an_ended_day_is_asked_of_vision_first_and_of_nothing_else() {
         let now = day(1) + 2 * HOUR_MS;
-        let plan = plan(&btc(day(0)), day(0)..day(1), now, &Log::default());
+        let plan = plan(
+            &btc(day(0)),
+            day(0)..day(1),
+            now,
+            &Bands::default(),
+            &Log::default(),
+        );
         let kinds: BTreeSet<VisionKind> = plan.vision.iter().map(|s| s.kind).collect();
         // Every daily kind but bookTicker (not published after 2024-03-31);
         // March's funding archive is not out while March runs.
@@ -508,7 +547,7 @@ mod tests {
             checked_ago_ms: MINUTE_MS,
         };
         archives(&mut log, 0..3, missing);
-        let plan = plan(&btc(day(0)), day(0)..day(3), now, &log);
+        let plan = plan(&btc(day(0)), day(0)..day(3), now, &Bands::default(), &log);
         assert!(plan.vision.is_empty());
         assert_eq!(
             plan.awaited.len(),
@@ -543,7 +582,13 @@ mod tests {
     #[test]
     fn today_is_rest_up_to_the_last_closed_minute_statistics_settle_longer() {
         let now = day(0) + 5 * HOUR_MS + 30 * MINUTE_MS + 20_000;
-        let plan = plan(&btc(day(0)), day(0)..now, now, &Log::default());
+        let plan = plan(
+            &btc(day(0)),
+            day(0)..now,
+            now,
+            &Bands::default(),
+            &Log::default(),
+        );
         assert!(plan.vision.is_empty());
         let end = |kind| {
             plan.rest
@@ -557,7 +602,7 @@ mod tests {
         assert_eq!(end(rest::Kind::AggTrades), Some(closed));
         assert_eq!(
             end(rest::Kind::OpenInterestHist),
-            Some(closed - STATISTICS_SETTLE_MS)
+            Some(closed - Bands::default().statistics_settle_ms)
         );
         assert_eq!(plan.hours.len(), 6);
     }
@@ -581,7 +626,7 @@ mod tests {
                 checked_ago_ms: MINUTE_MS,
             },
         );
-        let plan = plan(&btc(day(0)), day(0)..now, now, &log);
+        let plan = plan(&btc(day(0)), day(0)..now, now, &Bands::default(), &log);
         assert!(plan.is_empty(), "{plan:?}");
     }
 
@@ -597,14 +642,14 @@ mod tests {
                 },
             );
             let now = day(days_old) + MINUTE_MS;
-            !plan(&btc(day(0)), day(0)..day(1), now, &log)
+            !plan(&btc(day(0)), day(0)..day(1), now, &Bands::default(), &log)
                 .vision
                 .is_empty()
         };
-        assert!(!looked(RECHECK_RECENT_MS - 1, 2));
-        assert!(looked(RECHECK_RECENT_MS, 2));
-        assert!(!looked(RECHECK_RECENT_MS, 20));
-        assert!(looked(RECHECK_OLD_MS, 20));
+        assert!(!looked(Bands::default().recheck_recent_ms - 1, 2));
+        assert!(looked(Bands::default().recheck_recent_ms, 2));
+        assert!(!looked(Bands::default().recheck_recent_ms, 20));
+        assert!(looked(Bands::default().recheck_old_ms, 20));
     }
 
     #[test]
@@ -615,7 +660,7 @@ mod tests {
             live: std::iter::once(listed + 30 * MINUTE_MS..now).collect(),
             ..Log::default()
         };
-        let plan = plan(&btc(listed), day(-5)..now, now, &log);
+        let plan = plan(&btc(listed), day(-5)..now, now, &Bands::default(), &log);
         assert!(plan.rest.iter().all(|t| t.start_ms >= listed));
         assert_eq!(plan.hours.len(), 2);
         let ticker: Vec<&Gap> = plan
@@ -630,7 +675,13 @@ mod tests {
     #[test]
     fn a_bound_keeps_the_newest_hours_and_says_how_many_wait() {
         let now = day(0) + 10 * HOUR_MS;
-        let full = plan(&btc(day(0)), day(0)..now, now, &Log::default());
+        let full = plan(
+            &btc(day(0)),
+            day(0)..now,
+            now,
+            &Bands::default(),
+            &Log::default(),
+        );
         assert_eq!(full.hours.len(), 10);
         let (bounded, left) = full.clone().bounded(24);
         assert_eq!((bounded, left), (full.clone(), 0));

@@ -109,11 +109,11 @@ pub fn vision_ingest_args<'a>(day: &'a str, base_url: &'a str, extra: &[&'a str]
     let mut args = vec![
         "ingest",
         "vision",
-        "--symbol",
+        "--symbols",
         "BTCUSDT",
         "--start",
         day,
-        "--base-url",
+        "--vision-base",
         base_url,
     ];
     args.extend_from_slice(extra);
@@ -131,13 +131,13 @@ pub fn rest_ingest_args<'a>(
     let mut args = vec![
         "ingest",
         "rest",
-        "--symbol",
+        "--symbols",
         "BTCUSDT",
         "--start",
         start,
         "--end",
         end,
-        "--base-url",
+        "--rest-base",
         base_url,
     ];
     args.extend_from_slice(extra);

@@ -54,6 +54,9 @@ pub struct Options {
     /// Stops the collector when it turns true (a daemon's shutdown), as
     /// `duration`, SIGINT and SIGTERM do.
     pub stop: Option<watch::Receiver<bool>>,
+    /// Where the collector counts as it goes (the daemon's metrics read
+    /// them while it runs).
+    pub counters: Arc<Counters>,
 }
 
 /// Counters the summary reports.
@@ -152,7 +155,7 @@ pub fn run_into(log: &Arc<Mutex<EventLog>>, options: &Options) -> anyhow::Result
             let written = write(&shared, &mut watch, inbox)?;
             Ok::<_, anyhow::Error>((written, watch.breaks))
         })?;
-    let counters = Arc::new(Counters::default());
+    let counters = options.counters.clone();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
