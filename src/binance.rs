@@ -38,6 +38,34 @@ const fn date(year: i32, month: u32, day: u32) -> NaiveDate {
 /// The snapshot time of a Vision metrics row labelled `label_ms` in the daily
 /// file of `file_day`: the time bml keys the point by (`spec/schema.md`, as-of
 /// series).
+/// The times (ms, UTC) a Vision archive's period covers: `YYYY-MM-DD` is
+/// that day, `YYYY-MM` (monthly archives) that month.
+pub fn vision_period(period: &str) -> Option<std::ops::Range<i64>> {
+    let ms = |d: NaiveDate| {
+        d.and_time(chrono::NaiveTime::MIN)
+            .and_utc()
+            .timestamp_millis()
+    };
+    if let Ok(day) = NaiveDate::parse_from_str(period, "%Y-%m-%d") {
+        return Some(ms(day)..ms(day) + DAY_MS);
+    }
+    let first = NaiveDate::parse_from_str(&format!("{period}-01"), "%Y-%m-%d").ok()?;
+    let next = first.checked_add_months(chrono::Months::new(1))?;
+    Some(ms(first)..ms(next))
+}
+
+/// Request weight of a call to any of the four klines endpoints asking for
+/// `limit` elements (`spec/binance.md`: [1, 100) → 1, [100, 500) → 2,
+/// [500, 1000] → 5, more → 10; no limit means 500).
+pub fn kline_weight(limit: Option<u32>) -> u32 {
+    match limit {
+        Some(0..=99) => 1,
+        Some(100..=499) => 2,
+        None | Some(500..=1000) => 5,
+        Some(_) => 10,
+    }
+}
+
 pub fn metrics_snapshot_time(file_day: NaiveDate, label_ms: i64) -> i64 {
     if file_day >= METRICS_LABELS_MOVED {
         label_ms + METRICS_PERIOD_MS

@@ -54,3 +54,17 @@ pub fn uncovered(
     }
     gaps
 }
+
+/// `ranges` sorted and joined where they overlap or touch.
+pub fn joined(ranges: impl IntoIterator<Item = std::ops::Range<i64>>) -> Vec<std::ops::Range<i64>> {
+    let mut sorted: Vec<std::ops::Range<i64>> = ranges.into_iter().collect();
+    sorted.sort_by_key(|r| (r.start, r.end));
+    let mut joined: Vec<std::ops::Range<i64>> = Vec::new();
+    for r in sorted {
+        match joined.last_mut() {
+            Some(last) if r.start <= last.end => last.end = last.end.max(r.end),
+            _ => joined.push(r),
+        }
+    }
+    joined
+}

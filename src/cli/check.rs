@@ -9,7 +9,11 @@ use crate::sources::check::{self, Target, Verdict};
 #[derive(Debug, Args)]
 pub(super) struct CheckArgs {
     /// REST base URL.
-    #[arg(long, env = "BML_REST_BASE", default_value = "https://fapi.binance.com")]
+    #[arg(
+        long,
+        env = "BML_REST_BASE",
+        default_value = "https://fapi.binance.com"
+    )]
     rest_base: String,
     /// Vision base URL for USD-M futures.
     #[arg(

@@ -325,22 +325,14 @@ fn liquidation_coverage(
         .filter(|(stream, _, _)| stream.ends_with(LIQUIDATION_STREAM_SUFFIX))
         .map(|(_, connection, _)| connection)
         .collect();
-    let mut ranges: Vec<std::ops::Range<i64>> = ledger
-        .heartbeats(symbol)?
-        .into_iter()
-        .filter(|(connection, _, _)| served.contains(connection))
-        .map(|(_, first, last)| first..last + 1_000)
-        .filter(|r| r.start < hour + HOUR_MS && hour < r.end)
-        .collect();
-    ranges.sort_by_key(|r| (r.start, r.end));
-    let mut joined: Vec<std::ops::Range<i64>> = Vec::new();
-    for r in ranges {
-        match joined.last_mut() {
-            Some(last) if r.start <= last.end => last.end = last.end.max(r.end),
-            _ => joined.push(r),
-        }
-    }
-    Ok(joined)
+    Ok(crate::time::joined(
+        ledger
+            .heartbeats(symbol)?
+            .into_iter()
+            .filter(|(connection, _, _)| served.contains(connection))
+            .map(|(_, first, last)| first..last + 1_000)
+            .filter(|r| r.start < hour + HOUR_MS && hour < r.end),
+    ))
 }
 
 /// What happened to an hour's file.

@@ -360,9 +360,21 @@ impl<'a> Keeper<'a> {
         summary.weight += fetched.weight;
         summary.refusals += fetched.refusals;
         if !fetched.failed.is_empty() {
-            // Which range failed is in the message; none of this round's is
-            // asked for again by this process (the next one will).
-            self.failed_ranges.extend(ranges.iter().cloned());
+            // A range not read to its end now failed somewhere in it: it is
+            // not asked for again by this process (the next one will); the
+            // others of the round are done.
+            let catalog = &self.catalog;
+            self.failed_ranges.extend(
+                ranges
+                    .iter()
+                    .filter(|t| {
+                        let range = t.start_ms..t.end_ms;
+                        !catalog
+                            .rest_gaps(&t.symbol, t.kind.path(), range)
+                            .is_empty()
+                    })
+                    .cloned(),
+            );
             summary.failed.extend(fetched.failed);
         }
         for task in ranges {
@@ -441,21 +453,12 @@ fn live_book_ticker(
     let ledger = Ledger::open(data_dir)?;
     let mut all = BTreeMap::new();
     for symbol in symbols {
-        let mut spans: Vec<Range<i64>> = ledger
+        let spans = ledger
             .stream_spans(symbol)?
             .into_iter()
             .filter(|(stream, _, _)| stream.ends_with("@bookTicker"))
-            .map(|(_, _, span)| span.first..span.last + 1)
-            .collect();
-        spans.sort_by_key(|r| (r.start, r.end));
-        let mut joined: Vec<Range<i64>> = Vec::new();
-        for r in spans {
-            match joined.last_mut() {
-                Some(last) if r.start <= last.end => last.end = last.end.max(r.end),
-                _ => joined.push(r),
-            }
-        }
-        all.insert(symbol.clone(), joined);
+            .map(|(_, _, span)| span.first..span.last + 1);
+        all.insert(symbol.clone(), crate::time::joined(spans));
     }
     Ok(all)
 }

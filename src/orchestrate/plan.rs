@@ -429,17 +429,7 @@ fn vision_day(spec: &FileSpec) -> Option<NaiveDate> {
 
 /// The times an archive's period covers: its UTC day, or month.
 fn period_range(spec: &FileSpec) -> Option<Range<i64>> {
-    let ms = |d: NaiveDate| {
-        d.and_time(chrono::NaiveTime::MIN)
-            .and_utc()
-            .timestamp_millis()
-    };
-    if let Some(day) = vision_day(spec) {
-        return Some(ms(day)..ms(day) + DAY_MS);
-    }
-    let first = NaiveDate::parse_from_str(&format!("{}-01", spec.period), "%Y-%m-%d").ok()?;
-    let next = first.checked_add_months(chrono::Months::new(1))?;
-    Some(ms(first)..ms(next))
+    binance::vision_period(&spec.period)
 }
 
 /// The hour starts of `range`.

@@ -516,18 +516,11 @@ async fn vision_file(sim: &Sim, rel: &str) -> Response {
 /// When the period of an archive named `name` ends (epoch ms): its day, or
 /// its month (`…-2024-03.zip`).
 fn period_end(name: &str) -> Option<i64> {
-    let ms = |d: chrono::NaiveDate| {
-        d.and_time(chrono::NaiveTime::MIN)
-            .and_utc()
-            .timestamp_millis()
-    };
-    if let Some(day) = crate::binance::vision_file_day(name) {
-        return Some(ms(day) + crate::time::DAY_MS);
-    }
     let stem = name.strip_suffix(".zip")?;
-    let month = stem.get(stem.len().checked_sub(7)?..)?;
-    let first = chrono::NaiveDate::parse_from_str(&format!("{month}-01"), "%Y-%m-%d").ok()?;
-    Some(ms(first.checked_add_months(chrono::Months::new(1))?))
+    let tail = |n: usize| stem.get(stem.len().checked_sub(n)?..);
+    let period = crate::binance::vision_period(tail(10)?)
+        .or_else(|| crate::binance::vision_period(tail(7)?))?;
+    Some(period.end)
 }
 
 fn stats(sim: &Sim) -> axum::Json<serde_json::Value> {

@@ -48,13 +48,8 @@ pub const FUNDING_PATHS: [&str; 2] = ["/fapi/v1/fundingRate", "/fapi/v1/fundingI
 /// The REST endpoints the simulator knows, with their request weight; `None`
 /// for an unknown path.
 pub fn weight(path: &str, params: &Params) -> Option<u32> {
-    let kline_weight = || match params.get("limit").and_then(|l| l.parse::<u32>().ok()) {
-        None => 5,
-        Some(0..=99) => 1,
-        Some(100..=499) => 2,
-        Some(500..=1000) => 5,
-        Some(_) => 10,
-    };
+    let kline_weight =
+        || crate::binance::kline_weight(params.get("limit").and_then(|l| l.parse::<u32>().ok()));
     Some(match path {
         "/fapi/v1/klines"
         | "/fapi/v1/markPriceKlines"

@@ -78,6 +78,7 @@ pub fn run(target: &Target) -> anyhow::Result<Vec<Check>> {
             .date_naive()
             - chrono::Days::new(2)
     });
+    listings(&client, &target.symbol, server_time, &mut checks);
     vision_archives(&http, target, day, &mut checks);
     metrics_labels(&http, &client, target, day, &mut checks);
     agg_trades_window(&client, &target.symbol, server_time, &mut checks);
@@ -338,6 +339,42 @@ fn exchange_info(
     );
     weight_limits(&info, &headers, &url, checks);
     Ok(server_time)
+}
+
+/// What `--symbols ALL` and the history start rest on: exchangeInfo read by
+/// the client lists the symbol as a trading perpetual (`contractType`,
+/// `status`) with an `onboardDate` in the past, and lists many such.
+fn listings(client: &Client, symbol: &str, server_time: i64, checks: &mut Vec<Check>) {
+    /// 2019-09-01, before the first USD-M perpetual (BTCUSDT, 2019-09-08).
+    const FIRST_LISTING_MS: i64 = 1_567_296_000_000;
+    let listings = client.listings();
+    let perpetuals = listings.values().filter(|l| l.trading_perpetual).count();
+    let (verdict, detail) = match listings.get(symbol) {
+        None => (Verdict::Fail, format!("{symbol} is not listed")),
+        Some(l) if !l.trading_perpetual => (
+            Verdict::Fail,
+            format!("{symbol} is not a TRADING PERPETUAL as bml reads contractType and status"),
+        ),
+        Some(l) => match l.onboard_ms {
+            Some(t) if (FIRST_LISTING_MS..server_time).contains(&t) => (
+                Verdict::Pass,
+                format!(
+                    "{symbol} onboardDate {}; {perpetuals} trading perpetuals listed",
+                    crate::time::utc_minute(t)
+                ),
+            ),
+            other => (
+                Verdict::Fail,
+                format!("{symbol} onboardDate {other:?} is not an epoch-ms time in the past"),
+            ),
+        },
+    };
+    check(
+        checks,
+        "exchangeInfo lists the symbol as a trading perpetual with its onboardDate",
+        verdict,
+        detail,
+    );
 }
 
 /// The REQUEST_WEIGHT limit `exchangeInfo` states, and the used-weight header

@@ -103,7 +103,7 @@ fn first_id_in_hour(client: &Client, task: &Task) -> anyhow::Result<Option<u64>>
         let page = client.get(
             Kind::AggTrades.path(),
             &query,
-            Kind::AggTrades.cost(),
+            Kind::AggTrades.cost(LIMIT as u32),
             trades,
         )?;
         if page.len() < LIMIT {
@@ -143,7 +143,7 @@ fn page_from(
     client.get(
         Kind::AggTrades.path(),
         &query,
-        Kind::AggTrades.cost(),
+        Kind::AggTrades.cost(LIMIT as u32),
         |v| {
             let page = trades(v)?;
             let start = match page.first() {

@@ -133,16 +133,35 @@ impl Kind {
         }
     }
 
-    /// What one full page costs: klines at `limit=1500` weigh 10; aggTrades 20;
-    /// fundingRate one request of its own budget (and, conservatively, weight
-    /// 1); the statistics 0 per the docs (reserved as 1: an undocumented limit
-    /// costs more than a unit of weight).
-    pub fn cost(self) -> Cost {
+    /// The `limit` to ask for, at most `max`, when `range_ms` is left to
+    /// read: as many klines as the range has minutes (so that the minute
+    /// job's few minutes cost the lowest weight tier), else `max`.
+    pub fn page_limit(self, max: u32, range_ms: i64) -> u32 {
+        let klines = matches!(
+            self,
+            Kind::Klines
+                | Kind::MarkPriceKlines
+                | Kind::IndexPriceKlines
+                | Kind::PremiumIndexKlines
+        );
+        if !klines {
+            return max;
+        }
+        let minutes = (range_ms.max(1) + crate::time::MINUTE_MS - 1) / crate::time::MINUTE_MS;
+        u32::try_from(minutes).map_or(max, |m| m.min(max))
+    }
+
+    /// What a page of at most `limit` elements costs: klines by Binance's
+    /// tiers (`binance::kline_weight`: 1 for the minute job's few minutes, 10
+    /// for a full 1500); aggTrades 20; fundingRate one request of its own
+    /// budget (and, conservatively, weight 1); the statistics 0 per the docs
+    /// (reserved as 1: an undocumented limit costs more than a unit of weight).
+    pub fn cost(self, limit: u32) -> Cost {
         match self {
             Kind::Klines
             | Kind::MarkPriceKlines
             | Kind::IndexPriceKlines
-            | Kind::PremiumIndexKlines => Cost::weight(10),
+            | Kind::PremiumIndexKlines => Cost::weight(crate::binance::kline_weight(Some(limit))),
             Kind::AggTrades => Cost::weight(20),
             Kind::FundingRate => Cost {
                 weight: 1,
@@ -239,4 +258,29 @@ fn kline(v: &Value, kind: KlineKind) -> anyhow::Result<Event> {
         taker_buy_quote_volume: dec(10)?,
         closed: true,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::time::{DAY_MS, MINUTE_MS};
+
+    #[test]
+    fn a_short_kline_range_asks_for_its_minutes_and_costs_the_lowest_tier() {
+        let limit = |kind: Kind, range_ms: i64| {
+            let Paging::Time { limit, .. } = kind.paging() else {
+                unreachable!("{kind:?} pages by time")
+            };
+            kind.page_limit(limit, range_ms)
+        };
+        assert_eq!(limit(Kind::Klines, 2 * MINUTE_MS), 2);
+        assert_eq!(limit(Kind::MarkPriceKlines, 90_000), 2);
+        assert_eq!(Kind::Klines.cost(2).weight, 1);
+        assert_eq!(limit(Kind::IndexPriceKlines, DAY_MS), 1440);
+        assert_eq!(Kind::IndexPriceKlines.cost(1440).weight, 10);
+        assert_eq!(limit(Kind::PremiumIndexKlines, 30 * DAY_MS), 1500);
+        // Not klines: the largest page whatever the range.
+        assert_eq!(limit(Kind::OpenInterestHist, 5 * MINUTE_MS), 500);
+        assert_eq!(limit(Kind::FundingRate, MINUTE_MS), 1000);
+    }
 }

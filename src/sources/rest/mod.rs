@@ -370,6 +370,7 @@ fn by_time(
 ) -> anyhow::Result<()> {
     let mut cursor = task.start_ms;
     while cursor < task.end_ms {
+        let limit = task.kind.page_limit(limit, task.end_ms - cursor);
         let mut query = vec![
             (task.kind.symbol_param(), task.symbol.clone()),
             ("startTime", cursor.to_string()),
@@ -377,7 +378,7 @@ fn by_time(
             ("limit", limit.to_string()),
         ];
         query.extend(extra.iter().map(|&(k, v)| (k, v.to_string())));
-        let page = client.get(task.kind.path(), &query, task.kind.cost(), |v| {
+        let page = client.get(task.kind.path(), &query, task.kind.cost(limit), |v| {
             task.kind.parse_page(v)
         })?;
         let full = page.len() as u32 == limit;
