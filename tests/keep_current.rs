@@ -136,6 +136,27 @@ fn run_once_fills_the_last_days_from_vision_and_rest_and_a_second_run_fetches_no
         );
         check_complete(data.path(), symbol, today - 3 * DAY, today - DAY, false);
     }
+    // bookTicker after 2024-03-31 with no live stream: settled for the ended
+    // days, recorded once in the log; their hours carry the finding.
+    assert!(
+        said.contains("newly settled, recorded in the log"),
+        "{said}"
+    );
+    let ledger = Ledger::open(data.path()).unwrap();
+    let findings = ledger
+        .findings("BTCUSDT", today - 2 * DAY + 12 * HOUR)
+        .unwrap();
+    let unfillable: Vec<_> = findings
+        .iter()
+        .filter(|f| f.check == "unfillable")
+        .collect();
+    assert_eq!(unfillable.len(), 1, "{findings:?}");
+    assert!(
+        unfillable[0].detail.starts_with("bookTicker ")
+            && unfillable[0].detail.contains("no live stream recorded it"),
+        "{unfillable:?}"
+    );
+    drop(ledger);
 
     // Right after, nothing is left to fetch (if the minute turned meanwhile,
     // the one run after that).
@@ -145,6 +166,7 @@ fn run_once_fills_the_last_days_from_vision_and_rest_and_a_second_run_fetches_no
         &sim,
         &["--symbols", "BTCUSDT,ETHUSDT"],
     );
+    assert!(!again.contains("newly settled"), "recorded once: {again}");
     if !again.contains("nothing to fetch") {
         assert!(!again.contains("archives ingested (1"), "{again}");
         let third = keep(

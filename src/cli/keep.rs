@@ -426,13 +426,21 @@ fn report(name: &str, s: &Summary, out: &mut dyn Write) -> std::io::Result<()> {
     if s.gaps.is_empty() {
         writeln!(out, "  no gap that no source can fill")?;
     } else {
-        writeln!(out, "  {} gaps no source can fill:", s.gaps.len())?;
+        let recorded = if s.gaps_recorded > 0 {
+            format!(
+                " ({} newly settled, recorded in the log: their hours carry an `unfillable` finding)",
+                s.gaps_recorded
+            )
+        } else {
+            String::new()
+        };
+        writeln!(out, "  {} gaps no source can fill{recorded}:", s.gaps.len())?;
         for gap in s.gaps.iter().take(GAPS_SHOWN) {
             writeln!(
                 out,
                 "    {} {} {} .. {}: {}",
                 gap.symbol,
-                gap.series,
+                gap.series(),
                 utc_minute(gap.range.start),
                 utc_minute(gap.range.end),
                 gap.reason

@@ -109,6 +109,45 @@ pub struct RestRangeComplete {
     pub rows: u64,
 }
 
+/// What no source can fill, found by bml's planner (`orchestrate::plan`) and
+/// recorded once it is settled (the archive that would hold it was looked
+/// for and is missing past the recent days, and REST cannot serve it), so
+/// that the hours it spans carry an `unfillable` finding with its reason.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(any(test, feature = "arbitrary"), derive(arbitrary::Arbitrary))]
+pub struct Unfillable {
+    /// The series, by the Vision archive kind that would hold it.
+    pub series: VisionKind,
+    /// Range start, inclusive.
+    pub start_ms: i64,
+    /// Range end, exclusive.
+    pub end_ms: i64,
+    /// Why no source fills it.
+    pub reason: String,
+}
+
+impl Unfillable {
+    /// The longest range one event may name: the planner records a gap per
+    /// archive period (a day; a month for funding). A longer one (a damaged
+    /// or hand-made record) reaches no hour, so that it cannot make the
+    /// index list millions of them.
+    pub const MAX_SPAN_MS: i64 = 32 * crate::time::DAY_MS;
+
+    /// The first and last start of the hours it spans; `None` for an empty
+    /// or too long range.
+    pub fn hours(&self) -> Option<(i64, i64)> {
+        let span = self.end_ms.checked_sub(self.start_ms)?;
+        if !(1..=Self::MAX_SPAN_MS).contains(&span) {
+            return None;
+        }
+        let hour = crate::time::HOUR_MS;
+        Some((
+            self.start_ms.div_euclid(hour) * hour,
+            (self.end_ms - 1).div_euclid(hour) * hour,
+        ))
+    }
+}
+
 /// A live stream connected or dropped. LIVE_ONLY columns are "covered" exactly
 /// while their stream was connected.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use crate::time::NS_PER_MS;
 
 pub use coverage::{
-    RestRangeComplete, StreamStatus, VisionFileIngested, VisionFileMissing, VisionKind,
+    RestRangeComplete, StreamStatus, Unfillable, VisionFileIngested, VisionFileMissing, VisionKind,
     HEARTBEAT_GAP_MS, HEARTBEAT_STREAM_SUFFIX, LIQUIDATION_STREAM_SUFFIX,
 };
 pub(crate) use decimal::nearest_f64;
@@ -78,15 +78,18 @@ pub enum Source {
         /// Connection number (see [`StreamStatus`]).
         connection: u64,
     },
+    /// bml's planner, about what no source can fill ([`Unfillable`]).
+    Planner,
 }
 
-/// `vision:<file>`, `rest:<endpoint>`, `ws:<stream>#<connection>`.
+/// `vision:<file>`, `rest:<endpoint>`, `ws:<stream>#<connection>`, `planner`.
 impl std::fmt::Display for Source {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Source::Vision { file, .. } => write!(f, "vision:{file}"),
             Source::Rest { endpoint } => write!(f, "rest:{endpoint}"),
             Source::WebSocket { stream, connection } => write!(f, "ws:{stream}#{connection}"),
+            Source::Planner => write!(f, "planner"),
         }
     }
 }
@@ -131,6 +134,8 @@ pub enum Event {
     StreamConnected(StreamStatus),
     /// Coverage: a stream dropped.
     StreamDisconnected(StreamStatus),
+    /// Coverage: what no source can fill, and why (from [`Source::Planner`]).
+    Unfillable(Unfillable),
 }
 
 impl Event {
@@ -164,6 +169,7 @@ impl Event {
                 | Event::RestRangeComplete(_)
                 | Event::StreamConnected(_)
                 | Event::StreamDisconnected(_)
+                | Event::Unfillable(_)
         )
     }
 }

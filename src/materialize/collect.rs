@@ -25,6 +25,7 @@ use super::hour::HourFacts;
 use crate::event::{
     AggTrade, BookTicker, DepthDiff, DepthSnapshot, Event, FundingRate, Kline, Liquidation,
     LongShortRatio, MarkPrice, Metrics, OpenInterest, PremiumIndex, Record, Source, Timed,
+    Unfillable,
 };
 use crate::time::{HOUR_MS, MINUTE_MS};
 
@@ -159,9 +160,13 @@ fn time_and_reach(event: &Event, source: &Source) -> Option<(i64, Reach)> {
     }
 }
 
-/// The first and last start of the hours whose rows a market event from
-/// `source` can change; `None` for coverage events.
+/// The first and last start of the hours whose rows (or findings) an event
+/// from `source` can change: a market event's, or an unfillable range's;
+/// `None` for the other coverage events.
 pub fn hours_reached(event: &Event, source: &Source) -> Option<(i64, i64)> {
+    if let Event::Unfillable(u) = event {
+        return u.hours();
+    }
     time_and_reach(event, source).map(|(time, reach)| reach.hours(time))
 }
 
@@ -370,6 +375,8 @@ pub struct Collector {
     depth_diffs: Copies<DepthDiff>,
     depth_snapshots: Copies<DepthSnapshot>,
     liquidations: Copies<Liquidation>,
+    /// What the planner recorded as unfillable in the hour (each once).
+    unfillable: BTreeSet<Unfillable>,
 }
 
 impl Collector {
@@ -400,10 +407,25 @@ impl Collector {
         self.depth_diffs.clear();
         self.depth_snapshots.clear();
         self.liquidations.clear();
+        self.unfillable.clear();
     }
 
     /// Takes in the facts of one record that matter to the hour.
     pub fn add(&mut self, record: &Record) {
+        if record.source == Source::Planner {
+            // Not a source of facts (it is kept out of the hour's sources).
+            for event in &record.events {
+                if let Event::Unfillable(u) = event {
+                    let reaches = u
+                        .hours()
+                        .is_some_and(|(first, last)| (first..=last).contains(&self.hour.start));
+                    if reaches {
+                        self.unfillable.insert(u.clone());
+                    }
+                }
+            }
+            return;
+        }
         let next = self.origins.len() as u32;
         let origin = *self
             .origin_ids
@@ -414,7 +436,7 @@ impl Collector {
                 rank: match record.source {
                     Source::Vision { .. } => 0,
                     Source::Rest { .. } => 1,
-                    Source::WebSocket { .. } => 2,
+                    Source::WebSocket { .. } | Source::Planner => 2,
                 },
                 received_ms: record.received_ms(),
                 source: record.source.clone(),
@@ -469,6 +491,11 @@ impl Collector {
                 self.book_tail.push(update.clone(), origin);
             }
         }
+    }
+
+    /// What the planner recorded no source can fill in the hour, in order.
+    pub fn unfillable(&self) -> impl Iterator<Item = &Unfillable> {
+        self.unfillable.iter()
     }
 
     /// The sources of the records taken in (`Source`'s display form).

@@ -223,7 +223,7 @@ impl Pending {
                     self.add_heartbeats(record, *connection, &mut hours);
                 }
             }
-            Source::Rest { .. } => {}
+            Source::Rest { .. } | Source::Planner => {}
         }
         for hour in hours {
             self.offsets

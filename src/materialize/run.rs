@@ -432,13 +432,20 @@ impl Context<'_> {
         let (fed, events_read) =
             collect_records(reader, collector, self.visibility, &offsets, symbol, hour)?;
         let sources = collector.sources();
+        let unfillable: Vec<crate::event::Unfillable> = collector.unfillable().cloned().collect();
         let (mut facts, conflicts) = collector.finish();
+        let unfillable: Vec<Finding> = unfillable
+            .iter()
+            .filter(|u| !filled_since(u, &facts))
+            .map(|u| unfillable_finding(u, hour))
+            .collect();
         facts.liquidation_coverage = liquidation_coverage(ledger, symbol, hour)?;
         let out = build_hour(&facts);
         let had_klines = !facts.klines.is_empty();
         collector.reuse(facts);
 
-        let findings = findings(&out, had_klines, &conflicts, hour);
+        let mut findings = findings(&out, had_klines, &conflicts, hour);
+        findings.extend(unfillable);
         let minutes = out.rows.iter().fold(0u64, |bits, row| {
             bits | 1 << ((row.timestamp - hour) / MINUTE_MS)
         });
@@ -530,6 +537,37 @@ fn findings(
         detail: format!("{}: kept {}, dropped {}", c.key, c.kept, c.dropped),
     }));
     findings
+}
+
+/// Whether the hour holds facts of `u`'s series inside its range after all
+/// (an archive Vision published very late): then the finding no longer holds.
+fn filled_since(u: &crate::event::Unfillable, facts: &super::hour::HourFacts) -> bool {
+    use crate::event::{Timed, VisionKind};
+    let inside = |t: i64| (u.start_ms..u.end_ms).contains(&t);
+    match u.series {
+        VisionKind::AggTrades => facts.agg_trades.iter().any(|e| inside(e.time())),
+        VisionKind::BookTicker => facts.book_tickers.iter().any(|e| inside(e.time())),
+        VisionKind::Metrics => facts.metrics.iter().any(|e| inside(e.time())),
+        _ => false,
+    }
+}
+
+/// An `unfillable` finding: the part of the hour the planner found no source
+/// can fill, and why.
+fn unfillable_finding(u: &crate::event::Unfillable, hour: i64) -> Finding {
+    let start = u.start_ms.max(hour);
+    let end = u.end_ms.min(hour + HOUR_MS);
+    Finding {
+        minute: start.div_euclid(MINUTE_MS) * MINUTE_MS,
+        check: "unfillable".into(),
+        detail: format!(
+            "{} {} .. {}: {}",
+            crate::sources::vision::kind_name(u.series),
+            crate::time::utc_minute(start),
+            crate::time::utc_minute(end),
+            u.reason
+        ),
+    }
 }
 
 /// The start of the last minute of the symbol's unbroken run of written minutes,

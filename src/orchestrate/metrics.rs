@@ -209,7 +209,9 @@ impl Metrics {
         for gap in &summary.gaps {
             let minutes = (gap.range.end - gap.range.start) / MINUTE_MS;
             self.gap_minutes
-                .get_or_create(&SeriesLabel { series: gap.series })
+                .get_or_create(&SeriesLabel {
+                    series: gap.series(),
+                })
                 .inc_by(minutes);
         }
         for (symbol, (_, book)) in &summary.books {

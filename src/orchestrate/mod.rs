@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::event::{Event, Record, Source, Unfillable};
 use crate::eventlog::{with_shared, EventLog};
 use crate::ledger::{BookHealth, Ledger};
 use crate::materialize::run as materialize;
@@ -104,6 +105,9 @@ pub struct Summary {
     pub failed: Vec<Failure>,
     /// What no source can fill.
     pub gaps: Vec<Gap>,
+    /// Settled gaps (or parts) this run recorded in the log, each once: the
+    /// materializer gives their hours an `unfillable` finding.
+    pub gaps_recorded: usize,
     /// Symbol-hours the fetches reached.
     pub hours_fetched: usize,
     /// Symbol-hours left for a later run by `max_missing_hours`.
@@ -284,9 +288,61 @@ impl<'a> Keeper<'a> {
             let next = with_shared(log, |log| Ok(log.next_offset()))?;
             self.catalog.save(self.data_dir, next)?;
         }
+        summary.gaps_recorded = self.record_unfillable(log, &last.gaps)?;
         summary.gaps = merge_gaps(last.gaps);
         summary.awaited = last.awaited;
         Ok(())
+    }
+
+    /// Appends the settled gaps the log does not record yet (one record per
+    /// symbol); returns how many ranges it recorded.
+    fn record_unfillable<L: BorrowMut<EventLog> + Send>(
+        &mut self,
+        log: &Mutex<L>,
+        gaps: &[Gap],
+    ) -> anyhow::Result<usize> {
+        let mut by_symbol: BTreeMap<&str, Vec<Event>> = BTreeMap::new();
+        for gap in gaps.iter().filter(|g| g.settled) {
+            for part in self
+                .catalog
+                .unfillable_unrecorded(&gap.symbol, gap.kind, gap.range.clone())
+            {
+                by_symbol
+                    .entry(&gap.symbol)
+                    .or_default()
+                    .push(Event::Unfillable(Unfillable {
+                        series: gap.kind,
+                        start_ms: part.start,
+                        end_ms: part.end,
+                        reason: gap.reason.clone(),
+                    }));
+            }
+        }
+        if by_symbol.is_empty() {
+            return Ok(0);
+        }
+        let mut recorded = 0;
+        let next = with_shared(log, |log| {
+            for (symbol, events) in &by_symbol {
+                for event in events {
+                    if let Event::Unfillable(u) = event {
+                        self.catalog
+                            .note_unfillable(symbol, u.series, u.start_ms..u.end_ms);
+                    }
+                }
+                recorded += events.len();
+                log.push(&Record {
+                    symbol: (*symbol).to_string(),
+                    source: Source::Planner,
+                    received_ns: crate::time::now_ns(),
+                    events: events.clone(),
+                })?;
+            }
+            log.commit()?;
+            Ok(log.next_offset())
+        })?;
+        self.catalog.save(self.data_dir, next)?;
+        Ok(recorded)
     }
 
     fn fetch_vision<L: BorrowMut<EventLog> + Send>(
@@ -492,9 +548,9 @@ fn missing_partitions(
 /// reason starts.
 fn merge_gaps(mut gaps: Vec<Gap>) -> Vec<Gap> {
     gaps.sort_by(|a, b| {
-        (&a.symbol, a.series, &a.reason, a.range.start).cmp(&(
+        (&a.symbol, a.kind, &a.reason, a.range.start).cmp(&(
             &b.symbol,
-            b.series,
+            b.kind,
             &b.reason,
             b.range.start,
         ))
@@ -504,8 +560,9 @@ fn merge_gaps(mut gaps: Vec<Gap>) -> Vec<Gap> {
         match merged.last_mut() {
             Some(last)
                 if last.symbol == gap.symbol
-                    && last.series == gap.series
+                    && last.kind == gap.kind
                     && last.reason == gap.reason
+                    && last.settled == gap.settled
                     && gap.range.start <= last.range.end =>
             {
                 last.range.end = last.range.end.max(gap.range.end);

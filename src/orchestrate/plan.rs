@@ -103,12 +103,24 @@ pub struct Wanted {
 pub struct Gap {
     /// Upper-case symbol.
     pub symbol: String,
-    /// The series (Vision's name for it).
-    pub series: &'static str,
+    /// The series, by the Vision archive kind that would hold it.
+    pub kind: VisionKind,
     /// The time range it lacks, ms.
     pub range: Range<i64>,
     /// Why no source fills it.
     pub reason: String,
+    /// No later run can change it: the archive that would hold it was
+    /// looked for and is missing past the recent days (or Vision never
+    /// publishes the series there), and REST cannot serve it. Only settled
+    /// gaps are recorded in the log (`event::Unfillable`).
+    pub settled: bool,
+}
+
+impl Gap {
+    /// The series' name (Vision's: `aggTrades`, `bookTicker`, …).
+    pub fn series(&self) -> &'static str {
+        vision::kind_name(self.kind)
+    }
 }
 
 /// What to fetch, and what cannot be.
@@ -300,6 +312,8 @@ fn plan_period(
         && !(spec.kind == VisionKind::BookTicker
             && vision_day(&spec).is_some_and(|d| d > binance::LAST_BOOK_TICKER_DAY));
     let mut why_not = "Vision publishes it after the day ends".to_string();
+    // Whether a gap found below can still close (see `Gap::settled`).
+    let mut settled = false;
     if published {
         match known.archive(&spec) {
             ArchiveState::Ingested => return,
@@ -320,7 +334,12 @@ fn plan_period(
                     return;
                 }
                 why_not = "Vision has not published its archive (yet)".to_string();
-                plan.awaited.push(spec.clone());
+                settled = now_ms - period.end >= bands.recent_ms;
+                if settled {
+                    why_not = "Vision has no archive for it".to_string();
+                } else {
+                    plan.awaited.push(spec.clone());
+                }
             }
         }
     }
@@ -328,29 +347,31 @@ fn plan_period(
         let reason = if published {
             format!("{why_not}, and REST serves no bookTicker history")
         } else if vision_day(&spec).is_some_and(|d| d > binance::LAST_BOOK_TICKER_DAY) {
+            // The live spans of an ended day are in the ledger an hour on.
+            settled = now_ms >= period.end + HOUR_MS;
             "Vision publishes no bookTicker after 2024-03-31 and no live stream recorded it"
                 .to_string()
         } else {
             return;
         };
         for gap in known.book_ticker_gaps(&spec.symbol, part) {
-            plan.gap(&spec, gap, &reason);
+            plan.gap(&spec, gap, &reason, settled);
         }
         return;
     }
     if series.rest.is_empty() {
         if published {
             let reason = format!("{why_not}, and REST serves no history of it");
-            plan.gap(&spec, part, &reason);
+            plan.gap(&spec, part, &reason, settled);
         }
         return;
     }
     for &kind in series.rest {
-        let settled = match kind.horizon_ms() {
+        let served_to = match kind.horizon_ms() {
             Some(binance::STATISTICS_HORIZON_MS) => now_ms - bands.statistics_settle_ms,
             _ => now_ms,
         };
-        let part = part.start..part.end.min(settled.div_euclid(MINUTE_MS) * MINUTE_MS);
+        let part = part.start..part.end.min(served_to.div_euclid(MINUTE_MS) * MINUTE_MS);
         for gap in known.rest_gaps(&spec.symbol, kind, part) {
             // Whole minutes inside the horizon, as `bml ingest rest` asks.
             let oldest = kind.horizon_ms().map_or(i64::MIN, |h| {
@@ -363,7 +384,7 @@ fn plan_period(
                     kind.name(),
                     span_text(kind.horizon_ms().unwrap_or(0))
                 );
-                plan.gap(&spec, lost, &reason);
+                plan.gap(&spec, lost, &reason, settled);
             }
             let fetch = gap.start.max(oldest)..gap.end;
             if !fetch.is_empty() {
@@ -385,15 +406,16 @@ impl Plan {
             .extend(hours_of(range).map(|h| (symbol.to_string(), h)));
     }
 
-    fn gap(&mut self, spec: &FileSpec, range: Range<i64>, reason: &str) {
+    fn gap(&mut self, spec: &FileSpec, range: Range<i64>, reason: &str, settled: bool) {
         if range.is_empty() {
             return;
         }
         self.gaps.push(Gap {
             symbol: spec.symbol.clone(),
-            series: vision::kind_name(spec.kind),
+            kind: spec.kind,
             range,
             reason: reason.to_string(),
+            settled,
         });
     }
 }
@@ -525,7 +547,7 @@ mod tests {
         assert_eq!(rest_kinds(&plan), BTreeSet::from([rest::Kind::FundingRate]));
         assert_eq!(plan.hours.len(), 24);
         assert_eq!(plan.gaps.len(), 1, "{:?}", plan.gaps);
-        assert_eq!(plan.gaps[0].series, "bookTicker");
+        assert_eq!(plan.gaps[0].series(), "bookTicker");
     }
 
     #[test]
@@ -552,13 +574,13 @@ mod tests {
         let oldest = now - binance::AGG_TRADES_REST_HORIZON_MS;
         assert!(agg.iter().all(|t| t.start_ms > oldest), "{agg:?}");
         assert_eq!(agg.last().map(|t| t.end_ms), Some(day(3)));
-        let gap = |series: &str| plan.gaps.iter().filter(|g| g.series == series).count();
+        let gap = |series: &str| plan.gaps.iter().filter(|g| g.series() == series).count();
         assert_eq!(gap("bookTicker"), 3, "no live stream ran");
         assert_eq!(gap("aggTrades"), 2, "days 0 and 1 (before the horizon)");
         assert_eq!(gap("bookDepth"), 3);
         assert_eq!(gap("klines"), 0);
         for g in &plan.gaps {
-            let why = if g.series == "bookTicker" {
+            let why = if g.series() == "bookTicker" {
                 "no bookTicker after 2024-03-31"
             } else {
                 "not published"
@@ -567,6 +589,54 @@ mod tests {
         }
         // Statistics are within 30 days: fetched, not gaps.
         assert!(rest_kinds(&plan).contains(&rest::Kind::OpenInterestHist));
+    }
+
+    #[test]
+    fn a_gap_is_settled_once_its_archive_is_missing_past_the_recent_days() {
+        let bands = Bands::default();
+        let missing = ArchiveState::Missing {
+            checked_ago_ms: MINUTE_MS,
+        };
+        let mut log = Log::default();
+        archives(&mut log, 0..1, missing);
+        // Day 0 ended 3 days ago: its gaps may still close (Vision publishes
+        // late), except bookTicker's after 2024-03-31, which no stream can
+        // record any more.
+        let now = day(3) + 30 * MINUTE_MS;
+        let early = plan(&btc(day(0)), day(0)..day(1), now, &bands, &log);
+        for g in &early.gaps {
+            assert_eq!(g.settled, g.series() == "bookTicker", "{g:?}");
+        }
+        assert!(early.gaps.iter().any(|g| g.series() == "aggTrades"));
+        // Past the recent days: settled, said so, and no longer awaited.
+        let now = day(1) + bands.recent_ms;
+        let late = plan(&btc(day(0)), day(0)..day(1), now, &bands, &log);
+        assert!(late.awaited.is_empty(), "{:?}", late.awaited);
+        let series: BTreeSet<&str> = late.gaps.iter().map(Gap::series).collect();
+        assert_eq!(
+            series,
+            BTreeSet::from(["aggTrades", "bookDepth", "bookTicker"])
+        );
+        for g in &late.gaps {
+            assert!(g.settled, "{g:?}");
+            if g.series() != "bookTicker" {
+                assert!(
+                    g.reason.starts_with("Vision has no archive for it"),
+                    "{g:?}"
+                );
+            }
+        }
+        // An ingested archive is no gap, settled or not.
+        archives(&mut log, 0..1, ArchiveState::Ingested);
+        let held = plan(&btc(day(0)), day(0)..day(1), now, &bands, &log);
+        assert!(
+            held.gaps.iter().all(|g| g.series() == "bookTicker"),
+            "{:?}",
+            held.gaps
+        );
+        // (Funding's month has not ended: REST stands in for it.)
+        assert!(held.vision.is_empty(), "{held:?}");
+        assert_eq!(rest_kinds(&held), BTreeSet::from([rest::Kind::FundingRate]));
     }
 
     #[test]
@@ -656,7 +726,7 @@ mod tests {
         let ticker: Vec<&Gap> = plan
             .gaps
             .iter()
-            .filter(|g| g.series == "bookTicker")
+            .filter(|g| g.series() == "bookTicker")
             .collect();
         assert_eq!(ticker.len(), 1);
         assert_eq!(ticker[0].range, listed..listed + 30 * MINUTE_MS);

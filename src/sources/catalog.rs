@@ -16,11 +16,11 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
-use crate::event::{overlaps, Event, RecordClass, Sha256, Source};
+use crate::event::{overlaps, Event, RecordClass, Sha256, Source, VisionKind};
 use crate::eventlog::{self, Scanned};
 
 /// Bumped whenever the cached layout changes; an unknown version is rebuilt.
-const CACHE_VERSION: u32 = 4;
+const CACHE_VERSION: u32 = 5;
 
 /// Archives known to the log.
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -44,6 +44,9 @@ pub struct Catalog {
     /// Coverage whose marker survived but whose records lost ranges took
     /// away: archive files and `symbol endpoint start..end` REST ranges.
     voided: BTreeSet<String>,
+    /// What the planner recorded as unfillable: (symbol, series) → ranges,
+    /// joined.
+    unfillable: BTreeMap<(String, VisionKind), Vec<(i64, i64)>>,
 }
 
 impl Catalog {
@@ -87,6 +90,9 @@ impl Catalog {
                             if !catalog.ingested.contains_key(file) =>
                         {
                             catalog.note_missing(file, record.received_ms());
+                        }
+                        (Event::Unfillable(u), Source::Planner) => {
+                            catalog.note_unfillable(&record.symbol, u.series, u.start_ms..u.end_ms);
                         }
                         (Event::RestRangeComplete(r), _) => {
                             let key = (record.symbol.clone(), r.endpoint.clone());
@@ -216,6 +222,32 @@ impl Catalog {
             end = end.max(e);
         }
         ranges.insert((start, end));
+    }
+
+    /// Notes that the log records `range` of `symbol`'s `series` as unfillable.
+    pub fn note_unfillable(&mut self, symbol: &str, series: VisionKind, range: Range<i64>) {
+        let key = (symbol.to_string(), series);
+        let ranges = self.unfillable.entry(key).or_default();
+        let joined = crate::time::joined(
+            ranges
+                .iter()
+                .map(|&(a, b)| a..b)
+                .chain(std::iter::once(range)),
+        );
+        *ranges = joined.into_iter().map(|r| (r.start, r.end)).collect();
+    }
+
+    /// The parts of `range` of `symbol`'s `series` the log does not record as
+    /// unfillable yet.
+    pub fn unfillable_unrecorded(
+        &self,
+        symbol: &str,
+        series: VisionKind,
+        range: Range<i64>,
+    ) -> Vec<Range<i64>> {
+        let key = (symbol.to_string(), series);
+        let recorded = self.unfillable.get(&key).into_iter().flatten();
+        crate::time::uncovered(range, recorded.map(|&(a, b)| a..b))
     }
 
     /// The parts of `range` the log does not hold `endpoint` of `symbol` read
