@@ -250,6 +250,7 @@ fn main() {
         jobs: 2,
         rebuild_ledger: false,
         rederive: Default::default(),
+        as_of: None,
     };
     let started = Instant::now();
     let summary = run::run(dir.path(), &options, &Silent).expect("materialize");

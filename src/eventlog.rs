@@ -265,13 +265,24 @@ pub fn scan(
     data_dir: &Path,
     from: u64,
     wanted: impl Fn(RecordClass) -> bool,
+    each: impl FnMut(Scanned) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    scan_range(data_dir, from..u64::MAX, wanted, each)
+}
+
+/// [`scan`] of the offsets in `range` only: the log as it stood when it
+/// ended at `range.end` (a lost range is cut at it).
+pub fn scan_range(
+    data_dir: &Path,
+    range: Range<u64>,
+    wanted: impl Fn(RecordClass) -> bool,
     mut each: impl FnMut(Scanned) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
     let dir = crate::data_dir::wal(data_dir);
     if !dir.exists() {
         return Ok(());
     }
-    let mut reader = bml_wal::Reader::open(&dir, from)?;
+    let mut reader = bml_wal::Reader::open(&dir, range.start)?;
     loop {
         let entry = match reader.next_entry() {
             Ok(Some(entry)) => entry,
@@ -279,6 +290,11 @@ pub fn scan(
             Err(e) => return Err(with_hint(e)),
         };
         match entry {
+            bml_wal::Entry::Record(raw) if raw.offset >= range.end => return Ok(()),
+            bml_wal::Entry::Lost { offsets, .. } if offsets.start >= range.end => return Ok(()),
+            bml_wal::Entry::Lost { offsets, .. } => {
+                each(Scanned::Lost(offsets.start..offsets.end.min(range.end)))?;
+            }
             bml_wal::Entry::Record(raw) => {
                 let class = peek_class(raw.data)
                     .with_context(|| format!("record at offset {}", raw.offset))?;
@@ -288,9 +304,29 @@ pub fn scan(
                     each(Scanned::Record(raw.offset, record))?;
                 }
             }
-            bml_wal::Entry::Lost { offsets, .. } => each(Scanned::Lost(offsets))?,
         }
     }
+}
+
+/// The first offset whose record was received at or after `time_ns` (the
+/// log as it stood then ends there); `None` when every record was received
+/// before it. Reads from the start: receive times follow the appends.
+pub fn offset_at(data_dir: &Path, time_ns: i64) -> anyhow::Result<Option<u64>> {
+    let dir = crate::data_dir::wal(data_dir);
+    if !dir.exists() {
+        return Ok(None);
+    }
+    let mut reader = bml_wal::Reader::open(&dir, 0)?;
+    while let Some(entry) = reader.next_entry().map_err(with_hint)? {
+        if let bml_wal::Entry::Record(raw) = entry {
+            let record = Record::decode(raw.data)
+                .with_context(|| format!("record at offset {}", raw.offset))?;
+            if record.received_ns >= time_ns {
+                return Ok(Some(raw.offset));
+            }
+        }
+    }
+    Ok(None)
 }
 
 /// A log error, with what to run when it is damage.

@@ -29,6 +29,14 @@ pub(super) struct MaterializeArgs {
     /// without asking.
     #[arg(long)]
     rebuild_ledger: bool,
+    /// Time travel: derive the lake as the log stood when it ended at this
+    /// offset (records at or after it ignored) into --lake-dir, which must
+    /// not be the data dir's lake; the ledger and the lake of the data dir
+    /// are not touched. The files are byte-identical to those a plain
+    /// materialize wrote when the log ended there (`bml wal offset-at TIME`
+    /// finds the offset of a time).
+    #[arg(long, value_name = "OFFSET", conflicts_with_all = ["from", "rebuild_ledger"])]
+    as_of: Option<u64>,
 }
 
 #[derive(Debug, Args)]
@@ -44,6 +52,11 @@ pub(super) fn materialize(
     lake_dir: &Path,
     ui: &Ui,
 ) -> Outcome {
+    if args.as_of.is_some() && is_the_data_dirs_lake(data_dir, lake_dir)? {
+        return super::usage(
+            "--as-of derives a lake of its own: give --lake-dir DIR, not the data dir's lake",
+        );
+    }
     let options = run::Options {
         from: args.from,
         lake_root: lake_dir.to_path_buf(),
@@ -53,21 +66,30 @@ pub(super) fn materialize(
         ),
         rebuild_ledger: args.rebuild_ledger,
         rederive: Default::default(),
+        as_of: args.as_of,
     };
     let bars = ui.bars();
     let summary = match run::run(data_dir, &options, &bars) {
         Ok(summary) => summary,
         Err(e) => {
-            if let Some(run::MaterializeError::StartPastEnd { from, head }) = e.downcast_ref() {
-                eprintln!("error: --from {from} is past the log's end (offset {head})");
-                return Ok(exit::USAGE);
+            if let Some(e @ run::MaterializeError::StartPastEnd { .. }) = e.downcast_ref() {
+                return super::usage(&e.to_string());
+            }
+            if let Some(e @ run::MaterializeError::AsOfPastEnd { .. }) = e.downcast_ref() {
+                return super::usage(&e.to_string());
             }
             return Err(e);
         }
     };
     let seconds = summary.elapsed.as_secs_f64();
     let mut out = std::io::stdout().lock();
-    if let Some(reason) = &summary.rebuilt {
+    if let Some(end) = args.as_of {
+        writeln!(
+            out,
+            "the lake as the log stood at offset {end} (a throwaway ledger; the data dir's is untouched); {} files the log did not hold then removed",
+            summary.orphans_removed
+        )?;
+    } else if let Some(reason) = &summary.rebuilt {
         writeln!(
             out,
             "ledger rebuilt from the log: {reason}; {} partition files the log no longer holds removed",
@@ -101,6 +123,23 @@ pub(super) fn materialize(
         summary.events_read as f64 / seconds.max(1e-9)
     )?;
     Ok(exit::OK)
+}
+
+/// Whether `lake_dir` is the lake the data dir's ledger writes (or its
+/// default one).
+fn is_the_data_dirs_lake(data_dir: &Path, lake_dir: &Path) -> anyhow::Result<bool> {
+    let same = |a: &Path| {
+        let canonical = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+        canonical(a) == canonical(lake_dir)
+    };
+    if same(&crate::data_dir::default_lake(data_dir)) {
+        return Ok(true);
+    }
+    if !crate::data_dir::ledger(data_dir).exists() {
+        return Ok(false);
+    }
+    let root = Ledger::open(data_dir)?.lake_root()?;
+    Ok(root.is_some_and(|r| same(Path::new(&r))))
 }
 
 /// Which hours some record reached without filling a minute: a REST range or a

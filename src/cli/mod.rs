@@ -96,8 +96,9 @@ enum Command {
     /// The L2 order book at an instant, as the materializer rebuilds it from the
     /// log's depth diffs and snapshots (JSON; exit code 3 if it was not in sync).
     OrderBook(order_book::OrderBookArgs),
-    /// Inspect the write-ahead log: its segments, its integrity, its records.
-    #[command(subcommand)]
+    /// Inspect the write-ahead log: its segments, its integrity, its records,
+    /// the offset of a time (also `bml log …`).
+    #[command(subcommand, alias = "log")]
     Wal(wal::WalCommand),
     /// The simulated exchange, for tests, benchmarks and a first offline run.
     #[cfg(feature = "sim")]
@@ -221,7 +222,7 @@ pub fn main() -> ExitCode {
         Command::ShowWatermark(args) => materialize::show_watermark(args, &cli.data_dir),
         Command::Status => materialize::status(&cli.data_dir),
         Command::OrderBook(args) => order_book::run(args, &cli.data_dir),
-        Command::Wal(cmd) => wal::run(cmd, &crate::data_dir::wal(&cli.data_dir), &ui),
+        Command::Wal(cmd) => wal::run(cmd, &cli.data_dir, &ui),
         #[cfg(feature = "sim")]
         Command::Sim(cmd) => sim::run(cmd),
         Command::CheckExchange(args) => check::run(args),

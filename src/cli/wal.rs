@@ -43,9 +43,19 @@ pub(super) enum WalCommand {
         #[arg(long)]
         raw: bool,
     },
+    /// Print the first offset received at or after TIME: the log as it stood
+    /// at TIME ends there, so `bml materialize --as-of OFFSET --lake-dir DIR`
+    /// rebuilds the lake of that time. Prints the log's end when every record
+    /// was received before TIME.
+    OffsetAt {
+        /// UTC: YYYY-MM-DD, YYYY-MM-DDTHH:MM[:SS][Z], or epoch ms.
+        #[arg(value_parser = super::ingest::parse_time)]
+        time: i64,
+    },
 }
 
-pub(super) fn run(cmd: &WalCommand, dir: &Path, ui: &Ui) -> Outcome {
+pub(super) fn run(cmd: &WalCommand, data_dir: &Path, ui: &Ui) -> Outcome {
+    let dir = &crate::data_dir::wal(data_dir);
     if !dir.is_dir() {
         bail!(
             "no log at {} (nothing has been ingested into this data dir yet)",
@@ -57,6 +67,15 @@ pub(super) fn run(cmd: &WalCommand, dir: &Path, ui: &Ui) -> Outcome {
         WalCommand::Verify => verify(dir, ui),
         WalCommand::Repair => repair(dir),
         WalCommand::Dump { from, limit, raw } => dump(dir, *from, *limit, *raw),
+        WalCommand::OffsetAt { time } => {
+            let at = crate::eventlog::offset_at(data_dir, time * crate::time::NS_PER_MS)?;
+            let offset = match at {
+                Some(offset) => offset,
+                None => crate::eventlog::head(data_dir)?,
+            };
+            println!("{offset}");
+            Ok(exit::OK)
+        }
     }
 }
 

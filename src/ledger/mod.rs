@@ -227,9 +227,14 @@ enum Refused {
 impl Ledger {
     /// Opens the ledger of `data_dir`, creating it (and its tables) if needed.
     pub fn open(data_dir: &Path) -> anyhow::Result<Ledger> {
-        let path = crate::data_dir::ledger(data_dir);
         std::fs::create_dir_all(data_dir)
             .with_context(|| format!("creating {}", data_dir.display()))?;
+        Ledger::open_at(crate::data_dir::ledger(data_dir))
+    }
+
+    /// Opens the ledger file at `path` (one not in a data dir: the throwaway
+    /// ledger of `materialize --as-of`), creating it if needed.
+    pub fn open_at(path: std::path::PathBuf) -> anyhow::Result<Ledger> {
         // A damaged file can make redb fail, or panic, anywhere later; its
         // pages are checked once here so that damage is one plain error.
         let opened = std::panic::catch_unwind(|| {

@@ -45,11 +45,13 @@ pub struct Extended {
     pub head: u64,
 }
 
-/// Indexes the records from the ledger's `indexed_to` to the log's end.
-/// `progress` is told each offset indexed.
+/// Indexes the records from the ledger's `indexed_to` to the log's end, or
+/// to `end` (the log as it stood then). `progress` is told each offset
+/// indexed.
 pub fn extend(
     data_dir: &Path,
     ledger: &Ledger,
+    end: Option<u64>,
     mut progress: impl FnMut(u64),
 ) -> anyhow::Result<Extended> {
     let start = ledger.indexed_to()?;
@@ -62,9 +64,9 @@ pub fn extend(
         records: 0,
         head: start,
     };
-    eventlog::scan(
+    eventlog::scan_range(
         data_dir,
-        start,
+        start..end.unwrap_or(u64::MAX),
         |_| true,
         |scanned| {
             let open = batch.as_mut().context("no ledger batch open")?;

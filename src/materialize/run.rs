@@ -54,6 +54,10 @@ pub struct Options {
     /// Hours to derive again whatever the checkpoint says (a partition file
     /// found missing from the lake).
     pub rederive: BTreeSet<(String, i64)>,
+    /// Time travel: derive the lake as the log stood when it ended at this
+    /// offset (records at or after it ignored), into `lake_root`, with a
+    /// throwaway ledger; the data dir's ledger and state are not touched.
+    pub as_of: Option<u64>,
 }
 
 /// What a run did.
@@ -100,6 +104,14 @@ pub enum MaterializeError {
     StartPastEnd {
         /// The start asked for.
         from: u64,
+        /// The log's next offset.
+        head: u64,
+    },
+    /// Time travel was asked for a log end the log has not reached.
+    #[error("--as-of {as_of} is past the log's end (offset {head})")]
+    AsOfPastEnd {
+        /// The offset asked for.
+        as_of: u64,
         /// The log's next offset.
         head: u64,
     },
@@ -190,11 +202,27 @@ fn derive_all(
 /// Runs the materializer over the log of `data_dir`.
 pub fn run(data_dir: &Path, options: &Options, progress: &dyn Progress) -> anyhow::Result<Summary> {
     let started = Instant::now();
-    let (ledger, rebuilt) = open_bound_ledger(data_dir, options.rebuild_ledger)?;
-    let head = crate::eventlog::head(data_dir)?;
+    let log_head = crate::eventlog::head(data_dir)?;
+    // Kept until the run ends: the as-of ledger lives in it.
+    let scratch;
+    let (ledger, rebuilt, head) = match options.as_of {
+        Some(end) if end > log_head => bail!(MaterializeError::AsOfPastEnd {
+            as_of: end,
+            head: log_head
+        }),
+        Some(end) => {
+            scratch = tempfile::tempdir().context("a scratch dir for the --as-of ledger")?;
+            let ledger = Ledger::open_at(scratch.path().join("ledger.redb"))?;
+            (ledger, Some(format!("derived as of offset {end}")), end)
+        }
+        None => {
+            let (ledger, rebuilt) = open_bound_ledger(data_dir, options.rebuild_ledger)?;
+            (ledger, rebuilt, log_head)
+        }
+    };
     let new_records = head.saturating_sub(ledger.indexed_to()?);
     let indexing = progress.bar("indexing", new_records, Unit::Items("records"));
-    let extended = index::extend(data_dir, &ledger, |_| indexing.inc(1))?;
+    let extended = index::extend(data_dir, &ledger, options.as_of, |_| indexing.inc(1))?;
     drop(indexing);
     let head = extended.head;
     let from = match options.from {
@@ -245,7 +273,9 @@ pub fn run(data_dir: &Path, options: &Options, progress: &dyn Progress) -> anyho
     if rebuilt.is_some() {
         summary.orphans_removed = remove_orphans(&options.lake_root, &partitions)?;
     }
-    super::state::save(data_dir, &super::state::read(data_dir, &ledger)?)?;
+    if options.as_of.is_none() {
+        super::state::save(data_dir, &super::state::read(data_dir, &ledger)?)?;
+    }
     summary.rebuilt = rebuilt;
     summary.elapsed = started.elapsed();
     Ok(summary)

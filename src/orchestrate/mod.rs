@@ -456,6 +456,7 @@ impl<'a> Keeper<'a> {
                 jobs: self.options.jobs,
                 rebuild_ledger: false,
                 rederive,
+                as_of: None,
             },
             progress,
         )?;

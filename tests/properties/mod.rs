@@ -411,6 +411,7 @@ pub mod determinism {
             jobs: 2,
             rebuild_ledger: false,
             rederive: Default::default(),
+            as_of: None,
         };
         let mut log = EventLog::open(data.path()).expect("log");
         for (position, &(index, batch)) in arrangement.blocks.iter().enumerate() {
