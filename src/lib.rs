@@ -8,8 +8,12 @@
 //! - [`eventlog`]: records in and out of the log.
 //! - [`sources`]: the appenders (Vision, REST).
 //! - [`sim`]: the simulated exchange the sources are tested against.
+//! - [`materialize`]: the log into the lake and the ledger.
+//! - [`audit`]: the lake and the ledger proved against the log.
+//! - [`orchestrate`]: keeping the lake current (planner, run-once, daemon).
 //! - [`cli`]: wires the stages to the command line; nothing below it knows it.
 
+pub mod audit;
 pub mod binance;
 pub mod cli;
 pub mod data_dir;

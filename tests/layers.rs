@@ -16,7 +16,7 @@ const LAYERS: &[&[&str]] = &[
     &["ledger", "lake"],
     &["sources", "sim"],
     &["materialize"],
-    &["orchestrate"],
+    &["audit", "orchestrate"],
     &["cli"],
 ];
 

@@ -57,6 +57,8 @@ pub(super) fn materialize(
             "--as-of derives a lake of its own: give --lake-dir DIR, not the data dir's lake",
         );
     }
+    // The as-of ledger is thrown away with this dir.
+    let scratch = tempfile::tempdir()?;
     let options = run::Options {
         from: args.from,
         lake_root: lake_dir.to_path_buf(),
@@ -66,7 +68,10 @@ pub(super) fn materialize(
         ),
         rebuild_ledger: args.rebuild_ledger,
         rederive: Default::default(),
-        as_of: args.as_of,
+        as_of: args.as_of.map(|end| run::AsOf {
+            end,
+            ledger: scratch.path().join("ledger.redb"),
+        }),
     };
     let bars = ui.bars();
     let summary = match run::run(data_dir, &options, &bars) {
@@ -173,6 +178,12 @@ pub(super) fn show_watermark(args: &WatermarkArgs, data_dir: &Path) -> Outcome {
     if let Some(reason) = &state.stale_ledger {
         eprintln!("warning: the ledger does not describe this log ({reason}); these watermarks are not to be trusted until `bml materialize` rebuilds it");
     }
+    let damaged = state.missing_files + state.damaged_files + state.log_damage.len() as u64;
+    if damaged > 0 {
+        eprintln!(
+            "warning: `bml status` knows of {damaged} problems in the lake or the log; `bml audit` names each"
+        );
+    }
     let marks = &state.watermarks;
     let mut out = std::io::stdout().lock();
     let symbols: Vec<String> = match &args.symbol {
@@ -269,6 +280,13 @@ pub(super) fn status(data_dir: &Path) -> Outcome {
     for damage in &s.log_damage {
         writeln!(out, "log             {damage}")?;
         problems = true;
+    }
+    if problems {
+        writeln!(
+            out,
+            "audit           `bml audit` checks every file against the log and names each \
+             problem; `bml audit --repair` mends the lake and the ledger"
+        )?;
     }
     Ok(if problems {
         exit::FOUND_PROBLEMS

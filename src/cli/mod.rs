@@ -1,6 +1,7 @@
 //! The command line: argument parsing, logging setup, exit codes. Thin by design:
 //! each command calls into a stage and prints what it returns.
 
+mod audit;
 mod bars;
 mod check;
 mod config;
@@ -87,6 +88,12 @@ enum Command {
     /// log. Deterministic and idempotent: partitions whose bytes would not change
     /// are not rewritten.
     Materialize(materialize::MaterializeArgs),
+    /// Prove the lake against the log: every checksum and offset of the log;
+    /// every partition derived afresh from the log (as of the ledger's
+    /// checkpoint) and compared with its file and its ledger entry; files the
+    /// log does not name (strays, temporaries); the ledger's watermarks and
+    /// binding. Exit 3 when it finds a problem (--repair: when one is left).
+    Audit(audit::AuditArgs),
     /// Print each symbol's watermark: the last minute such that every minute from
     /// its first stored one up to it is committed.
     ShowWatermark(materialize::WatermarkArgs),
@@ -220,6 +227,7 @@ pub fn main() -> ExitCode {
         Command::BackfillRange(args) => keep::backfill_range(args, &cli.data_dir, &lake(&cli), &ui),
         Command::BackfillYears(args) => keep::backfill_years(args, &cli.data_dir, &lake(&cli), &ui),
         Command::ShowWatermark(args) => materialize::show_watermark(args, &cli.data_dir),
+        Command::Audit(args) => audit::run(args, &cli.data_dir, &lake(&cli), &ui),
         Command::Status => materialize::status(&cli.data_dir),
         Command::OrderBook(args) => order_book::run(args, &cli.data_dir),
         Command::Wal(cmd) => wal::run(cmd, &cli.data_dir, &ui),

@@ -644,6 +644,13 @@ impl Batch {
         Ok(())
     }
 
+    /// Removes a partition and its findings.
+    pub fn remove_partition(&mut self, symbol: &str, hour: i64) -> anyhow::Result<()> {
+        self.txn.open_table(PARTITIONS)?.remove((symbol, hour))?;
+        self.txn.open_table(FINDINGS)?.remove((symbol, hour))?;
+        Ok(())
+    }
+
     /// Stores the book health of a symbol-hour (`None`: the hour has no depth
     /// diffs, and any earlier entry goes).
     pub fn set_book_health(

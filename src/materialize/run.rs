@@ -54,10 +54,20 @@ pub struct Options {
     /// Hours to derive again whatever the checkpoint says (a partition file
     /// found missing from the lake).
     pub rederive: BTreeSet<(String, i64)>,
-    /// Time travel: derive the lake as the log stood when it ended at this
-    /// offset (records at or after it ignored), into `lake_root`, with a
-    /// throwaway ledger; the data dir's ledger and state are not touched.
-    pub as_of: Option<u64>,
+    /// Time travel: derive the lake as the log stood when it ended at an
+    /// offset, into `lake_root`, with a ledger of its own; the data dir's
+    /// ledger and state are not touched.
+    pub as_of: Option<AsOf>,
+}
+
+/// The log end and the ledger of a time-travel derivation.
+#[derive(Debug, Clone)]
+pub struct AsOf {
+    /// Records at or after this offset are ignored.
+    pub end: u64,
+    /// A ledger file for it alone (new, or of an earlier derivation of the
+    /// same lake root and end).
+    pub ledger: PathBuf,
 }
 
 /// What a run did.
@@ -203,17 +213,15 @@ fn derive_all(
 pub fn run(data_dir: &Path, options: &Options, progress: &dyn Progress) -> anyhow::Result<Summary> {
     let started = Instant::now();
     let log_head = crate::eventlog::head(data_dir)?;
-    // Kept until the run ends: the as-of ledger lives in it.
-    let scratch;
-    let (ledger, rebuilt, head) = match options.as_of {
-        Some(end) if end > log_head => bail!(MaterializeError::AsOfPastEnd {
-            as_of: end,
+    let (ledger, rebuilt, head) = match &options.as_of {
+        Some(as_of) if as_of.end > log_head => bail!(MaterializeError::AsOfPastEnd {
+            as_of: as_of.end,
             head: log_head
         }),
-        Some(end) => {
-            scratch = tempfile::tempdir().context("a scratch dir for the --as-of ledger")?;
-            let ledger = Ledger::open_at(scratch.path().join("ledger.redb"))?;
-            (ledger, Some(format!("derived as of offset {end}")), end)
+        Some(as_of) => {
+            let ledger = Ledger::open_at(as_of.ledger.clone())?;
+            let why = format!("derived as of offset {}", as_of.end);
+            (ledger, Some(why), as_of.end)
         }
         None => {
             let (ledger, rebuilt) = open_bound_ledger(data_dir, options.rebuild_ledger)?;
@@ -222,7 +230,8 @@ pub fn run(data_dir: &Path, options: &Options, progress: &dyn Progress) -> anyho
     };
     let new_records = head.saturating_sub(ledger.indexed_to()?);
     let indexing = progress.bar("indexing", new_records, Unit::Items("records"));
-    let extended = index::extend(data_dir, &ledger, options.as_of, |_| indexing.inc(1))?;
+    let end = options.as_of.as_ref().map(|a| a.end);
+    let extended = index::extend(data_dir, &ledger, end, |_| indexing.inc(1))?;
     drop(indexing);
     let head = extended.head;
     let from = match options.from {

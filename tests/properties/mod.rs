@@ -449,6 +449,16 @@ pub mod determinism {
             }
         }
         run::run(data.path(), &options, &Silent).expect("materialize");
+        // Whatever the arrangement, the lake it left proves against its log.
+        let audit = bml::audit::Options {
+            lake_root: lake.clone(),
+            symbols: Default::default(),
+            hours: None,
+            jobs: 2,
+            repair: false,
+        };
+        let audited = bml::audit::run(data.path(), &audit, &Silent).expect("audit");
+        assert_eq!(audited.problems(), 0, "{audited:?}");
         let digest = Ledger::open(data.path())
             .expect("ledger")
             .digest()

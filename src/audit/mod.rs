@@ -1,0 +1,422 @@
+//! `bml audit`: the lake proved against the log. The log's every checksum and
+//! offset; then the lake derived afresh from the log as of the ledger's
+//! checkpoint (a time-travel materialize into a scratch lake beside it, with
+//! a ledger of its own), compared file by file with the lake on disk and
+//! entry by entry with the ledger; then the ledger's own bookkeeping. With
+//! `repair`, what differs in the lake and the ledger is made what the log
+//! says (each file replaced atomically, strays removed); damage in the log
+//! is `bml wal repair`'s.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use serde::Serialize;
+
+use crate::ledger::{Ledger, Partition};
+use crate::materialize::run as materialize;
+use crate::progress::Progress;
+use crate::time::{utc_hour, utc_minute};
+
+/// What to audit.
+pub struct Options {
+    /// The lake root.
+    pub lake_root: PathBuf,
+    /// Only these symbols (all when empty).
+    pub symbols: BTreeSet<String>,
+    /// Only the hours starting in this range, ms (all when `None`).
+    pub hours: Option<Range<i64>>,
+    /// Hours derived at once.
+    pub jobs: usize,
+    /// Make the lake and the ledger what the log says.
+    pub repair: bool,
+}
+
+/// What the audit found (and repaired): its JSON form is documented in
+/// docs/audit.md and kept stable.
+#[derive(Debug, Default, Serialize)]
+pub struct Report {
+    /// The log.
+    pub log: LogCheck,
+    /// The lake's files.
+    pub lake: LakeCheck,
+    /// The ledger.
+    pub ledger: LedgerCheck,
+}
+
+/// The log's checksums and offsets.
+#[derive(Debug, Default, Serialize)]
+pub struct LogCheck {
+    /// Segments, records, the next offset.
+    pub segments: u64,
+    /// Records read.
+    pub records: u64,
+    /// The log's end.
+    pub next_offset: u64,
+    /// Each damaged stretch, named (segment file, byte, offsets).
+    pub problems: Vec<String>,
+}
+
+/// The lake's files against a fresh derivation.
+#[derive(Debug, Default, Serialize)]
+pub struct LakeCheck {
+    /// Why it was not checked, if it was not (a damaged log).
+    pub skipped: Option<String>,
+    /// The offset the lake was derived as of (the ledger's checkpoint).
+    pub as_of: u64,
+    /// Records the log holds past it (not materialized yet: not a problem).
+    pub behind: u64,
+    /// Partitions compared.
+    pub partitions: u64,
+    /// Files that differ, are missing, or should not be there.
+    pub problems: Vec<Problem>,
+}
+
+/// The ledger's entries and bookkeeping.
+#[derive(Debug, Default, Serialize)]
+pub struct LedgerCheck {
+    /// Entries that differ from the fresh derivation's, and bookkeeping
+    /// that disagrees with itself or the log.
+    pub problems: Vec<Problem>,
+}
+
+/// One thing found, named.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    /// `divergent`, `missing`, `stray`, `temporary`, `ledger entry`,
+    /// `watermark`, `checkpoint`, `binding`.
+    pub kind: &'static str,
+    /// The file (relative to the lake root) or the ledger key it is about.
+    pub what: String,
+    /// In plain words.
+    pub detail: String,
+    /// `--repair` made it right.
+    pub repaired: bool,
+}
+
+impl Report {
+    /// Problems found.
+    pub fn problems(&self) -> usize {
+        self.log.problems.len() + self.lake.problems.len() + self.ledger.problems.len()
+    }
+
+    /// Problems found and not repaired.
+    pub fn unrepaired(&self) -> usize {
+        let open = |p: &[Problem]| p.iter().filter(|p| !p.repaired).count();
+        self.log.problems.len() + open(&self.lake.problems) + open(&self.ledger.problems)
+    }
+}
+
+/// Audits the data dir's log, lake and ledger.
+pub fn run(data_dir: &Path, options: &Options, progress: &dyn Progress) -> anyhow::Result<Report> {
+    let mut report = Report::default();
+    let wal = crate::data_dir::wal(data_dir);
+    if wal.is_dir() {
+        let checked = bml_wal::verify(&wal)
+            .with_context(|| format!("verifying the log at {}", wal.display()))?;
+        report.log = LogCheck {
+            segments: checked.segments as u64,
+            records: checked.records,
+            next_offset: checked.next_offset,
+            problems: checked.problems.iter().map(ToString::to_string).collect(),
+        };
+    }
+    if !report.log.problems.is_empty() {
+        report.lake.skipped =
+            Some("the log is damaged: `bml wal repair`, then audit again".to_string());
+        return Ok(report);
+    }
+    let ledger = Ledger::open(data_dir)?;
+    let as_of = ledger.checkpoint()?;
+    report.lake.as_of = as_of;
+    report.lake.behind = report.log.next_offset.saturating_sub(as_of);
+    if let Some(why) = crate::materialize::index::stale_reason(data_dir, &ledger)? {
+        report.ledger.problems.push(Problem {
+            kind: "binding",
+            what: "ledger".into(),
+            detail: format!("it does not describe this log: {why} (`bml materialize` rebuilds it)"),
+            repaired: false,
+        });
+        return Ok(report);
+    }
+
+    let scratch = tempfile::Builder::new()
+        .prefix(".audit-")
+        .tempdir_in(data_dir)
+        .with_context(|| format!("a scratch dir in {}", data_dir.display()))?;
+    let fresh_root = scratch.path().join("lake");
+    let fresh_ledger = scratch.path().join("ledger.redb");
+    materialize::run(
+        data_dir,
+        &materialize::Options {
+            from: None,
+            lake_root: fresh_root.clone(),
+            jobs: options.jobs,
+            rebuild_ledger: false,
+            rederive: BTreeSet::new(),
+            as_of: Some(materialize::AsOf {
+                end: as_of,
+                ledger: fresh_ledger.clone(),
+            }),
+        },
+        progress,
+    )
+    .context("deriving the lake afresh from the log")?;
+    let fresh = Ledger::open_at(fresh_ledger)?;
+    let compared = Compared {
+        options,
+        fresh: &fresh,
+        fresh_root: &fresh_root,
+        ledger: &ledger,
+    };
+    compared.partitions(&mut report)?;
+    compared.strays(&mut report)?;
+    compared.watermarks(&mut report)?;
+    if let Some(root) = ledger.lake_root()? {
+        if Path::new(&root) != options.lake_root {
+            report.ledger.problems.push(Problem {
+                kind: "lake root",
+                what: "ledger".into(),
+                detail: format!(
+                    "it describes the lake at {root}, not {}",
+                    options.lake_root.display()
+                ),
+                repaired: false,
+            });
+        }
+    }
+    Ok(report)
+}
+
+/// The fresh derivation beside the lake and ledger audited.
+struct Compared<'a> {
+    options: &'a Options,
+    fresh: &'a Ledger,
+    fresh_root: &'a Path,
+    ledger: &'a Ledger,
+}
+
+impl Compared<'_> {
+    fn wanted(&self, symbol: &str, hour: i64) -> bool {
+        (self.options.symbols.is_empty() || self.options.symbols.contains(symbol))
+            && self
+                .options
+                .hours
+                .as_ref()
+                .is_none_or(|r| r.contains(&hour))
+    }
+
+    /// Every partition: its ledger entry (and findings) and its file.
+    fn partitions(&self, report: &mut Report) -> anyhow::Result<()> {
+        let fresh = self.fresh.partitions()?;
+        let held = self.ledger.partitions()?;
+        let keys: BTreeSet<&(String, i64)> = fresh.keys().chain(held.keys()).collect();
+        for (symbol, hour) in keys {
+            if !self.wanted(symbol, *hour) {
+                continue;
+            }
+            report.lake.partitions += 1;
+            let key = format!("{symbol} {}", utc_hour(*hour));
+            let (want, have) = (
+                fresh.get(&(symbol.clone(), *hour)),
+                held.get(&(symbol.clone(), *hour)),
+            );
+            let findings = |l: &Ledger| l.findings(symbol, *hour);
+            if want != have || findings(self.fresh)? != findings(self.ledger)? {
+                let detail = entry_difference(want, have);
+                let repaired = self.options.repair && self.repair_entry(symbol, *hour, want)?;
+                report.ledger.problems.push(Problem {
+                    kind: "ledger entry",
+                    what: key.clone(),
+                    detail,
+                    repaired,
+                });
+            }
+            if let Some(rel) = want.and_then(|p| p.path.as_deref()) {
+                self.file(report, symbol, *hour, rel)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// One partition file against the fresh one.
+    fn file(&self, report: &mut Report, symbol: &str, hour: i64, rel: &str) -> anyhow::Result<()> {
+        let expected = std::fs::read(self.fresh_root.join(rel))
+            .with_context(|| format!("reading the fresh derivation of {rel}"))?;
+        let path = self.options.lake_root.join(rel);
+        let (kind, detail) = match std::fs::read(&path) {
+            Ok(bytes) if bytes == expected => return Ok(()),
+            Ok(bytes) => (
+                "divergent",
+                format!(
+                    "{} bytes on disk, {} derived from the log: they differ",
+                    bytes.len(),
+                    expected.len()
+                ),
+            ),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (
+                "missing",
+                "the log holds this partition; the lake has no file".into(),
+            ),
+            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        };
+        let repaired = self.options.repair && {
+            crate::lake::commit_partition(&self.options.lake_root, symbol, hour, &expected)?;
+            true
+        };
+        report.lake.problems.push(Problem {
+            kind,
+            what: rel.to_string(),
+            detail,
+            repaired,
+        });
+        Ok(())
+    }
+
+    /// Files in the lake that the log does not name: strays and the
+    /// temporaries a killed writer left.
+    fn strays(&self, report: &mut Report) -> anyhow::Result<()> {
+        let named: BTreeSet<PathBuf> = crate::lake::files(self.fresh_root)?.into_iter().collect();
+        for rel in crate::lake::files(&self.options.lake_root)? {
+            if named.contains(&rel) || !self.wanted_path(&rel) {
+                continue;
+            }
+            let name = rel.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            let temporary = name.starts_with(".part.") && name.ends_with(".tmp");
+            let path = self.options.lake_root.join(&rel);
+            let repaired = self.options.repair && {
+                std::fs::remove_file(&path)
+                    .with_context(|| format!("removing {}", path.display()))?;
+                true
+            };
+            report.lake.problems.push(Problem {
+                kind: if temporary { "temporary" } else { "stray" },
+                what: rel.display().to_string(),
+                detail: if temporary {
+                    "a temporary a killed writer left".into()
+                } else {
+                    "no partition of the log is this file".into()
+                },
+                repaired,
+            });
+        }
+        Ok(())
+    }
+
+    /// A lake file is audited unless `--symbols` leaves its symbol out.
+    fn wanted_path(&self, rel: &Path) -> bool {
+        self.options.symbols.is_empty()
+            || rel.components().any(|c| {
+                let c = c.as_os_str().to_string_lossy();
+                c.strip_prefix("symbol=")
+                    .is_some_and(|s| self.options.symbols.contains(s))
+            })
+    }
+
+    /// Each symbol's stored watermark against the one its partitions give.
+    fn watermarks(&self, report: &mut Report) -> anyhow::Result<()> {
+        let partitions = self.ledger.partitions()?;
+        let stored = self.ledger.watermarks()?;
+        let symbols: BTreeSet<&String> = partitions.keys().map(|(s, _)| s).collect();
+        for symbol in symbols {
+            if !self.options.symbols.is_empty() && !self.options.symbols.contains(symbol) {
+                continue;
+            }
+            let derived = materialize::watermark(&partitions, symbol);
+            if stored.get(symbol).copied() != derived {
+                let repaired = self.options.repair && {
+                    let mut batch = self.ledger.batch()?;
+                    batch.set_watermark(symbol, derived)?;
+                    batch.commit()?;
+                    true
+                };
+                report.ledger.problems.push(Problem {
+                    kind: "watermark",
+                    what: symbol.clone(),
+                    detail: format!(
+                        "stored {}, its partitions give {}",
+                        stored.get(symbol).map_or("none".into(), |m| utc_minute(*m)),
+                        derived.map_or("none".into(), utc_minute)
+                    ),
+                    repaired,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Puts the fresh entry (or none) in the ledger; true when done.
+    fn repair_entry(
+        &self,
+        symbol: &str,
+        hour: i64,
+        want: Option<&Partition>,
+    ) -> anyhow::Result<bool> {
+        let mut batch = self.ledger.batch()?;
+        match want {
+            Some(p) => {
+                let findings = self.fresh.findings(symbol, hour)?;
+                batch.put_partition(symbol, hour, p, &findings)?;
+            }
+            None => batch.remove_partition(symbol, hour)?,
+        }
+        batch.commit()?;
+        Ok(true)
+    }
+}
+
+/// What differs between the entry derived and the one held.
+fn entry_difference(want: Option<&Partition>, have: Option<&Partition>) -> String {
+    let (want, have) = match (want, have) {
+        (None, None) => return "its findings differ".into(),
+        (Some(_), None) => return "the log holds this partition; the ledger has no entry".into(),
+        (None, Some(_)) => return "the ledger has an entry the log does not hold".into(),
+        (Some(w), Some(h)) => (w, h),
+    };
+    let mut fields = Vec::new();
+    let hex = |h: Option<[u8; 32]>| h.map_or("none".into(), |h| hex::encode(&h[..6]));
+    if want.content_hash != have.content_hash {
+        fields.push(format!(
+            "content hash {}… held, {}… derived",
+            hex(have.content_hash),
+            hex(want.content_hash)
+        ));
+    }
+    let mut differs = |name: &str, a: String, b: String| {
+        if a != b {
+            fields.push(format!("{name} {b} held, {a} derived"));
+        }
+    };
+    differs("rows", want.rows.to_string(), have.rows.to_string());
+    differs(
+        "minutes",
+        format!("{:#x}", want.minutes),
+        format!("{:#x}", have.minutes),
+    );
+    differs(
+        "path",
+        format!("{:?}", want.path),
+        format!("{:?}", have.path),
+    );
+    differs(
+        "findings",
+        want.findings.to_string(),
+        have.findings.to_string(),
+    );
+    differs("sources", want.sources.join(","), have.sources.join(","));
+    if fields.is_empty() {
+        "its findings or lineage differ".into()
+    } else {
+        fields.join("; ")
+    }
+}
+
+/// Group problems by kind, for a summary line.
+pub fn counts(problems: &[Problem]) -> BTreeMap<&'static str, usize> {
+    let mut counts = BTreeMap::new();
+    for p in problems {
+        *counts.entry(p.kind).or_default() += 1;
+    }
+    counts
+}

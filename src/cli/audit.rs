@@ -1,0 +1,159 @@
+//! `bml audit`: the lake and the ledger proved against the log (`audit`).
+
+use std::io::Write;
+use std::path::Path;
+
+use clap::Args;
+
+use super::ingest::parse_time;
+use super::{exit, Outcome, Ui};
+use crate::audit::{self, Problem, Report};
+
+#[derive(Debug, Args)]
+pub(super) struct AuditArgs {
+    /// Only these symbols, comma-separated (default: all).
+    #[arg(long, value_delimiter = ',')]
+    symbols: Vec<String>,
+    /// Only the hours from this time (UTC): YYYY-MM-DD, YYYY-MM-DDTHH:MM, or
+    /// epoch ms.
+    #[arg(long, value_parser = parse_time)]
+    start: Option<i64>,
+    /// Only the hours before this time, same forms.
+    #[arg(long, value_parser = parse_time)]
+    end: Option<i64>,
+    /// Print the report as one JSON document (docs/audit.md) instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Make the lake and the ledger what the log says: rewrite divergent and
+    /// missing files (atomically), remove strays and temporaries, put the
+    /// derived ledger entries and watermarks back. Damage in the log itself
+    /// is `bml wal repair`'s. Exit 0 when everything found was repaired.
+    #[arg(long)]
+    repair: bool,
+    /// Hours derived in parallel (default: one per core).
+    #[arg(long, short = 'j', value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    jobs: Option<u16>,
+}
+
+pub(super) fn run(args: &AuditArgs, data_dir: &Path, lake: &Path, ui: &Ui) -> Outcome {
+    let options = audit::Options {
+        lake_root: lake.to_path_buf(),
+        symbols: args.symbols.iter().map(|s| s.to_uppercase()).collect(),
+        hours: match (args.start, args.end) {
+            (None, None) => None,
+            (start, end) => Some(start.unwrap_or(i64::MIN)..end.unwrap_or(i64::MAX)),
+        },
+        jobs: args.jobs.map_or_else(
+            || std::thread::available_parallelism().map_or(1, usize::from),
+            usize::from,
+        ),
+        repair: args.repair,
+    };
+    let report = audit::run(data_dir, &options, &ui.bars())?;
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        let mut doc = serde_json::to_value(&report)?;
+        doc["problems"] = report.problems().into();
+        doc["unrepaired"] = report.unrepaired().into();
+        writeln!(out, "{}", serde_json::to_string_pretty(&doc)?)?;
+    } else {
+        table(&report, lake, &mut out)?;
+    }
+    Ok(if report.unrepaired() == 0 {
+        exit::OK
+    } else {
+        exit::FOUND_PROBLEMS
+    })
+}
+
+fn table(report: &Report, lake: &Path, out: &mut dyn Write) -> std::io::Result<()> {
+    let log = &report.log;
+    let state = if log.problems.is_empty() {
+        "clean"
+    } else {
+        "DAMAGED"
+    };
+    writeln!(
+        out,
+        "log     {state}: {} segments, {} records, next offset {}",
+        log.segments, log.records, log.next_offset
+    )?;
+    for problem in &log.problems {
+        writeln!(out, "  BAD  {problem}")?;
+    }
+    if !log.problems.is_empty() {
+        writeln!(out, "  `bml wal repair` moves the damage out of the log")?;
+    }
+    let l = &report.lake;
+    match &l.skipped {
+        Some(why) => writeln!(out, "lake    not checked: {why}")?,
+        None => {
+            writeln!(
+                out,
+                "lake    {}: {} partitions derived afresh from the log as of offset {} and compared with {}",
+                verdict(&l.problems),
+                l.partitions,
+                l.as_of,
+                lake.display()
+            )?;
+            if l.behind > 0 {
+                writeln!(
+                    out,
+                    "  the log holds {} records not materialized yet (`bml materialize`): not audited",
+                    l.behind
+                )?;
+            }
+        }
+    }
+    problems(&l.problems, out)?;
+    writeln!(out, "ledger  {}", verdict(&report.ledger.problems))?;
+    problems(&report.ledger.problems, out)?;
+    let found = report.problems();
+    if found == 0 {
+        writeln!(out, "audit: clean")
+    } else {
+        let counts: Vec<String> =
+            audit::counts(&[&l.problems[..], &report.ledger.problems[..]].concat())
+                .into_iter()
+                .map(|(kind, n)| format!("{n} {kind}"))
+                .collect();
+        writeln!(
+            out,
+            "audit: {found} problems ({}{}), {} repaired, {} left",
+            counts.join(", "),
+            if log.problems.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "{}{} in the log",
+                    if counts.is_empty() { "" } else { ", " },
+                    log.problems.len()
+                )
+            },
+            found - report.unrepaired(),
+            report.unrepaired()
+        )
+    }
+}
+
+fn verdict(problems: &[Problem]) -> String {
+    if problems.is_empty() {
+        "clean".into()
+    } else {
+        format!("{} PROBLEMS", problems.len())
+    }
+}
+
+fn problems(problems: &[Problem], out: &mut dyn Write) -> std::io::Result<()> {
+    for p in problems {
+        writeln!(
+            out,
+            "  {:<12} {}: {}{}",
+            p.kind.to_uppercase(),
+            p.what,
+            p.detail,
+            if p.repaired { " [repaired]" } else { "" }
+        )?;
+    }
+    Ok(())
+}
