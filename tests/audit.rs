@@ -8,7 +8,7 @@ mod support;
 use std::path::{Path, PathBuf};
 
 use bml::ledger::Ledger;
-use support::{archive_path, bml, csv_of, ingest_day, lake_files, text, write_archive};
+use support::{bml, ingest_day, lake_files, text};
 
 const KINDS: &str = "klines,markPriceKlines,indexPriceKlines,premiumIndexKlines,aggTrades,metrics";
 const DATE: &str = "2024-03-01";
@@ -56,20 +56,7 @@ fn every_kind_of_damage_is_found_named_and_repaired() {
     let older = std::fs::read(partition(data, 0)).unwrap();
 
     // A later log: Binance re-publishes the klines with one volume changed.
-    let path = archive_path(day.path(), "klines", DATE);
-    let csv = csv_of(&path);
-    let mut lines: Vec<String> = csv.lines().map(str::to_string).collect();
-    let row = usize::from(lines[0].starts_with("open_time"));
-    let mut fields: Vec<String> = lines[row].split(',').map(str::to_string).collect();
-    fields[5].push('1');
-    lines[row] = fields.join(",");
-    let name = path
-        .file_name()
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .replace(".zip", ".csv");
-    write_archive(&path, &[(&name, (lines.join("\n") + "\n").as_bytes())]);
+    support::republish_klines(day.path(), DATE);
     ingest_day(data, day.path(), DATE, "klines");
     materialize(data);
     let (code, said) = audit(data, &[]);

@@ -6,7 +6,7 @@ mod support;
 
 use std::path::Path;
 
-use support::{archive_path, bml, csv_of, ingest_day, lake_files, text, write_archive};
+use support::{bml, ingest_day, lake_files, republish_klines, text};
 
 const KINDS: &str = "klines,markPriceKlines,indexPriceKlines,premiumIndexKlines,aggTrades,metrics";
 
@@ -20,22 +20,13 @@ fn number(out: &std::process::Output) -> u64 {
     String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
 }
 
-/// Binance re-publishes the day's klines with one volume changed.
-fn republish_klines(day: &Path, date: &str) {
-    let path = archive_path(day, "klines", date);
-    let csv = csv_of(&path);
-    let mut lines: Vec<String> = csv.lines().map(str::to_string).collect();
-    let row = usize::from(lines[0].starts_with("open_time"));
-    let mut fields: Vec<String> = lines[row].split(',').map(str::to_string).collect();
-    fields[5].push('1');
-    lines[row] = fields.join(",");
-    let name = path
-        .file_name()
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .replace(".zip", ".csv");
-    write_archive(&path, &[(&name, (lines.join("\n") + "\n").as_bytes())]);
+/// `materialize --as-of OFFSET` into `lake`.
+fn as_of(data: &Path, lake: &Path, offset: &str) -> std::process::Output {
+    let lake = lake.to_str().unwrap();
+    bml(
+        data,
+        &["--lake-dir", lake, "materialize", "--as-of", offset],
+    )
 }
 
 #[test]
@@ -77,17 +68,7 @@ fn a_lake_derived_as_of_an_earlier_log_end_is_the_lake_of_that_time_byte_for_byt
         .unwrap();
     let past = tempfile::tempdir().unwrap();
     let lake = past.path().join("lake");
-    let as_of = end.to_string();
-    let out = bml(
-        data.path(),
-        &[
-            "--lake-dir",
-            lake.to_str().unwrap(),
-            "materialize",
-            "--as-of",
-            &as_of,
-        ],
-    );
+    let out = as_of(data.path(), &lake, &end.to_string());
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert_eq!(lake_files(&lake), then);
     assert_eq!(lake_files(&data.path().join("lake")), now);
@@ -97,34 +78,16 @@ fn a_lake_derived_as_of_an_earlier_log_end_is_the_lake_of_that_time_byte_for_byt
 
     // Again into the same dir, as of now: the files of the later lake.
     let head = bml::eventlog::head(data.path()).unwrap().to_string();
-    let out = bml(
-        data.path(),
-        &[
-            "--lake-dir",
-            lake.to_str().unwrap(),
-            "materialize",
-            "--as-of",
-            &head,
-        ],
-    );
+    let out = as_of(data.path(), &lake, &head);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert_eq!(lake_files(&lake), now);
 
     // Refused: past the log's end, or into the data dir's own lake.
     let past_end = (bml::eventlog::head(data.path()).unwrap() + 1).to_string();
-    let out = bml(
-        data.path(),
-        &[
-            "--lake-dir",
-            lake.to_str().unwrap(),
-            "materialize",
-            "--as-of",
-            &past_end,
-        ],
-    );
+    let out = as_of(data.path(), &lake, &past_end);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("past the log's end"), "{}", text(&out));
-    let out = materialize(data.path(), &["--as-of", &as_of]);
+    let out = materialize(data.path(), &["--as-of", &end.to_string()]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("--lake-dir"), "{}", text(&out));
     assert_eq!(lake_files(&data.path().join("lake")), now);

@@ -41,9 +41,8 @@ pub(super) enum IngestCommand {
 
 #[derive(Debug, Args)]
 pub(super) struct LiveArgs {
-    /// Symbols, comma-separated (e.g. BTCUSDT,ETHUSDT).
-    #[arg(long, env = "BML_SYMBOLS", value_delimiter = ',', required = true)]
-    symbols: Vec<String>,
+    #[command(flatten)]
+    symbols: SymbolList,
     /// WebSocket host; the routed bases /public and /market are appended (point
     /// it at `bml sim serve`: ws://ADDR).
     #[arg(long, env = "BML_WS_BASE", default_value = "wss://fstream.binance.com")]
@@ -83,19 +82,20 @@ pub(super) struct LiveArgs {
 
 #[derive(Debug, Args)]
 pub(super) struct PollArgs {
-    /// Symbols, comma-separated.
-    #[arg(
-        long,
-        alias = "symbol",
-        env = "BML_SYMBOLS",
-        value_delimiter = ',',
-        required = true
-    )]
-    symbols: Vec<String>,
+    #[command(flatten)]
+    target: RestTarget,
     /// Polls, comma-separated: premiumIndex, openInterest, bookTicker, depth
     /// (1000 levels). Default: all.
     #[arg(long, value_delimiter = ',', value_parser = poll_kind)]
     kinds: Vec<rest::Poll>,
+}
+
+/// Which symbols, from which REST base: what `ingest rest` and `ingest poll`
+/// share.
+#[derive(Debug, Args)]
+pub(super) struct RestTarget {
+    #[command(flatten)]
+    symbols: SymbolList,
     /// REST base URL (point it at `bml sim serve`).
     #[arg(
         long,
@@ -106,8 +106,9 @@ pub(super) struct PollArgs {
     rest_base: String,
 }
 
+/// The symbols an appender fetches (`--symbols`, `BML_SYMBOLS`).
 #[derive(Debug, Args)]
-pub(super) struct RestArgs {
+pub(super) struct SymbolList {
     /// Symbols, comma-separated (e.g. BTCUSDT,ETHUSDT).
     #[arg(
         long,
@@ -117,6 +118,19 @@ pub(super) struct RestArgs {
         required = true
     )]
     symbols: Vec<String>,
+}
+
+impl SymbolList {
+    /// Upper case, as the exchange spells them.
+    fn upper(&self) -> Vec<String> {
+        self.symbols.iter().map(|s| s.to_uppercase()).collect()
+    }
+}
+
+#[derive(Debug, Args)]
+pub(super) struct RestArgs {
+    #[command(flatten)]
+    target: RestTarget,
     /// Range start (UTC): YYYY-MM-DD, YYYY-MM-DDTHH:MM[:SS][Z], or epoch ms.
     #[arg(long, value_parser = parse_time)]
     start: i64,
@@ -130,14 +144,6 @@ pub(super) struct RestArgs {
     /// Default: all.
     #[arg(long, value_delimiter = ',', value_parser = rest_kind)]
     kinds: Vec<rest::Kind>,
-    /// REST base URL (point it at `bml sim serve`).
-    #[arg(
-        long,
-        alias = "base-url",
-        env = "BML_REST_BASE",
-        default_value = "https://fapi.binance.com"
-    )]
-    rest_base: String,
     /// Ranges fetched at once (one governor paces them all).
     #[arg(long, env = "BML_CONCURRENCY", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
     concurrency: u16,
@@ -207,15 +213,8 @@ pub(super) fn parse_time(text: &str) -> Result<i64, String> {
 
 #[derive(Debug, Args)]
 pub(super) struct VisionArgs {
-    /// Symbols, comma-separated (e.g. BTCUSDT,ETHUSDT).
-    #[arg(
-        long,
-        alias = "symbol",
-        env = "BML_SYMBOLS",
-        value_delimiter = ',',
-        required = true
-    )]
-    symbols: Vec<String>,
+    #[command(flatten)]
+    symbols: SymbolList,
     /// First day (UTC), YYYY-MM-DD.
     #[arg(long, value_parser = parse_day)]
     start: NaiveDate,
@@ -249,7 +248,7 @@ pub(super) fn run(cmd: &IngestCommand, data_dir: &Path, ui: &Ui) -> Outcome {
 fn ingest_live(args: &LiveArgs, data_dir: &Path) -> Outcome {
     let seconds = |s: f64| std::time::Duration::from_secs_f64(s.max(0.001));
     let options = live::Options {
-        symbols: args.symbols.iter().map(|s| s.to_uppercase()).collect(),
+        symbols: args.symbols.upper(),
         ws_base: args.ws_base.clone(),
         kinds: if args.streams.is_empty() {
             live::StreamKind::ALL.to_vec()
@@ -299,8 +298,8 @@ fn ingest_poll(args: &PollArgs, data_dir: &Path) -> Outcome {
         2400,
         std::time::Duration::from_secs(60),
     ));
-    let (client, _) = rest::Client::connect(&args.rest_base, governor)?;
-    let symbols: Vec<String> = args.symbols.iter().map(|s| s.to_uppercase()).collect();
+    let (client, _) = rest::Client::connect(&args.target.rest_base, governor)?;
+    let symbols = args.target.symbols.upper();
     if let Some(code) = unknown_symbol(client.check_symbols(&symbols))? {
         return Ok(code);
     }
@@ -323,11 +322,11 @@ fn ingest_rest(args: &RestArgs, data_dir: &Path, ui: &Ui) -> Outcome {
         args.kinds.clone()
     };
     let options = rest::Options {
-        symbols: args.symbols.iter().map(|s| s.to_uppercase()).collect(),
+        symbols: args.target.symbols.upper(),
         start_ms: args.start,
         end_ms: args.end,
         kinds,
-        base_url: args.rest_base.clone(),
+        base_url: args.target.rest_base.clone(),
         concurrency: usize::from(args.concurrency),
         refetch: args.refetch,
     };
@@ -383,7 +382,7 @@ fn ingest_vision(args: &VisionArgs, data_dir: &Path, ui: &Ui) -> Outcome {
         Some(dir) => Store::Dir(dir.clone()),
         None => Store::http(&args.vision_base)?,
     };
-    let specs = vision::plan(&args.symbols, args.start, end, &kinds);
+    let specs = vision::plan(&args.symbols.upper(), args.start, end, &kinds);
     let mut log = EventLog::open(data_dir)?;
     let mut catalog = Catalog::load(data_dir)?;
     let summary = vision::ingest(

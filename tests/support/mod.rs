@@ -298,6 +298,25 @@ pub fn write_archive(path: &Path, entries: &[(&str, &[u8])]) {
     write_checksum(path);
 }
 
+/// Binance re-publishes the generated day's klines archive (under `day`)
+/// with one volume changed: a new SHA-256, one fact different.
+pub fn republish_klines(day: &Path, date: &str) {
+    let path = archive_path(day, "klines", date);
+    let csv = csv_of(&path);
+    let mut lines: Vec<String> = csv.lines().map(str::to_string).collect();
+    let row = usize::from(lines[0].starts_with("open_time"));
+    let mut fields: Vec<String> = lines[row].split(',').map(str::to_string).collect();
+    fields[5].push('1');
+    lines[row] = fields.join(",");
+    let name = path
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .replace(".zip", ".csv");
+    write_archive(&path, &[(&name, (lines.join("\n") + "\n").as_bytes())]);
+}
+
 /// Writes the `.CHECKSUM` that matches the archive at `path` as it is now.
 pub fn write_checksum(path: &Path) {
     use sha2::Digest;
