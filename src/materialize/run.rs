@@ -110,7 +110,7 @@ pub struct Summary {
 #[derive(Debug, thiserror::Error)]
 pub enum MaterializeError {
     /// The replay was asked to start past the log's end.
-    #[error("the replay start {from} is past the log's end (offset {head})")]
+    #[error("--from {from} is past the log's end (offset {head})")]
     StartPastEnd {
         /// The start asked for.
         from: u64,
