@@ -256,11 +256,7 @@ fn keep_options(
 
 pub(super) fn run_daemon(args: &RunDaemonArgs, data_dir: &Path, lake: &Path, ui: &Ui) -> Outcome {
     let window = Window::Last(i64::from(args.lookback_days) * DAY_MS);
-    let mut keep = keep_options(&args.sources, window, None, lake)?;
-    // Its own streams count as covering up to now while the ledger, a job
-    // behind, shows them within two polls.
-    let poll_ms = i64::try_from(args.poll_seconds).unwrap_or(i64::MAX / 2_000) * 1000;
-    keep.bands.live_fresh_ms = keep.bands.live_fresh_ms.max(2 * poll_ms);
+    let keep = keep_options(&args.sources, window, None, lake)?;
     let Symbols::List(symbols) = &keep.symbols else {
         return super::usage(
             "run-daemon needs --symbols listed (ALL is for run-once and backfills)",

@@ -29,7 +29,7 @@ use crate::sources::rest::{self, Client, Governor, Task};
 use crate::sources::vision::{self, FileSpec, Store};
 use crate::sources::Failure;
 use crate::time::{HOUR_MS, MINUTE_MS};
-use plan::{ArchiveState, Gap, Known, LiveStream, Wanted};
+use plan::{ArchiveState, Gap, Known, Wanted};
 
 /// Rounds of plan and fetch at most: Vision, then REST for what Vision lacked,
 /// then one more for anything a round's outcome changed.
@@ -139,7 +139,7 @@ struct LogState<'a> {
     local_now_ms: i64,
     /// Every missing archive counts as due for another look.
     recheck: bool,
-    live: &'a LiveSpans,
+    book_ticker: &'a BTreeMap<String, Vec<Range<i64>>>,
 }
 
 impl Known for LogState<'_> {
@@ -163,9 +163,11 @@ impl Known for LogState<'_> {
         self.catalog.rest_gaps(symbol, kind.path(), range)
     }
 
-    fn live_spans(&self, symbol: &str, stream: LiveStream) -> Vec<Range<i64>> {
-        let key = (symbol.to_string(), stream);
-        self.live.get(&key).cloned().unwrap_or_default()
+    fn book_ticker_gaps(&self, symbol: &str, range: Range<i64>) -> Vec<Range<i64>> {
+        crate::time::uncovered(
+            range,
+            self.book_ticker.get(symbol).into_iter().flatten().cloned(),
+        )
     }
 }
 
@@ -249,7 +251,7 @@ impl<'a> Keeper<'a> {
             Window::Range(start, end) => start..end,
         };
         summary.range = range.start..range.end.min(now.div_euclid(MINUTE_MS) * MINUTE_MS);
-        let live = live_spans(self.data_dir, &summary.symbols)?;
+        let book_ticker = live_book_ticker(self.data_dir, &summary.symbols)?;
         let mut budget = self.options.max_missing_hours.unwrap_or(usize::MAX);
         let mut last = plan::Plan::default();
         for round in 0..ROUNDS {
@@ -260,7 +262,7 @@ impl<'a> Keeper<'a> {
                 catalog: &self.catalog,
                 local_now_ms: crate::time::now_ns() / crate::time::NS_PER_MS,
                 recheck: self.options.recheck_vision && round == 0,
-                live: &live,
+                book_ticker: &book_ticker,
             };
             let mut next = plan::plan(
                 &self.wanted,
@@ -499,23 +501,21 @@ fn wanted(client: &Client, symbols: &Symbols) -> anyhow::Result<Vec<Wanted>> {
         .collect())
 }
 
-/// Each (symbol, stream)'s live spans, joined.
-type LiveSpans = BTreeMap<(String, LiveStream), Vec<Range<i64>>>;
-
-/// When each symbol's live streams the planner counts were followed, from
-/// the ledger: each connection's span, joined.
-fn live_spans(data_dir: &Path, symbols: &[String]) -> anyhow::Result<LiveSpans> {
+/// When each symbol's bookTicker was followed live, from the ledger: each
+/// connection's span, joined.
+fn live_book_ticker(
+    data_dir: &Path,
+    symbols: &[String],
+) -> anyhow::Result<BTreeMap<String, Vec<Range<i64>>>> {
     let ledger = Ledger::open(data_dir)?;
     let mut all = BTreeMap::new();
     for symbol in symbols {
-        let spans = ledger.stream_spans(symbol)?;
-        for stream in [LiveStream::BookTicker, LiveStream::AggTrade] {
-            let of_stream = spans
-                .iter()
-                .filter(|(name, _, _)| name.ends_with(stream.suffix()))
-                .map(|(_, _, span)| span.first..span.last + 1);
-            all.insert((symbol.clone(), stream), crate::time::joined(of_stream));
-        }
+        let spans = ledger
+            .stream_spans(symbol)?
+            .into_iter()
+            .filter(|(stream, _, _)| stream.ends_with("@bookTicker"))
+            .map(|(_, _, span)| span.first..span.last + 1);
+        all.insert(symbol.clone(), crate::time::joined(spans));
     }
     Ok(all)
 }

@@ -29,7 +29,7 @@ use crate::binance;
 use crate::event::VisionKind;
 use crate::sources::rest::{self, Task};
 use crate::sources::vision::{self, FileSpec};
-use crate::time::{uncovered, DAY_MS, HOUR_MS, MINUTE_MS};
+use crate::time::{DAY_MS, HOUR_MS, MINUTE_MS};
 
 /// Where the bands meet: bml's choices, not the exchange's facts (those are
 /// in `binance`), so `bml.toml` and the flags may move them.
@@ -45,11 +45,6 @@ pub struct Bands {
     /// days): Binance publishes the next day, sometimes days later, and
     /// re-publishes archives it fixed.
     pub recent_ms: i64,
-    /// A live stream seen this recently counts as covering up to now
-    /// (default 3 min; the daemon makes it at least two polls): the ledger
-    /// shows a running stream's span a job late, and the next plan sees it,
-    /// or sees it stopped and asks REST for what it missed.
-    pub live_fresh_ms: i64,
     /// REST statistics ranges end this long before now (default 10 min).
     /// Binance does not say how soon a 5-minute point is served after its
     /// period ends; a range read to its end is never read again, so a point
@@ -63,7 +58,6 @@ impl Default for Bands {
             recheck_recent_ms: HOUR_MS,
             recheck_old_ms: 7 * DAY_MS,
             recent_ms: 7 * DAY_MS,
-            live_fresh_ms: 3 * MINUTE_MS,
             statistics_settle_ms: 10 * MINUTE_MS,
         }
     }
@@ -91,28 +85,8 @@ pub trait Known {
     /// The parts of `range` for which the log holds no `kind` range of
     /// `symbol` read to its end.
     fn rest_gaps(&self, symbol: &str, kind: rest::Kind, range: Range<i64>) -> Vec<Range<i64>>;
-    /// When a live `stream` of `symbol` was followed (its connections'
-    /// spans, joined, in order).
-    fn live_spans(&self, symbol: &str, stream: LiveStream) -> Vec<Range<i64>>;
-}
-
-/// The live streams whose coverage the planner counts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum LiveStream {
-    /// `<symbol>@bookTicker`: the only source of bookTicker after 2024-03-31.
-    BookTicker,
-    /// `<symbol>@aggTrade`: every aggregated trade, as REST serves them.
-    AggTrade,
-}
-
-impl LiveStream {
-    /// The stream name's suffix.
-    pub fn suffix(self) -> &'static str {
-        match self {
-            LiveStream::BookTicker => "@bookTicker",
-            LiveStream::AggTrade => "@aggTrade",
-        }
-    }
+    /// The parts of `range` no live bookTicker stream of `symbol` covered.
+    fn book_ticker_gaps(&self, symbol: &str, range: Range<i64>) -> Vec<Range<i64>>;
 }
 
 /// One symbol to keep, from its first wanted instant.
@@ -380,8 +354,7 @@ fn plan_period(
         } else {
             return;
         };
-        let live = live_cover(known, &spec.symbol, LiveStream::BookTicker, at);
-        for gap in uncovered(part, live) {
+        for gap in known.book_ticker_gaps(&spec.symbol, part) {
             plan.gap(&spec, gap, &reason, settled);
         }
         return;
@@ -399,16 +372,7 @@ fn plan_period(
             _ => now_ms,
         };
         let part = part.start..part.end.min(served_to.div_euclid(MINUTE_MS) * MINUTE_MS);
-        let mut gaps = known.rest_gaps(&spec.symbol, kind, part);
-        if kind == rest::Kind::AggTrades {
-            // What a live aggTrade stream followed is in the log already.
-            let live = live_cover(known, &spec.symbol, LiveStream::AggTrade, at);
-            gaps = gaps
-                .into_iter()
-                .flat_map(|gap| uncovered(gap, live.iter().cloned()))
-                .collect();
-        }
-        for gap in gaps {
+        for gap in known.rest_gaps(&spec.symbol, kind, part) {
             // Whole minutes inside the horizon, as `bml ingest rest` asks.
             let oldest = kind.horizon_ms().map_or(i64::MIN, |h| {
                 (now_ms - h).div_euclid(MINUTE_MS) * MINUTE_MS + MINUTE_MS
@@ -434,23 +398,6 @@ fn plan_period(
             }
         }
     }
-}
-
-/// A live stream's spans, the last one stretched to now when it was seen
-/// within [`Bands::live_fresh_ms`].
-fn live_cover(
-    known: &dyn Known,
-    symbol: &str,
-    stream: LiveStream,
-    at: Clock<'_>,
-) -> Vec<Range<i64>> {
-    let mut spans = known.live_spans(symbol, stream);
-    if let Some(last) = spans.last_mut() {
-        if last.end >= at.now_ms - at.bands.live_fresh_ms {
-            last.end = last.end.max(at.now_ms);
-        }
-    }
-    spans
 }
 
 impl Plan {
@@ -527,6 +474,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
+    use crate::time::uncovered;
 
     /// 2026-03-10 00:00 UTC.
     const DAY0: i64 = 1_773_100_800_000;
@@ -536,7 +484,7 @@ mod tests {
     struct Log {
         archives: BTreeMap<String, ArchiveState>,
         rest: BTreeMap<(String, rest::Kind), Vec<Range<i64>>>,
-        live: BTreeMap<LiveStream, Vec<Range<i64>>>,
+        live: Vec<Range<i64>>,
     }
 
     impl Known for Log {
@@ -550,16 +498,9 @@ mod tests {
             let covered = self.rest.get(&(symbol.to_string(), kind));
             uncovered(range, covered.into_iter().flatten().cloned())
         }
-        fn live_spans(&self, _symbol: &str, stream: LiveStream) -> Vec<Range<i64>> {
-            self.live.get(&stream).cloned().unwrap_or_default()
+        fn book_ticker_gaps(&self, _symbol: &str, range: Range<i64>) -> Vec<Range<i64>> {
+            uncovered(range, self.live.iter().cloned())
         }
-    }
-
-    /// A log whose only knowledge is that `stream` was followed over `span`.
-    fn followed(stream: LiveStream, span: Range<i64>) -> Log {
-        let mut log = Log::default();
-        log.live.entry(stream).or_default().push(span);
-        log
     }
 
     fn btc(from_ms: i64) -> Vec<Wanted> {
@@ -775,7 +716,10 @@ mod tests {
     fn nothing_before_the_listing_and_bookticker_is_a_gap_only_where_no_stream_ran() {
         let now = day(0) + 3 * HOUR_MS;
         let listed = day(0) + HOUR_MS;
-        let log = followed(LiveStream::BookTicker, listed + 30 * MINUTE_MS..now);
+        let log = Log {
+            live: std::iter::once(listed + 30 * MINUTE_MS..now).collect(),
+            ..Log::default()
+        };
         let plan = plan(&btc(listed), day(-5)..now, now, &Bands::default(), &log);
         assert!(plan.rest.iter().all(|t| t.start_ms >= listed));
         assert_eq!(plan.hours.len(), 2);
@@ -786,37 +730,6 @@ mod tests {
             .collect();
         assert_eq!(ticker.len(), 1);
         assert_eq!(ticker[0].range, listed..listed + 30 * MINUTE_MS);
-    }
-
-    #[test]
-    fn what_a_live_aggtrade_stream_followed_is_not_asked_of_rest_and_a_fresh_one_covers_now() {
-        let bands = Bands::default();
-        let now = day(0) + 3 * HOUR_MS + 20_000;
-        let agg = |log: &Log| -> Vec<Range<i64>> {
-            let plan = plan(&btc(day(0)), day(0)..now, now, &bands, log);
-            let tasks = plan.rest.iter().filter(|t| t.kind == rest::Kind::AggTrades);
-            tasks.map(|t| t.start_ms..t.end_ms).collect()
-        };
-        let closed = now - 20_000;
-        assert_eq!(agg(&Log::default()), vec![day(0)..closed]);
-        // Followed from 01:00 up to a minute ago: REST fills only before it,
-        // and the stream, still running, covers the last minute too.
-        let running = day(0) + HOUR_MS..now - MINUTE_MS;
-        let log = followed(LiveStream::AggTrade, running.clone());
-        assert_eq!(agg(&log), vec![day(0)..day(0) + HOUR_MS]);
-        // It stopped long ago: REST fills what it missed since.
-        let stopped = day(0) + HOUR_MS..day(0) + 2 * HOUR_MS;
-        let log = followed(LiveStream::AggTrade, stopped);
-        assert_eq!(
-            agg(&log),
-            vec![day(0)..day(0) + HOUR_MS, day(0) + 2 * HOUR_MS..closed]
-        );
-        // Klines are REST's whatever streams ran.
-        let plan = plan(&btc(day(0)), day(0)..now, now, &bands, &log);
-        assert!(plan
-            .rest
-            .iter()
-            .any(|t| t.kind == rest::Kind::Klines && t.end_ms == closed));
     }
 
     #[test]
