@@ -4,6 +4,7 @@
 //! the lake writer stores, declared from the same one table. The schema hash stored with every partition
 //! is computed here, so a change of definition makes old partitions visibly stale.
 
+use serde::{Deserialize, Serialize};
 use sha2::Digest;
 
 /// A column's type, spelled as in the spec (which also defines `Bool`; no
@@ -240,4 +241,90 @@ pub fn schema_text() -> String {
 /// SHA-256 of [`schema_text`], stored with every partition.
 pub fn schema_hash() -> [u8; 32] {
     sha2::Sha256::digest(schema_text().as_bytes()).into()
+}
+
+/// A group of columns fed by one input (`spec/schema.md`, the input column):
+/// the unit in which the audit reports where each minute came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum ColumnClass {
+    /// Trade klines: OHLC, volumes, counts (9–12, 15–18, 20–21).
+    TradeKlines,
+    /// Mark price klines (51–52).
+    MarkKlines,
+    /// Index price klines (53–54).
+    IndexKlines,
+    /// Premium index klines (55).
+    PremiumKlines,
+    /// aggTrades: the trade folds (2, 13, 19, 22–31).
+    AggTrades,
+    /// bookTicker updates: micro-price and the book averages (14, 38–42).
+    BookTicker,
+    /// Open interest and long/short ratios, as-of (44–50).
+    Metrics,
+    /// Settled funding rates, carried (56).
+    Funding,
+    /// Depth diffs and snapshots: the L2 book and its timing (1, 3–7, 43).
+    DepthBook,
+    /// The liquidation stream (32–37).
+    Liquidations,
+    /// The live funding estimate: markPrice stream, premiumIndex polls (57–58).
+    FundingEstimate,
+}
+
+impl ColumnClass {
+    /// Every class, in report order (its declaration order: `class as usize`
+    /// is its place here).
+    pub const ALL: [ColumnClass; 11] = [
+        ColumnClass::TradeKlines,
+        ColumnClass::MarkKlines,
+        ColumnClass::IndexKlines,
+        ColumnClass::PremiumKlines,
+        ColumnClass::AggTrades,
+        ColumnClass::BookTicker,
+        ColumnClass::Metrics,
+        ColumnClass::Funding,
+        ColumnClass::DepthBook,
+        ColumnClass::Liquidations,
+        ColumnClass::FundingEstimate,
+    ];
+
+    /// Its name in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            ColumnClass::TradeKlines => "trade klines",
+            ColumnClass::AggTrades => "aggTrades",
+            ColumnClass::BookTicker => "bookTicker",
+            ColumnClass::DepthBook => "L2 book",
+            ColumnClass::Liquidations => "liquidations",
+            ColumnClass::Metrics => "metrics",
+            ColumnClass::MarkKlines => "mark klines",
+            ColumnClass::IndexKlines => "index klines",
+            ColumnClass::PremiumKlines => "premium klines",
+            ColumnClass::Funding => "funding",
+            ColumnClass::FundingEstimate => "funding estimate",
+        }
+    }
+
+    /// Its columns, by number (1-based, as in the spec).
+    pub fn columns(self) -> &'static [usize] {
+        match self {
+            ColumnClass::TradeKlines => &[9, 10, 11, 12, 15, 16, 17, 18, 20, 21],
+            ColumnClass::AggTrades => &[2, 13, 19, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31],
+            ColumnClass::BookTicker => &[14, 38, 39, 40, 41, 42],
+            ColumnClass::DepthBook => &[1, 3, 4, 5, 6, 7, 43],
+            ColumnClass::Liquidations => &[32, 33, 34, 35, 36, 37],
+            ColumnClass::Metrics => &[44, 45, 46, 47, 48, 49, 50],
+            ColumnClass::MarkKlines => &[51, 52],
+            ColumnClass::IndexKlines => &[53, 54],
+            ColumnClass::PremiumKlines => &[55],
+            ColumnClass::Funding => &[56],
+            ColumnClass::FundingEstimate => &[57, 58],
+        }
+    }
+
+    /// The support class of its first column: whether a gap in it keeps a
+    /// minute out, is filled by rule, or only means no live collector ran.
+    pub fn support(self) -> Class {
+        COLUMNS[self.columns()[0] - 1].class
+    }
 }

@@ -58,7 +58,23 @@ fn order_duplication_and_batching_do_not_change_the_hour() {
         };
         records.extend(as_records(&facts, &mut rng, &again));
         rng.shuffle(&mut records);
-        let (collected, conflicts) = collect_hour(HOUR, &records);
+        let (collected, resolution) = collect_hour(HOUR, &records);
+        let tallies = &resolution.provenance.reconciliation;
+        if round == 1 {
+            // Every aggTrade of the hour was held by Vision and REST, equal.
+            let trades = tallies.iter().find(|t| t.kind == "aggTrade").unwrap();
+            assert_eq!(
+                (trades.equal, trades.conflicting),
+                (facts.agg_trades.len() as u64, 0)
+            );
+            assert_eq!(trades.source_names(), "vision+rest");
+        } else {
+            assert!(
+                tallies.is_empty(),
+                "one source is no reconciliation: {tallies:?}"
+            );
+        }
+        let conflicts = resolution.conflicts;
         assert!(
             conflicts.is_empty(),
             "equal copies are no conflict: {conflicts:?}"
@@ -106,7 +122,20 @@ fn precedence_decides_disagreements_and_reports_them_the_same_way_every_time() {
     for _ in 0..10 {
         let mut shuffled = copies.clone();
         rng.shuffle(&mut shuffled);
-        let (collected, conflicts) = collect_hour(HOUR, &shuffled);
+        let (collected, resolution) = collect_hour(HOUR, &shuffled);
+        let tallies = &resolution.provenance.reconciliation;
+        assert_eq!(tallies.len(), 1, "{tallies:?}");
+        assert_eq!(
+            (tallies[0].kind.as_str(), tallies[0].source_names().as_str()),
+            ("kline", "vision+rest+live")
+        );
+        assert_eq!((tallies[0].equal, tallies[0].conflicting), (0, 1));
+        let conflicts = resolution.conflicts;
+        assert_eq!(conflicts[0].fields, vec!["close: 4.0 ≠ 2.0".to_string()]);
+        assert_eq!(
+            conflicts[1].fields,
+            vec!["close: 4.0 ≠ 3.0", "closed: true ≠ false"]
+        );
         assert_eq!(collected.klines.len(), 1);
         assert_eq!(collected.klines[0].close.to_string(), "4.0", "Vision wins");
         assert_eq!(conflicts.len(), 3);
@@ -153,7 +182,29 @@ fn a_stream_copy_that_disagrees_with_vision_loses_and_is_reported() {
         record(ws("btcusdt@bookTicker"), Event::BookTicker(stream_book)),
         record(vision("b.zip"), Event::BookTicker(book.clone())),
     ];
-    let (collected, conflicts) = collect_hour(HOUR, &records);
+    let (collected, resolution) = collect_hour(HOUR, &records);
+    let counted: Vec<(&str, String, u64, u64)> = resolution
+        .provenance
+        .reconciliation
+        .iter()
+        .map(|t| (t.kind.as_str(), t.source_names(), t.equal, t.conflicting))
+        .collect();
+    assert_eq!(
+        counted,
+        vec![
+            ("aggTrade", "vision+live".to_string(), 0, 1),
+            ("bookTicker", "vision+live".to_string(), 0, 1)
+        ]
+    );
+    let conflicts = resolution.conflicts;
+    assert!(
+        conflicts[0]
+            .fields
+            .iter()
+            .any(|f| f.starts_with("quantity: ") && f.ends_with(" ≠ 123.456")),
+        "{:?}",
+        conflicts[0].fields
+    );
     assert_eq!(collected.agg_trades, vec![trade]);
     assert_eq!(collected.book_tickers, vec![book]);
     let reported: Vec<(String, Source)> =

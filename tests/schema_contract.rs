@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use bml::schema::{schema_hash, schema_text, COLUMNS};
+use bml::schema::{schema_hash, schema_text, Class, ColumnClass, COLUMNS};
 
 #[test]
 fn columns_match_the_spec_table_row_for_row() {
@@ -38,4 +38,27 @@ fn the_schema_hash_covers_every_column_definition() {
         hex::encode(hash),
         hex::encode(<sha2::Sha256 as sha2::Digest>::digest(text.as_bytes()))
     );
+}
+
+/// The column classes the audit reports coverage in: every column but the
+/// minute itself (#8) in exactly one, live-only columns only in live-only
+/// classes, and `ALL` in declaration order (a class indexes it).
+#[test]
+fn column_classes_partition_the_columns() {
+    let mut seen = [0usize; 59];
+    for (i, class) in ColumnClass::ALL.into_iter().enumerate() {
+        assert_eq!(class as usize, i, "{class:?}");
+        for &n in class.columns() {
+            seen[n] += 1;
+            let live = COLUMNS[n - 1].class == Class::LiveOnly;
+            assert_eq!(
+                live,
+                class.support() == Class::LiveOnly,
+                "column #{n} in {class:?}"
+            );
+        }
+    }
+    for (n, &times) in seen.iter().enumerate().skip(1) {
+        assert_eq!(times, usize::from(n != 8), "column #{n}");
+    }
 }

@@ -6,6 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::Sha256;
+use crate::schema::ColumnClass;
 
 /// The heartbeat that proves a `/market` connection is served: its
 /// `@markPrice@1s` stream, one message a second. A liquidation subscription
@@ -54,6 +55,21 @@ impl VisionKind {
                 | VisionKind::IndexPriceKlines
                 | VisionKind::PremiumIndexKlines
         )
+    }
+
+    /// The columns its archive feeds; `None` for bookDepth, which feeds none.
+    pub fn column_class(self) -> Option<ColumnClass> {
+        Some(match self {
+            VisionKind::Klines => ColumnClass::TradeKlines,
+            VisionKind::MarkPriceKlines => ColumnClass::MarkKlines,
+            VisionKind::IndexPriceKlines => ColumnClass::IndexKlines,
+            VisionKind::PremiumIndexKlines => ColumnClass::PremiumKlines,
+            VisionKind::AggTrades => ColumnClass::AggTrades,
+            VisionKind::BookTicker => ColumnClass::BookTicker,
+            VisionKind::Metrics => ColumnClass::Metrics,
+            VisionKind::FundingRate => ColumnClass::Funding,
+            VisionKind::BookDepth => return None,
+        })
     }
 }
 

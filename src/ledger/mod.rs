@@ -19,6 +19,10 @@ use redb::{
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use sha2::Digest;
 
+mod provenance;
+
+pub use provenance::{ClassCoverage, Provenance, Tally, SOURCES};
+
 use crate::event::Sha256;
 use crate::time::MINUTE_MS;
 
@@ -44,6 +48,8 @@ const HEARTBEATS: TableDefinition<(&str, u64, i64), i64> = TableDefinition::new(
 /// (symbol, hour start) → [`BookHealth`], for hours with depth diffs.
 const BOOKS: TableDefinition<(&str, i64), &[u8]> = TableDefinition::new("books");
 /// Offsets `bml wal repair` declared lost: first offset → one past the last.
+/// (symbol, hour start) -> postcard `Provenance`: where its inputs came from.
+const PROVENANCE: TableDefinition<(&str, i64), &[u8]> = TableDefinition::new("provenance");
 const LOST: TableDefinition<u64, u64> = TableDefinition::new("lost");
 
 /// One symbol-hour as materialized.
@@ -281,6 +287,7 @@ impl Ledger {
             txn.open_table(HEARTBEATS)?;
             txn.open_table(LOST)?;
             txn.open_table(BOOKS)?;
+            txn.open_table(PROVENANCE)?;
         }
         batch.commit()?;
         Ok(ledger)
@@ -397,8 +404,16 @@ impl Ledger {
 
     /// Every partition, by symbol and hour.
     pub fn partitions(&self) -> anyhow::Result<BTreeMap<(String, i64), Partition>> {
+        self.by_hour(PARTITIONS)
+    }
+
+    /// Every entry of a table keyed by (symbol, hour start).
+    fn by_hour<T: DeserializeOwned>(
+        &self,
+        definition: TableDefinition<(&str, i64), &[u8]>,
+    ) -> anyhow::Result<BTreeMap<(String, i64), T>> {
         let txn = self.db.begin_read()?;
-        let table = txn.open_table(PARTITIONS)?;
+        let table = txn.open_table(definition)?;
         let mut all = BTreeMap::new();
         for entry in table.iter()? {
             let (key, value) = entry?;
@@ -533,9 +548,14 @@ impl Ledger {
         }
     }
 
+    /// Every symbol-hour's provenance, by (symbol, hour start).
+    pub fn provenances(&self) -> anyhow::Result<BTreeMap<(String, i64), Provenance>> {
+        self.by_hour(PROVENANCE)
+    }
+
     /// SHA-256 over what the lake's users see: every partition's file, rows,
     /// minutes, schema and content hash, sources and findings, the
-    /// watermarks, and the book health. Two ledgers built from logs holding the same facts (in any
+    /// watermarks, the book health and the provenance. Two ledgers built from logs holding the same facts (in any
     /// order, duplicated, batched otherwise) have the same digest; the offsets
     /// that fed each partition are left out because they name log positions.
     pub fn digest(&self) -> anyhow::Result<[u8; 32]> {
@@ -554,6 +574,7 @@ impl Ledger {
             );
             hash.update(postcard::to_stdvec(&seen)?);
         }
+        hash.update(postcard::to_stdvec(&self.provenances()?)?);
         hash.update(postcard::to_stdvec(&self.watermarks()?)?);
         let symbols: std::collections::BTreeSet<String> =
             self.partitions()?.into_keys().map(|(s, _)| s).collect();
@@ -644,10 +665,24 @@ impl Batch {
         Ok(())
     }
 
-    /// Removes a partition and its findings.
+    /// Removes a partition, its findings and its provenance.
     pub fn remove_partition(&mut self, symbol: &str, hour: i64) -> anyhow::Result<()> {
         self.txn.open_table(PARTITIONS)?.remove((symbol, hour))?;
         self.txn.open_table(FINDINGS)?.remove((symbol, hour))?;
+        self.txn.open_table(PROVENANCE)?.remove((symbol, hour))?;
+        Ok(())
+    }
+
+    /// Stores where a symbol-hour's inputs came from (replacing the previous).
+    pub fn set_provenance(
+        &mut self,
+        symbol: &str,
+        hour: i64,
+        provenance: &Provenance,
+    ) -> anyhow::Result<()> {
+        self.txn
+            .open_table(PROVENANCE)?
+            .insert((symbol, hour), postcard::to_stdvec(provenance)?.as_slice())?;
         Ok(())
     }
 

@@ -22,11 +22,14 @@ use std::ops::Range;
 use rustc_hash::FxHashMap;
 
 use super::hour::HourFacts;
+use crate::event::KlineKind;
 use crate::event::{
     AggTrade, BookTicker, DepthDiff, DepthSnapshot, Event, FundingRate, Kline, Liquidation,
     LongShortRatio, MarkPrice, Metrics, OpenInterest, PremiumIndex, Record, Source, Timed,
     Unfillable,
 };
+use crate::ledger::{ClassCoverage, Provenance, Tally};
+use crate::schema::ColumnClass;
 use crate::time::{HOUR_MS, MINUTE_MS};
 
 /// How far before an hour a fact can still matter to it: the look-back of the
@@ -63,21 +66,28 @@ impl Reach {
 
 /// A kind of market fact: its natural key, the time it is bucketed by, and
 /// how far it reaches.
-trait Fact: Timed + Clone + PartialEq + serde::Serialize {
+trait Fact: Timed + Clone + PartialEq + Debug + serde::Serialize {
     type Key: Ord + Debug;
     /// Names the kind in conflict reports.
     const NAME: &'static str;
     const REACH: Reach;
     fn key(&self) -> Self::Key;
+    /// The columns it feeds.
+    fn class(&self) -> ColumnClass;
+    /// Names the kind in reconciliation counts (a kline, by its series).
+    fn label(&self) -> &'static str {
+        Self::NAME
+    }
     /// False only for a kline seen while still open: a closed copy beats it.
     fn closed(&self) -> bool {
         true
     }
 }
 
-/// `impl Fact for T`: name, reach, key type, and key from a binding `f`.
+/// `impl Fact for T`: name, reach, column class, key type, and key from a
+/// binding `f`.
 macro_rules! fact {
-    ($type:ty, $name:literal, $reach:ident, $key_type:ty, |$f:ident| $key:expr) => {
+    ($type:ty, $name:literal, $reach:ident, $class:ident, $key_type:ty, |$f:ident| $key:expr) => {
         impl Fact for $type {
             type Key = $key_type;
             const NAME: &'static str = $name;
@@ -86,28 +96,61 @@ macro_rules! fact {
                 let $f = self;
                 $key
             }
+            fn class(&self) -> ColumnClass {
+                ColumnClass::$class
+            }
         }
     };
 }
 
-fact!(AggTrade, "aggTrade", Hour, u64, |f| f.agg_trade_id);
-fact!(BookTicker, "bookTicker", LookBack, u64, |f| f.update_id);
-fact!(Metrics, "metrics", LookBack, i64, |f| f.create_time);
-fact!(FundingRate, "funding", Funding, i64, |f| f.funding_time);
-fact!(PremiumIndex, "premiumIndex", Hour, i64, |f| f.time);
-fact!(OpenInterest, "openInterest", LookBack, (u8, i64), |f| (
-    f.source as u8,
-    f.time
-));
-fact!(LongShortRatio, "ratio", LookBack, (u8, i64), |f| (
+fact!(AggTrade, "aggTrade", Hour, AggTrades, u64, |f| f
+    .agg_trade_id);
+fact!(BookTicker, "bookTicker", LookBack, BookTicker, u64, |f| f
+    .update_id);
+fact!(Metrics, "metrics", LookBack, Metrics, i64, |f| f
+    .create_time);
+fact!(FundingRate, "funding", Funding, Funding, i64, |f| f
+    .funding_time);
+fact!(
+    PremiumIndex,
+    "premiumIndex",
+    Hour,
+    FundingEstimate,
+    i64,
+    |f| f.time
+);
+fact!(
+    OpenInterest,
+    "openInterest",
+    LookBack,
+    Metrics,
+    (u8, i64),
+    |f| (f.source as u8, f.time)
+);
+fact!(LongShortRatio, "ratio", LookBack, Metrics, (u8, i64), |f| (
     f.kind as u8,
     f.time
 ));
-fact!(MarkPrice, "markPrice", Hour, i64, |f| f.event_time);
-fact!(DepthDiff, "depthDiff", LookBack, u64, |f| f.final_update_id);
-fact!(DepthSnapshot, "depthSnapshot", LookBack, u64, |f| f
-    .last_update_id);
-fact!(Liquidation, "liquidation", Hour, Vec<u8>, |f| encoded(f));
+fact!(MarkPrice, "markPrice", Hour, FundingEstimate, i64, |f| f
+    .event_time);
+fact!(DepthDiff, "depthDiff", LookBack, DepthBook, u64, |f| f
+    .final_update_id);
+fact!(
+    DepthSnapshot,
+    "depthSnapshot",
+    LookBack,
+    DepthBook,
+    u64,
+    |f| f.last_update_id
+);
+fact!(
+    Liquidation,
+    "liquidation",
+    Hour,
+    Liquidations,
+    Vec<u8>,
+    |f| encoded(f)
+);
 
 impl Fact for Kline {
     type Key = (u8, i64, i64);
@@ -115,6 +158,22 @@ impl Fact for Kline {
     const REACH: Reach = Reach::Hour;
     fn key(&self) -> (u8, i64, i64) {
         (self.kind as u8, self.interval_ms, self.open_time)
+    }
+    fn class(&self) -> ColumnClass {
+        match self.kind {
+            KlineKind::Trade => ColumnClass::TradeKlines,
+            KlineKind::Mark => ColumnClass::MarkKlines,
+            KlineKind::Index => ColumnClass::IndexKlines,
+            KlineKind::Premium => ColumnClass::PremiumKlines,
+        }
+    }
+    fn label(&self) -> &'static str {
+        match self.kind {
+            KlineKind::Trade => "kline",
+            KlineKind::Mark => "markPriceKline",
+            KlineKind::Index => "indexPriceKline",
+            KlineKind::Premium => "premiumIndexKline",
+        }
     }
     fn closed(&self) -> bool {
         self.closed
@@ -179,6 +238,31 @@ pub struct Conflict {
     pub kept: Source,
     /// The source of the copy dropped.
     pub dropped: Source,
+    /// Each field that differs: `name: kept ≠ dropped`.
+    pub fields: Vec<String>,
+}
+
+/// The fields in which two copies of a fact differ, as `name: a ≠ b`: their
+/// debug forms line by line (one field a line), so every kind of fact is
+/// shown field by field without a list of fields to keep.
+fn differing_fields(kept: &impl Debug, dropped: &impl Debug) -> Vec<String> {
+    let (a, b) = (format!("{kept:#?}"), format!("{dropped:#?}"));
+    a.lines()
+        .zip(b.lines())
+        .filter(|(a, b)| a != b)
+        .map(|(a, b)| {
+            let field = |line: &str| line.trim().trim_end_matches(',').to_string();
+            let (name, kept) = field(a)
+                .split_once(": ")
+                .map_or((String::new(), field(a)), |(n, v)| {
+                    (n.to_string(), v.to_string())
+                });
+            let dropped = field(b)
+                .split_once(": ")
+                .map_or(field(b), |(_, v)| v.to_string());
+            format!("{name}: {kept} ≠ {dropped}")
+        })
+        .collect()
 }
 
 /// Where a copy came from: its record's source and arrival.
@@ -229,12 +313,18 @@ impl<T: Fact> Copies<T> {
     /// Reduces the copies, in place, to one fact per key. `arrival` ranks
     /// origins: among equal copies the one that arrived first (best source,
     /// earliest, then by source) is kept, so no tie is left to the log order.
-    fn resolve(&mut self, origins: &[Origin], arrival: &[u32], conflicts: &mut Vec<Conflict>) {
-        let reported = conflicts.len();
+    /// Every copy is first marked in the hour's coverage.
+    fn resolve(&mut self, r: &mut Resolving) {
+        for (fact, &origin) in self.facts.iter().zip(&self.origins) {
+            r.seen(fact.class(), fact.time(), r.origins[origin as usize].rank);
+        }
+        let (conflicts, tallies) = (r.conflicts.len(), r.tallies.len());
         // The log mostly holds a kind's facts in key order already: resolve in
         // one pass, and sort only if that pass finds them out of order.
-        if !self.resolve_in_order(origins, arrival, conflicts) {
-            conflicts.truncate(reported);
+        if !self.resolve_in_order(r) {
+            r.conflicts.truncate(conflicts);
+            r.tallies.truncate(tallies);
+            let arrival = r.arrival;
             let mut pairs: Vec<(T, u32)> =
                 self.facts.drain(..).zip(self.origins.drain(..)).collect();
             pairs.sort_by(|(a, ao), (b, bo)| {
@@ -245,20 +335,17 @@ impl<T: Fact> Copies<T> {
             for (fact, origin) in pairs {
                 self.push(fact, origin);
             }
-            let sorted = self.resolve_in_order(origins, arrival, conflicts);
+            let sorted = self.resolve_in_order(r);
             debug_assert!(sorted, "sorted copies resolve in one pass");
         }
     }
 
     /// Resolves copies that are in (key, arrival) order, moving each group's
-    /// kept copy down to the front. Returns false as soon as it meets copies
+    /// kept copy down to the front, and counts the facts of the hour that
+    /// more than one source held. Returns false as soon as it meets copies
     /// out of that order, having only permuted them.
-    fn resolve_in_order(
-        &mut self,
-        origins: &[Origin],
-        arrival: &[u32],
-        conflicts: &mut Vec<Conflict>,
-    ) -> bool {
+    fn resolve_in_order(&mut self, r: &mut Resolving) -> bool {
+        let (origins, arrival) = (r.origins, r.arrival);
         let (mut kept, mut start) = (0, 0);
         let mut previous: Option<T::Key> = None;
         while start < self.facts.len() {
@@ -278,10 +365,17 @@ impl<T: Fact> Copies<T> {
             {
                 return false;
             }
-            let winner = if group[1..].iter().all(|f| *f == group[0]) {
+            let equal = group[1..].iter().all(|f| *f == group[0]);
+            if group.len() > 1 && r.hour.contains(&group[0].time()) {
+                let sources = group_origins
+                    .iter()
+                    .fold(0u8, |m, &o| m | 1 << origins[o as usize].rank);
+                r.tally(group[0].label(), sources, equal);
+            }
+            let winner = if equal {
                 start
             } else {
-                start + precedence(group, group_origins, &key, origins, conflicts)
+                start + precedence(group, group_origins, &key, origins, &mut r.conflicts)
             };
             if kept != winner {
                 self.facts.swap(kept, winner);
@@ -338,11 +432,127 @@ fn precedence<T: Fact>(
     });
     let kept = &origin(distinct[0]).source;
     conflicts.extend(distinct[1..].iter().map(|&loser| Conflict {
-        key: format!("{}({key:?})", T::NAME),
+        key: format!("{}({key:?})", group[0].label()),
         kept: kept.clone(),
         dropped: origin(loser).source.clone(),
+        fields: differing_fields(&group[distinct[0]], &group[loser]),
     }));
     distinct[0]
+}
+
+/// What resolving an hour's copies found besides its facts.
+#[derive(Debug, Default)]
+pub struct Resolution {
+    /// Copies that disagreed, by key.
+    pub conflicts: Vec<Conflict>,
+    /// The minutes each source covered per column class, and the facts more
+    /// than one source held. [`super::provenance::complete`] adds what the
+    /// copies cannot tell.
+    pub provenance: Provenance,
+}
+
+/// The state of resolving one hour: the origins and their arrival order,
+/// and what the copies show on the way.
+struct Resolving<'a> {
+    origins: &'a [Origin],
+    arrival: &'a [u32],
+    hour: Range<i64>,
+    conflicts: Vec<Conflict>,
+    tallies: Vec<Tally>,
+    coverage: Vec<ClassCoverage>,
+    /// As-of points: (class, time, source rank), marked when all are in.
+    points: Vec<(ColumnClass, i64, u8)>,
+}
+
+impl<'a> Resolving<'a> {
+    fn new(origins: &'a [Origin], arrival: &'a [u32], hour: Range<i64>) -> Self {
+        Resolving {
+            origins,
+            arrival,
+            hour,
+            conflicts: Vec::new(),
+            tallies: Vec::new(),
+            coverage: ColumnClass::ALL.map(ClassCoverage::new).to_vec(),
+            points: Vec::new(),
+        }
+    }
+
+    /// A copy of `class`'s input at `time` from a source of `rank`.
+    fn seen(&mut self, class: ColumnClass, time: i64, rank: u8) {
+        if as_of_window(class).is_some() {
+            self.points.push((class, time, rank));
+        } else if self.hour.contains(&time) {
+            let minute = (time - self.hour.start) / MINUTE_MS;
+            self.coverage[class as usize].by_source[usize::from(rank)] |= 1 << minute;
+        }
+    }
+
+    /// One fact of the hour that the sources in `sources` held.
+    fn tally(&mut self, kind: &'static str, sources: u8, equal: bool) {
+        if sources.count_ones() < 2 {
+            return;
+        }
+        let at = match self
+            .tallies
+            .iter()
+            .position(|t| t.kind == kind && t.sources == sources)
+        {
+            Some(at) => at,
+            None => {
+                self.tallies.push(Tally {
+                    kind: kind.to_string(),
+                    sources,
+                    equal: 0,
+                    conflicting: 0,
+                });
+                self.tallies.len() - 1
+            }
+        };
+        let tally = &mut self.tallies[at];
+        if equal {
+            tally.equal += 1;
+        } else {
+            tally.conflicting += 1;
+        }
+    }
+
+    /// The conflicts by key, and the provenance with the as-of points marked.
+    fn finish(mut self) -> Resolution {
+        for &(class, time, rank) in &self.points {
+            let Some(window) = as_of_window(class) else {
+                continue;
+            };
+            let first = time.div_euclid(MINUTE_MS) * MINUTE_MS;
+            for (i, minute) in self.hour.clone().step_by(MINUTE_MS as usize).enumerate() {
+                if (first..time + window).contains(&minute) {
+                    self.coverage[class as usize].by_source[usize::from(rank)] |= 1 << i;
+                }
+            }
+        }
+        // Resolution order is by kind: list conflicts by key, losers in
+        // precedence order.
+        self.conflicts.sort_by(|a, b| a.key.cmp(&b.key));
+        self.tallies
+            .sort_by(|a, b| (&a.kind, a.sources).cmp(&(&b.kind, b.sources)));
+        Resolution {
+            conflicts: self.conflicts,
+            provenance: Provenance {
+                coverage: self.coverage,
+                reconciliation: self.tallies,
+            },
+        }
+    }
+}
+
+/// For a class whose columns are as-of values, how long a point covers the
+/// minutes from its own: a metrics point its 5-minute interval, a funding
+/// settlement its carry (8 h 1 min). `None` for classes of events in the minute.
+fn as_of_window(class: ColumnClass) -> Option<i64> {
+    match class {
+        ColumnClass::Metrics => Some(5 * MINUTE_MS),
+        ColumnClass::Funding => Some(Reach::Funding.before_ms()),
+        _ => None,
+    }
 }
 
 /// Reduces records, one at a time, to the facts of one hour. A worker keeps
@@ -503,8 +713,8 @@ impl Collector {
         self.origins.iter().map(|o| o.source.to_string()).collect()
     }
 
-    /// One fact per key, and the disagreements found, listed by key.
-    pub fn finish(&mut self) -> (HourFacts, Vec<Conflict>) {
+    /// One fact per key, and what resolving them found.
+    pub fn finish(&mut self) -> (HourFacts, Resolution) {
         let arrival = self.arrival();
         // Late tail copies go in front too: ahead of the hour's, the copies
         // usually form one run of ids, which needs no sorting.
@@ -513,9 +723,10 @@ impl Collector {
             book.facts.splice(0..0, tail.facts.drain(..));
             book.origins.splice(0..0, tail.origins.drain(..));
         }
-        let mut conflicts = Vec::new();
-        let (o, a, c) = (&self.origins[..], &arrival[..], &mut conflicts);
-        self.depth_diffs.resolve(o, a, c);
+        let o = &self.origins[..];
+        let mut resolving = Resolving::new(o, &arrival, self.hour.clone());
+        let r = &mut resolving;
+        self.depth_diffs.resolve(r);
         let depth_diffs = (self
             .depth_diffs
             .facts
@@ -524,30 +735,27 @@ impl Collector {
         .map(|(d, &i)| (d, o[i as usize].received_ms))
         .collect();
         // The folds want trades and book updates in (time, id) order.
-        let mut agg_trades = resolved(&mut self.agg_trades, o, a, c);
+        let mut agg_trades = resolved(&mut self.agg_trades, r);
         in_time_order(&mut agg_trades, |t| t.agg_trade_id);
-        let mut book_tickers = resolved(&mut self.book_tickers, o, a, c);
+        let mut book_tickers = resolved(&mut self.book_tickers, r);
         in_time_order(&mut book_tickers, |b| b.update_id);
         let hour_facts = HourFacts {
             hour_start: self.hour.start,
-            klines: resolved(&mut self.klines, o, a, c),
+            klines: resolved(&mut self.klines, r),
             agg_trades,
             book_tickers,
-            metrics: resolved(&mut self.metrics, o, a, c),
-            open_interest: resolved(&mut self.open_interest, o, a, c),
-            ratios: resolved(&mut self.ratios, o, a, c),
-            funding: resolved(&mut self.funding, o, a, c),
-            mark_prices: resolved(&mut self.mark_prices, o, a, c),
-            premium_polls: resolved(&mut self.premium_polls, o, a, c),
+            metrics: resolved(&mut self.metrics, r),
+            open_interest: resolved(&mut self.open_interest, r),
+            ratios: resolved(&mut self.ratios, r),
+            funding: resolved(&mut self.funding, r),
+            mark_prices: resolved(&mut self.mark_prices, r),
+            premium_polls: resolved(&mut self.premium_polls, r),
             depth_diffs,
-            depth_snapshots: resolved(&mut self.depth_snapshots, o, a, c),
-            liquidations: resolved(&mut self.liquidations, o, a, c),
+            depth_snapshots: resolved(&mut self.depth_snapshots, r),
+            liquidations: resolved(&mut self.liquidations, r),
             liquidation_coverage: Vec::new(),
         };
-        // Resolution order is by kind: list conflicts by key, losers in
-        // precedence order.
-        conflicts.sort_by(|a, b| a.key.cmp(&b.key));
-        (hour_facts, conflicts)
+        (hour_facts, resolving.finish())
     }
 
     /// Takes back the memory of facts [`Collector::finish`] gave out, to hold
@@ -605,13 +813,8 @@ fn in_time_order<T: Fact>(facts: &mut [T], id: impl Fn(&T) -> u64) {
 }
 
 /// The facts of one kind, resolved.
-fn resolved<T: Fact>(
-    copies: &mut Copies<T>,
-    origins: &[Origin],
-    arrival: &[u32],
-    conflicts: &mut Vec<Conflict>,
-) -> Vec<T> {
-    copies.resolve(origins, arrival, conflicts);
+fn resolved<T: Fact>(copies: &mut Copies<T>, r: &mut Resolving) -> Vec<T> {
+    copies.resolve(r);
     copies.take()
 }
 
@@ -619,7 +822,7 @@ fn resolved<T: Fact>(
 pub fn collect_hour<'a>(
     hour_start: i64,
     records: impl IntoIterator<Item = &'a Record>,
-) -> (HourFacts, Vec<Conflict>) {
+) -> (HourFacts, Resolution) {
     let mut collector = Collector::new(hour_start);
     for record in records {
         collector.add(record);

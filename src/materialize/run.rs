@@ -29,7 +29,7 @@ use super::index;
 use crate::event::{Visibility, LIQUIDATION_STREAM_SUFFIX};
 use crate::eventlog::RecordReader;
 use crate::lake;
-use crate::ledger::{BookHealth, FedBy, Finding, Ledger, Partition};
+use crate::ledger::{BookHealth, FedBy, Finding, Ledger, Partition, Provenance};
 use crate::progress::{Progress, Unit};
 use crate::schema::schema_hash;
 use crate::time::{utc_minute, HOUR_MS, MINUTE_MS};
@@ -195,6 +195,7 @@ fn derive_all(
             let (symbol, hour, derived) = derived?;
             batch.put_partition(symbol, hour, &derived.partition, &derived.findings)?;
             batch.set_book_health(symbol, hour, derived.book.as_ref())?;
+            batch.set_provenance(symbol, hour, &derived.provenance)?;
             done(symbol, hour, &derived);
             since_commit += 1;
             if since_commit == HOURS_PER_COMMIT {
@@ -386,6 +387,7 @@ enum File {
 struct Derived {
     partition: Partition,
     findings: Vec<Finding>,
+    provenance: Provenance,
     book: Option<BookHealth>,
     file: File,
     records_read: u64,
@@ -471,20 +473,18 @@ impl Context<'_> {
         let (fed, events_read) =
             collect_records(reader, collector, self.visibility, &offsets, symbol, hour)?;
         let sources = collector.sources();
-        let unfillable: Vec<crate::event::Unfillable> = collector.unfillable().cloned().collect();
-        let (mut facts, conflicts) = collector.finish();
-        let unfillable: Vec<Finding> = unfillable
-            .iter()
-            .filter(|u| !filled_since(u, &facts))
-            .map(|u| unfillable_finding(u, hour))
-            .collect();
+        let mut unfillable: Vec<crate::event::Unfillable> =
+            collector.unfillable().cloned().collect();
+        let (mut facts, mut resolution) = collector.finish();
+        unfillable.retain(|u| !filled_since(u, &facts));
         facts.liquidation_coverage = liquidation_coverage(ledger, symbol, hour)?;
+        super::provenance::complete(&mut resolution.provenance, &facts, &unfillable);
         let out = build_hour(&facts);
         let had_klines = !facts.klines.is_empty();
         collector.reuse(facts);
 
-        let mut findings = findings(&out, had_klines, &conflicts, hour);
-        findings.extend(unfillable);
+        let mut findings = findings(&out, had_klines, &resolution.conflicts, hour);
+        findings.extend(unfillable.iter().map(|u| unfillable_finding(u, hour)));
         let minutes = out.rows.iter().fold(0u64, |bits, row| {
             bits | 1 << ((row.timestamp - hour) / MINUTE_MS)
         });
@@ -505,6 +505,7 @@ impl Context<'_> {
         let derived = |partition, findings, file| Derived {
             partition,
             findings,
+            provenance: resolution.provenance,
             book: out.book,
             file,
             records_read: offsets.len() as u64,
@@ -573,7 +574,13 @@ fn findings(
     findings.extend(conflicts.iter().map(|c| Finding {
         minute: hour,
         check: "conflict".into(),
-        detail: format!("{}: kept {}, dropped {}", c.key, c.kept, c.dropped),
+        detail: format!(
+            "{}: kept {}, dropped {}: {}",
+            c.key,
+            c.kept,
+            c.dropped,
+            c.fields.join("; ")
+        ),
     }));
     findings
 }

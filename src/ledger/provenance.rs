@@ -1,0 +1,83 @@
+//! Where an hour's inputs came from, and how its sources agreed: what the
+//! materializer records beside each partition for `bml audit`'s coverage and
+//! reconciliation (docs/audit.md). Minutes are bits of a `u64`: bit `i` is
+//! the hour's minute `i`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::schema::ColumnClass;
+
+/// The sources facts come from, in precedence order: the index of each in
+/// [`ClassCoverage::by_source`] and the bits of [`Tally::sources`].
+pub const SOURCES: [&str; 3] = ["vision", "rest", "live"];
+
+/// One symbol-hour's provenance.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Provenance {
+    /// Per column class (every class, in [`ColumnClass::ALL`] order).
+    pub coverage: Vec<ClassCoverage>,
+    /// Per kind of fact and set of sources that both held it.
+    pub reconciliation: Vec<Tally>,
+}
+
+/// The minutes of one column class each source covered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClassCoverage {
+    /// The class.
+    pub class: ColumnClass,
+    /// Per source ([`SOURCES`]): minutes it holds the class's input for (an
+    /// event in the minute; for as-of classes, a point recent enough for
+    /// the minute; for liquidations, a live connection proven up).
+    pub by_source: [u64; 3],
+    /// Minutes known to need nothing: aggTrades where the trade kline counts
+    /// no trade.
+    pub quiet: u64,
+    /// Minutes the planner recorded no source can fill (`unfillable`).
+    pub unfillable: u64,
+    /// Why, for those minutes (empty when none).
+    pub reason: String,
+}
+
+impl ClassCoverage {
+    /// An empty record of `class`.
+    pub fn new(class: ColumnClass) -> ClassCoverage {
+        ClassCoverage {
+            class,
+            by_source: [0; 3],
+            quiet: 0,
+            unfillable: 0,
+            reason: String::new(),
+        }
+    }
+
+    /// Minutes some source holds, or that need nothing.
+    pub fn covered(&self) -> u64 {
+        self.by_source.iter().fold(self.quiet, |all, m| all | m)
+    }
+}
+
+/// Facts of one kind that two or more sources held, in one hour.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tally {
+    /// The kind of fact (`kline`, `markPriceKline`, `aggTrade`, `funding`, …).
+    pub kind: String,
+    /// The sources that held it: bit `i` is [`SOURCES`]`[i]`.
+    pub sources: u8,
+    /// Facts whose copies were all equal.
+    pub equal: u64,
+    /// Facts whose copies disagreed (the best source's was kept).
+    pub conflicting: u64,
+}
+
+impl Tally {
+    /// The sources' names, best first, joined by `+`.
+    pub fn source_names(&self) -> String {
+        SOURCES
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| self.sources & (1 << i) != 0)
+            .map(|(_, name)| *name)
+            .collect::<Vec<_>>()
+            .join("+")
+    }
+}
