@@ -27,6 +27,11 @@ pub fn utc_hour(ms: i64) -> String {
     utc(ms, "%Y-%m-%dT%HZ")
 }
 
+/// The UTC day holding `ms`, `2024-03-01`.
+pub fn utc_day(ms: i64) -> String {
+    utc(ms, "%Y-%m-%d")
+}
+
 fn utc(ms: i64, format: &str) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
         .map_or_else(|| ms.to_string(), |t| t.format(format).to_string())

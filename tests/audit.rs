@@ -160,3 +160,124 @@ fn a_damaged_log_is_named_and_the_lake_is_not_judged_by_it() {
     let (code, said) = audit(data, &["--repair"]);
     assert_eq!(code, Some(3), "the log is not audit's to repair: {said}");
 }
+
+/// Reconciliation on the simulator: a day built from REST, then the same day
+/// from Vision with a few facts made to differ in the archives: the report
+/// counts exactly those as conflicting (every other fact both held as equal),
+/// shows them field by field with Vision kept, and the coverage names both
+/// sources for every minute.
+#[test]
+fn reconciliation_counts_exactly_the_facts_made_to_differ() {
+    let day = support::vision_day_at_rates(DATE, 2, 23, Some((2.0, 5.0)));
+    let data = tempfile::tempdir().unwrap();
+    let data = data.path();
+    {
+        let sim = support::Sim::start(day.path(), &[]);
+        let args = support::rest_ingest_args(
+            DATE,
+            "2024-03-01T02:00",
+            sim.url(),
+            &["--kinds", "klines,aggTrades"],
+        );
+        let out = bml(data, &args);
+        assert!(text(&out).contains("0 failed"), "{}", text(&out));
+    }
+    support::alter_archive(day.path(), "klines", DATE, &[3, 70], 5);
+    support::alter_archive(day.path(), "aggTrades", DATE, &[10, 11, 500], 2);
+    ingest_day(data, day.path(), DATE, "klines,aggTrades");
+    materialize(data);
+
+    let report = audit_json(data);
+    let reconciled: Vec<(String, String, u64, u64)> = report["reconciliation"]["days"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            assert_eq!(d["day"], DATE);
+            (
+                d["kind"].as_str().unwrap().to_string(),
+                d["sources"].as_str().unwrap().to_string(),
+                d["equal"].as_u64().unwrap(),
+                d["conflicting"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let trades = support::data_rows(&support::csv_of(&support::archive_path(
+        day.path(),
+        "aggTrades",
+        DATE,
+    )))
+    .len() as u64;
+    assert_eq!(
+        reconciled,
+        vec![
+            ("aggTrade".into(), "vision+rest".into(), trades - 3, 3),
+            ("kline".into(), "vision+rest".into(), 120 - 2, 2),
+        ]
+    );
+    assert!(report["reconciliation"]["rule"]
+        .as_str()
+        .unwrap()
+        .starts_with("Vision > REST > live"));
+    let shown: Vec<&str> = report["reconciliation"]["first_conflicts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["detail"].as_str().unwrap())
+        .collect();
+    assert_eq!(shown.len(), 5, "{shown:?}");
+    for detail in &shown {
+        assert!(detail.contains(": kept vision:"), "{detail}");
+        assert!(detail.contains(", dropped rest:"), "{detail}");
+    }
+    assert_eq!(
+        shown.iter().filter(|d| d.contains("volume: ")).count(),
+        2,
+        "{shown:?}"
+    );
+    assert_eq!(
+        shown.iter().filter(|d| d.contains("quantity: ")).count(),
+        3,
+        "{shown:?}"
+    );
+
+    // Coverage: both sources held the trade klines of all 120 minutes; the
+    // live-only classes are gaps, for want of a collector.
+    let coverage = report["coverage"].as_array().unwrap();
+    assert_eq!(coverage.len(), 1, "one symbol-day");
+    assert_eq!(coverage[0]["minutes"], 120);
+    let class = |name: &str| {
+        coverage[0]["classes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["class"] == name)
+            .unwrap()
+            .clone()
+    };
+    let klines = class("trade klines");
+    assert_eq!(
+        (klines["vision"].as_u64(), klines["rest"].as_u64()),
+        (Some(120), Some(120))
+    );
+    assert_eq!(klines["covered"], 120);
+    assert_eq!(klines["gaps"], serde_json::json!([]));
+    let book = class("L2 book");
+    assert_eq!(
+        book["gaps"],
+        serde_json::json!([{ "minutes": 120, "reason": bml::audit::NO_COLLECTOR }])
+    );
+    let marks = class("mark klines");
+    assert_eq!(
+        marks["gaps"],
+        serde_json::json!([{ "minutes": 120, "reason": bml::audit::NOT_FETCHED }])
+    );
+    // The table says the same in words.
+    let (code, said) = audit(data, &[]);
+    assert_eq!(code, Some(0), "{said}");
+    assert!(
+        said.contains("BTCUSDT kline held by vision+rest: 118 equal, 2 conflicting"),
+        "{said}"
+    );
+    assert!(said.contains("GAP  L2 book: 120 minutes"), "{said}");
+}

@@ -7,6 +7,13 @@
 //! says (each file replaced atomically, strays removed); damage in the log
 //! is `bml wal repair`'s.
 
+mod coverage;
+
+pub use coverage::{
+    ClassDay, ConflictShown, DayCoverage, Gap, ReconciledDay, Reconciliation, NOTHING, NOT_FETCHED,
+    NO_COLLECTOR, PRECEDENCE,
+};
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -14,7 +21,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use serde::Serialize;
 
-use crate::ledger::{Ledger, Partition};
+use crate::ledger::{Ledger, Partition, Provenance};
 use crate::materialize::run as materialize;
 use crate::progress::Progress;
 use crate::time::{utc_hour, utc_minute};
@@ -43,6 +50,28 @@ pub struct Report {
     pub lake: LakeCheck,
     /// The ledger.
     pub ledger: LedgerCheck,
+    /// Per symbol-day and column class, the minutes each source covered and
+    /// the gaps with their reasons.
+    pub coverage: Vec<DayCoverage>,
+    /// Where sources held the same facts: how many agreed, per day and kind.
+    pub reconciliation: Reconciliation,
+    /// How far behind each symbol's lake is.
+    pub lag: Vec<Lag>,
+    /// Each audited hour's provenance, for the HTML page (not in the JSON:
+    /// `coverage` is its daily sum).
+    #[serde(skip)]
+    pub hours: BTreeMap<(String, i64), Provenance>,
+}
+
+/// A symbol's watermark and how far behind now it is.
+#[derive(Debug, Clone, Serialize)]
+pub struct Lag {
+    /// The symbol.
+    pub symbol: String,
+    /// Its watermark, the last minute of the lake's unbroken run (`YYYY-MM-DDTHH:MMZ`).
+    pub watermark: String,
+    /// Minutes from the minute after it to now.
+    pub minutes: i64,
 }
 
 /// The log's checksums and offsets.
@@ -173,6 +202,13 @@ pub fn run(data_dir: &Path, options: &Options, progress: &dyn Progress) -> anyho
     compared.partitions(&mut report)?;
     compared.strays(&mut report)?;
     compared.watermarks(&mut report)?;
+    let wanted = |symbol: &str, hour: i64| compared.wanted(symbol, hour);
+    let mut hours = fresh.provenances()?;
+    report.coverage = coverage::coverage(&hours, wanted);
+    report.reconciliation = coverage::reconciliation(&hours, &fresh, wanted)?;
+    hours.retain(|(symbol, hour), _| wanted(symbol, *hour));
+    report.hours = hours;
+    report.lag = lag(&ledger, &options.symbols)?;
     if let Some(root) = ledger.lake_root()? {
         if Path::new(&root) != options.lake_root {
             report.ledger.problems.push(Problem {
@@ -187,6 +223,22 @@ pub fn run(data_dir: &Path, options: &Options, progress: &dyn Progress) -> anyho
         }
     }
     Ok(report)
+}
+
+/// Each symbol's watermark (as the ledger holds it, after any repair) and
+/// its distance to now.
+fn lag(ledger: &Ledger, symbols: &BTreeSet<String>) -> anyhow::Result<Vec<Lag>> {
+    let now = crate::time::now_ns() / crate::time::NS_PER_MS;
+    Ok(ledger
+        .watermarks()?
+        .into_iter()
+        .filter(|(symbol, _)| symbols.is_empty() || symbols.contains(symbol))
+        .map(|(symbol, minute)| Lag {
+            symbol,
+            watermark: utc_minute(minute),
+            minutes: (now - minute - crate::time::MINUTE_MS).max(0) / crate::time::MINUTE_MS,
+        })
+        .collect())
 }
 
 /// The fresh derivation beside the lake and ledger audited.
@@ -211,6 +263,8 @@ impl Compared<'_> {
     fn partitions(&self, report: &mut Report) -> anyhow::Result<()> {
         let fresh = self.fresh.partitions()?;
         let held = self.ledger.partitions()?;
+        let (fresh_provenance, held_provenance) =
+            (self.fresh.provenances()?, self.ledger.provenances()?);
         let keys: BTreeSet<&(String, i64)> = fresh.keys().chain(held.keys()).collect();
         for (symbol, hour) in keys {
             if !self.wanted(symbol, *hour) {
@@ -223,8 +277,17 @@ impl Compared<'_> {
                 held.get(&(symbol.clone(), *hour)),
             );
             let findings = |l: &Ledger| l.findings(symbol, *hour);
-            if want != have || findings(self.fresh)? != findings(self.ledger)? {
-                let detail = entry_difference(want, have);
+            let provenance = |all: &BTreeMap<(String, i64), Provenance>| {
+                all.get(&(symbol.clone(), *hour)).cloned()
+            };
+            let provenance_differs = provenance(&fresh_provenance) != provenance(&held_provenance);
+            if want != have || findings(self.fresh)? != findings(self.ledger)? || provenance_differs
+            {
+                let mut detail = entry_difference(want, have);
+                if provenance_differs && want == have {
+                    detail =
+                        "its provenance (coverage, reconciliation) differs or is missing".into();
+                }
                 let repaired = self.options.repair && self.repair_entry(symbol, *hour, want)?;
                 report.ledger.problems.push(Problem {
                     kind: "ledger entry",
@@ -358,6 +421,9 @@ impl Compared<'_> {
             Some(p) => {
                 let findings = self.fresh.findings(symbol, hour)?;
                 batch.put_partition(symbol, hour, p, &findings)?;
+                if let Some(provenance) = self.fresh.provenance(symbol, hour)? {
+                    batch.set_provenance(symbol, hour, &provenance)?;
+                }
             }
             None => batch.remove_partition(symbol, hour)?,
         }

@@ -1,5 +1,6 @@
 //! `bml audit`: the lake and the ledger proved against the log (`audit`).
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 
@@ -108,6 +109,15 @@ fn table(report: &Report, lake: &Path, out: &mut dyn Write) -> std::io::Result<(
     problems(&l.problems, out)?;
     writeln!(out, "ledger  {}", verdict(&report.ledger.problems))?;
     problems(&report.ledger.problems, out)?;
+    coverage(&report.coverage, out)?;
+    reconciliation(&report.reconciliation, out)?;
+    for lag in &report.lag {
+        writeln!(
+            out,
+            "lag     {}: watermark {}, {} minutes behind now",
+            lag.symbol, lag.watermark, lag.minutes
+        )?;
+    }
     let found = report.problems();
     if found == 0 {
         writeln!(out, "audit: clean")
@@ -134,6 +144,94 @@ fn table(report: &Report, lake: &Path, out: &mut dyn Write) -> std::io::Result<(
             report.unrepaired()
         )
     }
+}
+
+/// Per symbol, each class's minutes by source over the audited days, then
+/// the gaps by symbol, class and reason (the JSON has them per day).
+fn coverage(days: &[audit::DayCoverage], out: &mut dyn Write) -> std::io::Result<()> {
+    let mut symbols: BTreeMap<&str, Vec<&audit::DayCoverage>> = BTreeMap::new();
+    for day in days {
+        symbols.entry(&day.symbol).or_default().push(day);
+    }
+    for (symbol, days) in &symbols {
+        let minutes: u32 = days.iter().map(|d| d.minutes).sum();
+        writeln!(
+            out,
+            "coverage {symbol}: {} to {}, {} days, {minutes} minutes (a minute may have several sources)",
+            days[0].day,
+            days[days.len() - 1].day,
+            days.len()
+        )?;
+        writeln!(
+            out,
+            "  {:<17} {:<19} {:>8} {:>8} {:>8} {:>8} {:>8}",
+            "class", "support", "vision", "rest", "live", "quiet", "covered"
+        )?;
+        let mut gaps: BTreeMap<(usize, &str), (u32, Vec<&str>)> = BTreeMap::new();
+        for (i, first) in days[0].classes.iter().enumerate() {
+            let sum = |f: fn(&audit::ClassDay) -> u32| -> u32 {
+                days.iter().map(|d| f(&d.classes[i])).sum()
+            };
+            let covered = sum(|c| c.covered);
+            writeln!(
+                out,
+                "  {:<17} {:<19} {:>8} {:>8} {:>8} {:>8} {:>7.1}%",
+                first.class,
+                first.support,
+                sum(|c| c.vision),
+                sum(|c| c.rest),
+                sum(|c| c.live),
+                sum(|c| c.quiet),
+                100.0 * f64::from(covered) / f64::from(minutes.max(1))
+            )?;
+            for day in days {
+                for gap in &day.classes[i].gaps {
+                    let entry = gaps.entry((i, gap.reason.as_str())).or_default();
+                    entry.0 += gap.minutes;
+                    entry.1.push(&day.day);
+                }
+            }
+        }
+        for ((i, reason), (minutes, on)) in gaps {
+            let when = if on.len() == 1 {
+                on[0].to_string()
+            } else {
+                format!("{} days, {} to {}", on.len(), on[0], on[on.len() - 1])
+            };
+            writeln!(
+                out,
+                "  GAP  {}: {minutes} minutes ({when}): {reason}",
+                days[0].classes[i].class
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// The facts two sources held, per symbol, kind and sources over the audited
+/// days, and the first conflicts field by field.
+fn reconciliation(r: &audit::Reconciliation, out: &mut dyn Write) -> std::io::Result<()> {
+    if r.days.is_empty() {
+        return Ok(());
+    }
+    writeln!(out, "reconciliation ({})", r.rule)?;
+    let mut totals: BTreeMap<(&str, &str, &str), (u64, u64, usize)> = BTreeMap::new();
+    for d in &r.days {
+        let entry = totals.entry((&d.symbol, &d.kind, &d.sources)).or_default();
+        entry.0 += d.equal;
+        entry.1 += d.conflicting;
+        entry.2 += 1;
+    }
+    for ((symbol, kind, sources), (equal, conflicting, days)) in totals {
+        writeln!(
+            out,
+            "  {symbol} {kind} held by {sources}: {equal} equal, {conflicting} conflicting ({days} days)"
+        )?;
+    }
+    for c in &r.first_conflicts {
+        writeln!(out, "  CONFLICT {} {}: {}", c.symbol, c.hour, c.detail)?;
+    }
+    Ok(())
 }
 
 fn verdict(problems: &[Problem]) -> String {

@@ -425,18 +425,30 @@ impl Ledger {
 
     /// One partition.
     pub fn partition(&self, symbol: &str, hour: i64) -> anyhow::Result<Option<Partition>> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(PARTITIONS)?;
-        let value = table.get((symbol, hour))?;
-        value.map(|v| decode(v.value())).transpose()
+        self.at_hour(PARTITIONS, symbol, hour)
     }
 
     /// The findings of one symbol-hour.
     pub fn findings(&self, symbol: &str, hour: i64) -> anyhow::Result<Vec<Finding>> {
+        Ok(self.at_hour(FINDINGS, symbol, hour)?.unwrap_or_default())
+    }
+
+    /// The provenance of one symbol-hour.
+    pub fn provenance(&self, symbol: &str, hour: i64) -> anyhow::Result<Option<Provenance>> {
+        self.at_hour(PROVENANCE, symbol, hour)
+    }
+
+    /// One entry of a table keyed by (symbol, hour start).
+    fn at_hour<T: DeserializeOwned>(
+        &self,
+        definition: TableDefinition<(&str, i64), &[u8]>,
+        symbol: &str,
+        hour: i64,
+    ) -> anyhow::Result<Option<T>> {
         let txn = self.db.begin_read()?;
-        let table = txn.open_table(FINDINGS)?;
+        let table = txn.open_table(definition)?;
         let value = table.get((symbol, hour))?;
-        value.map_or(Ok(Vec::new()), |v| decode(v.value()))
+        value.map(|v| decode(v.value())).transpose()
     }
 
     /// Watermarks by symbol.

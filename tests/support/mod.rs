@@ -301,13 +301,22 @@ pub fn write_archive(path: &Path, entries: &[(&str, &[u8])]) {
 /// Binance re-publishes the generated day's klines archive (under `day`)
 /// with one volume changed: a new SHA-256, one fact different.
 pub fn republish_klines(day: &Path, date: &str) {
-    let path = archive_path(day, "klines", date);
+    alter_archive(day, "klines", date, &[0], 5);
+}
+
+/// Re-publishes the generated archive of `kind` for `date` (under `day`)
+/// with `field` (0-based) of each data row in `rows` (0-based) changed: a
+/// digit appended, so that the number stays a number and differs.
+pub fn alter_archive(day: &Path, kind: &str, date: &str, rows: &[usize], field: usize) {
+    let path = archive_path(day, kind, date);
     let csv = csv_of(&path);
     let mut lines: Vec<String> = csv.lines().map(str::to_string).collect();
-    let row = usize::from(lines[0].starts_with("open_time"));
-    let mut fields: Vec<String> = lines[row].split(',').map(str::to_string).collect();
-    fields[5].push('1');
-    lines[row] = fields.join(",");
+    let header = usize::from(lines[0].as_bytes()[0].is_ascii_alphabetic());
+    for &row in rows {
+        let mut fields: Vec<String> = lines[header + row].split(',').map(str::to_string).collect();
+        fields[field].push('1');
+        lines[header + row] = fields.join(",");
+    }
     let name = path
         .file_name()
         .unwrap()
