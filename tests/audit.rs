@@ -166,11 +166,12 @@ fn a_damaged_log_is_named_and_the_lake_is_not_judged_by_it() {
 /// counts exactly those as conflicting (every other fact both held as equal),
 /// shows them field by field with Vision kept, and the coverage names both
 /// sources for every minute.
-#[test]
-fn reconciliation_counts_exactly_the_facts_made_to_differ() {
+/// A 2-hour day ingested from REST (the simulator), then from Vision with
+/// two klines (volume) and three aggTrades (quantity) made to differ.
+fn day_from_rest_then_altered_vision() -> (tempfile::TempDir, tempfile::TempDir) {
     let day = support::vision_day_at_rates(DATE, 2, 23, Some((2.0, 5.0)));
-    let data = tempfile::tempdir().unwrap();
-    let data = data.path();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
     {
         let sim = support::Sim::start(day.path(), &[]);
         let args = support::rest_ingest_args(
@@ -186,7 +187,13 @@ fn reconciliation_counts_exactly_the_facts_made_to_differ() {
     support::alter_archive(day.path(), "aggTrades", DATE, &[10, 11, 500], 2);
     ingest_day(data, day.path(), DATE, "klines,aggTrades");
     materialize(data);
+    (day, dir)
+}
 
+#[test]
+fn reconciliation_counts_exactly_the_facts_made_to_differ() {
+    let (day, dir) = day_from_rest_then_altered_vision();
+    let data = dir.path();
     let report = audit_json(data);
     let reconciled: Vec<(String, String, u64, u64)> = report["reconciliation"]["days"]
         .as_array()
@@ -280,4 +287,47 @@ fn reconciliation_counts_exactly_the_facts_made_to_differ() {
         "{said}"
     );
     assert!(said.contains("GAP  L2 book: 120 minutes"), "{said}");
+}
+
+/// `--html`: one self-contained page, opened in a real headless Chromium: it
+/// draws a cell per hour and column class in the state the coverage gives
+/// (its script counts them once drawn), the reconciliation table, and asks
+/// nothing of the network. The screenshot is kept in
+/// `target/test-artifacts/audit-page.png`.
+#[test]
+fn the_html_page_renders_in_a_real_browser() {
+    let (_day, dir) = day_from_rest_then_altered_vision();
+    let data = dir.path();
+    let page = data.join("audit.html");
+    let (code, said) = audit(data, &["--html", page.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{said}");
+    let html = std::fs::read_to_string(&page).unwrap();
+    for outside in ["http://", "https://", " src=", " href=", "@import", "url("] {
+        assert!(!html.contains(outside), "the page reaches out: {outside}");
+    }
+    let artifacts = Path::new(env!("CARGO_TARGET_TMPDIR")).join("../test-artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let shot = artifacts.join("audit-page.png");
+    let dom = support::headless_chromium(&page, &shot);
+    // 11 classes x 24 hours; the day has 2 hours: trade klines and aggTrades
+    // from both sources (Vision's colour), the other history classes not
+    // fetched, the live-only classes without a collector.
+    assert!(
+        dom.contains("drawn: m 12, n 6, o 242, v 4"),
+        "{}",
+        dom[dom.find("drawn: ").unwrap_or(0)..]
+            .chars()
+            .take(200)
+            .collect::<String>()
+    );
+    assert!(dom.contains("<span id=\"verdict\">clean</span>"));
+    let reconciliation = &dom[dom.find("id=\"reconciliation\"").unwrap()..];
+    assert!(reconciliation.contains("<td>aggTrade</td><td>vision+rest</td>"));
+    assert!(reconciliation.contains("<td>kline</td><td>vision+rest</td><td>118</td><td>2</td>"));
+    let png = std::fs::read(&shot).unwrap();
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 20_000,
+        "{} bytes",
+        png.len()
+    );
 }

@@ -35,12 +35,12 @@ pub struct DayCoverage {
     /// with a trade kline) and the audited range.
     pub minutes: u32,
     /// Per column class, in `ColumnClass::ALL` order.
-    pub classes: Vec<ClassDay>,
+    pub classes: Vec<ClassMinutes>,
 }
 
-/// One column class over one symbol-day.
+/// One column class over a symbol-day (or, for the HTML page, an hour).
 #[derive(Debug, Clone, Serialize)]
-pub struct ClassDay {
+pub struct ClassMinutes {
     /// The class's name (`trade klines`, `aggTrades`, …).
     pub class: &'static str,
     /// Its support class (`HARD_REQUIRED`, `BACKFILL_AVAILABLE`, `LIVE_ONLY`).
@@ -107,13 +107,27 @@ pub struct ConflictShown {
     pub detail: String,
 }
 
-/// The coverage of each symbol-day in `hours` (the audited range) from the
-/// hours' provenance.
+/// One symbol-hour's coverage (the HTML page's heatmap cells).
+#[derive(Debug, Clone)]
+pub struct HourCoverage {
+    /// The symbol.
+    pub symbol: String,
+    /// The hour's start, ms.
+    pub hour: i64,
+    /// Its minutes inside the symbol's span.
+    pub minutes: u32,
+    /// Per column class, in `ColumnClass::ALL` order.
+    pub classes: Vec<ClassMinutes>,
+}
+
+/// The coverage of each symbol-day and symbol-hour in the audited range
+/// (`wanted`), from the hours' provenance.
 pub fn coverage(
     provenance: &BTreeMap<(String, i64), Provenance>,
     wanted: impl Fn(&str, i64) -> bool,
-) -> Vec<DayCoverage> {
+) -> (Vec<DayCoverage>, Vec<HourCoverage>) {
     let mut days: Vec<DayCoverage> = Vec::new();
+    let mut hours: Vec<HourCoverage> = Vec::new();
     for (symbol, (first, end)) in spans(provenance) {
         let mut hour = first.div_euclid(HOUR_MS) * HOUR_MS;
         while hour < end {
@@ -131,19 +145,37 @@ pub fn coverage(
                     symbol: symbol.clone(),
                     day,
                     minutes: 0,
-                    classes: ColumnClass::ALL.iter().map(|&c| ClassDay::new(c)).collect(),
+                    classes: ColumnClass::ALL
+                        .iter()
+                        .map(|&c| ClassMinutes::new(c))
+                        .collect(),
                 });
             }
+            let held = provenance.get(&(symbol.clone(), hour));
+            let classes: Vec<ClassMinutes> = ColumnClass::ALL
+                .into_iter()
+                .enumerate()
+                .map(|(i, class)| {
+                    let mut minutes = ClassMinutes::new(class);
+                    minutes.add(class, held.map(|p| &p.coverage[i]), inside);
+                    minutes
+                })
+                .collect();
             let today = days.last_mut().expect("pushed above");
             today.minutes += inside.count_ones();
-            let held = provenance.get(&(symbol.clone(), hour));
-            for (i, class) in ColumnClass::ALL.into_iter().enumerate() {
-                today.classes[i].add(class, held.map(|p| &p.coverage[i]), inside);
+            for (sum, one) in today.classes.iter_mut().zip(&classes) {
+                sum.merge(one);
             }
+            hours.push(HourCoverage {
+                symbol: symbol.clone(),
+                hour,
+                minutes: inside.count_ones(),
+                classes,
+            });
             hour += HOUR_MS;
         }
     }
-    days
+    (days, hours)
 }
 
 /// Each symbol's span: from its first to past its last minute with a trade
@@ -174,9 +206,9 @@ fn minutes_between(hour: i64, first: i64, end: i64) -> u64 {
         .fold(0, |bits, m| bits | 1 << m)
 }
 
-impl ClassDay {
-    fn new(class: ColumnClass) -> ClassDay {
-        ClassDay {
+impl ClassMinutes {
+    fn new(class: ColumnClass) -> ClassMinutes {
+        ClassMinutes {
             class: class.name(),
             support: class.support().spec_name(),
             vision: 0,
@@ -203,6 +235,18 @@ impl ClassDay {
         self.covered += count(c.covered());
         for (reason, bits) in gaps(class, c) {
             self.gap(&reason, count(bits));
+        }
+    }
+
+    /// Adds another span's counts.
+    fn merge(&mut self, other: &ClassMinutes) {
+        self.vision += other.vision;
+        self.rest += other.rest;
+        self.live += other.live;
+        self.quiet += other.quiet;
+        self.covered += other.covered;
+        for gap in &other.gaps {
+            self.gap(&gap.reason, gap.minutes);
         }
     }
 

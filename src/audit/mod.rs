@@ -8,10 +8,11 @@
 //! is `bml wal repair`'s.
 
 mod coverage;
+pub mod html;
 
 pub use coverage::{
-    ClassDay, ConflictShown, DayCoverage, Gap, ReconciledDay, Reconciliation, NOTHING, NOT_FETCHED,
-    NO_COLLECTOR, PRECEDENCE,
+    ClassMinutes, ConflictShown, DayCoverage, Gap, HourCoverage, ReconciledDay, Reconciliation,
+    NOTHING, NOT_FETCHED, NO_COLLECTOR, PRECEDENCE,
 };
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -57,10 +58,10 @@ pub struct Report {
     pub reconciliation: Reconciliation,
     /// How far behind each symbol's lake is.
     pub lag: Vec<Lag>,
-    /// Each audited hour's provenance, for the HTML page (not in the JSON:
+    /// Each audited hour's coverage, for the HTML page (not in the JSON:
     /// `coverage` is its daily sum).
     #[serde(skip)]
-    pub hours: BTreeMap<(String, i64), Provenance>,
+    pub hours: Vec<HourCoverage>,
 }
 
 /// A symbol's watermark and how far behind now it is.
@@ -203,11 +204,9 @@ pub fn run(data_dir: &Path, options: &Options, progress: &dyn Progress) -> anyho
     compared.strays(&mut report)?;
     compared.watermarks(&mut report)?;
     let wanted = |symbol: &str, hour: i64| compared.wanted(symbol, hour);
-    let mut hours = fresh.provenances()?;
-    report.coverage = coverage::coverage(&hours, wanted);
-    report.reconciliation = coverage::reconciliation(&hours, &fresh, wanted)?;
-    hours.retain(|(symbol, hour), _| wanted(symbol, *hour));
-    report.hours = hours;
+    let provenance = fresh.provenances()?;
+    (report.coverage, report.hours) = coverage::coverage(&provenance, wanted);
+    report.reconciliation = coverage::reconciliation(&provenance, &fresh, wanted)?;
     report.lag = lag(&ledger, &options.symbols)?;
     if let Some(root) = ledger.lake_root()? {
         if Path::new(&root) != options.lake_root {

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 
+use anyhow::Context as _;
 use clap::Args;
 
 use super::ingest::parse_time;
@@ -25,6 +26,12 @@ pub(super) struct AuditArgs {
     /// Print the report as one JSON document (docs/audit.md) instead of a table.
     #[arg(long)]
     json: bool,
+    /// Also write the report as one self-contained HTML page (no network
+    /// needed to view it): a coverage heatmap per column class (symbol-day ×
+    /// hour, coloured by source or gap reason), the problems, the
+    /// reconciliation and the lag.
+    #[arg(long, value_name = "FILE")]
+    html: Option<std::path::PathBuf>,
     /// Make the lake and the ledger what the log says: rewrite divergent and
     /// missing files (atomically), remove strays and temporaries, put the
     /// derived ledger entries and watermarks back. Damage in the log itself
@@ -51,6 +58,12 @@ pub(super) fn run(args: &AuditArgs, data_dir: &Path, lake: &Path, ui: &Ui) -> Ou
         repair: args.repair,
     };
     let report = audit::run(data_dir, &options, &ui.bars())?;
+    if let Some(file) = &args.html {
+        write_page(
+            file,
+            &audit::html::page(&report, &lake.display().to_string()),
+        )?;
+    }
     let mut out = std::io::stdout().lock();
     if args.json {
         let mut doc = serde_json::to_value(&report)?;
@@ -65,6 +78,19 @@ pub(super) fn run(args: &AuditArgs, data_dir: &Path, lake: &Path, ui: &Ui) -> Ou
     } else {
         exit::FOUND_PROBLEMS
     })
+}
+
+/// Writes the page whole or not at all: a temporary beside `file`, renamed
+/// over it.
+fn write_page(file: &Path, page: &str) -> anyhow::Result<()> {
+    let name = file
+        .file_name()
+        .map_or("audit.html".into(), |n| n.to_string_lossy());
+    let temporary = file.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+    std::fs::write(&temporary, page)
+        .and_then(|()| std::fs::rename(&temporary, file))
+        .with_context(|| format!("writing {}", file.display()))
+        .inspect_err(|_| drop(std::fs::remove_file(&temporary)))
 }
 
 fn table(report: &Report, lake: &Path, out: &mut dyn Write) -> std::io::Result<()> {
@@ -169,7 +195,7 @@ fn coverage(days: &[audit::DayCoverage], out: &mut dyn Write) -> std::io::Result
         )?;
         let mut gaps: BTreeMap<(usize, &str), (u32, Vec<&str>)> = BTreeMap::new();
         for (i, first) in days[0].classes.iter().enumerate() {
-            let sum = |f: fn(&audit::ClassDay) -> u32| -> u32 {
+            let sum = |f: fn(&audit::ClassMinutes) -> u32| -> u32 {
                 days.iter().map(|d| f(&d.classes[i])).sum()
             };
             let covered = sum(|c| c.covered);

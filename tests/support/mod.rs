@@ -634,3 +634,52 @@ print(",".join(c for c in a.schema.names if a[c].to_pylist() != b[c].to_pylist()
     assert!(out.status.success(), "{}", text(&out));
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
+
+/// Debian's Chromium, installed on first use (`apt-get`, as the machine's
+/// root); panics with the way to install it when that is not possible.
+pub fn chromium() -> PathBuf {
+    let path = PathBuf::from("/usr/bin/chromium");
+    if !path.exists() {
+        let status = Command::new("apt-get")
+            .args(["install", "-y", "--no-install-recommends", "chromium"])
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status();
+        assert!(
+            status.is_ok_and(|s| s.success()) && path.exists(),
+            "this test needs Debian's chromium (apt-get install chromium)"
+        );
+    }
+    path
+}
+
+/// Opens `page` in headless Chromium with nothing reachable (no network, no
+/// background services): returns the DOM once loaded and its scripts run,
+/// and saves a screenshot at `shot`.
+pub fn headless_chromium(page: &Path, shot: &Path) -> String {
+    let profile = tempfile::tempdir().unwrap();
+    let run = |extra: &[String]| {
+        let out = Command::new(chromium())
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--host-resolver-rules=MAP * ~NOTFOUND",
+                "--window-size=1400,1800",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .args(extra)
+            .arg(format!("file://{}", page.display()))
+            .output()
+            .expect("run chromium");
+        assert!(out.status.success(), "chromium: {}", text(&out));
+        out
+    };
+    let dom = String::from_utf8(run(&["--dump-dom".to_string()]).stdout).unwrap();
+    run(&[format!("--screenshot={}", shot.display())]);
+    dom
+}
