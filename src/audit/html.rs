@@ -65,7 +65,7 @@ pub fn page(report: &Report, lake: &str) -> String {
     heatmaps(&mut html, &report.hours);
     problems(&mut html, report);
     reconciliation(&mut html, report);
-    let _ = write!(html, "<script>{SCRIPT}</script></body></html>\n");
+    let _ = writeln!(html, "<script>{SCRIPT}</script></body></html>");
     html
 }
 
