@@ -331,3 +331,142 @@ fn the_html_page_renders_in_a_real_browser() {
         png.len()
     );
 }
+
+/// kill -9 of `audit --repair` at random instants: every partition file is
+/// whole at every kill (the damaged one or the repaired one, never half),
+/// the ledger opens, and a later `audit --repair` finishes the work: a last
+/// audit is clean, the lake is byte-identical to the undamaged one, and no
+/// scratch dir of a killed audit is left.
+#[test]
+#[ignore = "heavy tier: run by CI (cargo test --workspace -- --include-ignored)"]
+fn kill_9_during_repair_leaves_whole_files_and_a_rerun_converges() {
+    let day = support::vision_day_at_rates(DATE, 6, 31, Some((2.0, 5.0)));
+    let data = tempfile::tempdir().unwrap();
+    let data = data.path();
+    ingest_day(data, day.path(), DATE, KINDS);
+    materialize(data);
+    let lake = data.join("lake");
+    let good = lake_files(&lake);
+    let good_bytes: std::collections::BTreeMap<PathBuf, Vec<u8>> = good
+        .keys()
+        .map(|rel| (rel.clone(), std::fs::read(lake.join(rel)).unwrap()))
+        .collect();
+    let started = std::time::Instant::now();
+    let (code, said) = audit(data, &[]);
+    assert_eq!(code, Some(0), "{said}");
+    let full_run = started.elapsed();
+
+    let mut rng = fastrand::Rng::with_seed(17);
+    let mut interrupted = 0;
+    for kill in 0..8 {
+        for (rel, bytes) in &good_bytes {
+            let path = lake.join(rel);
+            match rng.u8(..3) {
+                0 => drop(std::fs::remove_file(&path)),
+                1 => {
+                    let mut flipped = bytes.clone();
+                    let at = rng.usize(..flipped.len());
+                    flipped[at] ^= 0x40;
+                    std::fs::write(&path, &flipped).unwrap();
+                }
+                _ => {}
+            }
+        }
+        // What is on disk before the repair (a killed one may have left damage).
+        let before: std::collections::BTreeMap<PathBuf, Vec<u8>> = lake_files(&lake)
+            .keys()
+            .map(|rel| (rel.clone(), std::fs::read(lake.join(rel)).unwrap()))
+            .collect();
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_bml"))
+            .args(["--quiet", "--data-dir"])
+            .arg(data)
+            .args(["audit", "--repair"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(full_run.mul_f64(0.2 + rng.f64()));
+        interrupted += usize::from(child.try_wait().unwrap().is_none());
+        let _ = std::process::Command::new("kill")
+            .args(["-9", &child.id().to_string()])
+            .status();
+        let _ = child.wait();
+        for rel in lake_files(&lake).keys() {
+            let name = rel.file_name().unwrap().to_str().unwrap();
+            if name != "part.parquet" {
+                assert!(
+                    name.starts_with(".part."),
+                    "kill {kill}: unexpected {rel:?}"
+                );
+                continue;
+            }
+            let bytes = std::fs::read(lake.join(rel)).unwrap();
+            assert!(
+                Some(&bytes) == good_bytes.get(rel) || Some(&bytes) == before.get(rel),
+                "kill {kill}: {rel:?} is neither the damaged nor the repaired file"
+            );
+        }
+        Ledger::open(data).unwrap().checkpoint().unwrap();
+    }
+    assert!(interrupted >= 4, "only {interrupted} repairs were cut short");
+    let (code, said) = audit(data, &["--repair"]);
+    assert_eq!(code, Some(0), "{said}");
+    let (code, said) = audit(data, &[]);
+    assert_eq!(code, Some(0), "{said}");
+    assert!(said.contains("audit: clean"), "{said}");
+    assert_eq!(lake_files(&lake), good);
+    let scratch: Vec<_> = std::fs::read_dir(data)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n.to_string_lossy().starts_with(".audit-"))
+        .collect();
+    assert!(scratch.is_empty(), "{scratch:?}");
+}
+
+/// A data dir restored from two backups of different ages (the log older
+/// than the ledger): the audit names the binding, exits 3 and judges no
+/// file against a log the ledger does not describe; `bml materialize`
+/// rebuilds the ledger, and the audit is clean again.
+#[test]
+fn a_ledger_that_does_not_describe_the_log_is_named() {
+    let day = support::vision_day(DATE, 2, 21);
+    let data = tempfile::tempdir().unwrap();
+    let data = data.path();
+    ingest_day(
+        data,
+        day.path(),
+        DATE,
+        "klines,markPriceKlines,indexPriceKlines",
+    );
+    materialize(data);
+    let older_log = tempfile::tempdir().unwrap();
+    let copy = |from: &Path, to: &Path| {
+        let out = std::process::Command::new("cp")
+            .args(["-a", "--"])
+            .arg(from)
+            .arg(to)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+    };
+    copy(&data.join("wal"), older_log.path());
+    ingest_day(data, day.path(), DATE, "aggTrades,metrics");
+    materialize(data);
+    std::fs::remove_dir_all(data.join("wal")).unwrap();
+    copy(&older_log.path().join("wal"), data);
+
+    let (code, said) = audit(data, &[]);
+    assert_eq!(code, Some(3), "{said}");
+    assert!(said.contains("BINDING"), "{said}");
+    assert!(said.contains("the log now ends before that"), "{said}");
+    assert!(
+        said.contains("lake    not checked: the ledger does not describe this log"),
+        "{said}"
+    );
+    let report = audit_json(data);
+    assert_eq!(kinds(&report), vec!["binding"]);
+
+    materialize(data);
+    let (code, said) = audit(data, &[]);
+    assert_eq!(code, Some(0), "{said}");
+}

@@ -168,11 +168,15 @@ pub fn run(data_dir: &Path, options: &Options, progress: &dyn Progress) -> anyho
             detail: format!("it does not describe this log: {why} (`bml materialize` rebuilds it)"),
             repaired: false,
         });
+        report.lake.skipped = Some(
+            "the ledger does not describe this log: `bml materialize`, then audit again".into(),
+        );
         return Ok(report);
     }
 
+    remove_stale_scratch(data_dir)?;
     let scratch = tempfile::Builder::new()
-        .prefix(".audit-")
+        .prefix(SCRATCH_PREFIX)
         .tempdir_in(data_dir)
         .with_context(|| format!("a scratch dir in {}", data_dir.display()))?;
     let fresh_root = scratch.path().join("lake");
@@ -222,6 +226,29 @@ pub fn run(data_dir: &Path, options: &Options, progress: &dyn Progress) -> anyho
         }
     }
     Ok(report)
+}
+
+/// The scratch dirs of fresh derivations (`<data-dir>/.audit-*`).
+const SCRATCH_PREFIX: &str = ".audit-";
+
+/// Removes the scratch dirs an audit killed before it could clean up left.
+/// Called with the ledger open: it is exclusive, so no other audit of this
+/// data dir is running.
+fn remove_stale_scratch(data_dir: &Path) -> anyhow::Result<()> {
+    let entries =
+        std::fs::read_dir(data_dir).with_context(|| format!("listing {}", data_dir.display()))?;
+    for entry in entries {
+        let entry = entry.with_context(|| format!("listing {}", data_dir.display()))?;
+        if entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with(SCRATCH_PREFIX)
+        {
+            std::fs::remove_dir_all(entry.path())
+                .with_context(|| format!("removing {}", entry.path().display()))?;
+        }
+    }
+    Ok(())
 }
 
 /// Each symbol's watermark (as the ledger holds it, after any repair) and
