@@ -232,8 +232,14 @@ pub fn run(data_dir: &Path, options: &Options, progress: &dyn Progress) -> anyho
     let new_records = head.saturating_sub(ledger.indexed_to()?);
     let indexing = progress.bar("indexing", new_records, Unit::Items("records"));
     let end = options.as_of.as_ref().map(|a| a.end);
+    let indexing_started = Instant::now();
     let extended = index::extend(data_dir, &ledger, end, |_| indexing.inc(1))?;
     drop(indexing);
+    tracing::info!(
+        "indexed {} records in {:.2?}",
+        extended.records,
+        indexing_started.elapsed()
+    );
     let head = extended.head;
     let from = match options.from {
         Some(n) if n > head => bail!(MaterializeError::StartPastEnd { from: n, head }),
