@@ -1,11 +1,13 @@
 //! `bml audit`: the lake proved against the log. The log's every checksum and
 //! offset; then the lake derived afresh from the log as of the ledger's
-//! checkpoint (a time-travel materialize into a scratch lake beside it, with
-//! a ledger of its own), compared file by file with the lake on disk and
-//! entry by entry with the ledger; then the ledger's own bookkeeping. With
-//! `repair`, what differs in the lake and the ledger is made what the log
-//! says (each file replaced atomically, strays removed); damage in the log
-//! is `bml wal repair`'s.
+//! checkpoint (a time-travel materialize that keeps each file's content hash
+//! in a scratch ledger, not the file), compared file by file with the lake
+//! on disk and entry by entry with the ledger; then the ledger's own
+//! bookkeeping, and from the fresh derivation's provenance the coverage and
+//! the reconciliation of sources ([`coverage`]). With `repair`, what differs
+//! in the lake and the ledger is made what the log says (each file derived
+//! again and replaced atomically, strays removed); damage in the log is
+//! `bml wal repair`'s.
 
 mod coverage;
 pub mod html;
@@ -20,6 +22,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
+use sha2::Digest as _;
 use serde::Serialize;
 
 use crate::ledger::{Ledger, Partition, Provenance};
@@ -181,33 +184,53 @@ pub fn run(data_dir: &Path, options: &Options, progress: &dyn Progress) -> anyho
         .with_context(|| format!("a scratch dir in {}", data_dir.display()))?;
     let fresh_root = scratch.path().join("lake");
     let fresh_ledger = scratch.path().join("ledger.redb");
-    materialize::run(
-        data_dir,
-        &materialize::Options {
-            from: None,
-            lake_root: fresh_root.clone(),
-            jobs: options.jobs,
-            rebuild_ledger: false,
-            rederive: BTreeSet::new(),
-            as_of: Some(materialize::AsOf {
-                end: as_of,
-                ledger: fresh_ledger.clone(),
-            }),
-        },
-        progress,
-    )
-    .context("deriving the lake afresh from the log")?;
-    let fresh = Ledger::open_at(fresh_ledger)?;
-    let compared = Compared {
-        options,
-        fresh: &fresh,
-        fresh_root: &fresh_root,
-        ledger: &ledger,
+    let derive = |files: bool, rederive: BTreeSet<(String, i64)>| {
+        materialize::run(
+            data_dir,
+            &materialize::Options {
+                from: files.then_some(as_of),
+                lake_root: fresh_root.clone(),
+                jobs: options.jobs,
+                rebuild_ledger: false,
+                rederive,
+                as_of: Some(materialize::AsOf {
+                    end: as_of,
+                    ledger: fresh_ledger.clone(),
+                    files,
+                }),
+            },
+            progress,
+        )
     };
-    compared.partitions(&mut report)?;
-    compared.strays(&mut report)?;
-    compared.watermarks(&mut report)?;
-    let wanted = |symbol: &str, hour: i64| compared.wanted(symbol, hour);
+    // The whole lake derived in memory: the fresh ledger holds each file's
+    // content hash, and no second lake is written.
+    derive(false, BTreeSet::new()).context("deriving the lake afresh from the log")?;
+    let mut repairs = Vec::new();
+    {
+        let fresh = Ledger::open_at(fresh_ledger.clone())?;
+        let compared = Compared {
+            options,
+            fresh: &fresh,
+            ledger: &ledger,
+        };
+        compared.partitions(&mut report, &mut repairs)?;
+        compared.strays(&mut report)?;
+        compared.watermarks(&mut report)?;
+    }
+    if !repairs.is_empty() {
+        // The files to mend, and only those, derived again with their bytes.
+        let hours = repairs.iter().map(|r| r.hour.clone()).collect();
+        derive(true, hours).context("deriving the files to repair")?;
+        for repair in &repairs {
+            let (symbol, hour) = &repair.hour;
+            let bytes = std::fs::read(fresh_root.join(&repair.file))
+                .with_context(|| format!("reading the fresh derivation of {}", repair.file))?;
+            crate::lake::commit_partition(&options.lake_root, symbol, *hour, &bytes)?;
+            report.lake.problems[repair.problem].repaired = true;
+        }
+    }
+    let fresh = Ledger::open_at(fresh_ledger)?;
+    let wanted = |symbol: &str, hour: i64| options.wanted(symbol, hour);
     let provenance = fresh.provenances()?;
     (report.coverage, report.hours) = coverage::coverage(&provenance, wanted);
     report.reconciliation = coverage::reconciliation(&provenance, &fresh, wanted)?;
@@ -267,33 +290,42 @@ fn lag(ledger: &Ledger, symbols: &BTreeSet<String>) -> anyhow::Result<Vec<Lag>> 
         .collect())
 }
 
+impl Options {
+    /// Whether the symbol-hour is audited.
+    fn wanted(&self, symbol: &str, hour: i64) -> bool {
+        (self.symbols.is_empty() || self.symbols.contains(symbol))
+            && self.hours.as_ref().is_none_or(|r| r.contains(&hour))
+    }
+}
+
+/// A lake file `--repair` replaces with its fresh derivation.
+struct Repair {
+    /// Its symbol-hour.
+    hour: (String, i64),
+    /// Its path under the lake root.
+    file: String,
+    /// The problem it mends, in `report.lake.problems`.
+    problem: usize,
+}
+
 /// The fresh derivation beside the lake and ledger audited.
 struct Compared<'a> {
     options: &'a Options,
     fresh: &'a Ledger,
-    fresh_root: &'a Path,
     ledger: &'a Ledger,
 }
 
 impl Compared<'_> {
-    fn wanted(&self, symbol: &str, hour: i64) -> bool {
-        (self.options.symbols.is_empty() || self.options.symbols.contains(symbol))
-            && self
-                .options
-                .hours
-                .as_ref()
-                .is_none_or(|r| r.contains(&hour))
-    }
-
-    /// Every partition: its ledger entry (and findings) and its file.
-    fn partitions(&self, report: &mut Report) -> anyhow::Result<()> {
+    /// Every partition: its ledger entry (and findings) and its file; the
+    /// files to mend go into `repairs` when repairing.
+    fn partitions(&self, report: &mut Report, repairs: &mut Vec<Repair>) -> anyhow::Result<()> {
         let fresh = self.fresh.partitions()?;
         let held = self.ledger.partitions()?;
         let (fresh_provenance, held_provenance) =
             (self.fresh.provenances()?, self.ledger.provenances()?);
         let keys: BTreeSet<&(String, i64)> = fresh.keys().chain(held.keys()).collect();
         for (symbol, hour) in keys {
-            if !self.wanted(symbol, *hour) {
+            if !self.options.wanted(symbol, *hour) {
                 continue;
             }
             report.lake.partitions += 1;
@@ -322,26 +354,33 @@ impl Compared<'_> {
                     repaired,
                 });
             }
-            if let Some(rel) = want.and_then(|p| p.path.as_deref()) {
-                self.file(report, symbol, *hour, rel)?;
+            let file = want.and_then(|p| Some((p.path.as_deref()?, p.content_hash?)));
+            if let Some((rel, hash)) = file {
+                if self.file(report, rel, hash)? && self.options.repair {
+                    repairs.push(Repair {
+                        hour: (symbol.clone(), *hour),
+                        file: rel.to_string(),
+                        problem: report.lake.problems.len() - 1,
+                    });
+                }
             }
         }
         Ok(())
     }
 
-    /// One partition file against the fresh one.
-    fn file(&self, report: &mut Report, symbol: &str, hour: i64, rel: &str) -> anyhow::Result<()> {
-        let expected = std::fs::read(self.fresh_root.join(rel))
-            .with_context(|| format!("reading the fresh derivation of {rel}"))?;
+    /// One partition file against the content hash of its fresh
+    /// derivation; true when it is reported (divergent or missing).
+    fn file(&self, report: &mut Report, rel: &str, hash: [u8; 32]) -> anyhow::Result<bool> {
         let path = self.options.lake_root.join(rel);
         let (kind, detail) = match std::fs::read(&path) {
-            Ok(bytes) if bytes == expected => return Ok(()),
+            Ok(bytes) if sha2::Sha256::digest(&bytes)[..] == hash[..] => return Ok(false),
             Ok(bytes) => (
                 "divergent",
                 format!(
-                    "{} bytes on disk, {} derived from the log: they differ",
+                    "{} bytes on disk, SHA-256 {}…; derived from the log: {}…",
                     bytes.len(),
-                    expected.len()
+                    hex::encode(&sha2::Sha256::digest(&bytes)[..6]),
+                    hex::encode(&hash[..6])
                 ),
             ),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => (
@@ -350,23 +389,24 @@ impl Compared<'_> {
             ),
             Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
         };
-        let repaired = self.options.repair && {
-            crate::lake::commit_partition(&self.options.lake_root, symbol, hour, &expected)?;
-            true
-        };
         report.lake.problems.push(Problem {
             kind,
             what: rel.to_string(),
             detail,
-            repaired,
+            repaired: false,
         });
-        Ok(())
+        Ok(true)
     }
 
     /// Files in the lake that the log does not name: strays and the
     /// temporaries a killed writer left.
     fn strays(&self, report: &mut Report) -> anyhow::Result<()> {
-        let named: BTreeSet<PathBuf> = crate::lake::files(self.fresh_root)?.into_iter().collect();
+        let named: BTreeSet<PathBuf> = self
+            .fresh
+            .partitions()?
+            .into_values()
+            .filter_map(|p| p.path.map(PathBuf::from))
+            .collect();
         for rel in crate::lake::files(&self.options.lake_root)? {
             if named.contains(&rel) || !self.wanted_path(&rel) {
                 continue;

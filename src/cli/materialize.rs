@@ -71,6 +71,7 @@ pub(super) fn materialize(
         as_of: args.as_of.map(|end| run::AsOf {
             end,
             ledger: scratch.path().join("ledger.redb"),
+            files: true,
         }),
     };
     let bars = ui.bars();

@@ -68,6 +68,10 @@ pub struct AsOf {
     /// A ledger file for it alone (new, or of an earlier derivation of the
     /// same lake root and end).
     pub ledger: PathBuf,
+    /// Write the partition files. Without them the derivation fills only
+    /// the ledger, each entry with its file's content hash: what an audit
+    /// compares a lake with, at the cost of no second lake on disk.
+    pub files: bool,
 }
 
 /// What a run did.
@@ -264,6 +268,7 @@ pub fn run(data_dir: &Path, options: &Options, progress: &dyn Progress) -> anyho
         ledger: &ledger,
         visibility: &visibility,
         lake_root: &options.lake_root,
+        files: options.as_of.as_ref().is_none_or(|a| a.files),
     };
     derive_all(
         &context,
@@ -354,6 +359,8 @@ struct Context<'a> {
     ledger: &'a Ledger,
     visibility: &'a Visibility,
     lake_root: &'a Path,
+    /// Write the partition files (else only hash them: `AsOf::files`).
+    files: bool,
 }
 
 /// When liquidations were watched, as time ranges overlapping `hour`: the
@@ -474,7 +481,9 @@ impl Context<'_> {
         hour: i64,
     ) -> anyhow::Result<Derived> {
         let (ledger, lake_root) = (self.ledger, self.lake_root);
-        lake::remove_stale_temporaries(lake_root, symbol, hour)?;
+        if self.files {
+            lake::remove_stale_temporaries(lake_root, symbol, hour)?;
+        }
         let offsets = ledger.index(symbol, hour)?;
         let (fed, events_read) =
             collect_records(reader, collector, self.visibility, &offsets, symbol, hour)?;
@@ -518,7 +527,9 @@ impl Context<'_> {
             events_read,
         };
         if out.rows.is_empty() {
-            lake::remove_partition(lake_root, symbol, hour)?;
+            if self.files {
+                lake::remove_partition(lake_root, symbol, hour)?;
+            }
             return Ok(derived(partition, findings, File::None));
         }
         let (file, relative, content_hash) = self.write_partition(symbol, hour, &out.rows)?;
@@ -544,6 +555,9 @@ impl Context<'_> {
             .unwrap_or(&path)
             .display()
             .to_string();
+        if !self.files {
+            return Ok((File::Written, relative, content_hash));
+        }
         let previous = self.ledger.partition(symbol, hour)?;
         // Unchanged only if the ledger says so *and* the file holds exactly
         // these bytes: a file damaged in place (same size) is written again.
