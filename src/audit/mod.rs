@@ -4,7 +4,7 @@
 //! in a scratch ledger, not the file), compared file by file with the lake
 //! on disk and entry by entry with the ledger; then the ledger's own
 //! bookkeeping, and from the fresh derivation's provenance the coverage and
-//! the reconciliation of sources ([`coverage`]). With `repair`, what differs
+//! the reconciliation of sources (`coverage`). With `repair`, what differs
 //! in the lake and the ledger is made what the log says (each file derived
 //! again and replaced atomically, strays removed); damage in the log is
 //! `bml wal repair`'s.
