@@ -54,6 +54,23 @@ fn every_kind_of_damage_is_found_named_and_repaired() {
     ingest_day(data, day.path(), DATE, KINDS);
     materialize(data);
     let older = std::fs::read(partition(data, 0)).unwrap();
+    // `status` says which inputs the lake's minutes lack, and why.
+    let status = text(&bml(data, &["status"]));
+    assert!(
+        status.contains(
+            "inputs          BTCUSDT 2024-03-01T00Z to 2024-03-01T01Z, 120 minutes in the lake: "
+        ),
+        "{status}"
+    );
+    assert!(
+        status.contains("bookTicker lacks 120 (no source in the log yet)"),
+        "{status}"
+    );
+    assert!(
+        status.contains("L2 book lacks 120 (no live collector covered it)"),
+        "{status}"
+    );
+    assert!(!status.contains("trade klines lacks"), "{status}");
 
     // A later log: Binance re-publishes the klines with one volume changed.
     support::republish_klines(day.path(), DATE);
@@ -408,7 +425,10 @@ fn kill_9_during_repair_leaves_whole_files_and_a_rerun_converges() {
         }
         Ledger::open(data).unwrap().checkpoint().unwrap();
     }
-    assert!(interrupted >= 4, "only {interrupted} repairs were cut short");
+    assert!(
+        interrupted >= 4,
+        "only {interrupted} repairs were cut short"
+    );
     let (code, said) = audit(data, &["--repair"]);
     assert_eq!(code, Some(0), "{said}");
     let (code, said) = audit(data, &[]);

@@ -8,13 +8,11 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::ledger::{ClassCoverage, Ledger, Provenance};
-use crate::schema::{Class, ColumnClass};
+use crate::schema::ColumnClass;
 use crate::time::{utc_day, utc_hour, DAY_MS, HOUR_MS, MINUTE_MS};
 
-/// What an uncovered minute of a live-only class means.
-pub const NO_COLLECTOR: &str = "no live collector covered it";
-/// What an uncovered minute of a history class means when no reason is known.
-pub const NOT_FETCHED: &str = "no source in the log yet";
+pub use crate::ledger::{NOT_FETCHED, NO_COLLECTOR};
+
 /// An hour inside a symbol's span that no record reaches.
 pub const NOTHING: &str = "nothing in the log reaches this hour";
 /// The rule by which conflicts are settled, as the report states it.
@@ -157,7 +155,7 @@ pub fn coverage(
                 .enumerate()
                 .map(|(i, class)| {
                     let mut minutes = ClassMinutes::new(class);
-                    minutes.add(class, held.map(|p| &p.coverage[i]), inside);
+                    minutes.add(held.map(|p| &p.coverage[i]), inside);
                     minutes
                 })
                 .collect();
@@ -222,7 +220,7 @@ impl ClassMinutes {
 
     /// Adds one hour: its coverage (none when no record reaches the hour),
     /// counted over the minutes `inside` the span.
-    fn add(&mut self, class: ColumnClass, held: Option<&ClassCoverage>, inside: u64) {
+    fn add(&mut self, held: Option<&ClassCoverage>, inside: u64) {
         let Some(c) = held else {
             self.gap(NOTHING, inside.count_ones());
             return;
@@ -233,7 +231,7 @@ impl ClassMinutes {
         self.live += count(c.by_source[2]);
         self.quiet += count(c.quiet & !(c.by_source[0] | c.by_source[1] | c.by_source[2]));
         self.covered += count(c.covered());
-        for (reason, bits) in gaps(class, c) {
+        for (reason, bits) in c.gaps() {
             self.gap(&reason, count(bits));
         }
     }
@@ -262,25 +260,6 @@ impl ClassMinutes {
             }),
         }
     }
-}
-
-/// An hour's uncovered minutes of one class, by reason.
-pub fn gaps(class: ColumnClass, c: &ClassCoverage) -> Vec<(String, u64)> {
-    let open = !c.covered() & ((1 << 60) - 1);
-    let unfillable = open & c.unfillable;
-    let rest = open & !c.unfillable;
-    let otherwise = if class.support() == Class::LiveOnly {
-        NO_COLLECTOR
-    } else {
-        NOT_FETCHED
-    };
-    [
-        (c.reason.clone(), unfillable),
-        (otherwise.to_string(), rest),
-    ]
-    .into_iter()
-    .filter(|(_, bits)| *bits != 0)
-    .collect()
 }
 
 /// The reconciliation of each symbol-day in the audited range, and the

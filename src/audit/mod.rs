@@ -22,8 +22,8 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use sha2::Digest as _;
 use serde::Serialize;
+use sha2::Digest as _;
 
 use crate::ledger::{Ledger, Partition, Provenance};
 use crate::materialize::run as materialize;

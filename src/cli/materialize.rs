@@ -253,6 +253,25 @@ pub(super) fn status(data_dir: &Path) -> Outcome {
             b.resync_ms as f64 / 60_000.0
         )?;
     }
+    for (symbol, inputs) in &s.inputs {
+        let missing: Vec<String> = inputs
+            .missing
+            .iter()
+            .map(|m| format!("{} lacks {} ({})", m.class, m.minutes, m.reason))
+            .collect();
+        writeln!(
+            out,
+            "inputs          {symbol} {} to {}, {} minutes in the lake: {}",
+            utc_hour(inputs.from),
+            utc_hour(inputs.to),
+            inputs.minutes,
+            if missing.is_empty() {
+                "every column's input present".to_string()
+            } else {
+                missing.join("; ")
+            }
+        )?;
+    }
     let mut problems = false;
     if s.missing_files > 0 {
         writeln!(

@@ -21,7 +21,7 @@ use sha2::Digest;
 
 mod provenance;
 
-pub use provenance::{ClassCoverage, Provenance, Tally, SOURCES};
+pub use provenance::{ClassCoverage, Provenance, Tally, NOT_FETCHED, NO_COLLECTOR, SOURCES};
 
 use crate::event::Sha256;
 use crate::time::MINUTE_MS;
@@ -431,6 +431,22 @@ impl Ledger {
     /// The findings of one symbol-hour.
     pub fn findings(&self, symbol: &str, hour: i64) -> anyhow::Result<Vec<Finding>> {
         Ok(self.at_hour(FINDINGS, symbol, hour)?.unwrap_or_default())
+    }
+
+    /// The provenance of a symbol's hours starting in `hours`, by hour start.
+    pub fn symbol_provenance(
+        &self,
+        symbol: &str,
+        hours: std::ops::Range<i64>,
+    ) -> anyhow::Result<BTreeMap<i64, Provenance>> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(PROVENANCE)?;
+        let mut all = BTreeMap::new();
+        for entry in table.range((symbol, hours.start)..(symbol, hours.end))? {
+            let (key, value) = entry?;
+            all.insert(key.value().1, decode(value.value())?);
+        }
+        Ok(all)
     }
 
     /// The provenance of one symbol-hour.

@@ -5,11 +5,18 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::schema::ColumnClass;
+use crate::schema::{Class, ColumnClass};
 
 /// The sources facts come from, in precedence order: the index of each in
 /// [`ClassCoverage::by_source`] and the bits of [`Tally::sources`].
 pub const SOURCES: [&str; 3] = ["vision", "rest", "live"];
+
+/// Why an uncovered minute of a live-only class is uncovered, when the
+/// planner named no reason.
+pub const NO_COLLECTOR: &str = "no live collector covered it";
+/// Why an uncovered minute of a history class is uncovered, when the planner
+/// named no reason.
+pub const NOT_FETCHED: &str = "no source in the log yet";
 
 /// One symbol-hour's provenance.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,6 +60,25 @@ impl ClassCoverage {
     /// Minutes some source holds, or that need nothing.
     pub fn covered(&self) -> u64 {
         self.by_source.iter().fold(self.quiet, |all, m| all | m)
+    }
+
+    /// The hour's uncovered minutes, by reason: the planner's where it
+    /// recorded them unfillable, else [`NO_COLLECTOR`] for a live-only class
+    /// and [`NOT_FETCHED`] for the others.
+    pub fn gaps(&self) -> Vec<(String, u64)> {
+        let open = !self.covered() & ((1 << 60) - 1);
+        let otherwise = if self.class.support() == Class::LiveOnly {
+            NO_COLLECTOR
+        } else {
+            NOT_FETCHED
+        };
+        [
+            (self.reason.clone(), open & self.unfillable),
+            (otherwise.to_string(), open & !self.unfillable),
+        ]
+        .into_iter()
+        .filter(|(_, bits)| *bits != 0)
+        .collect()
     }
 }
 

@@ -12,6 +12,7 @@ use super::index;
 use crate::eventlog;
 use crate::ledger::Ledger;
 use crate::schema::schema_hash;
+use crate::time::HOUR_MS;
 
 /// The state of a data dir's log, ledger and lake.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -52,6 +53,36 @@ pub struct State {
     /// Per symbol, the L2 book's health over its hours with depth diffs.
     #[serde(default)]
     pub books: BTreeMap<String, Books>,
+    /// Per symbol, the inputs missing from the minutes its lake holds in its
+    /// last 24 hours.
+    #[serde(default)]
+    pub inputs: BTreeMap<String, Inputs>,
+}
+
+/// The inputs of a symbol's last 24 hours in the lake (each hour's
+/// provenance): which column classes lack their input in minutes the lake
+/// holds, and why. `bml audit` has the whole history, day by day.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Inputs {
+    /// The first hour with minutes in the lake among them (start, ms).
+    pub from: i64,
+    /// The last (start, ms).
+    pub to: i64,
+    /// Minutes the lake holds in them.
+    pub minutes: u64,
+    /// Per column class and reason, the minutes held without its input.
+    pub missing: Vec<Missing>,
+}
+
+/// Minutes a column class lacks its input, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Missing {
+    /// The class (`schema::ColumnClass::name`).
+    pub class: String,
+    /// Why (the planner's reason, or no collector, or no source yet).
+    pub reason: String,
+    /// How many minutes.
+    pub minutes: u64,
 }
 
 /// The L2 book's health summed over a symbol's hours (`BookHealth`).
@@ -93,15 +124,19 @@ pub fn read(data_dir: &Path, ledger: &Ledger) -> anyhow::Result<State> {
         log_damage: eventlog::sealed_damage(data_dir)?,
         lost_records: ledger.lost_ranges()?.iter().map(|r| r.end - r.start).sum(),
         books: BTreeMap::new(),
+        inputs: BTreeMap::new(),
     };
-    let symbols: std::collections::BTreeSet<String> =
-        ledger.partitions()?.into_keys().map(|(s, _)| s).collect();
+    let partitions = ledger.partitions()?;
+    let symbols: std::collections::BTreeSet<&String> = partitions.keys().map(|(s, _)| s).collect();
     for symbol in symbols {
-        let hours = ledger.books(&symbol)?;
+        if let Some(inputs) = recent_inputs(ledger, &partitions, symbol)? {
+            state.inputs.insert(symbol.clone(), inputs);
+        }
+        let hours = ledger.books(symbol)?;
         if hours.is_empty() {
             continue;
         }
-        let sum = state.books.entry(symbol).or_default();
+        let sum = state.books.entry(symbol.clone()).or_default();
         for h in hours.values() {
             sum.hours += 1;
             sum.minutes_with_diffs += u64::from(h.minutes_with_diffs);
@@ -111,7 +146,7 @@ pub fn read(data_dir: &Path, ledger: &Ledger) -> anyhow::Result<State> {
             sum.resync_ms += h.resync_ms;
         }
     }
-    for p in ledger.partitions()?.values() {
+    for p in partitions.values() {
         match (p.schema_hash == current, &p.path) {
             (false, _) => state.stale_partitions += 1,
             (true, Some(_)) => state.committed += 1,
@@ -128,6 +163,58 @@ pub fn read(data_dir: &Path, ledger: &Ledger) -> anyhow::Result<State> {
         state.findings += u64::from(p.findings);
     }
     Ok(state)
+}
+
+/// The inputs of `symbol`'s last 24 hours with a file; `None` without one.
+fn recent_inputs(
+    ledger: &Ledger,
+    partitions: &BTreeMap<(String, i64), crate::ledger::Partition>,
+    symbol: &str,
+) -> anyhow::Result<Option<Inputs>> {
+    let last = partitions
+        .range((symbol.to_string(), i64::MIN)..=(symbol.to_string(), i64::MAX))
+        .filter(|(_, p)| p.path.is_some())
+        .map(|((_, hour), _)| *hour)
+        .next_back();
+    let Some(last) = last else {
+        return Ok(None);
+    };
+    let mut inputs = Inputs {
+        from: last,
+        to: last,
+        ..Inputs::default()
+    };
+    for (hour, provenance) in ledger.symbol_provenance(symbol, last - 23 * HOUR_MS..last + 1)? {
+        let held = partitions
+            .get(&(symbol.to_string(), hour))
+            .map_or(0, |p| p.minutes);
+        if held != 0 {
+            inputs.from = inputs.from.min(hour);
+        }
+        inputs.minutes += u64::from(held.count_ones());
+        for class in &provenance.coverage {
+            for (reason, bits) in class.gaps() {
+                let minutes = u64::from((bits & held).count_ones());
+                if minutes == 0 {
+                    continue;
+                }
+                let name = class.class.name();
+                match inputs
+                    .missing
+                    .iter_mut()
+                    .find(|m| m.class == name && m.reason == reason)
+                {
+                    Some(m) => m.minutes += minutes,
+                    None => inputs.missing.push(Missing {
+                        class: name.to_string(),
+                        reason,
+                        minutes,
+                    }),
+                }
+            }
+        }
+    }
+    Ok(Some(inputs))
 }
 
 /// Whether the file at `path` ends the way every Parquet file does (the
