@@ -35,6 +35,17 @@ fn partition(data: &Path, hour: u32) -> PathBuf {
     ))
 }
 
+/// A generated day of `hours` (its three kline kinds only) ingested and
+/// materialized: the day's dir and the data dir.
+fn klines_lake(hours: u32, seed: u32) -> (tempfile::TempDir, tempfile::TempDir) {
+    let day = support::vision_day(DATE, hours, seed);
+    let data = tempfile::tempdir().unwrap();
+    let kinds = "klines,markPriceKlines,indexPriceKlines";
+    ingest_day(data.path(), day.path(), DATE, kinds);
+    materialize(data.path());
+    (day, data)
+}
+
 /// The kinds of problem a JSON report names, sorted.
 fn kinds(report: &serde_json::Value) -> Vec<String> {
     let mut kinds: Vec<String> = ["lake", "ledger"]
@@ -150,16 +161,8 @@ fn every_kind_of_damage_is_found_named_and_repaired() {
 
 #[test]
 fn a_damaged_log_is_named_and_the_lake_is_not_judged_by_it() {
-    let day = support::vision_day(DATE, 1, 22);
-    let data = tempfile::tempdir().unwrap();
-    let data = data.path();
-    ingest_day(
-        data,
-        day.path(),
-        DATE,
-        "klines,markPriceKlines,indexPriceKlines",
-    );
-    materialize(data);
+    let (_day, dir) = klines_lake(1, 22);
+    let data = dir.path();
     let segment = support::last_segment(data).expect("a segment");
     let mut bytes = std::fs::read(&segment).unwrap();
     let middle = bytes.len() / 2;
@@ -449,16 +452,8 @@ fn kill_9_during_repair_leaves_whole_files_and_a_rerun_converges() {
 /// rebuilds the ledger, and the audit is clean again.
 #[test]
 fn a_ledger_that_does_not_describe_the_log_is_named() {
-    let day = support::vision_day(DATE, 2, 21);
-    let data = tempfile::tempdir().unwrap();
-    let data = data.path();
-    ingest_day(
-        data,
-        day.path(),
-        DATE,
-        "klines,markPriceKlines,indexPriceKlines",
-    );
-    materialize(data);
+    let (day, dir) = klines_lake(2, 21);
+    let data = dir.path();
     let older_log = tempfile::tempdir().unwrap();
     let copy = |from: &Path, to: &Path| {
         let out = std::process::Command::new("cp")

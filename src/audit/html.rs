@@ -86,12 +86,9 @@ document.getElementById('drawn').textContent='drawn: '+Object.keys(n).sort().map
 fn lag(html: &mut String, report: &Report) {
     html.push_str("<h2>Lag</h2><table class=\"list\"><tr><th>symbol</th><th>watermark</th><th>minutes behind now</th></tr>");
     for lag in &report.lag {
-        let _ = write!(
+        row(
             html,
-            "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
-            escape(&lag.symbol),
-            lag.watermark,
-            lag.minutes
+            &[&lag.symbol, &lag.watermark, &lag.minutes.to_string()],
         );
     }
     html.push_str("</table>");
@@ -208,11 +205,7 @@ fn problems(html: &mut String, report: &Report) {
     }
     html.push_str("<table class=\"list\" id=\"problems\"><tr><th>kind</th><th>what</th><th>detail</th><th>repaired</th></tr>");
     for p in &report.log.problems {
-        let _ = write!(
-            html,
-            "<tr><td>log</td><td></td><td>{}</td><td>no</td></tr>",
-            escape(p)
-        );
+        row(html, &["log", "", p, "no"]);
     }
     let all: Vec<&Problem> = report
         .lake
@@ -221,14 +214,8 @@ fn problems(html: &mut String, report: &Report) {
         .chain(&report.ledger.problems)
         .collect();
     for p in all {
-        let _ = write!(
-            html,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            p.kind,
-            escape(&p.what),
-            escape(&p.detail),
-            if p.repaired { "yes" } else { "no" }
-        );
+        let repaired = if p.repaired { "yes" } else { "no" };
+        row(html, &[p.kind, &p.what, &p.detail, repaired]);
     }
     html.push_str("</table>");
 }
@@ -245,31 +232,29 @@ fn reconciliation(html: &mut String, report: &Report) {
         html.push_str("<tr><td colspan=\"6\">No fact was held by two sources.</td></tr>");
     }
     for d in &r.days {
-        let _ = write!(
+        let (equal, conflicting) = (d.equal.to_string(), d.conflicting.to_string());
+        row(
             html,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            escape(&d.symbol),
-            d.day,
-            escape(&d.kind),
-            d.sources,
-            d.equal,
-            d.conflicting
+            &[&d.symbol, &d.day, &d.kind, &d.sources, &equal, &conflicting],
         );
     }
     html.push_str("</table>");
     if !r.first_conflicts.is_empty() {
         html.push_str("<h3>First conflicts</h3><table class=\"list\"><tr><th>symbol</th><th>hour</th><th>fact, sources, fields</th></tr>");
         for c in &r.first_conflicts {
-            let _ = write!(
-                html,
-                "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
-                escape(&c.symbol),
-                c.hour,
-                escape(&c.detail)
-            );
+            row(html, &[&c.symbol, &c.hour, &c.detail]);
         }
         html.push_str("</table>");
     }
+}
+
+/// A table row of text cells.
+fn row(html: &mut String, cells: &[&str]) {
+    html.push_str("<tr>");
+    for cell in cells {
+        let _ = write!(html, "<td>{}</td>", escape(cell));
+    }
+    html.push_str("</tr>");
 }
 
 /// Text made safe inside HTML elements and attribute values.
