@@ -59,7 +59,7 @@ fn kinds(report: &serde_json::Value) -> Vec<String> {
 
 #[test]
 fn every_kind_of_damage_is_found_named_and_repaired() {
-    let day = support::vision_day(DATE, 2, 21);
+    let day = support::vision_day(DATE, 3, 21);
     let data = tempfile::tempdir().unwrap();
     let data = data.path();
     ingest_day(data, day.path(), DATE, KINDS);
@@ -69,16 +69,16 @@ fn every_kind_of_damage_is_found_named_and_repaired() {
     let status = text(&bml(data, &["status"]));
     assert!(
         status.contains(
-            "inputs          BTCUSDT 2024-03-01T00Z to 2024-03-01T01Z, 120 minutes in the lake: "
+            "inputs          BTCUSDT 2024-03-01T00Z to 2024-03-01T02Z, 180 minutes in the lake: "
         ),
         "{status}"
     );
     assert!(
-        status.contains("bookTicker lacks 120 (no source in the log yet)"),
+        status.contains("bookTicker lacks 180 (no source in the log yet)"),
         "{status}"
     );
     assert!(
-        status.contains("L2 book lacks 120 (no live collector covered it)"),
+        status.contains("L2 book lacks 180 (no live collector covered it)"),
         "{status}"
     );
     assert!(!status.contains("trade klines lacks"), "{status}");
@@ -96,6 +96,9 @@ fn every_kind_of_damage_is_found_named_and_repaired() {
     std::fs::write(partition(data, 0), &older).unwrap(); // written from an older log
     let hour1 = partition(data, 1);
     std::fs::remove_file(&hour1).unwrap(); // deleted
+    let mut flipped = std::fs::read(partition(data, 2)).unwrap();
+    flipped[100] ^= 0x01;
+    std::fs::write(partition(data, 2), &flipped).unwrap(); // a flipped byte
     let dir0 = partition(data, 0).parent().unwrap().to_path_buf();
     std::fs::write(dir0.join(".part.4242.tmp"), b"half a file").unwrap(); // stale temporary
     let stray =
@@ -123,6 +126,7 @@ fn every_kind_of_damage_is_found_named_and_repaired() {
         "hour=00/part.parquet",
         "MISSING",
         "hour=01/part.parquet",
+        "hour=02/part.parquet",
         "STRAY",
         "hour=07/part.parquet",
         "TEMPORARY",
@@ -135,10 +139,17 @@ fn every_kind_of_damage_is_found_named_and_repaired() {
     let report = audit_json(data);
     assert_eq!(
         kinds(&report),
-        ["divergent", "ledger entry", "missing", "stray", "temporary"]
+        [
+            "divergent",
+            "divergent",
+            "ledger entry",
+            "missing",
+            "stray",
+            "temporary"
+        ]
     );
-    assert_eq!(report["problems"], 5);
-    assert_eq!(report["unrepaired"], 5);
+    assert_eq!(report["problems"], 6);
+    assert_eq!(report["unrepaired"], 6);
 
     // A filtered audit sees only what it is asked about.
     let (code, said) = audit(
@@ -153,7 +164,7 @@ fn every_kind_of_damage_is_found_named_and_repaired() {
 
     let (code, said) = audit(data, &["--repair"]);
     assert_eq!(code, Some(0), "{said}");
-    assert!(said.contains("5 repaired, 0 left"), "{said}");
+    assert!(said.contains("6 repaired, 0 left"), "{said}");
     let (code, said) = audit(data, &[]);
     assert_eq!(code, Some(0), "{said}");
     assert_eq!(lake_files(&data.join("lake")), good);
