@@ -7,7 +7,7 @@ use std::path::Path;
 use anyhow::Context;
 use bml_wal::{Options, SyncPolicy, Wal};
 
-use crate::event::{peek_class, Record, RecordClass};
+use crate::event::{decode_envelope, peek_class, Envelope, Record, RecordClass};
 
 /// Append a batch once this many encoded bytes are waiting: one frame, one write.
 const BATCH_BYTES: usize = 1 << 20;
@@ -278,6 +278,65 @@ pub fn scan_range(
     wanted: impl Fn(RecordClass) -> bool,
     mut each: impl FnMut(Scanned) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
+    walk(data_dir, range, |raw| match raw {
+        Raw::Lost(lost) => each(Scanned::Lost(lost)),
+        Raw::Record(offset, data) => {
+            let class = peek_class(data).with_context(|| format!("record at offset {offset}"))?;
+            if !wanted(class) {
+                return Ok(());
+            }
+            let record =
+                Record::decode(data).with_context(|| format!("record at offset {offset}"))?;
+            each(Scanned::Record(offset, record))
+        }
+    })
+}
+
+/// What a scan of envelopes meets.
+pub enum ScannedEnvelope {
+    /// A record's envelope, and the record decoded whole when the scan's
+    /// `whole` asked for it.
+    Record(u64, Envelope, Option<Box<Record>>),
+    /// Offsets a repair declared lost ([`Scanned::Lost`]).
+    Lost(Range<u64>),
+}
+
+/// [`scan_range`] that decodes each record's [`Envelope`] only (cheap from
+/// event format 3 on), and the whole record where `whole` says so.
+pub fn scan_envelopes(
+    data_dir: &Path,
+    range: Range<u64>,
+    whole: impl Fn(RecordClass, &Envelope) -> bool,
+    mut each: impl FnMut(ScannedEnvelope) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    walk(data_dir, range, |raw| match raw {
+        Raw::Lost(lost) => each(ScannedEnvelope::Lost(lost)),
+        Raw::Record(offset, data) => {
+            let context = || format!("record at offset {offset}");
+            let (class, envelope) = decode_envelope(data).with_context(context)?;
+            let record = if whole(class, &envelope) {
+                Some(Box::new(Record::decode(data).with_context(context)?))
+            } else {
+                None
+            };
+            each(ScannedEnvelope::Record(offset, envelope, record))
+        }
+    })
+}
+
+/// What [`walk`] hands out: a record's bytes, or a lost range.
+enum Raw<'a> {
+    Record(u64, &'a [u8]),
+    Lost(Range<u64>),
+}
+
+/// Reads the log's offsets in `range`, handing out each record's bytes and
+/// each lost range (cut at `range.end`).
+fn walk(
+    data_dir: &Path,
+    range: Range<u64>,
+    mut each: impl FnMut(Raw) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
     let dir = crate::data_dir::wal(data_dir);
     if !dir.exists() {
         return Ok(());
@@ -293,17 +352,9 @@ pub fn scan_range(
             bml_wal::Entry::Record(raw) if raw.offset >= range.end => return Ok(()),
             bml_wal::Entry::Lost { offsets, .. } if offsets.start >= range.end => return Ok(()),
             bml_wal::Entry::Lost { offsets, .. } => {
-                each(Scanned::Lost(offsets.start..offsets.end.min(range.end)))?;
+                each(Raw::Lost(offsets.start..offsets.end.min(range.end)))?;
             }
-            bml_wal::Entry::Record(raw) => {
-                let class = peek_class(raw.data)
-                    .with_context(|| format!("record at offset {}", raw.offset))?;
-                if wanted(class) {
-                    let record = Record::decode(raw.data)
-                        .with_context(|| format!("record at offset {}", raw.offset))?;
-                    each(Scanned::Record(raw.offset, record))?;
-                }
-            }
+            bml_wal::Entry::Record(raw) => each(Raw::Record(raw.offset, raw.data))?,
         }
     }
 }
@@ -319,9 +370,9 @@ pub fn offset_at(data_dir: &Path, time_ns: i64) -> anyhow::Result<Option<u64>> {
     let mut reader = bml_wal::Reader::open(&dir, 0)?;
     while let Some(entry) = reader.next_entry().map_err(with_hint)? {
         if let bml_wal::Entry::Record(raw) = entry {
-            let record = Record::decode(raw.data)
+            let (_, envelope) = decode_envelope(raw.data)
                 .with_context(|| format!("record at offset {}", raw.offset))?;
-            if record.received_ns >= time_ns {
+            if envelope.received_ns >= time_ns {
                 return Ok(Some(raw.offset));
             }
         }

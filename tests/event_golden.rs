@@ -1,5 +1,5 @@
 //! Golden encodings of the event format, one record per event variant, for
-//! every version: the current one (2) must encode byte for byte as pinned,
+//! every version: the current one (3) must encode byte for byte as pinned,
 //! and every earlier one must still decode. A failure means the log format
 //! changed; logs already written would no longer decode. Add variants at the
 //! end, bump the format version for anything else; never edit a golden file.
@@ -9,7 +9,9 @@ use std::str::FromStr;
 
 use bml::event::*;
 
-const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/events-v2.hex");
+const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/events-v3.hex");
+/// Version 2: no envelope runs.
+const GOLDEN_V2: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/events-v2.hex");
 /// Version 1: the receive time in ms.
 const GOLDEN_V1: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/events-v1.hex");
 
@@ -197,7 +199,7 @@ fn golden_records() -> Vec<Record> {
 }
 
 #[test]
-fn event_format_v2_is_byte_for_byte_stable() {
+fn event_format_v3_is_byte_for_byte_stable() {
     let encoded: Vec<String> = golden_records()
         .iter()
         .map(|r| hex::encode(r.encode()))
@@ -224,10 +226,16 @@ fn event_format_v2_is_byte_for_byte_stable() {
 
 #[test]
 fn golden_records_of_every_version_still_decode() {
-    let golden = std::fs::read_to_string(GOLDEN).unwrap();
-    for (line, expected) in golden.lines().zip(golden_records()) {
-        let record = Record::decode(&hex::decode(line).unwrap()).unwrap();
-        assert_eq!(record, expected);
+    for file in [GOLDEN, GOLDEN_V2] {
+        let golden = std::fs::read_to_string(file).unwrap();
+        assert_eq!(golden.lines().count(), golden_records().len());
+        for (line, expected) in golden.lines().zip(golden_records()) {
+            let bytes = hex::decode(line).unwrap();
+            let record = Record::decode(&bytes).unwrap();
+            assert_eq!(record, expected);
+            let (class, envelope) = decode_envelope(&bytes).unwrap();
+            assert_eq!((class, envelope), (record.class(), record.envelope()));
+        }
     }
     // Version 1 kept whole milliseconds: they decode as that many ns. It
     // knew the variants up to `StreamDisconnected`; those added since

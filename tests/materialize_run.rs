@@ -290,44 +290,49 @@ fn the_summary_names_the_hours_without_a_complete_minute_and_counts_reads_per_ho
     assert!(out.contains("read for each"), "{out}");
 }
 
-/// A record as event format version 1 wrote it: the receive time in ms.
-fn encoded_as_v1(record: &bml::event::Record) -> Vec<u8> {
+/// A record as event format version 1 (the receive time in ms) or 2 (in
+/// ns) wrote it: the envelope's fields without time runs, then the events.
+fn encoded_as(version: u8, record: &bml::event::Record) -> Vec<u8> {
     #[derive(serde::Serialize)]
-    struct V1<'a> {
+    struct Old<'a> {
         symbol: &'a str,
         source: &'a bml::event::Source,
-        received_ms: i64,
+        received: i64,
         events: &'a [bml::event::Event],
     }
-    let mut out = vec![1, record.class() as u8];
-    let v1 = V1 {
+    let mut out = vec![version, record.class() as u8];
+    let old = Old {
         symbol: &record.symbol,
         source: &record.source,
-        received_ms: record.received_ms(),
+        received: match version {
+            1 => record.received_ms(),
+            _ => record.received_ns,
+        },
         events: &record.events,
     };
-    out.extend(postcard::to_allocvec(&v1).unwrap());
+    out.extend(postcard::to_allocvec(&old).unwrap());
     out
 }
 
-/// A log written before event format 2 (receive times in ms), alone or with
-/// version-2 records in between, reads as it did: every record decodes with
-/// its receive time, and the lake is the version-2 log's, byte for byte.
+/// A log written before event format 3 (no envelope runs; before format 2
+/// receive times in ms), alone or with records of every version in between,
+/// reads as it did: every record decodes with its receive time, and the lake
+/// (index included: it reads envelopes only from version 3) is the
+/// version-3 log's, byte for byte.
 #[test]
-fn a_log_of_event_format_1_builds_the_same_lake() {
+fn a_log_of_older_event_formats_builds_the_same_lake() {
     let day = day();
-    let v2 = tempfile::tempdir().unwrap();
-    ingest(v2.path(), day.path(), ALL_KINDS);
-    run_ok(v2.path(), &["materialize"]);
-    let records = support::log_records(v2.path());
-    for mixed in [false, true] {
+    let v3 = tempfile::tempdir().unwrap();
+    ingest(v3.path(), day.path(), ALL_KINDS);
+    run_ok(v3.path(), &["materialize"]);
+    let records = support::log_records(v3.path());
+    for versions in [&[1][..], &[2], &[1, 2, 3]] {
         let data = tempfile::tempdir().unwrap();
         let wal = bml_wal::Wal::open(bml::data_dir::wal(data.path()), Default::default()).unwrap();
         for (i, (_, record, _)) in records.iter().enumerate() {
-            let bytes = if mixed && i % 2 == 0 {
-                record.encode()
-            } else {
-                encoded_as_v1(record)
+            let bytes = match versions[i % versions.len()] {
+                3 => record.encode(),
+                version => encoded_as(version, record),
             };
             wal.append(&bytes).unwrap();
         }
@@ -341,8 +346,8 @@ fn a_log_of_event_format_1_builds_the_same_lake() {
         }
         assert_eq!(
             support::lake_files(&data.path().join("lake")),
-            support::lake_files(&v2.path().join("lake")),
-            "mixed: {mixed}"
+            support::lake_files(&v3.path().join("lake")),
+            "versions {versions:?}"
         );
     }
 }

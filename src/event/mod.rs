@@ -8,9 +8,18 @@
 //! are only ever *appended*, never reordered or changed: a log written today must
 //! decode in ten years. `tests/event_golden.rs` pins the bytes of every version.
 //!
-//! Versions: 1 kept the receive time in ms; 2 (written since) keeps it in ns,
-//! so that messages of one stream arriving in the same millisecond keep their
-//! local order and spacing. A version-1 record decodes as its time × 10⁶.
+//! Versions: 1 kept the receive time in ms; 2 keeps it in ns, so that
+//! messages of one stream arriving in the same millisecond keep their local
+//! order and spacing (a version-1 record decodes as its time × 10⁶); 3
+//! (written since) puts an [`Envelope`] before the events, with the times the
+//! facts are about, so that the materializer's index reads envelopes only.
+//!
+//! Version 3 layout: `3`, the class byte, the postcard encoding of the
+//! [`Envelope`] (symbol, source, receive time in ns, [`TimeRun`]s), a byte
+//! naming how the events are encoded (`0`: postcard; later encodings take
+//! new numbers, an encoding is never changed), then the events. A decoder
+//! checks the runs against the events, so an envelope never says something
+//! its events do not.
 
 mod coverage;
 mod decimal;
@@ -19,7 +28,7 @@ mod visibility;
 
 use serde::{Deserialize, Serialize};
 
-use crate::time::NS_PER_MS;
+use crate::time::{HOUR_MS, NS_PER_MS};
 
 pub use coverage::{
     RestRangeComplete, StreamStatus, Unfillable, VisionFileIngested, VisionFileMissing, VisionKind,
@@ -36,7 +45,11 @@ pub use visibility::{overlaps, Visibility};
 
 /// The event encoding this build writes (first byte of every record); it
 /// reads this one and every earlier one.
-pub const FORMAT_VERSION: u8 = 2;
+pub const FORMAT_VERSION: u8 = 3;
+
+/// How a version-3 record's events follow its envelope: postcard's encoding
+/// of the `Vec<Event>`.
+const EVENTS_POSTCARD: u8 = 0;
 
 /// A SHA-256 digest (of a Vision archive). Printed in hex.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -160,6 +173,26 @@ impl Event {
         })
     }
 
+    /// The kind of a market fact; `None` for coverage facts.
+    pub fn kind(&self) -> Option<FactKind> {
+        Some(match self {
+            Event::Kline(_) => FactKind::Kline,
+            Event::AggTrade(_) => FactKind::AggTrade,
+            Event::BookTicker(_) => FactKind::BookTicker,
+            Event::Metrics(_) => FactKind::Metrics,
+            Event::BookDepth(_) => FactKind::BookDepth,
+            Event::FundingRate(_) => FactKind::FundingRate,
+            Event::PremiumIndex(_) => FactKind::PremiumIndex,
+            Event::OpenInterest(_) => FactKind::OpenInterest,
+            Event::LongShortRatio(_) => FactKind::LongShortRatio,
+            Event::Liquidation(_) => FactKind::Liquidation,
+            Event::DepthDiff(_) => FactKind::DepthDiff,
+            Event::DepthSnapshot(_) => FactKind::DepthSnapshot,
+            Event::MarkPrice(_) => FactKind::MarkPrice,
+            _ => return None,
+        })
+    }
+
     /// True for coverage and lineage facts, false for market data.
     pub fn is_coverage(&self) -> bool {
         matches!(
@@ -174,6 +207,112 @@ impl Event {
     }
 }
 
+/// The kinds of market fact, in [`Event`]'s order. Variants are only ever
+/// appended (postcard encodes them by index in every [`Envelope`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(any(test, feature = "arbitrary"), derive(arbitrary::Arbitrary))]
+pub enum FactKind {
+    /// [`Event::Kline`].
+    Kline,
+    /// [`Event::AggTrade`].
+    AggTrade,
+    /// [`Event::BookTicker`].
+    BookTicker,
+    /// [`Event::Metrics`].
+    Metrics,
+    /// [`Event::BookDepth`].
+    BookDepth,
+    /// [`Event::FundingRate`].
+    FundingRate,
+    /// [`Event::PremiumIndex`].
+    PremiumIndex,
+    /// [`Event::OpenInterest`].
+    OpenInterest,
+    /// [`Event::LongShortRatio`].
+    LongShortRatio,
+    /// [`Event::Liquidation`].
+    Liquidation,
+    /// [`Event::DepthDiff`].
+    DepthDiff,
+    /// [`Event::DepthSnapshot`].
+    DepthSnapshot,
+    /// [`Event::MarkPrice`].
+    MarkPrice,
+}
+
+/// Facts of one kind in a record, from the earliest time to the latest, with
+/// no gap of more than an hour between neighbouring times: so every hour
+/// from the first's to the last's holds one, and the hours such facts reach
+/// (whatever their look-back) are one unbroken range, known from the two
+/// ends alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(any(test, feature = "arbitrary"), derive(arbitrary::Arbitrary))]
+pub struct TimeRun {
+    /// The kind of the facts.
+    pub kind: FactKind,
+    /// The earliest time ([`Event::time`]), epoch ms.
+    pub first: i64,
+    /// The latest time, epoch ms.
+    pub last: i64,
+}
+
+/// The runs of a record's market facts: each fact joins the latest run of
+/// its kind that it is within an hour of, or starts a new one. A function of
+/// the events in their order, so a decoder can check an envelope's runs.
+fn time_runs(events: &[Event]) -> Vec<TimeRun> {
+    let mut runs: Vec<TimeRun> = Vec::new();
+    for event in events {
+        let (Some(kind), Some(time)) = (event.kind(), event.time()) else {
+            continue;
+        };
+        let near = |run: &TimeRun| {
+            run.first.saturating_sub(HOUR_MS) <= time && time <= run.last.saturating_add(HOUR_MS)
+        };
+        match runs.iter_mut().rev().find(|run| run.kind == kind) {
+            Some(run) if near(run) => {
+                run.first = run.first.min(time);
+                run.last = run.last.max(time);
+            }
+            _ => runs.push(TimeRun {
+                kind,
+                first: time,
+                last: time,
+            }),
+        }
+    }
+    runs
+}
+
+/// What a record says before its events: enough to index it without
+/// decoding them (`materialize`'s offset index, `log offset-at`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Envelope {
+    /// Upper-case symbol.
+    pub symbol: String,
+    /// Where the events came from.
+    pub source: Source,
+    /// Local receive time, epoch ns (UTC).
+    pub received_ns: i64,
+    /// The times of its market facts, by kind ([`TimeRun`]).
+    pub runs: Vec<TimeRun>,
+}
+
+impl Envelope {
+    /// The local receive time, epoch ms (UTC).
+    pub fn received_ms(&self) -> i64 {
+        self.received_ns.div_euclid(NS_PER_MS)
+    }
+}
+
+/// An [`Envelope`] as written: the same encoding, borrowed from the record.
+#[derive(Serialize)]
+struct EnvelopeRef<'a> {
+    symbol: &'a str,
+    source: &'a Source,
+    received_ns: i64,
+    runs: &'a [TimeRun],
+}
+
 /// One log record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(any(test, feature = "arbitrary"), derive(arbitrary::Arbitrary))]
@@ -186,6 +325,17 @@ pub struct Record {
     pub received_ns: i64,
     /// The facts, in the order the source gave them. Never empty.
     pub events: Vec<Event>,
+}
+
+/// A record as format version 2 wrote it (and as version 1 did, with
+/// [`RecordV1`]'s time): the envelope's fields without the runs, then the
+/// events.
+#[derive(Deserialize)]
+struct RecordV2 {
+    symbol: String,
+    source: Source,
+    received_ns: i64,
+    events: Vec<Event>,
 }
 
 /// A record as format version 1 wrote it: the receive time in ms.
@@ -221,6 +371,13 @@ pub enum DecodeError {
     /// The postcard payload does not decode.
     #[error("undecodable record: {0}")]
     Payload(#[from] postcard::Error),
+    /// An encoding of the events this build does not know (a newer bml's).
+    #[error("events encoded in a way this build does not read ({0})")]
+    Encoding(u8),
+    /// The envelope's time runs are not its events' (a writer's bug, never
+    /// trusted: the index would miss hours).
+    #[error("the record's envelope does not match its events")]
+    Envelope,
 }
 
 impl Record {
@@ -239,12 +396,32 @@ impl Record {
         self.received_ns.div_euclid(NS_PER_MS)
     }
 
+    /// The envelope of this record.
+    pub fn envelope(&self) -> Envelope {
+        Envelope {
+            symbol: self.symbol.clone(),
+            source: self.source.clone(),
+            received_ns: self.received_ns,
+            runs: time_runs(&self.events),
+        }
+    }
+
     /// Appends the encoding of this record to `out`.
     pub fn encode_into(&self, out: &mut Vec<u8>) {
         out.push(FORMAT_VERSION);
         out.push(self.class() as u8);
+        let runs = time_runs(&self.events);
+        let envelope = EnvelopeRef {
+            symbol: &self.symbol,
+            source: &self.source,
+            received_ns: self.received_ns,
+            runs: &runs,
+        };
         let buf = std::mem::take(out);
-        *out = postcard::to_extend(self, buf).expect("serializing into a Vec cannot fail");
+        let mut buf =
+            postcard::to_extend(&envelope, buf).expect("serializing into a Vec cannot fail");
+        buf.push(EVENTS_POSTCARD);
+        *out = postcard::to_extend(&self.events, buf).expect("serializing into a Vec cannot fail");
     }
 
     /// The encoding of this record.
@@ -254,20 +431,50 @@ impl Record {
         out
     }
 
-    /// Decodes a record of any version this build reads, checking class.
+    /// Decodes a record of any version this build reads, checking class
+    /// (and, from version 3, the envelope).
     pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
         let class = peek_class(bytes)?;
-        let (record, rest): (Record, &[u8]) = if bytes[0] == 1 {
-            let (v1, rest): (RecordV1, &[u8]) = postcard::take_from_bytes(&bytes[2..])?;
-            let record = Record {
-                symbol: v1.symbol,
-                source: v1.source,
-                received_ns: v1.received_ms.saturating_mul(NS_PER_MS),
-                events: v1.events,
-            };
-            (record, rest)
-        } else {
-            postcard::take_from_bytes(&bytes[2..])?
+        let payload = &bytes[2..];
+        let (record, rest) = match bytes[0] {
+            1 => {
+                let (v1, rest): (RecordV1, &[u8]) = postcard::take_from_bytes(payload)?;
+                let record = Record {
+                    symbol: v1.symbol,
+                    source: v1.source,
+                    received_ns: v1.received_ms.saturating_mul(NS_PER_MS),
+                    events: v1.events,
+                };
+                (record, rest)
+            }
+            2 => {
+                let (v2, rest): (RecordV2, &[u8]) = postcard::take_from_bytes(payload)?;
+                let record = Record {
+                    symbol: v2.symbol,
+                    source: v2.source,
+                    received_ns: v2.received_ns,
+                    events: v2.events,
+                };
+                (record, rest)
+            }
+            _ => {
+                let (envelope, rest): (Envelope, &[u8]) = postcard::take_from_bytes(payload)?;
+                let (events, rest): (Vec<Event>, &[u8]) = match rest {
+                    [EVENTS_POSTCARD, events @ ..] => postcard::take_from_bytes(events)?,
+                    [other, ..] => return Err(DecodeError::Encoding(*other)),
+                    [] => return Err(DecodeError::Short(bytes.len())),
+                };
+                if time_runs(&events) != envelope.runs {
+                    return Err(DecodeError::Envelope);
+                }
+                let record = Record {
+                    symbol: envelope.symbol,
+                    source: envelope.source,
+                    received_ns: envelope.received_ns,
+                    events,
+                };
+                (record, rest)
+            }
         };
         if !rest.is_empty() {
             return Err(DecodeError::Payload(
@@ -279,6 +486,18 @@ impl Record {
         }
         Ok(record)
     }
+}
+
+/// The class and envelope of an encoded record. From version 3 the events
+/// are not decoded (nor checked: [`Record::decode`] does that); an older
+/// record is decoded whole.
+pub fn decode_envelope(bytes: &[u8]) -> Result<(RecordClass, Envelope), DecodeError> {
+    let class = peek_class(bytes)?;
+    if bytes[0] < 3 {
+        return Ok((class, Record::decode(bytes)?.envelope()));
+    }
+    let (envelope, _events): (Envelope, &[u8]) = postcard::take_from_bytes(&bytes[2..])?;
+    Ok((class, envelope))
 }
 
 /// The class of an encoded record, from its first two bytes only.
@@ -325,12 +544,57 @@ mod tests {
         }
     }
 
+    /// A version-3 record whose envelope's runs are not its events' is
+    /// refused: the index, which reads envelopes only, would miss hours.
+    #[test]
+    fn refuses_an_envelope_that_is_not_its_events() {
+        let trade = |time| {
+            Event::AggTrade(AggTrade {
+                agg_trade_id: 1,
+                price: Decimal::ZERO,
+                quantity: Decimal::ZERO,
+                first_trade_id: 1,
+                last_trade_id: 1,
+                transact_time: time,
+                is_buyer_maker: false,
+            })
+        };
+        let record = Record {
+            symbol: "BTCUSDT".into(),
+            source: Source::Planner,
+            received_ns: 5,
+            events: vec![trade(0), trade(10 * HOUR_MS)],
+        };
+        let envelope = record.envelope();
+        assert_eq!(envelope.runs.len(), 2, "ten hours apart: two runs");
+        let encoded = record.encode();
+        assert_eq!(decode_envelope(&encoded).unwrap().1, envelope);
+        let mut lying = vec![FORMAT_VERSION, RecordClass::Data as u8];
+        let envelope = EnvelopeRef {
+            symbol: &record.symbol,
+            source: &record.source,
+            received_ns: record.received_ns,
+            runs: &envelope.runs[..1],
+        };
+        lying = postcard::to_extend(&envelope, lying).unwrap();
+        let mut unknown = lying.clone();
+        lying.push(EVENTS_POSTCARD);
+        lying = postcard::to_extend(&record.events, lying).unwrap();
+        unknown.push(9);
+        unknown = postcard::to_extend(&record.events, unknown).unwrap();
+        assert!(matches!(
+            Record::decode(&unknown),
+            Err(DecodeError::Encoding(9))
+        ));
+        assert!(matches!(Record::decode(&lying), Err(DecodeError::Envelope)));
+    }
+
     #[test]
     fn refuses_other_versions_and_garbage() {
         assert!(matches!(Record::decode(&[]), Err(DecodeError::Short(0))));
         assert!(matches!(
-            Record::decode(&[3, 0, 0]),
-            Err(DecodeError::Version(3))
+            Record::decode(&[4, 0, 0]),
+            Err(DecodeError::Version(4))
         ));
         assert!(matches!(
             Record::decode(&[0, 0, 0]),

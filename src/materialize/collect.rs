@@ -24,9 +24,9 @@ use rustc_hash::FxHashMap;
 use super::hour::HourFacts;
 use crate::event::KlineKind;
 use crate::event::{
-    AggTrade, BookTicker, DepthDiff, DepthSnapshot, Event, FundingRate, Kline, Liquidation,
-    LongShortRatio, MarkPrice, Metrics, OpenInterest, PremiumIndex, Record, Source, Timed,
-    Unfillable,
+    AggTrade, BookTicker, DepthDiff, DepthSnapshot, Event, FactKind, FundingRate, Kline,
+    Liquidation, LongShortRatio, MarkPrice, Metrics, OpenInterest, PremiumIndex, Record, Source,
+    TimeRun, Timed, Unfillable,
 };
 use crate::ledger::{ClassCoverage, Provenance, Tally};
 use crate::schema::ColumnClass;
@@ -180,53 +180,64 @@ impl Fact for Kline {
     }
 }
 
-/// A metrics point as the materializer keys it: at its snapshot time. The log
-/// holds a Vision row's label as the file wrote it; what the label means
-/// depends on the file's day (`binance::metrics_snapshot_time`).
+/// A metrics point as the materializer keys it: at its snapshot time.
 fn at_snapshot(point: &Metrics, source: &Source) -> Metrics {
-    let day = match source {
-        Source::Vision { file, .. } => crate::binance::vision_file_day(file),
-        _ => None,
-    };
     Metrics {
-        create_time: day.map_or(point.create_time, |day| {
-            crate::binance::metrics_snapshot_time(day, point.create_time)
-        }),
+        create_time: snapshot_time(point.create_time, source),
         ..point.clone()
     }
 }
 
-/// The time and reach of a market event from `source`; `None` for coverage
-/// events.
-fn time_and_reach(event: &Event, source: &Source) -> Option<(i64, Reach)> {
-    fn of<T: Fact>(fact: &T) -> Option<(i64, Reach)> {
-        Some((fact.time(), T::REACH))
-    }
-    match event {
-        Event::Kline(e) => of(e),
-        Event::AggTrade(e) => of(e),
-        Event::BookTicker(e) => of(e),
-        Event::Metrics(e) => of(&at_snapshot(e, source)),
-        Event::FundingRate(e) => of(e),
-        Event::PremiumIndex(e) => of(e),
-        Event::OpenInterest(e) => of(e),
-        Event::LongShortRatio(e) => of(e),
-        Event::MarkPrice(e) => of(e),
-        Event::DepthDiff(e) => of(e),
-        Event::DepthSnapshot(e) => of(e),
-        Event::Liquidation(e) => of(e),
+/// The snapshot time of a metrics point labelled `label`: the log holds a
+/// Vision row's label as the file wrote it; what the label means depends on
+/// the file's day (`binance::metrics_snapshot_time`).
+fn snapshot_time(label: i64, source: &Source) -> i64 {
+    let day = match source {
+        Source::Vision { file, .. } => crate::binance::vision_file_day(file),
         _ => None,
-    }
+    };
+    day.map_or(label, |day| {
+        crate::binance::metrics_snapshot_time(day, label)
+    })
 }
 
-/// The first and last start of the hours whose rows (or findings) an event
-/// from `source` can change: a market event's, or an unfillable range's;
-/// `None` for the other coverage events.
-pub fn hours_reached(event: &Event, source: &Source) -> Option<(i64, i64)> {
-    if let Event::Unfillable(u) = event {
-        return u.hours();
-    }
-    time_and_reach(event, source).map(|(time, reach)| reach.hours(time))
+/// The reach of a kind of market fact; `None` for Vision's bookDepth rows,
+/// which no column is derived from.
+fn reach_of(kind: FactKind) -> Option<Reach> {
+    Some(match kind {
+        FactKind::Kline => Kline::REACH,
+        FactKind::AggTrade => AggTrade::REACH,
+        FactKind::BookTicker => BookTicker::REACH,
+        FactKind::Metrics => Metrics::REACH,
+        FactKind::FundingRate => FundingRate::REACH,
+        FactKind::PremiumIndex => PremiumIndex::REACH,
+        FactKind::OpenInterest => OpenInterest::REACH,
+        FactKind::LongShortRatio => LongShortRatio::REACH,
+        FactKind::MarkPrice => MarkPrice::REACH,
+        FactKind::DepthDiff => DepthDiff::REACH,
+        FactKind::DepthSnapshot => DepthSnapshot::REACH,
+        FactKind::Liquidation => Liquidation::REACH,
+        FactKind::BookDepth => return None,
+    })
+}
+
+/// The first and last start of the hours a fact of `kind` at `time`
+/// (its [`Event::time`]) from `source` can change.
+fn hours_of(kind: FactKind, time: i64, source: &Source) -> Option<(i64, i64)> {
+    let time = match kind {
+        FactKind::Metrics => snapshot_time(time, source),
+        _ => time,
+    };
+    reach_of(kind).map(|reach| reach.hours(time))
+}
+
+/// The first and last start of the hours whose rows the facts of a
+/// [`TimeRun`] from `source` can change: one unbroken range, since its facts
+/// leave no hour between its ends empty.
+pub fn hours_reached_by_run(run: &TimeRun, source: &Source) -> Option<(i64, i64)> {
+    let (first, _) = hours_of(run.kind, run.first, source)?;
+    let (_, last) = hours_of(run.kind, run.last, source)?;
+    Some((first, last))
 }
 
 /// Two copies of one fact that disagree.
@@ -832,4 +843,84 @@ pub fn collect_hour<'a>(
 
 fn encoded(value: &impl serde::Serialize) -> Vec<u8> {
     postcard::to_stdvec(value).expect("serializing into a Vec cannot fail")
+}
+
+#[cfg(test)]
+mod tests {
+    use arbitrary::{Arbitrary, Unstructured};
+
+    use super::*;
+    use crate::event::Sha256;
+
+    /// Moves a market event to `time`.
+    fn set_time(event: &mut Event, time: i64) {
+        match event {
+            Event::Kline(e) => e.open_time = time,
+            Event::AggTrade(e) => e.transact_time = time,
+            Event::BookTicker(e) => (e.transaction_time, e.event_time) = (time, time),
+            Event::Metrics(e) => e.create_time = time,
+            Event::BookDepth(e) => e.timestamp = time,
+            Event::FundingRate(e) => e.funding_time = time,
+            Event::PremiumIndex(e) => e.time = time,
+            Event::OpenInterest(e) => e.time = time,
+            Event::LongShortRatio(e) => e.time = time,
+            Event::Liquidation(e) => e.trade_time = time,
+            Event::DepthDiff(e) => e.event_time = time,
+            Event::DepthSnapshot(e) => e.event_time = time,
+            Event::MarkPrice(e) => e.event_time = time,
+            _ => {}
+        }
+    }
+
+    /// The hours a record's market facts reach, from its envelope's runs,
+    /// are the hours they reach one by one: random records, their facts
+    /// minutes to hours apart, from every kind of source (a metrics file of
+    /// a day after Vision moved its labels shifts them).
+    #[test]
+    fn runs_reach_the_hours_their_facts_reach() {
+        let mut rng = fastrand::Rng::with_seed(7);
+        let sources = [
+            Source::Vision {
+                file: "BTCUSDT-metrics-2026-07-01.zip".into(),
+                sha256: Sha256([0; 32]),
+            },
+            Source::Vision {
+                file: "BTCUSDT-metrics-2024-03-01.zip".into(),
+                sha256: Sha256([0; 32]),
+            },
+            Source::Rest {
+                endpoint: "/fapi/v1/klines".into(),
+            },
+            Source::Planner,
+        ];
+        let mut checked = 0;
+        while checked < 3000 {
+            let bytes: Vec<u8> = (0..rng.usize(64..8192)).map(|_| rng.u8(..)).collect();
+            let Ok(mut record) = Record::arbitrary(&mut Unstructured::new(&bytes)) else {
+                continue;
+            };
+            record.source = sources[rng.usize(..sources.len())].clone();
+            let spread = [MINUTE_MS, 20 * MINUTE_MS, HOUR_MS, 3 * HOUR_MS][rng.usize(..4)];
+            let mut time = 1_782_000_000_000 + rng.i64(..HOUR_MS);
+            for event in &mut record.events {
+                time += rng.i64(-spread..=spread);
+                set_time(event, time);
+            }
+            let one_by_one: BTreeSet<i64> = record
+                .events
+                .iter()
+                .filter_map(|e| hours_of(e.kind()?, e.time()?, &record.source))
+                .flat_map(|(a, b)| (a..=b).step_by(HOUR_MS as usize))
+                .collect();
+            let envelope = record.envelope();
+            let by_runs: BTreeSet<i64> = envelope
+                .runs
+                .iter()
+                .filter_map(|run| hours_reached_by_run(run, &record.source))
+                .flat_map(|(a, b)| (a..=b).step_by(HOUR_MS as usize))
+                .collect();
+            assert_eq!(by_runs, one_by_one, "{:?}", envelope.runs);
+            checked += 1;
+        }
+    }
 }

@@ -24,9 +24,11 @@ use std::path::Path;
 
 use anyhow::Context;
 
-use super::collect::hours_reached;
-use crate::event::{Event, Record, Source, HEARTBEAT_GAP_MS, HEARTBEAT_STREAM_SUFFIX};
-use crate::eventlog::{self, Scanned};
+use super::collect::hours_reached_by_run;
+use crate::event::{
+    Envelope, Event, Record, RecordClass, Source, HEARTBEAT_GAP_MS, HEARTBEAT_STREAM_SUFFIX,
+};
+use crate::eventlog::{self, ScannedEnvelope};
 use crate::ledger::{Batch, Ledger, LogBinding, StreamSpan, VisionMarker};
 use crate::time::{HOUR_MS, MINUTE_MS};
 
@@ -64,19 +66,19 @@ pub fn extend(
         records: 0,
         head: start,
     };
-    eventlog::scan_range(
+    eventlog::scan_envelopes(
         data_dir,
         start..end.unwrap_or(u64::MAX),
-        |_| true,
+        needs_events,
         |scanned| {
             let open = batch.as_mut().context("no ledger batch open")?;
             let offset = match scanned {
-                Scanned::Record(offset, record) => {
-                    state.add(open, offset, &record)?;
+                ScannedEnvelope::Record(offset, envelope, record) => {
+                    state.add(open, offset, &envelope, record.as_deref())?;
                     done.records += 1;
                     offset
                 }
-                Scanned::Lost(lost) => {
+                ScannedEnvelope::Lost(lost) => {
                     let last = lost.end - 1;
                     state.lost.push(lost);
                     last
@@ -158,18 +160,32 @@ pub fn stale_reason(data_dir: &Path, ledger: &Ledger) -> anyhow::Result<Option<S
     })
 }
 
-/// The starts of the hours a record's market events reach. Neighbouring events
-/// mostly reach the same hours: each run of them is added once.
-fn hours_reached_by(record: &Record) -> BTreeSet<i64> {
+/// Whether indexing a record takes its events, not just its envelope: its
+/// coverage facts (markers, stream statuses, unfillable ranges), and the
+/// heartbeats of a stream that has them.
+fn needs_events(class: RecordClass, envelope: &Envelope) -> bool {
+    class == RecordClass::Coverage
+        || matches!(&envelope.source, Source::WebSocket { stream, .. }
+            if stream.ends_with(HEARTBEAT_STREAM_SUFFIX))
+}
+
+/// The starts of the hours a record reaches through its facts: its market
+/// facts' (from the envelope's runs) and its unfillable ranges'.
+fn hours_reached_by(envelope: &Envelope, record: Option<&Record>) -> BTreeSet<i64> {
+    let runs = envelope
+        .runs
+        .iter()
+        .filter_map(|run| hours_reached_by_run(run, &envelope.source));
+    let unfillable = record
+        .into_iter()
+        .flat_map(|r| &r.events)
+        .filter_map(|e| match e {
+            Event::Unfillable(u) => u.hours(),
+            _ => None,
+        });
     let mut hours = BTreeSet::new();
-    let mut previous = None;
-    let reached_by = |event| hours_reached(event, &record.source);
-    for reached in record.events.iter().filter_map(reached_by) {
-        if previous != Some(reached) {
-            let (first, last) = reached;
-            hours.extend((first..=last).step_by(HOUR_MS as usize));
-            previous = Some(reached);
-        }
+    for (first, last) in runs.chain(unfillable) {
+        hours.extend((first..=last).step_by(HOUR_MS as usize));
     }
     hours
 }
@@ -187,13 +203,21 @@ struct Pending {
 }
 
 impl Pending {
-    fn add(&mut self, batch: &Batch, offset: u64, record: &Record) -> anyhow::Result<()> {
-        let mut hours = hours_reached_by(record);
-        let symbol = &record.symbol;
-        match &record.source {
+    /// Indexes the record at `offset`: its envelope, and its events when
+    /// [`needs_events`] said so.
+    fn add(
+        &mut self,
+        batch: &Batch,
+        offset: u64,
+        envelope: &Envelope,
+        record: Option<&Record>,
+    ) -> anyhow::Result<()> {
+        let mut hours = hours_reached_by(envelope, record);
+        let events = record.map_or(&[][..], |r| &r.events);
+        let symbol = &envelope.symbol;
+        match &envelope.source {
             Source::Vision { file, .. } => {
-                let markers: Vec<_> = record
-                    .events
+                let markers: Vec<_> = events
                     .iter()
                     .filter_map(|e| match e {
                         Event::VisionFileIngested(m) => Some(m),
@@ -220,9 +244,10 @@ impl Pending {
                 }
             }
             Source::WebSocket { stream, connection } => {
-                self.stretch_span(batch, record, stream, *connection, &mut hours)?;
+                let key = (symbol.clone(), stream.clone(), *connection);
+                self.stretch_span(batch, key, envelope.received_ms(), events, &mut hours)?;
                 if stream.ends_with(HEARTBEAT_STREAM_SUFFIX) {
-                    self.add_heartbeats(record, *connection, &mut hours);
+                    self.add_heartbeats(symbol, events, *connection, &mut hours);
                 }
             }
             Source::Rest { .. } | Source::Planner => {}
@@ -236,21 +261,21 @@ impl Pending {
         Ok(())
     }
 
-    /// Stretches the span of the record's stream connection over the record's
-    /// times (its arrival, and a status's own time within the clock slack),
-    /// adding to `hours` those whose coverage that changes.
+    /// Stretches the span of a stream connection (`key`: symbol, stream,
+    /// connection) over a record's times (its arrival, and a status's own
+    /// time within the clock slack), adding to `hours` those whose coverage
+    /// that changes.
     fn stretch_span(
         &mut self,
         batch: &Batch,
-        record: &Record,
-        stream: &str,
-        connection: u64,
+        key: (String, String, u64),
+        received: i64,
+        events: &[Event],
         hours: &mut BTreeSet<i64>,
     ) -> anyhow::Result<()> {
         // A status time far from the arrival is a bad clock: it must not
         // stretch the span over days the stream was not seen.
-        let received = record.received_ms();
-        let times = record.events.iter().filter_map(|e| match e {
+        let times = events.iter().filter_map(|e| match e {
             Event::StreamConnected(s) | Event::StreamDisconnected(s) => Some(
                 s.time
                     .clamp(received - CLOCK_SLACK_MS, received + CLOCK_SLACK_MS),
@@ -260,10 +285,9 @@ impl Pending {
         let (first, last) = times
             .chain([received])
             .fold((i64::MAX, i64::MIN), |(a, b), t| (a.min(t), b.max(t)));
-        let key = (record.symbol.clone(), stream.to_string(), connection);
         let old = match self.spans.get(&key) {
             Some(span) => Some(*span),
-            None => batch.stream_span(&record.symbol, stream, connection)?,
+            None => batch.stream_span(&key.0, &key.1, key.2)?,
         };
         let new = old.map_or(StreamSpan { first, last }, |o| StreamSpan {
             first: o.first.min(first),
@@ -289,9 +313,15 @@ impl Pending {
 
     /// Queues the heartbeats of a record; a heartbeat changes the coverage of
     /// minutes up to a gap away, so the hours that far away are reached too.
-    fn add_heartbeats(&mut self, record: &Record, connection: u64, hours: &mut BTreeSet<i64>) {
-        let key = (record.symbol.clone(), connection);
-        for event in &record.events {
+    fn add_heartbeats(
+        &mut self,
+        symbol: &str,
+        events: &[Event],
+        connection: u64,
+        hours: &mut BTreeSet<i64>,
+    ) {
+        let key = (symbol.to_string(), connection);
+        for event in events {
             if let Event::MarkPrice(m) = event {
                 let t = m.event_time;
                 self.heartbeats.entry(key.clone()).or_default().push(t);
