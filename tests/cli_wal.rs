@@ -197,3 +197,53 @@ fn a_closed_pipe_is_not_an_error() {
         text(&out.stderr)
     );
 }
+
+/// `verify --decode` decodes every record, in the columnar encoding too (a
+/// chunk of aggTrades), and names one whose checksums hold but whose bytes
+/// are no record this bml reads: exit 3.
+#[test]
+fn verify_decode_reads_every_record_and_names_one_that_does_not_decode() {
+    use bml::event::{AggTrade, Decimal, Event, Record, Source};
+    let data = tempfile::tempdir().unwrap();
+    let wal = Wal::open(data.path().join("wal"), Options::default()).unwrap();
+    let trades = (0..100)
+        .map(|i| {
+            Event::AggTrade(AggTrade {
+                agg_trade_id: i,
+                price: Decimal::new(600_001 + i as i64 % 3, 1).unwrap(),
+                quantity: Decimal::new(12, 3).unwrap(),
+                first_trade_id: 2 * i,
+                last_trade_id: 2 * i + 1,
+                transact_time: 1_709_251_200_000 + i as i64,
+                is_buyer_maker: i.is_multiple_of(2),
+            })
+        })
+        .collect();
+    let record = Record {
+        symbol: "BTCUSDT".into(),
+        source: Source::Planner,
+        received_ns: 1,
+        events: trades,
+    };
+    wal.append(&record.encode()).unwrap();
+    let out = bml(data.path(), &["wal", "verify", "--decode"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("decoded: 1 records, 100 events"),
+        "{}",
+        text(&out.stdout)
+    );
+    let mut undecodable = record.encode();
+    let last = undecodable.len() - 1;
+    undecodable[last] ^= 0xff;
+    wal.append(&undecodable).unwrap();
+    drop(wal);
+    let out = bml(data.path(), &["wal", "verify", "--decode"]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("clean: ")
+            && stdout.contains("BAD  record at offset 1: undecodable event columns"),
+        "{stdout}"
+    );
+}

@@ -26,6 +26,25 @@ fn csv_row_parsers_never_panic() {
 #[test]
 fn event_decoding_never_panics() {
     let mut rng = fastrand::Rng::with_seed(8);
+    // One aggTrade (postcard), and a chunk of them (the columnar encoding).
+    let trade = |i: u64| {
+        Event::AggTrade(AggTrade {
+            agg_trade_id: i,
+            price: Decimal::from_str("1.5").unwrap(),
+            quantity: Decimal::from_str("2").unwrap(),
+            first_trade_id: i,
+            last_trade_id: i + 1,
+            transact_time: 3 + i as i64,
+            is_buyer_maker: i.is_multiple_of(3),
+        })
+    };
+    let chunk = Record {
+        symbol: "BTCUSDT".into(),
+        source: Source::Planner,
+        received_ns: 1,
+        events: (0..40).map(trade).collect(),
+    }
+    .encode();
     let valid = Record {
         symbol: "BTCUSDT".into(),
         source: Source::Vision {
@@ -44,9 +63,13 @@ fn event_decoding_never_panics() {
         })],
     }
     .encode();
-    for _ in 0..20_000 {
+    for case in 0..20_000 {
         // Mutations of a valid record reach deep into the decoder; raw bytes too.
-        let mut data = valid.clone();
+        let mut data = if case % 2 == 0 {
+            valid.clone()
+        } else {
+            chunk.clone()
+        };
         for _ in 0..rng.usize(1..4) {
             let i = rng.usize(..data.len());
             data[i] = rng.u8(..);

@@ -21,6 +21,7 @@
 //! checks the runs against the events, so an envelope never says something
 //! its events do not.
 
+mod columns;
 mod coverage;
 mod decimal;
 mod market;
@@ -50,6 +51,10 @@ pub const FORMAT_VERSION: u8 = 3;
 /// How a version-3 record's events follow its envelope: postcard's encoding
 /// of the `Vec<Event>`.
 const EVENTS_POSTCARD: u8 = 0;
+
+/// Or in columns, compressed (`columns.rs`): a chunk of aggTrades or of
+/// bookTicker updates.
+const EVENTS_COLUMNS: u8 = 1;
 
 /// A SHA-256 digest (of a Vision archive). Printed in hex.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -371,6 +376,9 @@ pub enum DecodeError {
     /// The postcard payload does not decode.
     #[error("undecodable record: {0}")]
     Payload(#[from] postcard::Error),
+    /// Columns that do not decode ([`EVENTS_COLUMNS`]).
+    #[error("undecodable event columns: {0}")]
+    Columns(String),
     /// An encoding of the events this build does not know (a newer bml's).
     #[error("events encoded in a way this build does not read ({0})")]
     Encoding(u8),
@@ -420,7 +428,12 @@ impl Record {
         let buf = std::mem::take(out);
         let mut buf =
             postcard::to_extend(&envelope, buf).expect("serializing into a Vec cannot fail");
-        buf.push(EVENTS_POSTCARD);
+        buf.push(EVENTS_COLUMNS);
+        if columns::encode(&self.events, &mut buf) {
+            *out = buf;
+            return;
+        }
+        *buf.last_mut().expect("just pushed") = EVENTS_POSTCARD;
         *out = postcard::to_extend(&self.events, buf).expect("serializing into a Vec cannot fail");
     }
 
@@ -461,6 +474,7 @@ impl Record {
                 let (envelope, rest): (Envelope, &[u8]) = postcard::take_from_bytes(payload)?;
                 let (events, rest): (Vec<Event>, &[u8]) = match rest {
                     [EVENTS_POSTCARD, events @ ..] => postcard::take_from_bytes(events)?,
+                    [EVENTS_COLUMNS, columns @ ..] => (columns::decode(columns)?, &[][..]),
                     [other, ..] => return Err(DecodeError::Encoding(*other)),
                     [] => return Err(DecodeError::Short(bytes.len())),
                 };
