@@ -7,7 +7,9 @@ use std::path::Path;
 use anyhow::Context;
 use bml_wal::{Options, SyncPolicy, Wal};
 
-use crate::event::{decode_envelope, peek_class, Envelope, Record, RecordClass};
+use crate::event::{
+    decode_envelope, is_compacted, peek_class, Envelope, Record, RecordClass, Source, Visibility,
+};
 
 /// Append a batch once this many encoded bytes are waiting: one frame, one write.
 const BATCH_BYTES: usize = 1 << 20;
@@ -154,11 +156,15 @@ impl EventLog {
     pub fn open(data_dir: &Path) -> anyhow::Result<EventLog> {
         let dir = crate::data_dir::wal(data_dir);
         log_id(data_dir)?;
+        let segment_bytes = std::env::var(SEGMENT_BYTES_ENV)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(Options::default().segment_bytes);
         let wal = Wal::open(
             &dir,
             Options {
                 sync: SyncPolicy::Never,
-                ..Options::default()
+                segment_bytes,
             },
         )
         .with_context(|| format!("opening the log at {}", dir.display()))?;
@@ -242,6 +248,11 @@ impl EventLog {
         writeln!(file, "{line}").with_context(|| format!("writing {}", trace.display()))
     }
 }
+
+/// Set to a number of bytes, appenders start a new log segment that often
+/// (default 128 MiB): tests that need sealed segments from small logs
+/// (`bml wal compact` works on sealed segments only); never needed in use.
+pub const SEGMENT_BYTES_ENV: &str = "BML_TEST_SEGMENT_BYTES";
 
 /// Set to a file path, every commit appends its sync point there (see
 /// [`EventLog::commit`]); for power-cut tests, never needed in use.
@@ -330,8 +341,8 @@ enum Raw<'a> {
     Lost(Range<u64>),
 }
 
-/// Reads the log's offsets in `range`, handing out each record's bytes and
-/// each lost range (cut at `range.end`).
+/// Reads the log's offsets in `range`, handing out each record's bytes
+/// (skipping compacted ones) and each lost range (cut at `range.end`).
 fn walk(
     data_dir: &Path,
     range: Range<u64>,
@@ -354,6 +365,7 @@ fn walk(
             bml_wal::Entry::Lost { offsets, .. } => {
                 each(Raw::Lost(offsets.start..offsets.end.min(range.end)))?;
             }
+            bml_wal::Entry::Record(raw) if is_compacted(raw.data) => {}
             bml_wal::Entry::Record(raw) => each(Raw::Record(raw.offset, raw.data))?,
         }
     }
@@ -370,6 +382,9 @@ pub fn offset_at(data_dir: &Path, time_ns: i64) -> anyhow::Result<Option<u64>> {
     let mut reader = bml_wal::Reader::open(&dir, 0)?;
     while let Some(entry) = reader.next_entry().map_err(with_hint)? {
         if let bml_wal::Entry::Record(raw) = entry {
+            if is_compacted(raw.data) {
+                continue;
+            }
             let (_, envelope) = decode_envelope(raw.data)
                 .with_context(|| format!("record at offset {}", raw.offset))?;
             if envelope.received_ns >= time_ns {
@@ -404,14 +419,64 @@ impl RecordReader {
         Ok(RecordReader { reader })
     }
 
-    /// The record at `offset`; an error if the log is damaged there or shorter.
-    pub fn read(&mut self, offset: u64) -> anyhow::Result<Record> {
+    /// The record at `offset`, `None` if it was compacted away; an error if
+    /// the log is damaged there or shorter.
+    pub fn read(&mut self, offset: u64) -> anyhow::Result<Option<Record>> {
         self.reader.seek(offset).map_err(with_hint)?;
         let raw = self
             .reader
             .next()
             .map_err(with_hint)?
             .with_context(|| format!("the log has no record at offset {offset}"))?;
-        Record::decode(raw.data).with_context(|| format!("record at offset {offset}"))
+        if is_compacted(raw.data) {
+            return Ok(None);
+        }
+        let record =
+            Record::decode(raw.data).with_context(|| format!("record at offset {offset}"))?;
+        Ok(Some(record))
     }
+}
+
+/// Empties the records of the log of `data_dir` that no reader can ever see
+/// (Vision rows that no marker committed: what killed or failed ingests
+/// leave), in its sealed segments, keeping every offset (`bml wal compact`).
+/// Holds the writer lock throughout, so no ingest is midway: every row
+/// without its marker then belongs to an attempt that ended.
+pub fn compact(data_dir: &Path) -> anyhow::Result<bml_wal::CompactReport> {
+    let dir = crate::data_dir::wal(data_dir);
+    let exclusive =
+        bml_wal::lock(&dir).with_context(|| format!("locking the log at {}", dir.display()))?;
+    let mut visibility = Visibility::new();
+    let mut rows = Vec::new();
+    scan_envelopes(
+        data_dir,
+        0..u64::MAX,
+        |class, _| class == RecordClass::Coverage,
+        |scanned| {
+            match scanned {
+                ScannedEnvelope::Record(offset, _, Some(record)) => {
+                    visibility.observe(offset, &record);
+                }
+                ScannedEnvelope::Record(offset, envelope, None) => {
+                    if let Source::Vision { file, sha256 } = envelope.source {
+                        rows.push((offset, file, sha256));
+                    }
+                }
+                ScannedEnvelope::Lost(_) => {}
+            }
+            Ok(())
+        },
+    )?;
+    let mut dead: Vec<Range<u64>> = Vec::new();
+    for (offset, file, sha256) in rows {
+        if visibility.never_visible(offset, &file, sha256) {
+            match dead.last_mut() {
+                Some(last) if last.end == offset => last.end += 1,
+                _ => dead.push(offset..offset + 1),
+            }
+        }
+    }
+    exclusive
+        .blank(&dead)
+        .with_context(|| format!("compacting the log at {}", dir.display()))
 }

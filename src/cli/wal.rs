@@ -35,6 +35,13 @@ pub(super) enum WalCommand {
     /// Run it with no other bml writing to the data dir (it takes the log's
     /// writer lock). Exits 0 once the log reads through.
     Repair,
+    /// Reclaim the bytes of records no reader will ever see: the rows of
+    /// Vision archives that a killed or failed ingest left without their
+    /// "ingested" marker. Each is replaced by an empty record in the sealed
+    /// segments (every offset stays, every other record is untouched), one
+    /// segment at a time, atomically. Takes the log's writer lock: run it with
+    /// no ingest going. The lake does not change
+    Compact,
     /// Print records decoded: offset, symbol, source, events. Vision rows whose
     /// archive never got its "ingested" marker are flagged UNCOMMITTED (readers
     /// ignore them).
@@ -72,6 +79,7 @@ pub(super) fn run(cmd: &WalCommand, data_dir: &Path, ui: &Ui) -> Outcome {
         WalCommand::Stat => stat(dir),
         WalCommand::Verify { decode } => verify(data_dir, *decode, ui),
         WalCommand::Repair => repair(dir),
+        WalCommand::Compact => compact(data_dir),
         WalCommand::Dump { from, limit, raw } => dump(dir, *from, *limit, *raw),
         WalCommand::OffsetAt { time } => {
             let at = crate::eventlog::offset_at(data_dir, time * crate::time::NS_PER_MS)?;
@@ -226,6 +234,32 @@ fn decode_all(data_dir: &Path, total: u64, ui: &Ui) -> Outcome {
     }
 }
 
+fn compact(data_dir: &Path) -> Outcome {
+    let report = crate::eventlog::compact(data_dir)?;
+    let mut out = std::io::stdout().lock();
+    for (segment, why) in &report.skipped {
+        writeln!(
+            out,
+            "SKIPPED {}: damaged ({why}); `bml wal repair` first",
+            segment.display()
+        )?;
+    }
+    writeln!(
+        out,
+        "compacted: {} records emptied in {} segments, {} → {} bytes ({} reclaimed)",
+        report.blanked,
+        report.segments_written.len(),
+        report.bytes_before,
+        report.bytes_after,
+        report.bytes_before - report.bytes_after
+    )?;
+    Ok(if report.skipped.is_empty() {
+        exit::OK
+    } else {
+        exit::FOUND_PROBLEMS
+    })
+}
+
 fn dump(dir: &Path, from: u64, limit: u64, raw: bool) -> Outcome {
     const SHOWN: usize = 64;
     let visibility = if raw {
@@ -243,6 +277,14 @@ fn dump(dir: &Path, from: u64, limit: u64, raw: bool) -> Outcome {
                     out,
                     "{:>12}  LOST offsets {}..{} (repaired): {note}",
                     offsets.start, offsets.start, offsets.end
+                )?;
+                continue;
+            }
+            Some(bml_wal::Entry::Record(record)) if crate::event::is_compacted(record.data) => {
+                writeln!(
+                    out,
+                    "{:>12}  COMPACTED (no reader could see it)",
+                    record.offset
                 )?;
                 continue;
             }

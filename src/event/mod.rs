@@ -514,6 +514,14 @@ pub fn decode_envelope(bytes: &[u8]) -> Result<(RecordClass, Envelope), DecodeEr
     Ok((class, envelope))
 }
 
+/// Whether the bytes of a log record are those of a record `bml wal compact`
+/// emptied, because no reader could ever see it (a Vision row no marker
+/// committed). Every encoding writes at least two bytes, so an empty record
+/// is never anything else; readers skip it.
+pub fn is_compacted(bytes: &[u8]) -> bool {
+    bytes.is_empty()
+}
+
 /// The class of an encoded record, from its first two bytes only.
 pub fn peek_class(bytes: &[u8]) -> Result<RecordClass, DecodeError> {
     match bytes {

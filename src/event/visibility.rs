@@ -95,6 +95,17 @@ impl Visibility {
             _ => true,
         }
     }
+
+    /// Whether the Vision row record at `offset`, of archive `file` with
+    /// digest `sha256`, is outside every range a marker committed: then no
+    /// reader can see it, as of any offset, ever (a later attempt's marker
+    /// commits only rows from its own first offset on, which is past the
+    /// log's end when it starts). Only such rows may be compacted away.
+    pub fn never_visible(&self, offset: u64, file: &str, sha256: Sha256) -> bool {
+        self.committed
+            .get(&(file.to_string(), sha256))
+            .is_none_or(|ranges| !ranges.iter().any(|r| r.contains(&offset)))
+    }
 }
 
 /// True if one of `ranges` shares an offset with `first..=last`.

@@ -435,7 +435,9 @@ fn collect_records(
     let mut fed = Vec::with_capacity(offsets.len());
     let mut events_read = 0;
     for &offset in offsets {
-        let record = reader.read(offset)?;
+        let Some(record) = reader.read(offset)? else {
+            continue;
+        };
         events_read += record.events.len() as u64;
         if record.symbol == symbol && visibility.admits(offset, &record) {
             fed.push(offset);

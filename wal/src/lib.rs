@@ -17,6 +17,9 @@
 //! - **Damage is repaired only when asked.** [`repair`] moves damaged bytes to
 //!   quarantine and leaves a lost-range frame in their place, so offsets stay
 //!   dense and readers go on past it ([`Reader::next_entry`]).
+//! - **Dead records can be blanked.** [`Exclusive::blank`] replaces records the
+//!   caller knows no reader wants by empty ones in sealed segments, offsets and
+//!   every other record unchanged, each segment replaced atomically.
 //! - **One writer.** An OS lock on `LOCK` in the directory; readers need no lock.
 //!
 //! ```
@@ -32,6 +35,7 @@
 
 #![warn(missing_docs)]
 
+mod compact;
 mod error;
 mod format;
 mod inspect;
@@ -41,6 +45,7 @@ mod segment;
 mod walk;
 mod writer;
 
+pub use compact::{lock, CompactReport, Exclusive};
 pub use error::{Error, Result};
 pub use format::{HeaderError, FORMAT_VERSION, MAX_RECORD_LEN};
 pub use inspect::{

@@ -247,9 +247,15 @@ fn write_segment(
 ) -> Result<()> {
     let mut out = format::encode_segment_header_with(base, FLAG_LOST_RANGES).to_vec();
     fill(&mut out)?;
+    replace_segment(dir, path, &out)
+}
+
+/// Puts `bytes` in place as the segment `path`, atomically: written to a
+/// temporary file, synced, renamed over, directory synced.
+pub(crate) fn replace_segment(dir: &Path, path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = dir.join(format!("{}.tmp", file_name(path)));
     let mut file = File::create(&tmp).at("creating", &tmp)?;
-    file.write_all(&out).at("writing", &tmp)?;
+    file.write_all(bytes).at("writing", &tmp)?;
     file.sync_all().at("syncing", &tmp)?;
     fs::rename(&tmp, path).at("renaming into place", path)?;
     sync_dir(dir)

@@ -113,3 +113,11 @@ pub fn segment_files(dir: &Path) -> Vec<PathBuf> {
     files.sort();
     files
 }
+
+/// The base offsets of a log's segments, in order.
+pub fn segment_bases(dir: &Path) -> Vec<u64> {
+    segment_files(dir)
+        .iter()
+        .map(|p| p.file_stem().unwrap().to_str().unwrap().parse().unwrap())
+        .collect()
+}
