@@ -57,6 +57,10 @@ pub fn extend(
     mut progress: impl FnMut(u64),
 ) -> anyhow::Result<Extended> {
     let start = ledger.indexed_to()?;
+    // The end is fixed before the scan, so that the index ends there even
+    // when the last records before it were compacted (a scan skips them).
+    let head = eventlog::head(data_dir)?;
+    let end = end.map_or(head, |end| end.min(head)).max(start);
     let mut state = Pending::default();
     // One write transaction at a time: redb's `begin_write` waits forever for
     // a transaction its own thread holds, so a batch is committed before the
@@ -66,38 +70,34 @@ pub fn extend(
         records: 0,
         head: start,
     };
-    eventlog::scan_envelopes(
-        data_dir,
-        start..end.unwrap_or(u64::MAX),
-        needs_events,
-        |scanned| {
-            let open = batch.as_mut().context("no ledger batch open")?;
-            let offset = match scanned {
-                ScannedEnvelope::Record(offset, envelope, record) => {
-                    state.add(open, offset, &envelope, record.as_deref())?;
-                    done.records += 1;
-                    offset
-                }
-                ScannedEnvelope::Lost(lost) => {
-                    let last = lost.end - 1;
-                    state.lost.push(lost);
-                    last
-                }
-            };
-            done.head = offset + 1;
-            progress(offset);
-            if done.head.is_multiple_of(RECORDS_PER_COMMIT) {
-                state.write(open, done.head)?;
-                open.set_log_binding(&binding(data_dir, done.head)?)?;
-                if let Some(full) = batch.take() {
-                    full.commit_lazily()?;
-                }
-                batch = Some(ledger.batch()?);
+    eventlog::scan_envelopes(data_dir, start..end, needs_events, |scanned| {
+        let open = batch.as_mut().context("no ledger batch open")?;
+        let offset = match scanned {
+            ScannedEnvelope::Record(offset, envelope, record) => {
+                state.add(open, offset, &envelope, record.as_deref())?;
+                done.records += 1;
+                offset
             }
-            Ok(())
-        },
-    )?;
+            ScannedEnvelope::Lost(lost) => {
+                let last = lost.end - 1;
+                state.lost.push(lost);
+                last
+            }
+        };
+        done.head = offset + 1;
+        progress(offset);
+        if done.head.is_multiple_of(RECORDS_PER_COMMIT) {
+            state.write(open, done.head)?;
+            open.set_log_binding(&binding(data_dir, done.head)?)?;
+            if let Some(full) = batch.take() {
+                full.commit_lazily()?;
+            }
+            batch = Some(ledger.batch()?);
+        }
+        Ok(())
+    })?;
     let mut batch = batch.context("no ledger batch open")?;
+    done.head = end;
     state.write(&mut batch, done.head)?;
     batch.set_log_binding(&binding(data_dir, done.head)?)?;
     batch.commit()?;
