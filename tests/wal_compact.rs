@@ -88,7 +88,7 @@ fn compaction_after_killed_ingests_reclaims_the_dead_rows_and_changes_no_file() 
     let (clean_bytes, killed_bytes) = (log_bytes(clean.path()), log_bytes(data.path()));
     println!("clean log {clean_bytes} bytes, after 10 killed ingests {killed_bytes}");
     assert!(
-        killed_bytes > clean_bytes * 3 / 2,
+        killed_bytes > clean_bytes + clean_bytes / 10,
         "the kills left dead rows"
     );
 
