@@ -1,7 +1,7 @@
 //! The log as the rest of bml sees it: [`Record`]s in, `(offset, Record)` out.
 //! A thin typed layer over `bml-wal`, which knows nothing of events.
 
-use std::ops::Range;
+use std::ops::{ControlFlow, Range};
 use std::path::Path;
 
 use anyhow::Context;
@@ -290,15 +290,15 @@ pub fn scan_range(
     mut each: impl FnMut(Scanned) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
     walk(data_dir, range, |raw| match raw {
-        Raw::Lost(lost) => each(Scanned::Lost(lost)),
+        Raw::Lost(lost) => each(Scanned::Lost(lost)).map(ControlFlow::Continue),
         Raw::Record(offset, data) => {
             let class = peek_class(data).with_context(|| format!("record at offset {offset}"))?;
-            if !wanted(class) {
-                return Ok(());
+            if wanted(class) {
+                let record =
+                    Record::decode(data).with_context(|| format!("record at offset {offset}"))?;
+                each(Scanned::Record(offset, record))?;
             }
-            let record =
-                Record::decode(data).with_context(|| format!("record at offset {offset}"))?;
-            each(Scanned::Record(offset, record))
+            Ok(ControlFlow::Continue(()))
         }
     })
 }
@@ -321,7 +321,7 @@ pub fn scan_envelopes(
     mut each: impl FnMut(ScannedEnvelope) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
     walk(data_dir, range, |raw| match raw {
-        Raw::Lost(lost) => each(ScannedEnvelope::Lost(lost)),
+        Raw::Lost(lost) => each(ScannedEnvelope::Lost(lost)).map(ControlFlow::Continue),
         Raw::Record(offset, data) => {
             let context = || format!("record at offset {offset}");
             let (class, envelope) = decode_envelope(data).with_context(context)?;
@@ -330,7 +330,7 @@ pub fn scan_envelopes(
             } else {
                 None
             };
-            each(ScannedEnvelope::Record(offset, envelope, record))
+            each(ScannedEnvelope::Record(offset, envelope, record)).map(ControlFlow::Continue)
         }
     })
 }
@@ -342,11 +342,12 @@ enum Raw<'a> {
 }
 
 /// Reads the log's offsets in `range`, handing out each record's bytes
-/// (skipping compacted ones) and each lost range (cut at `range.end`).
+/// (skipping compacted ones) and each lost range (cut at `range.end`), until
+/// `each` says to stop.
 fn walk(
     data_dir: &Path,
     range: Range<u64>,
-    mut each: impl FnMut(Raw) -> anyhow::Result<()>,
+    mut each: impl FnMut(Raw) -> anyhow::Result<ControlFlow<()>>,
 ) -> anyhow::Result<()> {
     let dir = crate::data_dir::wal(data_dir);
     if !dir.exists() {
@@ -359,14 +360,17 @@ fn walk(
             Ok(None) => return Ok(()),
             Err(e) => return Err(with_hint(e)),
         };
-        match entry {
+        let flow = match entry {
             bml_wal::Entry::Record(raw) if raw.offset >= range.end => return Ok(()),
             bml_wal::Entry::Lost { offsets, .. } if offsets.start >= range.end => return Ok(()),
             bml_wal::Entry::Lost { offsets, .. } => {
-                each(Raw::Lost(offsets.start..offsets.end.min(range.end)))?;
+                each(Raw::Lost(offsets.start..offsets.end.min(range.end)))?
             }
-            bml_wal::Entry::Record(raw) if is_compacted(raw.data) => {}
+            bml_wal::Entry::Record(raw) if is_compacted(raw.data) => ControlFlow::Continue(()),
             bml_wal::Entry::Record(raw) => each(Raw::Record(raw.offset, raw.data))?,
+        };
+        if flow.is_break() {
+            return Ok(());
         }
     }
 }
@@ -375,24 +379,20 @@ fn walk(
 /// log as it stood then ends there); `None` when every record was received
 /// before it. Reads from the start: receive times follow the appends.
 pub fn offset_at(data_dir: &Path, time_ns: i64) -> anyhow::Result<Option<u64>> {
-    let dir = crate::data_dir::wal(data_dir);
-    if !dir.exists() {
-        return Ok(None);
-    }
-    let mut reader = bml_wal::Reader::open(&dir, 0)?;
-    while let Some(entry) = reader.next_entry().map_err(with_hint)? {
-        if let bml_wal::Entry::Record(raw) = entry {
-            if is_compacted(raw.data) {
-                continue;
-            }
-            let (_, envelope) = decode_envelope(raw.data)
-                .with_context(|| format!("record at offset {}", raw.offset))?;
-            if envelope.received_ns >= time_ns {
-                return Ok(Some(raw.offset));
-            }
+    let mut found = None;
+    walk(data_dir, 0..u64::MAX, |raw| {
+        let Raw::Record(offset, data) = raw else {
+            return Ok(ControlFlow::Continue(()));
+        };
+        let (_, envelope) =
+            decode_envelope(data).with_context(|| format!("record at offset {offset}"))?;
+        if envelope.received_ns < time_ns {
+            return Ok(ControlFlow::Continue(()));
         }
-    }
-    Ok(None)
+        found = Some(offset);
+        Ok(ControlFlow::Break(()))
+    })?;
+    Ok(found)
 }
 
 /// A log error, with what to run when it is damage.
