@@ -1,5 +1,6 @@
-//! `bml wal compact` after killed ingests: ten `ingest vision` runs killed
-//! with SIGKILL at random instants leave rows no marker commits; compaction
+//! `bml wal compact` after killed and failed ingests: two `ingest vision`
+//! runs failing on a malformed last row and ten killed with SIGKILL at random
+//! instants leave rows no marker commits; compaction
 //! empties them, the log comes back to within 5 % of a clean log's size, and
 //! the lake (and its audit) is byte for byte what it was, also when the
 //! compaction itself is killed midway and run again. A writer holding the log
@@ -77,6 +78,33 @@ fn compaction_after_killed_ingests_reclaims_the_dead_rows_and_changes_no_file() 
     println!("seed {seed}");
     let mut rng = fastrand::Rng::with_seed(seed);
     let data = tempfile::tempdir().unwrap();
+    // Two ingests of a copy of the day whose bookTicker archive has a
+    // malformed last row: each appends the archive's rows, then fails on that
+    // row, and its rows stay without a marker whatever the kills below do.
+    let broken = tempfile::tempdir().unwrap();
+    let copied = Command::new("cp")
+        .arg("-r")
+        .arg(day.path().join("data"))
+        .arg(broken.path())
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    let book = support::archive_path(broken.path(), "bookTicker", DATE);
+    let csv = support::csv_of(&book);
+    let name = book
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .replace(".zip", ".csv");
+    let malformed = format!("{}x,1,2\n", csv.trim_end());
+    support::write_archive(&book, &[(&name, malformed.as_bytes())]);
+    let mut broken_ingest = ingest;
+    broken_ingest[7] = broken.path().to_str().unwrap();
+    for _ in 0..2 {
+        let failed = bml_cmd(data.path(), &broken_ingest).status().unwrap();
+        assert!(!failed.success(), "the malformed archive fails");
+    }
     // Each ingest is killed once it has appended a random amount more (so,
     // at a random row of the archive it is in, never before it wrote any):
     // the rows of that archive stay without their marker.
