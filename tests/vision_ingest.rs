@@ -125,14 +125,7 @@ fn a_day_over_http_lands_in_the_log_exactly_once() {
 
     // Binance re-publishes an archive: it is ingested again, and says what it replaces.
     let metrics = archive_path(day.path(), "metrics", DAY);
-    let csv = csv_of(&metrics).replacen("BTCUSDT,", "BTCUSDT,1", 1);
-    let name = metrics
-        .file_name()
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .replace(".zip", ".csv");
-    write_archive(&metrics, &[(&name, csv.as_bytes())]);
+    support::rewrite_archive(&metrics, |csv| csv.replacen("BTCUSDT,", "BTCUSDT,1", 1));
     let out = ingest(data.path(), &server, &["--kinds", "metrics"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let markers: Vec<_> = support::log_records(data.path())

@@ -90,15 +90,7 @@ fn compaction_after_killed_ingests_reclaims_the_dead_rows_and_changes_no_file() 
         .unwrap();
     assert!(copied.success());
     let book = support::archive_path(broken.path(), "bookTicker", DATE);
-    let csv = support::csv_of(&book);
-    let name = book
-        .file_name()
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .replace(".zip", ".csv");
-    let malformed = format!("{}x,1,2\n", csv.trim_end());
-    support::write_archive(&book, &[(&name, malformed.as_bytes())]);
+    support::rewrite_archive(&book, |csv| format!("{}x,1,2\n", csv.trim_end()));
     let mut broken_ingest = ingest;
     broken_ingest[7] = broken.path().to_str().unwrap();
     for _ in 0..2 {

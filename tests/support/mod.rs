@@ -308,22 +308,30 @@ pub fn republish_klines(day: &Path, date: &str) {
 /// with `field` (0-based) of each data row in `rows` (0-based) changed: a
 /// digit appended, so that the number stays a number and differs.
 pub fn alter_archive(day: &Path, kind: &str, date: &str, rows: &[usize], field: usize) {
-    let path = archive_path(day, kind, date);
-    let csv = csv_of(&path);
-    let mut lines: Vec<String> = csv.lines().map(str::to_string).collect();
-    let header = usize::from(lines[0].as_bytes()[0].is_ascii_alphabetic());
-    for &row in rows {
-        let mut fields: Vec<String> = lines[header + row].split(',').map(str::to_string).collect();
-        fields[field].push('1');
-        lines[header + row] = fields.join(",");
-    }
+    rewrite_archive(&archive_path(day, kind, date), |csv| {
+        let mut lines: Vec<String> = csv.lines().map(str::to_string).collect();
+        let header = usize::from(lines[0].as_bytes()[0].is_ascii_alphabetic());
+        for &row in rows {
+            let mut fields: Vec<String> =
+                lines[header + row].split(',').map(str::to_string).collect();
+            fields[field].push('1');
+            lines[header + row] = fields.join(",");
+        }
+        lines.join("\n") + "\n"
+    });
+}
+
+/// Re-publishes the archive at `path` with its CSV as `change` makes it
+/// (same entry name, a matching `.CHECKSUM`).
+pub fn rewrite_archive(path: &Path, change: impl FnOnce(String) -> String) {
+    let csv = change(csv_of(path));
     let name = path
         .file_name()
         .unwrap()
         .to_str()
         .unwrap()
         .replace(".zip", ".csv");
-    write_archive(&path, &[(&name, (lines.join("\n") + "\n").as_bytes())]);
+    write_archive(path, &[(&name, csv.as_bytes())]);
 }
 
 /// Writes the `.CHECKSUM` that matches the archive at `path` as it is now.
