@@ -323,14 +323,17 @@ impl Daemon {
     }
 
     /// Waits for `n` minute-job lines (after the catch-up); returns them with
-    /// the local time each came.
+    /// the local time each came. The catch-up fetches yesterday and today
+    /// from REST, so it is longest late in the UTC day and under injected
+    /// faults: it gets 6 minutes, each job after it 2.
     fn jobs(&self, n: usize) -> Vec<(i64, String)> {
         let mut jobs = Vec::new();
         while jobs.len() < n {
+            let wait = if jobs.is_empty() { 360 } else { 120 };
             let (at, line) = self
                 .lines
-                .recv_timeout(std::time::Duration::from_secs(120))
-                .expect("a job line within 2 minutes");
+                .recv_timeout(std::time::Duration::from_secs(wait))
+                .unwrap_or_else(|e| panic!("a job line within {wait} s: {e}"));
             if line.contains(" job: ") {
                 jobs.push((at, line));
             }

@@ -276,9 +276,11 @@ impl Governor {
     pub fn pause(&self, retry_after: Duration) {
         let mut s = self.state.lock().expect("governor lock");
         // Jitter, so that the processes sharing an IP that were all told to
-        // wait do not all come back at the same instant.
-        let jitter = fastrand::i64(0..=s.weight.window_ms / 10);
-        let until = self.local_ms() + s.offset_ms + retry_after.as_millis() as i64 + jitter;
+        // wait do not all come back at the same instant: a tenth of the wait,
+        // at least half a second (a window's tenth made a 1 s wait up to 7 s).
+        let wait_ms = retry_after.as_millis() as i64;
+        let jitter = fastrand::i64(0..=(wait_ms / 10).max(500));
+        let until = self.local_ms() + s.offset_ms + wait_ms + jitter;
         s.paused_until_ms = s.paused_until_ms.max(until);
         s.pauses += 1;
         drop(s);
@@ -420,8 +422,8 @@ mod tests {
                 !waiter.is_finished(),
                 "went before the Retry-After was over"
             );
-            // The pause ends after 700 ms plus a jitter of at most 6 s.
-            set_time(&g, &clock, 6_701);
+            // The pause ends after 700 ms plus a jitter of at most 500 ms.
+            set_time(&g, &clock, 1_201);
             waiter.join().unwrap();
         });
         assert_eq!(g.stats().pauses, 1);
