@@ -5,12 +5,13 @@
 //! `cargo bench --bench hour_fold`.
 
 use std::collections::BTreeMap;
+use std::io::Read;
 use std::time::Instant;
 
 use bml::event::{Event, Record, Sha256, Source, VisionKind};
 use bml::materialize::collect::Collector;
 use bml::materialize::hour::build_hour;
-use bml::sources::vision::rows;
+use bml::sources::vision::{rows, split::Lines};
 use bml::time::HOUR_MS;
 
 fn main() {
@@ -58,17 +59,14 @@ fn main() {
     for (kind, rel) in kinds {
         let mut zip =
             zip::ZipArchive::new(std::fs::File::open(format!("{day}/{rel}")).unwrap()).unwrap();
-        let entry = zip.by_index(0).unwrap();
-        let mut reader = csv::ReaderBuilder::new()
-            .has_headers(false)
-            .from_reader(entry);
+        let mut csv = Vec::new();
+        zip.by_index(0).unwrap().read_to_end(&mut csv).unwrap();
         let mut hours: BTreeMap<i64, Vec<Event>> = BTreeMap::new();
-        for record in reader.byte_records() {
-            let record = record.unwrap();
-            if rows::is_header(&record) {
+        for line in Lines::new(&csv, 1) {
+            if rows::is_header(&line) {
                 continue;
             }
-            let event = rows::parse_row(kind, &record).unwrap();
+            let event = rows::parse_row(kind, &line).unwrap();
             hours
                 .entry(event.time().unwrap_or_default().div_euclid(HOUR_MS) * HOUR_MS)
                 .or_default()

@@ -24,6 +24,18 @@ fn csv_row_parsers_never_panic() {
 }
 
 #[test]
+fn the_csv_splitter_agrees_with_the_csv_crate() {
+    let mut rng = fastrand::Rng::with_seed(9);
+    let alphabet = b"0123456789.,\n\r\"-a";
+    for _ in 0..20_000 {
+        let len = rng.usize(0..300);
+        let mut data = vec![rng.u8(1..)];
+        data.extend((0..len).map(|_| alphabet[rng.usize(..alphabet.len())]));
+        properties::csv_split(&data);
+    }
+}
+
+#[test]
 fn event_decoding_never_panics() {
     let mut rng = fastrand::Rng::with_seed(8);
     // One aggTrade (postcard), and a chunk of them (the columnar encoding).

@@ -11,6 +11,7 @@ use std::str::FromStr;
 use bml::event::{AggTrade, BookTicker, Decimal, Timed, VisionKind};
 use bml::materialize::book::BookMinute;
 use bml::materialize::trades::TradeMinute;
+use bml::sources::vision::split::Lines;
 
 fn trade(
     id: u64,
@@ -112,14 +113,10 @@ fn the_first_minute_of_the_real_sample_matches_fixed_point_arithmetic() {
         .count() as u64;
     let max_qty = rows.iter().map(|f| tenths(f[2])).max().unwrap();
 
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(true)
-        .from_reader(csv.as_bytes());
-    let trades: Vec<AggTrade> = reader
-        .byte_records()
-        .map(|r| {
-            match bml::sources::vision::rows::parse_row(VisionKind::AggTrades, &r.unwrap()).unwrap()
-            {
+    let trades: Vec<AggTrade> = Lines::new(csv.as_bytes(), 1)
+        .skip(1)
+        .map(|line| {
+            match bml::sources::vision::rows::parse_row(VisionKind::AggTrades, &line).unwrap() {
                 bml::event::Event::AggTrade(t) => t,
                 other => panic!("{other:?}"),
             }

@@ -6,6 +6,7 @@ mod support;
 use std::path::{Path, PathBuf};
 
 use bml::event::{Event, KlineKind, VisionKind};
+use bml::sources::vision::split::Lines;
 use support::{bml, text, visible_events};
 
 fn samples(dir: &str) -> PathBuf {
@@ -164,12 +165,8 @@ fn real_microsecond_klines_become_milliseconds() {
     // Spot 1h klines from 2026 use µs timestamps; parsed here row by row.
     let zip = samples("format_refs").join("BTCUSDT-1h-2026-05-08.zip");
     let csv = support::csv_of(&zip);
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .from_reader(csv.as_bytes());
-    let rows: Vec<Event> = reader
-        .byte_records()
-        .map(|r| bml::sources::vision::rows::parse_row(VisionKind::Klines, &r.unwrap()).unwrap())
+    let rows: Vec<Event> = Lines::new(csv.as_bytes(), 1)
+        .map(|line| bml::sources::vision::rows::parse_row(VisionKind::Klines, &line).unwrap())
         .collect();
     assert_eq!(rows.len(), 24);
     let Event::Kline(first) = &rows[0] else {

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 use bml::event::{Record, VisionKind};
+use bml::sources::vision::split::{Chunk, Chunker, Line, Lines};
 use bml::sources::vision::{rows, ALL_KINDS};
 
 /// Arbitrary bytes as the CSV of an archive (the first byte picks the kind):
@@ -13,19 +14,83 @@ pub fn csv_rows(data: &[u8]) {
         return;
     };
     let kind: VisionKind = ALL_KINDS[pick as usize % ALL_KINDS.len()];
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .from_reader(csv);
-    for record in reader.byte_records() {
-        let Ok(record) = record else { continue };
-        if let Err(e) = rows::parse_row(kind, &record) {
+    for line in Lines::new(csv, 1) {
+        if let Err(e) = rows::parse_row(kind, &line) {
             assert!(
                 rows::columns(kind).contains(&e.field),
                 "{kind:?}: error names unknown field {}",
                 e.field
             );
         }
+    }
+}
+
+/// Arbitrary bytes split by the ingest's hand-written splitter, whole and cut
+/// into chunks of whole lines (read `data[0]` bytes at a time), and by the csv
+/// crate with the settings the ingest used before it: the same records with the
+/// same fields. Line numbers are checked by counting: the csv crate's positions
+/// leave out the blank lines before a record, the splitter's count every `\n`.
+pub fn csv_split(data: &[u8]) {
+    let Some((&step, csv_bytes)) = data.split_first() else {
+        return;
+    };
+    let mut oracle = Vec::new();
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .quoting(false)
+        .from_reader(csv_bytes);
+    let mut record = csv::ByteRecord::new();
+    while reader
+        .read_byte_record(&mut record)
+        .expect("no quoting: no error")
+    {
+        oracle.push(record.iter().map(<[u8]>::to_vec).collect::<Vec<_>>());
+    }
+    let split = |line: Line| {
+        let fields: Vec<Vec<u8>> = (0..line.len()).map(|i| line.field(i).to_vec()).collect();
+        let again: Vec<Vec<u8>> = line.fields().map(<[u8]>::to_vec).collect();
+        assert_eq!(fields, again);
+        (line.number(), fields)
+    };
+    // Newlines counted up to each line's start, from the previous one's.
+    let (mut counted_to, mut newlines) = (0, 0);
+    let whole: Vec<_> = Lines::new(csv_bytes, 1)
+        .inspect(|line| {
+            let start = line.text().as_ptr() as usize - csv_bytes.as_ptr() as usize;
+            newlines += csv_bytes[counted_to..start]
+                .iter()
+                .filter(|&&b| b == b'\n')
+                .count();
+            counted_to = start;
+            assert_eq!(line.number(), newlines as u64 + 1, "line at byte {start}");
+        })
+        .map(split)
+        .collect();
+    let fields: Vec<_> = whole.iter().map(|(_, f)| f.clone()).collect();
+    assert_eq!(fields, oracle, "split whole");
+
+    let mut chunked = Vec::new();
+    let mut chunker = Chunker::new(Trickle(csv_bytes, usize::from(step).max(1)));
+    let mut chunk = Chunk::default();
+    while chunker
+        .next_into(&mut chunk)
+        .expect("lines shorter than a chunk")
+    {
+        chunked.extend(chunk.lines().map(split));
+    }
+    assert_eq!(chunked, whole, "split in chunks, reads of {step} bytes");
+}
+
+/// A reader that hands out at most `.1` bytes a read.
+struct Trickle<'a>(&'a [u8], usize);
+
+impl std::io::Read for Trickle<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.1.min(buf.len()).min(self.0.len());
+        buf[..n].copy_from_slice(&self.0[..n]);
+        self.0 = &self.0[n..];
+        Ok(n)
     }
 }
 

@@ -8,13 +8,14 @@
 
 mod archive;
 pub mod rows;
+pub mod split;
 
 use std::io::Read;
 use std::path::Path;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
+use anyhow::{anyhow, bail, Context};
 use chrono::{Datelike, NaiveDate};
 
 pub use archive::{FileSpec, Store};
@@ -28,6 +29,7 @@ use crate::eventlog::EventLog;
 use crate::progress::{CountingRead, Progress, Unit};
 use crate::time::HOUR_MS;
 use archive::{Archive, Lookup};
+use split::{Chunk, ChunkError, Chunker, Line};
 
 /// Rows per record at most; records also never span an hour.
 const ROWS_PER_RECORD: usize = 4096;
@@ -169,7 +171,9 @@ impl Summary {
 }
 
 /// Ingests the planned archives into `log`. A failing archive is reported and
-/// skipped (nothing of it becomes visible); the others go on.
+/// skipped (nothing of it becomes visible); the others go on. The next archive
+/// is fetched and hashed on another thread while this one is appended, so a
+/// download overlaps the parsing of the archive before it.
 pub fn ingest(
     log: &mut EventLog,
     catalog: &mut Catalog,
@@ -182,36 +186,68 @@ pub fn ingest(
     sweep_downloads(tmp_dir);
     let overall = progress.bar("vision", specs.len() as u64, Unit::Items("archives"));
     let mut summary = Summary::default();
-    for spec in specs {
-        let file = spec.id();
-        let outcome = match ingest_file(log, catalog, store, spec, tmp_dir, progress) {
-            Ok(outcome) => outcome,
-            Err(e) => {
-                let failure = Failure::of(&e);
-                tracing::error!(file = %file, kind = %failure.kind, "{}", failure.message);
-                Outcome::Failed(failure)
+    let known: Vec<Option<Sha256>> = specs.iter().map(|s| catalog.ingested(&s.id())).collect();
+    std::thread::scope(|scope| {
+        // A rendezvous: at most one archive waits fetched beside the one appended.
+        let (fetched, fetched_rx) = mpsc::sync_channel(0);
+        scope.spawn(move || {
+            for (spec, known) in specs.iter().zip(known) {
+                if fetched.send(fetch(store, spec, known, tmp_dir)).is_err() {
+                    return;
+                }
             }
-        };
-        match &outcome {
-            Outcome::Ingested {
-                rows,
-                replaced: true,
-                ..
-            } => {
-                tracing::warn!(file = %file, rows, "re-ingested: Binance re-published this archive with a new SHA-256");
+        });
+        for (spec, prefetched) in specs.iter().zip(fetched_rx) {
+            let file = spec.id();
+            let outcome =
+                match ingest_file(log, catalog, store, spec, prefetched, tmp_dir, progress) {
+                    Ok(outcome) => outcome,
+                    Err(e) => {
+                        let failure = Failure::of(&e);
+                        tracing::error!(file = %file, kind = %failure.kind, "{}", failure.message);
+                        Outcome::Failed(failure)
+                    }
+                };
+            match &outcome {
+                Outcome::Ingested {
+                    rows,
+                    replaced: true,
+                    ..
+                } => {
+                    tracing::warn!(file = %file, rows, "re-ingested: Binance re-published this archive with a new SHA-256");
+                }
+                Outcome::Ingested { rows, .. } => tracing::info!(file = %file, rows, "ingested"),
+                Outcome::AlreadyIngested => tracing::debug!(file = %file, "already in the log"),
+                // Expected for days not published yet: the summary counts them.
+                Outcome::Missing => tracing::info!(file = %file, "archive does not exist"),
+                Outcome::Failed(_) => {}
             }
-            Outcome::Ingested { rows, .. } => tracing::info!(file = %file, rows, "ingested"),
-            Outcome::AlreadyIngested => tracing::debug!(file = %file, "already in the log"),
-            // Expected for days not published yet: the summary counts them.
-            Outcome::Missing => tracing::info!(file = %file, "archive does not exist"),
-            Outcome::Failed(_) => {}
+            summary.files.push((file, outcome));
+            overall.inc(1);
         }
-        summary.files.push((file, outcome));
-        overall.inc(1);
-    }
+    });
     drop(overall);
     summary.elapsed = started.elapsed();
     summary
+}
+
+/// What the fetching thread found for one archive: its `.CHECKSUM`, and the
+/// archive itself unless the checksum says the log holds it already (or
+/// there is none).
+struct Prefetched {
+    checksum: anyhow::Result<Lookup<Sha256>>,
+    archive: Option<anyhow::Result<Lookup<Archive>>>,
+}
+
+/// Looks up and fetches one archive. `known` is what the catalog held for it
+/// when the run began; [`ingest_file`] decides again on the live catalog.
+fn fetch(store: &Store, spec: &FileSpec, known: Option<Sha256>, tmp_dir: &Path) -> Prefetched {
+    let checksum = store.checksum(spec);
+    let wanted = matches!(&checksum, Ok(Lookup::Found(sha)) if known != Some(*sha));
+    Prefetched {
+        archive: wanted.then(|| store.archive(spec, tmp_dir)),
+        checksum,
+    }
 }
 
 /// Removes the downloads a killed run left in `tmp_dir`. Safe: the caller
@@ -241,11 +277,12 @@ fn ingest_file(
     catalog: &mut Catalog,
     store: &Store,
     spec: &FileSpec,
+    prefetched: Prefetched,
     tmp_dir: &Path,
     progress: &dyn Progress,
 ) -> anyhow::Result<Outcome> {
     let file = spec.id();
-    let expected = match store.checksum(spec)? {
+    let expected = match prefetched.checksum? {
         Lookup::Found(sha) => sha,
         Lookup::Missing { location, status } => {
             return record_missing(log, catalog, spec, location, status)
@@ -255,7 +292,11 @@ fn ingest_file(
     if previous == Some(expected) {
         return Ok(Outcome::AlreadyIngested);
     }
-    let archive = match store.archive(spec, tmp_dir)? {
+    let fetched = match prefetched.archive {
+        Some(fetched) => fetched,
+        None => store.archive(spec, tmp_dir),
+    };
+    let archive = match fetched? {
         Lookup::Found(a) => a,
         Lookup::Missing { location, status } => {
             return record_missing(log, catalog, spec, location, status)
@@ -330,10 +371,13 @@ fn record_missing(
     Ok(Outcome::Missing)
 }
 
-/// Streams the archive's CSV into records; returns the number of data rows. Two
-/// threads: one inflates and splits CSV rows, this one parses, encodes and appends
-/// them. Rows travel in recycled batches through a bounded channel, so memory stays
-/// a few batches whatever the archive's size.
+/// Streams the archive's CSV into records; returns the number of data rows.
+/// Three threads, so that two cores share the work: one inflates the CSV into
+/// chunks of whole lines, one splits and parses them into records (one
+/// symbol-hour, at most [`ROWS_PER_RECORD`] rows), and this one encodes and
+/// appends the records. Chunks and records travel through bounded channels and
+/// come back to be reused, so memory stays a few megabytes whatever the
+/// archive's size.
 fn append_rows(
     log: &mut EventLog,
     spec: &FileSpec,
@@ -353,133 +397,154 @@ fn append_rows(
     bar.note(&csv_name);
     let input = CountingRead::new(entry, bar.as_ref());
     let at = |line: u64| format!("{}: {csv_name}:{line}", archive.location);
-    let range = spec.time_range();
+    let template = Record {
+        symbol: spec.symbol.clone(),
+        source: source.clone(),
+        received_ns,
+        events: Vec::new(),
+    };
     let rows = std::thread::scope(|scope| -> anyhow::Result<u64> {
-        let (full_tx, full_rx) = mpsc::sync_channel(4);
-        let (empty_tx, empty_rx) = mpsc::channel();
-        scope.spawn(|| split_csv(input, full_tx, empty_rx, &at));
-        let mut sink = RowSink {
-            log,
-            record: Record {
-                symbol: spec.symbol.clone(),
-                source: source.clone(),
-                received_ns,
-                events: Vec::with_capacity(ROWS_PER_RECORD),
-            },
-            hour: i64::MIN,
-            rows: 0,
-        };
-        let mut first = true;
-        for batch in full_rx {
-            let (records, filled): (Vec<csv::ByteRecord>, usize) = batch?;
-            for record in &records[..filled] {
-                if std::mem::take(&mut first) && rows::is_header(record) {
-                    continue;
-                }
-                let line = record.position().map_or(0, |p| p.line());
-                let event = rows::parse_row(spec.kind, record).with_context(|| at(line))?;
-                let time = event.time().unwrap_or_default();
-                if range.as_ref().is_some_and(|r| !r.contains(&time)) {
-                    let row: Vec<String> = record
-                        .iter()
-                        .map(|f| String::from_utf8_lossy(f).into_owned())
-                        .collect();
-                    bail!(
-                        "{}: a row of another period than the archive's {} ({:?}, time {time})",
-                        at(line),
-                        spec.period,
-                        row.join(",")
-                    );
-                }
-                sink.push(event)?;
-            }
-            let _ = empty_tx.send(records);
+        let (chunks, chunks_rx) = mpsc::sync_channel(2);
+        let (spent_chunks, spent_chunks_rx) = mpsc::channel();
+        let (records, records_rx) = mpsc::sync_channel(8);
+        let (spent_records, spent_records_rx) = mpsc::channel();
+        scope.spawn(|| read_chunks(input, chunks, spent_chunks_rx, &at));
+        scope.spawn(|| {
+            let parser = Parser {
+                spec,
+                range: spec.time_range(),
+                at: &at,
+                template: &template,
+                records,
+                spent: spent_records_rx,
+            };
+            parser.run(chunks_rx, spent_chunks);
+        });
+        let mut rows = 0;
+        for record in records_rx {
+            let record: Record = record?;
+            log.push(&record)?;
+            rows += record.events.len() as u64;
+            let _ = spent_records.send(record);
         }
-        sink.flush()?;
-        Ok(sink.rows)
+        Ok(rows)
     })?;
     drop(bar);
     Ok(rows)
 }
 
-/// CSV rows per batch between the two threads.
-const BATCH_ROWS: usize = 4096;
-
-/// The splitting thread: CSV rows out of the (inflating) entry, in batches. Ends
-/// by reading the entry to its end, which makes the zip crate check the CSV's
+/// The inflating thread: the entry cut into chunks of whole lines. Ends by
+/// reading the entry to its end, which makes the zip crate check the CSV's
 /// CRC-32. Errors travel down the channel; a closed channel means stop.
-fn split_csv(
+fn read_chunks(
     input: impl Read,
-    full: mpsc::SyncSender<anyhow::Result<(Vec<csv::ByteRecord>, usize)>>,
-    empty: mpsc::Receiver<Vec<csv::ByteRecord>>,
+    chunks: mpsc::SyncSender<anyhow::Result<Chunk>>,
+    spent: mpsc::Receiver<Chunk>,
     at: &dyn Fn(u64) -> String,
 ) {
-    // Vision never quotes a field; without quote handling the splitter is faster,
-    // and a stray quote still fails the row's field parser, loudly.
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .quoting(false)
-        .buffer_capacity(1 << 20)
-        .from_reader(input);
+    let mut chunker = Chunker::new(input);
     loop {
-        let mut batch = empty
-            .try_recv()
-            .unwrap_or_else(|_| vec![csv::ByteRecord::new(); BATCH_ROWS]);
-        let mut filled = 0;
-        while filled < BATCH_ROWS {
-            match reader.read_byte_record(&mut batch[filled]) {
-                Ok(true) => filled += 1,
-                Ok(false) => break,
+        let mut chunk = spent.try_recv().unwrap_or_default();
+        let sent = match chunker.next_into(&mut chunk) {
+            Ok(true) => chunks.send(Ok(chunk)),
+            Ok(false) => return,
+            Err(e @ ChunkError::LineTooLong { line }) => {
+                chunks.send(Err(anyhow!("{}: {e}", at(line))))
+            }
+            Err(ChunkError::Read { line, source }) => chunks.send(Err(anyhow!(
+                "{}: reading the zip entry: {source}",
+                at(line)
+            ))),
+        };
+        if sent.is_err() {
+            return;
+        }
+    }
+}
+
+/// The parsing thread: chunks of lines into records of one symbol-hour and at
+/// most [`ROWS_PER_RECORD`] rows.
+struct Parser<'a> {
+    spec: &'a FileSpec,
+    /// The times the archive's period holds.
+    range: Option<std::ops::RangeInclusive<i64>>,
+    at: &'a dyn Fn(u64) -> String,
+    template: &'a Record,
+    records: mpsc::SyncSender<anyhow::Result<Record>>,
+    spent: mpsc::Receiver<Record>,
+}
+
+impl Parser<'_> {
+    fn run(&self, chunks: mpsc::Receiver<anyhow::Result<Chunk>>, spent: mpsc::Sender<Chunk>) {
+        let mut record = self.empty_record();
+        let mut hour = i64::MIN;
+        let mut first = true;
+        for chunk in chunks {
+            let chunk = match chunk {
+                Ok(chunk) => chunk,
                 Err(e) => {
-                    let line = e.position().map_or(0, |p| p.line());
-                    let _ = full.send(Err(anyhow::anyhow!("{}: {e}", at(line))));
+                    let _ = self.records.send(Err(e));
                     return;
                 }
+            };
+            for line in chunk.lines() {
+                if std::mem::take(&mut first) && rows::is_header(&line) {
+                    continue;
+                }
+                let event = match rows::parse_row(self.spec.kind, &line) {
+                    Ok(event) => event,
+                    Err(e) => {
+                        let at = (self.at)(line.number());
+                        let _ = self.records.send(Err(anyhow::Error::new(e).context(at)));
+                        return;
+                    }
+                };
+                let time = event.time().unwrap_or_default();
+                if self.range.as_ref().is_some_and(|r| !r.contains(&time)) {
+                    let _ = self.records.send(Err(self.outside(&line, time)));
+                    return;
+                }
+                let event_hour = time.div_euclid(HOUR_MS);
+                if record.events.len() == ROWS_PER_RECORD
+                    || (event_hour != hour && !record.events.is_empty())
+                {
+                    let full = std::mem::replace(&mut record, self.empty_record());
+                    if self.records.send(Ok(full)).is_err() {
+                        return;
+                    }
+                }
+                hour = event_hour;
+                record.events.push(event);
             }
+            let _ = spent.send(chunk);
         }
-        let done = filled < BATCH_ROWS;
-        if full.send(Ok((batch, filled))).is_err() {
-            return;
-        }
-        if done {
-            let mut rest = reader.into_inner();
-            if let Err(e) = std::io::copy(&mut rest, &mut std::io::sink()) {
-                let _ = full.send(Err(anyhow::anyhow!("{}: zip entry CRC check: {e}", at(0))));
-            }
-            return;
+        if !record.events.is_empty() {
+            let _ = self.records.send(Ok(record));
         }
     }
-}
 
-/// Groups events into records of one symbol-hour and at most
-/// [`ROWS_PER_RECORD`] rows, and pushes them to the log.
-struct RowSink<'a> {
-    log: &'a mut EventLog,
-    record: Record,
-    hour: i64,
-    rows: u64,
-}
-
-impl RowSink<'_> {
-    fn push(&mut self, event: Event) -> anyhow::Result<()> {
-        let hour = event.time().unwrap_or_default().div_euclid(HOUR_MS);
-        if self.record.events.len() == ROWS_PER_RECORD
-            || (hour != self.hour && !self.record.events.is_empty())
-        {
-            self.flush()?;
+    /// A record to fill: one the appender is done with, or a new one.
+    fn empty_record(&self) -> Record {
+        match self.spent.try_recv() {
+            Ok(mut record) => {
+                record.events.clear();
+                record
+            }
+            Err(_) => {
+                let mut record = self.template.clone();
+                record.events.reserve(ROWS_PER_RECORD);
+                record
+            }
         }
-        self.hour = hour;
-        self.record.events.push(event);
-        self.rows += 1;
-        Ok(())
     }
 
-    fn flush(&mut self) -> anyhow::Result<()> {
-        if !self.record.events.is_empty() {
-            self.log.push(&self.record)?;
-            self.record.events.clear();
-        }
-        Ok(())
+    /// A row outside the archive's period: the file is not what its name says.
+    fn outside(&self, line: &Line, time: i64) -> anyhow::Error {
+        anyhow!(
+            "{}: a row of another period than the archive's {} ({:?}, time {time})",
+            (self.at)(line.number()),
+            self.spec.period,
+            String::from_utf8_lossy(line.text())
+        )
     }
 }

@@ -1,7 +1,7 @@
-//! CSV rows of Vision archives → events. Pure functions over one parsed CSV
-//! record, so the fuzz target and the tests exercise exactly what ingest runs.
+//! CSV rows of Vision archives → events. Pure functions over one split line
+//! ([`Line`]), so the fuzz target and the tests exercise exactly what ingest runs.
 
-use csv::ByteRecord;
+use super::split::Line;
 
 use crate::event::{
     AggTrade, BookDepth, BookTicker, Decimal, Event, FundingRate, Kline, KlineKind, Metrics,
@@ -75,17 +75,14 @@ pub fn columns(kind: VisionKind) -> &'static [&'static str] {
 
 /// Vision writes a header line in newer files only: a first field that starts
 /// with a letter is a header (every data row starts with a digit).
-pub fn is_header(record: &ByteRecord) -> bool {
-    record
-        .get(0)
-        .and_then(|f| f.first())
-        .is_some_and(u8::is_ascii_alphabetic)
+pub fn is_header(line: &Line) -> bool {
+    line.field(0).first().is_some_and(u8::is_ascii_alphabetic)
 }
 
 /// Parses one data row of a `kind` archive.
-pub fn parse_row(kind: VisionKind, record: &ByteRecord) -> Result<Event, RowError> {
+pub fn parse_row(kind: VisionKind, line: &Line) -> Result<Event, RowError> {
     let row = Row {
-        record,
+        line,
         names: columns(kind),
     };
     let expected = row.names.len();
@@ -95,12 +92,12 @@ pub fn parse_row(kind: VisionKind, record: &ByteRecord) -> Result<Event, RowErro
     } else {
         expected..=expected
     };
-    if !allowed.contains(&record.len()) {
+    if !allowed.contains(&line.len()) {
+        let text = line.text();
         return Err(RowError {
             field: row.names[0],
-            value: String::from_utf8_lossy(&record.as_slice()[..record.as_slice().len().min(40)])
-                .into_owned(),
-            reason: format!("{} fields, expected {expected}", record.len()),
+            value: String::from_utf8_lossy(&text[..text.len().min(40)]).into_owned(),
+            reason: format!("{} fields, expected {expected}", line.len()),
         });
     }
     Ok(match kind {
@@ -153,13 +150,13 @@ pub fn parse_row(kind: VisionKind, record: &ByteRecord) -> Result<Event, RowErro
 }
 
 struct Row<'r> {
-    record: &'r ByteRecord,
+    line: &'r Line<'r>,
     names: &'static [&'static str],
 }
 
-impl Row<'_> {
-    fn field(&self, i: usize) -> &[u8] {
-        self.record.get(i).unwrap_or_default()
+impl<'r> Row<'r> {
+    fn field(&self, i: usize) -> &'r [u8] {
+        self.line.field(i)
     }
 
     fn error(&self, i: usize, reason: String) -> RowError {
@@ -280,8 +277,10 @@ impl Row<'_> {
 mod tests {
     use super::*;
 
-    fn record(line: &str) -> ByteRecord {
-        ByteRecord::from(line.split(',').collect::<Vec<_>>())
+    fn record(line: &str) -> Line<'_> {
+        super::super::split::Lines::new(line.as_bytes(), 1)
+            .next()
+            .unwrap()
     }
 
     #[test]
