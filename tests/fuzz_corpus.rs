@@ -6,31 +6,34 @@ use std::str::FromStr;
 
 use bml::event::{AggTrade, Decimal, Event, Record, Sha256, Source};
 
+/// `cases` seeded inputs of up to `max_len` bytes: every other one drawn from
+/// `alphabet` (the bytes a parser cares about), the others from any byte.
+fn corpus(seed: u64, cases: usize, max_len: usize, alphabet: &[u8]) -> Vec<Vec<u8>> {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    (0..cases)
+        .map(|case| {
+            let len = rng.usize(0..max_len);
+            if case % 2 == 0 {
+                (0..len)
+                    .map(|_| alphabet[rng.usize(..alphabet.len())])
+                    .collect()
+            } else {
+                (0..len).map(|_| rng.u8(..)).collect()
+            }
+        })
+        .collect()
+}
+
 #[test]
 fn csv_row_parsers_never_panic() {
-    let mut rng = fastrand::Rng::with_seed(7);
-    let alphabet = b"0123456789.,-\n\"truefalsTRUE eE+x:";
-    for case in 0..20_000 {
-        let len = rng.usize(0..200);
-        let data: Vec<u8> = if case % 2 == 0 {
-            (0..len)
-                .map(|_| alphabet[rng.usize(..alphabet.len())])
-                .collect()
-        } else {
-            (0..len).map(|_| rng.u8(..)).collect()
-        };
+    for data in corpus(7, 20_000, 200, b"0123456789.,-\n\"truefalsTRUE eE+x:") {
         properties::csv_rows(&data);
     }
 }
 
 #[test]
 fn the_csv_splitter_agrees_with_the_csv_crate() {
-    let mut rng = fastrand::Rng::with_seed(9);
-    let alphabet = b"0123456789.,\n\r\"-a";
-    for _ in 0..20_000 {
-        let len = rng.usize(0..300);
-        let mut data = vec![rng.u8(1..)];
-        data.extend((0..len).map(|_| alphabet[rng.usize(..alphabet.len())]));
+    for data in corpus(9, 20_000, 300, b"0123456789.,\n\r\"-a") {
         properties::csv_split(&data);
     }
 }

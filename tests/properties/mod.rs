@@ -26,7 +26,8 @@ pub fn csv_rows(data: &[u8]) {
 }
 
 /// Arbitrary bytes split by the ingest's hand-written splitter, whole and cut
-/// into chunks of whole lines (read `data[0]` bytes at a time), and by the csv
+/// into chunks of whole lines (read `data[0]` bytes at a time, into chunks just
+/// large enough for the longest line or a little more), and by the csv
 /// crate with the settings the ingest used before it: the same records with the
 /// same fields. Line numbers are checked by counting: the csv crate's positions
 /// leave out the blank lines before a record, the splitter's count every `\n`.
@@ -71,7 +72,15 @@ pub fn csv_split(data: &[u8]) {
     assert_eq!(fields, oracle, "split whole");
 
     let mut chunked = Vec::new();
-    let mut chunker = Chunker::new(Trickle(csv_bytes, usize::from(step).max(1)));
+    // A chunk holds at least one line end past a carried partial line.
+    let longest = csv_bytes
+        .split(|&b| b == b'\n' || b == b'\r')
+        .map(<[u8]>::len)
+        .max()
+        .unwrap_or(0);
+    let capacity = longest + 1 + usize::from(step) % 32;
+    let trickle = Trickle(csv_bytes, usize::from(step).max(1));
+    let mut chunker = Chunker::with_capacity(trickle, capacity);
     let mut chunk = Chunk::default();
     while chunker
         .next_into(&mut chunk)
@@ -79,7 +88,10 @@ pub fn csv_split(data: &[u8]) {
     {
         chunked.extend(chunk.lines().map(split));
     }
-    assert_eq!(chunked, whole, "split in chunks, reads of {step} bytes");
+    assert_eq!(
+        chunked, whole,
+        "split in chunks of {capacity} bytes, reads of {step} bytes"
+    );
 }
 
 /// A reader that hands out at most `.1` bytes a read.

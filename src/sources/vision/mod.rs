@@ -448,7 +448,7 @@ fn read_chunks(
         let sent = match chunker.next_into(&mut chunk) {
             Ok(true) => chunks.send(Ok(chunk)),
             Ok(false) => return,
-            Err(e @ ChunkError::LineTooLong { line }) => {
+            Err(e @ ChunkError::LineTooLong { line, .. }) => {
                 chunks.send(Err(anyhow!("{}: {e}", at(line))))
             }
             Err(ChunkError::Read { line, source }) => chunks.send(Err(anyhow!(
