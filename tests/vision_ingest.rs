@@ -297,6 +297,26 @@ fn server_errors_are_retried_and_bad_archives_are_refused_whole() {
     assert_eq!(out.status.code(), Some(1), "{all}");
     assert!(all.contains("more than one entry named"), "{all}");
     assert_nothing_of(data.path(), "BTCUSDT-1m-");
+
+    // 8. The CSV's compressed bytes damaged inside a well-formed zip (its
+    //    CHECKSUM made to match, as if published broken): inflating or the
+    //    entry's CRC-32 fails on the inflating thread; the file is named and
+    //    whatever rows went before stay invisible.
+    write_archive(&klines, &[(csv_name, good_csv.as_bytes())]);
+    let mut damaged = std::fs::read(&klines).unwrap();
+    let middle = damaged.len() / 2;
+    damaged[middle] ^= 0x55;
+    std::fs::write(&klines, &damaged).unwrap();
+    write_checksum(&klines);
+    let data = fresh();
+    let out = ingest(data.path(), &server, &["--kinds", "klines"]);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(
+        all.contains(csv_name) && all.contains("FAILED (bad data)"),
+        "{all}"
+    );
+    assert_nothing_visible_of(data.path(), "BTCUSDT-1m-");
 }
 
 #[test]
