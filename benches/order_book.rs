@@ -246,7 +246,7 @@ fn main() {
     );
     let options = run::Options {
         from: None,
-        lake_root: dir.path().join("lake"),
+        lake: bml::lake::Lake::local(dir.path().join("lake")),
         jobs: 2,
         rebuild_ledger: false,
         rederive: Default::default(),

@@ -19,12 +19,13 @@ pub use coverage::{
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::Context as _;
 use serde::Serialize;
 use sha2::Digest as _;
 
+use crate::lake::Lake;
 use crate::ledger::{Ledger, Partition, Provenance};
 use crate::materialize::run as materialize;
 use crate::progress::Progress;
@@ -32,8 +33,8 @@ use crate::time::{utc_hour, utc_minute};
 
 /// What to audit.
 pub struct Options {
-    /// The lake root.
-    pub lake_root: PathBuf,
+    /// The lake.
+    pub lake: Lake,
     /// Only these symbols (all when empty).
     pub symbols: BTreeSet<String>,
     /// Only the hours starting in this range, ms (all when `None`).
@@ -189,7 +190,7 @@ pub fn run(data_dir: &Path, options: &Options, progress: &dyn Progress) -> anyho
             data_dir,
             &materialize::Options {
                 from: files.then_some(as_of),
-                lake_root: fresh_root.clone(),
+                lake: Lake::local(&fresh_root),
                 jobs: options.jobs,
                 rebuild_ledger: false,
                 rederive,
@@ -225,7 +226,10 @@ pub fn run(data_dir: &Path, options: &Options, progress: &dyn Progress) -> anyho
             let (symbol, hour) = &repair.hour;
             let bytes = std::fs::read(fresh_root.join(&repair.file))
                 .with_context(|| format!("reading the fresh derivation of {}", repair.file))?;
-            crate::lake::commit_partition(&options.lake_root, symbol, *hour, &bytes)?;
+            let stored = options.lake.put(&repair.file, &bytes)?;
+            let mut batch = ledger.batch()?;
+            batch.set_etag(symbol, *hour, stored.etag.as_deref())?;
+            batch.commit()?;
             report.lake.problems[repair.problem].repaired = true;
         }
     }
@@ -236,13 +240,13 @@ pub fn run(data_dir: &Path, options: &Options, progress: &dyn Progress) -> anyho
     report.reconciliation = coverage::reconciliation(&provenance, &fresh, wanted)?;
     report.lag = lag(&ledger, &options.symbols)?;
     if let Some(root) = ledger.lake_root()? {
-        if Path::new(&root) != options.lake_root {
+        if root != options.lake.location() {
             report.ledger.problems.push(Problem {
                 kind: "lake root",
                 what: "ledger".into(),
                 detail: format!(
                     "it describes the lake at {root}, not {}",
-                    options.lake_root.display()
+                    options.lake.location()
                 ),
                 repaired: false,
             });
@@ -371,10 +375,9 @@ impl Compared<'_> {
     /// One partition file against the content hash of its fresh
     /// derivation; true when it is reported (divergent or missing).
     fn file(&self, report: &mut Report, rel: &str, hash: [u8; 32]) -> anyhow::Result<bool> {
-        let path = self.options.lake_root.join(rel);
-        let (kind, detail) = match std::fs::read(&path) {
-            Ok(bytes) if sha2::Sha256::digest(&bytes)[..] == hash[..] => return Ok(false),
-            Ok(bytes) => (
+        let (kind, detail) = match self.options.lake.get(rel)? {
+            Some(bytes) if sha2::Sha256::digest(&bytes)[..] == hash[..] => return Ok(false),
+            Some(bytes) => (
                 "divergent",
                 format!(
                     "{} bytes on disk, SHA-256 {}…; derived from the log: {}…",
@@ -383,11 +386,10 @@ impl Compared<'_> {
                     hex::encode(&hash[..6])
                 ),
             ),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (
+            None => (
                 "missing",
                 "the log holds this partition; the lake has no file".into(),
             ),
-            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
         };
         report.lake.problems.push(Problem {
             kind,
@@ -401,27 +403,26 @@ impl Compared<'_> {
     /// Files in the lake that the log does not name: strays and the
     /// temporaries a killed writer left.
     fn strays(&self, report: &mut Report) -> anyhow::Result<()> {
-        let named: BTreeSet<PathBuf> = self
+        let named: BTreeSet<String> = self
             .fresh
             .partitions()?
             .into_values()
-            .filter_map(|p| p.path.map(PathBuf::from))
+            .filter_map(|p| p.path)
             .collect();
-        for rel in crate::lake::files(&self.options.lake_root)? {
+        let lake = &self.options.lake;
+        for found in lake.list()? {
+            let rel = found.key;
             if named.contains(&rel) || !self.wanted_path(&rel) {
                 continue;
             }
-            let name = rel.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            let temporary = name.starts_with(".part.") && name.ends_with(".tmp");
-            let path = self.options.lake_root.join(&rel);
+            let temporary = crate::lake::is_temporary(rel.rsplit('/').next().unwrap_or(""));
             let repaired = self.options.repair && {
-                std::fs::remove_file(&path)
-                    .with_context(|| format!("removing {}", path.display()))?;
+                lake.delete(&rel)?;
                 true
             };
             report.lake.problems.push(Problem {
                 kind: if temporary { "temporary" } else { "stray" },
-                what: rel.display().to_string(),
+                what: rel,
                 detail: if temporary {
                     "a temporary a killed writer left".into()
                 } else {
@@ -434,10 +435,9 @@ impl Compared<'_> {
     }
 
     /// A lake file is audited unless `--symbols` leaves its symbol out.
-    fn wanted_path(&self, rel: &Path) -> bool {
+    fn wanted_path(&self, rel: &str) -> bool {
         self.options.symbols.is_empty()
-            || rel.components().any(|c| {
-                let c = c.as_os_str().to_string_lossy();
+            || rel.split('/').any(|c| {
                 c.strip_prefix("symbol=")
                     .is_some_and(|s| self.options.symbols.contains(s))
             })

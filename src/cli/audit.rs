@@ -10,6 +10,7 @@ use clap::Args;
 use super::ingest::parse_time;
 use super::{exit, Outcome, Ui};
 use crate::audit::{self, Problem, Report};
+use crate::lake::Lake;
 
 #[derive(Debug, Args)]
 pub(super) struct AuditArgs {
@@ -43,9 +44,9 @@ pub(super) struct AuditArgs {
     jobs: Option<u16>,
 }
 
-pub(super) fn run(args: &AuditArgs, data_dir: &Path, lake: &Path, ui: &Ui) -> Outcome {
+pub(super) fn run(args: &AuditArgs, data_dir: &Path, lake: &Lake, ui: &Ui) -> Outcome {
     let options = audit::Options {
-        lake_root: lake.to_path_buf(),
+        lake: lake.clone(),
         symbols: args.symbols.iter().map(|s| s.to_uppercase()).collect(),
         hours: match (args.start, args.end) {
             (None, None) => None,
@@ -59,10 +60,7 @@ pub(super) fn run(args: &AuditArgs, data_dir: &Path, lake: &Path, ui: &Ui) -> Ou
     };
     let report = audit::run(data_dir, &options, &ui.bars())?;
     if let Some(file) = &args.html {
-        write_page(
-            file,
-            &audit::html::page(&report, &lake.display().to_string()),
-        )?;
+        write_page(file, &audit::html::page(&report, &lake.location()))?;
     }
     let mut out = std::io::stdout().lock();
     if args.json {
@@ -93,7 +91,7 @@ fn write_page(file: &Path, page: &str) -> anyhow::Result<()> {
         .inspect_err(|_| drop(std::fs::remove_file(&temporary)))
 }
 
-fn table(report: &Report, lake: &Path, out: &mut dyn Write) -> std::io::Result<()> {
+fn table(report: &Report, lake: &Lake, out: &mut dyn Write) -> std::io::Result<()> {
     let log = &report.log;
     let state = if log.problems.is_empty() {
         "clean"
@@ -121,7 +119,7 @@ fn table(report: &Report, lake: &Path, out: &mut dyn Write) -> std::io::Result<(
                 verdict(&l.problems),
                 l.partitions,
                 l.as_of,
-                lake.display()
+                lake.location()
             )?;
             if l.behind > 0 {
                 writeln!(

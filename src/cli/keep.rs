@@ -10,6 +10,7 @@ use clap::Args;
 
 use super::ingest::{parse_time, VISION_BASE};
 use super::{exit, Outcome, Ui};
+use crate::lake::Lake;
 use crate::orchestrate::daemon::{self, DaemonOptions};
 use crate::orchestrate::plan::Bands;
 use crate::orchestrate::{self, Summary, Symbols, Window};
@@ -141,7 +142,7 @@ pub(super) struct BackfillYearsArgs {
     max_missing_hours: Option<usize>,
 }
 
-pub(super) fn run_once(args: &RunOnceArgs, data_dir: &Path, lake: &Path, ui: &Ui) -> Outcome {
+pub(super) fn run_once(args: &RunOnceArgs, data_dir: &Path, lake: &Lake, ui: &Ui) -> Outcome {
     let window = Window::Last(i64::from(args.lookback_days) * DAY_MS);
     keep("run-once", &args.sources, window, None, data_dir, lake, ui)
 }
@@ -149,7 +150,7 @@ pub(super) fn run_once(args: &RunOnceArgs, data_dir: &Path, lake: &Path, ui: &Ui
 pub(super) fn backfill_range(
     args: &BackfillRangeArgs,
     data_dir: &Path,
-    lake: &Path,
+    lake: &Lake,
     ui: &Ui,
 ) -> Outcome {
     if args.end <= args.start {
@@ -171,7 +172,7 @@ pub(super) fn backfill_range(
 pub(super) fn backfill_years(
     args: &BackfillYearsArgs,
     data_dir: &Path,
-    lake: &Path,
+    lake: &Lake,
     ui: &Ui,
 ) -> Outcome {
     let window = Window::Last(i64::from(args.years) * 365 * DAY_MS);
@@ -193,7 +194,7 @@ fn keep(
     window: Window,
     max_missing_hours: Option<usize>,
     data_dir: &Path,
-    lake: &Path,
+    lake: &Lake,
     ui: &Ui,
 ) -> Outcome {
     let options = keep_options(sources, window, max_missing_hours, lake)?;
@@ -221,7 +222,7 @@ fn keep_options(
     sources: &SourceArgs,
     window: Window,
     max_missing_hours: Option<usize>,
-    lake: &Path,
+    lake: &Lake,
 ) -> anyhow::Result<orchestrate::Options> {
     let symbols = if sources
         .symbols
@@ -240,7 +241,7 @@ fn keep_options(
         rest_base: sources.rest_base.clone(),
         vision: Store::http(&sources.vision_base)?,
         concurrency: usize::from(sources.concurrency),
-        lake_root: lake.to_path_buf(),
+        lake: lake.clone(),
         jobs: sources.jobs.map_or_else(
             || std::thread::available_parallelism().map_or(1, usize::from),
             usize::from,
@@ -254,7 +255,7 @@ fn keep_options(
     })
 }
 
-pub(super) fn run_daemon(args: &RunDaemonArgs, data_dir: &Path, lake: &Path, ui: &Ui) -> Outcome {
+pub(super) fn run_daemon(args: &RunDaemonArgs, data_dir: &Path, lake: &Lake, ui: &Ui) -> Outcome {
     let window = Window::Last(i64::from(args.lookback_days) * DAY_MS);
     let keep = keep_options(&args.sources, window, None, lake)?;
     let Symbols::List(symbols) = &keep.symbols else {

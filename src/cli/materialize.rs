@@ -6,6 +6,7 @@ use std::path::Path;
 use clap::Args;
 
 use super::{exit, Outcome, Ui};
+use crate::lake::Lake;
 use crate::ledger::{Ledger, LedgerError};
 use crate::materialize::run;
 use crate::materialize::state::{self, State};
@@ -49,19 +50,19 @@ pub(super) struct WatermarkArgs {
 pub(super) fn materialize(
     args: &MaterializeArgs,
     data_dir: &Path,
-    lake_dir: &Path,
+    lake: &Lake,
     ui: &Ui,
 ) -> Outcome {
-    if args.as_of.is_some() && is_the_data_dirs_lake(data_dir, lake_dir)? {
+    if args.as_of.is_some() && is_the_data_dirs_lake(data_dir, lake)? {
         return super::usage(
-            "--as-of derives a lake of its own: give --lake-dir DIR, not the data dir's lake",
+            "--as-of derives a lake of its own: give --lake-dir DIR (or --lake-url), not the data dir's lake",
         );
     }
     // The as-of ledger is thrown away with this dir.
     let scratch = tempfile::tempdir()?;
     let options = run::Options {
         from: args.from,
-        lake_root: lake_dir.to_path_buf(),
+        lake: lake.clone(),
         jobs: args.jobs.map_or_else(
             || std::thread::available_parallelism().map_or(1, usize::from),
             usize::from,
@@ -108,7 +109,7 @@ pub(super) fn materialize(
         summary.from,
         summary.head,
         summary.indexed,
-        lake_dir.display()
+        lake.location()
     )?;
     writeln!(
         out,
@@ -131,21 +132,28 @@ pub(super) fn materialize(
     Ok(exit::OK)
 }
 
-/// Whether `lake_dir` is the lake the data dir's ledger writes (or its
-/// default one).
-fn is_the_data_dirs_lake(data_dir: &Path, lake_dir: &Path) -> anyhow::Result<bool> {
-    let same = |a: &Path| {
-        let canonical = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
-        canonical(a) == canonical(lake_dir)
+/// Whether `lake` is the lake the data dir's ledger writes (or its default
+/// one).
+fn is_the_data_dirs_lake(data_dir: &Path, lake: &Lake) -> anyhow::Result<bool> {
+    let same = |other: &str| match lake.local_root() {
+        Some(dir) => {
+            let canonical = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+            canonical(Path::new(other)) == canonical(dir)
+        }
+        None => other == lake.location(),
     };
-    if same(&crate::data_dir::default_lake(data_dir)) {
+    if same(
+        &crate::data_dir::default_lake(data_dir)
+            .display()
+            .to_string(),
+    ) {
         return Ok(true);
     }
     if !crate::data_dir::ledger(data_dir).exists() {
         return Ok(false);
     }
     let root = Ledger::open(data_dir)?.lake_root()?;
-    Ok(root.is_some_and(|r| same(Path::new(&r))))
+    Ok(root.is_some_and(|r| same(&r)))
 }
 
 /// Which hours some record reached without filling a minute: a REST range or a
@@ -171,8 +179,8 @@ fn hours_without_minute(hours: &[(String, i64)]) -> String {
     )
 }
 
-pub(super) fn show_watermark(args: &WatermarkArgs, data_dir: &Path) -> Outcome {
-    let (state, note) = current_state(data_dir)?;
+pub(super) fn show_watermark(args: &WatermarkArgs, data_dir: &Path, lake: &Lake) -> Outcome {
+    let (state, note) = current_state(data_dir, lake)?;
     if let Some(note) = &note {
         eprintln!("note: {note}");
     }
@@ -207,8 +215,8 @@ pub(super) fn show_watermark(args: &WatermarkArgs, data_dir: &Path) -> Outcome {
     })
 }
 
-pub(super) fn status(data_dir: &Path) -> Outcome {
-    let (s, note) = current_state(data_dir)?;
+pub(super) fn status(data_dir: &Path, lake: &Lake) -> Outcome {
+    let (s, note) = current_state(data_dir, lake)?;
     let mut out = std::io::stdout().lock();
     if let Some(note) = &note {
         writeln!(out, "note            {note}")?;
@@ -327,7 +335,7 @@ pub(super) fn open_for_reading(data_dir: &Path) -> anyhow::Result<Ledger> {
 
 /// The state from the ledger; while another process holds the ledger (a
 /// running materialize), the state the last materialize saved, with a note.
-fn current_state(data_dir: &Path) -> anyhow::Result<(State, Option<String>)> {
+fn current_state(data_dir: &Path, lake: &Lake) -> anyhow::Result<(State, Option<String>)> {
     let path = crate::data_dir::ledger(data_dir);
     if !path.exists() {
         anyhow::bail!(
@@ -336,7 +344,7 @@ fn current_state(data_dir: &Path) -> anyhow::Result<(State, Option<String>)> {
         );
     }
     match open_for_reading(data_dir) {
-        Ok(ledger) => Ok((state::read(data_dir, &ledger)?, None)),
+        Ok(ledger) => Ok((state::read(data_dir, &ledger, Some(lake))?, None)),
         Err(e) if matches!(e.downcast_ref(), Some(LedgerError::InUse { .. })) => {
             let saved = state::saved(data_dir)?
                 .ok_or_else(|| e.context("and no earlier materialize saved its state"))?;

@@ -18,6 +18,8 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
+use crate::lake::Lake;
+
 /// Exit codes, documented in `docs/operations.md`.
 pub mod exit {
     /// The command did what was asked.
@@ -47,6 +49,21 @@ pub struct Cli {
     /// makes the next `materialize` write every partition under the new root.
     #[arg(long, global = true, env = "BML_LAKE_DIR", help_heading = GLOBAL)]
     lake_dir: Option<PathBuf>,
+
+    /// The lake as a URL instead of --lake-dir: `s3://bucket/prefix` for
+    /// S3-compatible object storage (credentials from the standard AWS
+    /// environment: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION,
+    /// instance or container roles), or `file:///dir`. The same hive keys as
+    /// on disk; each partition is one atomic PUT.
+    #[arg(long, global = true, env = "BML_LAKE_URL", value_name = "URL",
+          value_parser = parse_lake_url, conflicts_with = "lake_dir", help_heading = GLOBAL)]
+    lake_url: Option<String>,
+
+    /// An S3-compatible server to use instead of AWS for an `s3://` lake
+    /// (MinIO, Ceph, R2, …); default AWS_ENDPOINT_URL, else AWS itself. A
+    /// plain `http://` endpoint is allowed because it is named here.
+    #[arg(long, global = true, env = "BML_S3_ENDPOINT", value_name = "URL", help_heading = GLOBAL)]
+    s3_endpoint: Option<String>,
 
     /// More log output on stderr (-v debug, -vv trace). RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count, help_heading = GLOBAL)]
@@ -178,7 +195,9 @@ fn command() -> clap::Command {
     // a hidden copy stands in for it (and its sub-subcommands inherit the copy).
     let hidden: Vec<clap::Arg> = cli
         .get_arguments()
-        .filter(|a| ["data_dir", "lake_dir"].contains(&a.get_id().as_str()))
+        .filter(|a| {
+            ["data_dir", "lake_dir", "lake_url", "s3_endpoint"].contains(&a.get_id().as_str())
+        })
         .map(|a| a.clone().hide(true))
         .collect();
     let hide_dirs = |c: clap::Command| c.args(hidden.iter().cloned());
@@ -216,19 +235,30 @@ pub fn main() -> ExitCode {
     if let Some(code) = check_dirs(&cli) {
         return code;
     }
+    let data_dir = &cli.data_dir;
     let outcome = match &cli.command {
-        Command::Ingest(cmd) => ingest::run(cmd, &cli.data_dir, &ui),
-        Command::InitState => wal::init_state(&cli.data_dir),
+        Command::Ingest(cmd) => ingest::run(cmd, data_dir, &ui),
+        Command::InitState => wal::init_state(data_dir),
         Command::Materialize(args) => {
-            materialize::materialize(args, &cli.data_dir, &lake(&cli), &ui)
+            lake(&cli).and_then(|lake| materialize::materialize(args, data_dir, &lake, &ui))
         }
-        Command::RunOnce(args) => keep::run_once(args, &cli.data_dir, &lake(&cli), &ui),
-        Command::RunDaemon(args) => keep::run_daemon(args, &cli.data_dir, &lake(&cli), &ui),
-        Command::BackfillRange(args) => keep::backfill_range(args, &cli.data_dir, &lake(&cli), &ui),
-        Command::BackfillYears(args) => keep::backfill_years(args, &cli.data_dir, &lake(&cli), &ui),
-        Command::ShowWatermark(args) => materialize::show_watermark(args, &cli.data_dir),
-        Command::Audit(args) => audit::run(args, &cli.data_dir, &lake(&cli), &ui),
-        Command::Status => materialize::status(&cli.data_dir),
+        Command::RunOnce(args) => {
+            lake(&cli).and_then(|lake| keep::run_once(args, data_dir, &lake, &ui))
+        }
+        Command::RunDaemon(args) => {
+            lake(&cli).and_then(|lake| keep::run_daemon(args, data_dir, &lake, &ui))
+        }
+        Command::BackfillRange(args) => {
+            lake(&cli).and_then(|lake| keep::backfill_range(args, data_dir, &lake, &ui))
+        }
+        Command::BackfillYears(args) => {
+            lake(&cli).and_then(|lake| keep::backfill_years(args, data_dir, &lake, &ui))
+        }
+        Command::ShowWatermark(args) => {
+            lake(&cli).and_then(|lake| materialize::show_watermark(args, data_dir, &lake))
+        }
+        Command::Audit(args) => lake(&cli).and_then(|lake| audit::run(args, data_dir, &lake, &ui)),
+        Command::Status => lake(&cli).and_then(|lake| materialize::status(data_dir, &lake)),
         Command::OrderBook(args) => order_book::run(args, &cli.data_dir),
         Command::Wal(cmd) => wal::run(cmd, &cli.data_dir, &ui),
         #[cfg(feature = "sim")]
@@ -256,15 +286,29 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// The lake root: `--lake-dir`, or `<data-dir>/lake`. Absolute, so that the
-/// ledger's lake root means the same lake from any working directory
-/// (`status`, the next run).
-fn lake(cli: &Cli) -> PathBuf {
+/// The lake: `--lake-url`, `--lake-dir`, or `<data-dir>/lake`. A directory is
+/// made absolute, so that the ledger's lake root means the same lake from any
+/// working directory (`status`, the next run).
+fn lake(cli: &Cli) -> anyhow::Result<Lake> {
+    if let Some(url) = &cli.lake_url {
+        return Lake::open(url, cli.s3_endpoint.as_deref());
+    }
     let lake = cli
         .lake_dir
         .clone()
         .unwrap_or_else(|| crate::data_dir::default_lake(&cli.data_dir));
-    std::path::absolute(&lake).unwrap_or(lake)
+    Ok(Lake::local(std::path::absolute(&lake).unwrap_or(lake)))
+}
+
+/// `--lake-url`: an `s3://bucket[/prefix]` or a `file:///dir` URL.
+fn parse_lake_url(url: &str) -> Result<String, String> {
+    match url.split_once("://") {
+        Some(("s3", rest)) if !rest.is_empty() && !rest.starts_with('/') => Ok(url.to_owned()),
+        Some(("s3", _)) => Err("an s3:// URL names its bucket: s3://bucket/prefix".into()),
+        Some(("file", path)) if path.starts_with('/') => Ok(url.to_owned()),
+        Some(("file", _)) => Err("a file:// URL needs an absolute path: file:///dir".into()),
+        _ => Err("the lake is s3://bucket/prefix or file:///dir".into()),
+    }
 }
 
 /// A command line that parses but asks for something impossible: said on

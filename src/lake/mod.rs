@@ -1,227 +1,218 @@
 //! The lake: one Parquet file per symbol-hour in a hive layout, written
-//! byte-deterministically and committed atomically.
+//! byte-deterministically and committed atomically, on a local disk or in an
+//! S3-compatible bucket.
 //!
 //! `{root}/futures/um/minute/symbol=SYM/year=YYYY/month=MM/day=DD/hour=HH/part.parquet`
 //!
-//! Byte-deterministic: fixed writer settings, a fixed `created_by`, no clock in
-//! any metadata, so the same rows always give the same bytes (and the same
-//! content hash in the ledger). Atomic: written to a temporary file in the same
-//! directory, synced, renamed over the old file, directory synced; a crash leaves
-//! the old file or the new one, never half of either.
+//! The root is a directory (`--lake-dir`, or `--lake-url file:///…`) or a
+//! bucket and prefix (`--lake-url s3://bucket/prefix`); the keys under it are
+//! the same. Each store makes a commit atomic its own way (`local`, `object`):
+//! a reader sees the old file or the new one, never half of either.
 
-use std::io::Write;
+mod local;
+mod object;
+mod parquet;
+
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-use anyhow::Context;
-use arrow_array::{ArrayRef, Float64Array, Int64Array, RecordBatch, TimestampMillisecondArray};
-use arrow_schema::{DataType, Field, Schema, TimeUnit};
+use anyhow::{bail, Context};
 use chrono::{DateTime, Datelike, Timelike};
-use parquet::arrow::ArrowWriter;
-use parquet::basic::{Compression, ZstdLevel};
-use parquet::file::metadata::KeyValue;
-use parquet::file::properties::WriterProperties;
 use sha2::Digest;
 
-use crate::schema::{schema_hash, Class, ColumnType, COLUMNS};
-use crate::schema::{Cell, MinuteRow};
+pub use parquet::{arrow_schema, encode};
 
-/// What writing a partition produced.
+/// Where the lake is.
+#[derive(Debug, Clone)]
+pub struct Lake(Store);
+
+#[derive(Debug, Clone)]
+enum Store {
+    Local(local::Local),
+    Object(object::Object),
+}
+
+/// What committing a partition stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Written {
-    /// The file.
-    pub path: PathBuf,
-    /// SHA-256 of the file's bytes.
+pub struct Stored {
+    /// The key, relative to the root.
+    pub key: String,
+    /// SHA-256 of the bytes.
     pub content_hash: [u8; 32],
-    /// Its size.
+    /// Their size.
     pub bytes: u64,
+    /// The object store's ETag of the object (none on a local disk).
+    pub etag: Option<String>,
 }
 
-/// The path of a symbol-hour's partition under `root`.
-pub fn partition_path(root: &Path, symbol: &str, hour_start: i64) -> PathBuf {
-    let t = DateTime::from_timestamp_millis(hour_start).expect("hour start in range");
-    root.join("futures/um/minute")
-        .join(format!("symbol={symbol}"))
-        .join(format!("year={:04}", t.year()))
-        .join(format!("month={:02}", t.month()))
-        .join(format!("day={:02}", t.day()))
-        .join(format!("hour={:02}", t.hour()))
-        .join("part.parquet")
+/// A file or object found under the root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    /// Its key, relative to the root.
+    pub key: String,
+    /// Its size.
+    pub size: u64,
+    /// Its ETag (object stores only).
+    pub etag: Option<String>,
 }
 
-/// The Arrow schema of the canonical table (`spec/schema.md` types; HARD_REQUIRED
-/// columns are not nullable).
-pub fn arrow_schema() -> Schema {
-    let fields: Vec<Field> = COLUMNS
-        .iter()
-        .map(|c| {
-            let ty = match c.ty {
-                ColumnType::BigInt | ColumnType::Int => DataType::Int64,
-                ColumnType::Float => DataType::Float64,
-                ColumnType::Datetime => {
-                    DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()))
-                }
-            };
-            Field::new(c.name, ty, c.class != Class::HardRequired)
-        })
-        .collect();
-    Schema::new(fields)
-}
+impl Lake {
+    /// A lake under a local directory.
+    pub fn local(root: impl Into<PathBuf>) -> Lake {
+        Lake(Store::Local(local::Local { root: root.into() }))
+    }
 
-/// The Parquet bytes of `rows` (in the order given).
-pub fn encode(rows: &[MinuteRow]) -> anyhow::Result<Vec<u8>> {
-    let cells: Vec<[Cell; 58]> = rows.iter().map(MinuteRow::cells).collect();
-    let schema = Arc::new(arrow_schema());
-    let columns: Vec<ArrayRef> = COLUMNS
-        .iter()
-        .enumerate()
-        .map(|(i, column)| -> ArrayRef {
-            let ints = || {
-                cells.iter().map(|r| match r[i] {
-                    Cell::Int(v) => v,
-                    Cell::Float(_) => unreachable!("column {} holds integers", column.name),
-                })
-            };
-            match column.ty {
-                ColumnType::Float => {
-                    Arc::new(Float64Array::from_iter(cells.iter().map(|r| match r[i] {
-                        Cell::Float(v) => v,
-                        Cell::Int(_) => unreachable!("column {} holds floats", column.name),
-                    })))
-                }
-                ColumnType::Datetime => {
-                    Arc::new(TimestampMillisecondArray::from_iter(ints()).with_timezone("UTC"))
-                }
-                ColumnType::BigInt | ColumnType::Int => Arc::new(Int64Array::from_iter(ints())),
+    /// The lake `location` names: `s3://bucket[/prefix]`, `file:///dir`, or a
+    /// path. `endpoint` is an S3-compatible server's URL (else
+    /// `AWS_ENDPOINT_URL`, else AWS itself).
+    pub fn open(location: &str, endpoint: Option<&str>) -> anyhow::Result<Lake> {
+        if location.starts_with("s3://") {
+            return Ok(Lake(Store::Object(object::Object::open(
+                location, endpoint,
+            )?)));
+        }
+        if let Some(path) = location.strip_prefix("file://") {
+            if !path.starts_with('/') {
+                bail!("{location}: a file:// URL needs an absolute path (file:///…)");
             }
+            return Ok(Lake::local(path));
+        }
+        if location.contains("://") {
+            bail!("{location}: the lake is a directory, file:///… or s3://bucket/prefix");
+        }
+        Ok(Lake::local(location))
+    }
+
+    /// The root as the ledger records it and messages name it: the directory,
+    /// or the `s3://` URL (never a credential).
+    pub fn location(&self) -> String {
+        match &self.0 {
+            Store::Local(l) => l.root.display().to_string(),
+            Store::Object(o) => o.location(),
+        }
+    }
+
+    /// The directory, for a lake on a local disk.
+    pub fn local_root(&self) -> Option<&Path> {
+        match &self.0 {
+            Store::Local(l) => Some(&l.root),
+            Store::Object(_) => None,
+        }
+    }
+
+    /// Commits `bytes` as the object `key`, atomically.
+    pub fn put(&self, key: &str, bytes: &[u8]) -> anyhow::Result<Stored> {
+        let etag = match &self.0 {
+            Store::Local(l) => l.put(key, bytes).map(|()| None)?,
+            Store::Object(o) => o.put(key, bytes)?,
+        };
+        Ok(Stored {
+            key: key.to_owned(),
+            content_hash: sha2::Sha256::digest(bytes).into(),
+            bytes: bytes.len() as u64,
+            etag,
         })
-        .collect();
-    let batch =
-        RecordBatch::try_new(schema.clone(), columns).context("building the record batch")?;
-    let properties = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3)?))
-        .set_created_by("bml lake format 1".into())
-        .set_key_value_metadata(Some(vec![KeyValue::new(
-            "bml.schema_hash".into(),
-            hex::encode(schema_hash()),
-        )]))
-        .build();
-    let mut bytes = Vec::new();
-    let mut writer = ArrowWriter::try_new(&mut bytes, schema, Some(properties))?;
-    writer.write(&batch)?;
-    writer.close()?;
-    Ok(bytes)
+    }
+
+    /// The bytes of `key`, if it exists.
+    pub fn get(&self, key: &str) -> anyhow::Result<Option<Vec<u8>>> {
+        match &self.0 {
+            Store::Local(l) => l.get(key),
+            Store::Object(o) => o.get(key),
+        }
+    }
+
+    /// Removes `key` if it exists.
+    pub fn delete(&self, key: &str) -> anyhow::Result<()> {
+        match &self.0 {
+            Store::Local(l) => l.delete(key).map(drop),
+            Store::Object(o) => o.delete(key),
+        }
+    }
+
+    /// Every file under the root, sorted by key: partitions, and any
+    /// temporaries a killed writer left on a local disk.
+    pub fn list(&self) -> anyhow::Result<Vec<Listed>> {
+        self.list_under("")
+    }
+
+    /// Every file whose key starts with the directory `dir` (a key prefix
+    /// ending at a `/`, without it; `""` for the whole lake), sorted by key.
+    pub fn list_under(&self, dir: &str) -> anyhow::Result<Vec<Listed>> {
+        let mut listed = match &self.0 {
+            Store::Local(l) => l.list(dir)?,
+            Store::Object(o) => o.list(dir)?,
+        };
+        listed.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(listed)
+    }
+
+    /// Removes what a killed writer left beside `key` (temporaries exist on a
+    /// local disk only: an object store's PUT stages nothing under a name).
+    pub fn remove_stale_temporaries(&self, key: &str) -> anyhow::Result<()> {
+        match &self.0 {
+            Store::Local(l) => l.remove_stale_temporaries(key),
+            Store::Object(_) => Ok(()),
+        }
+    }
+
+    /// Whether `found` looks like the whole file the ledger recorded (its
+    /// ETag, if it recorded one), without reading it: on a local disk, the
+    /// Parquet footer's magic at its end; in an object store, the ETag, as
+    /// an object is replaced whole or not at all.
+    pub fn looks_whole(&self, found: &Listed, recorded_etag: Option<&str>) -> bool {
+        match &self.0 {
+            Store::Local(l) => l.ends_like_parquet(&found.key),
+            Store::Object(_) => recorded_etag.is_none_or(|e| found.etag.as_deref() == Some(e)),
+        }
+    }
 }
 
-/// Writes a symbol-hour's partition and commits it atomically.
+/// The key of a symbol-hour's partition, relative to the lake root.
+pub fn partition_key(symbol: &str, hour_start: i64) -> String {
+    let t = DateTime::from_timestamp_millis(hour_start).expect("hour start in range");
+    format!(
+        "futures/um/minute/symbol={symbol}/year={:04}/month={:02}/day={:02}/hour={:02}/part.parquet",
+        t.year(),
+        t.month(),
+        t.day(),
+        t.hour()
+    )
+}
+
+/// The path of a symbol-hour's partition in a lake under the directory `root`.
+pub fn partition_path(root: &Path, symbol: &str, hour_start: i64) -> PathBuf {
+    root.join(partition_key(symbol, hour_start))
+}
+
+/// Whether a file's name is a local writer's temporary.
+pub fn is_temporary(name: &str) -> bool {
+    name.starts_with(".part.") && name.ends_with(".tmp")
+}
+
+/// Whether the key is a partition's (rather than a temporary or a stray).
+pub fn is_partition(key: &str) -> bool {
+    key.rsplit('/').next() == Some("part.parquet")
+}
+
+/// Writes a symbol-hour's partition in a lake under the directory `root` (for
+/// tests and tools; the materializer commits through a [`Lake`]).
 pub fn write_partition(
     root: &Path,
     symbol: &str,
     hour_start: i64,
-    rows: &[MinuteRow],
-) -> anyhow::Result<Written> {
-    commit_partition(root, symbol, hour_start, &encode(rows)?)
+    rows: &[crate::schema::MinuteRow],
+) -> anyhow::Result<Stored> {
+    Lake::local(root)
+        .put(&partition_key(symbol, hour_start), &encode(rows)?)
+        .with_context(|| format!("writing the {symbol} hour {hour_start}"))
 }
 
-/// Commits already encoded partition bytes atomically.
-pub fn commit_partition(
-    root: &Path,
-    symbol: &str,
-    hour_start: i64,
-    bytes: &[u8],
-) -> anyhow::Result<Written> {
-    let path = partition_path(root, symbol, hour_start);
-    commit(&path, bytes)?;
-    Ok(Written {
-        content_hash: sha2::Sha256::digest(bytes).into(),
-        bytes: bytes.len() as u64,
-        path,
-    })
-}
-
-/// Removes a symbol-hour's partition if there is one (the hour lost its last
-/// complete minute, e.g. when a re-published archive replaced the one it came from).
-pub fn remove_partition(root: &Path, symbol: &str, hour_start: i64) -> anyhow::Result<bool> {
-    let path = partition_path(root, symbol, hour_start);
-    match std::fs::remove_file(&path) {
-        Ok(()) => {
-            let dir = path.parent().expect("partition path has a directory");
-            std::fs::File::open(dir)
-                .and_then(|d| d.sync_all())
-                .with_context(|| format!("syncing directory {}", dir.display()))?;
-            Ok(true)
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(e).with_context(|| format!("removing {}", path.display())),
-    }
-}
-
-/// Every file under the lake root, as paths relative to it, sorted: partitions,
-/// and any temporaries a killed writer left (for checks and audits).
+/// Every file under the directory `root`, as paths relative to it, sorted
+/// (for checks and tests of a local lake).
 pub fn files(root: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    let mut files = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(e).with_context(|| format!("listing {}", dir.display())),
-        };
-        for entry in entries {
-            let path = entry
-                .with_context(|| format!("listing {}", dir.display()))?
-                .path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                files.push(path.strip_prefix(root).unwrap_or(&path).to_path_buf());
-            }
-        }
-    }
-    files.sort();
-    Ok(files)
-}
-
-/// Removes temporary files a killed writer left in a symbol-hour's directory
-/// (one materializer runs at a time: the ledger's lock sees to it).
-pub fn remove_stale_temporaries(root: &Path, symbol: &str, hour_start: i64) -> anyhow::Result<()> {
-    let path = partition_path(root, symbol, hour_start);
-    let dir = path.parent().expect("partition path has a directory");
-    if !dir.exists() {
-        return Ok(());
-    }
-    for entry in std::fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))? {
-        let path = entry?.path();
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        if name.starts_with(".part.") && name.ends_with(".tmp") {
-            std::fs::remove_file(&path)
-                .with_context(|| format!("removing the stale {}", path.display()))?;
-        }
-    }
-    Ok(())
-}
-
-/// Temp file in the same directory → fsync → rename over → fsync the directory.
-fn commit(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let dir = path.parent().expect("partition path has a directory");
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    // 0666 before the umask, as any file a program creates: readers running as
-    // another user must be able to open the lake (temp files default to 0600).
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".part.")
-        .suffix(".tmp")
-        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
-        .tempfile_in(dir)
-        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
-    tmp.write_all(bytes)
-        .with_context(|| format!("writing {}", tmp.path().display()))?;
-    tmp.as_file()
-        .sync_all()
-        .with_context(|| format!("syncing {}", tmp.path().display()))?;
-    tmp.persist(path)
-        .with_context(|| format!("renaming into {}", path.display()))?;
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .with_context(|| format!("syncing directory {}", dir.display()))?;
-    Ok(())
+    Ok(Lake::local(root)
+        .list()?
+        .into_iter()
+        .map(|l| PathBuf::from(l.key))
+        .collect())
 }

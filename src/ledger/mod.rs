@@ -51,6 +51,9 @@ const BOOKS: TableDefinition<(&str, i64), &[u8]> = TableDefinition::new("books")
 /// (symbol, hour start) -> postcard `Provenance`: where its inputs came from.
 const PROVENANCE: TableDefinition<(&str, i64), &[u8]> = TableDefinition::new("provenance");
 const LOST: TableDefinition<u64, u64> = TableDefinition::new("lost");
+/// (symbol, hour start) → the object store's ETag of the partition's object,
+/// as its PUT returned it (lakes in object storage only).
+const ETAGS: TableDefinition<(&str, i64), &str> = TableDefinition::new("etags");
 
 /// One symbol-hour as materialized.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -288,6 +291,7 @@ impl Ledger {
             txn.open_table(LOST)?;
             txn.open_table(BOOKS)?;
             txn.open_table(PROVENANCE)?;
+            txn.open_table(ETAGS)?;
         }
         batch.commit()?;
         Ok(ledger)
@@ -557,6 +561,34 @@ impl Ledger {
         Ok(out)
     }
 
+    /// The ETag each partition's object had when it was committed, for a
+    /// lake in object storage.
+    pub fn etags(&self) -> anyhow::Result<BTreeMap<(String, i64), String>> {
+        let txn = self.db.begin_read()?;
+        // A ledger made before ETags were kept, opened read-only, has no table.
+        let table = match txn.open_table(ETAGS) {
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(BTreeMap::new()),
+            table => table?,
+        };
+        let mut out = BTreeMap::new();
+        for entry in table.iter()? {
+            let (key, value) = entry?;
+            let (symbol, hour) = key.value();
+            out.insert((symbol.to_owned(), hour), value.value().to_owned());
+        }
+        Ok(out)
+    }
+
+    /// The ETag of one partition's object, if the ledger has it.
+    pub fn etag(&self, symbol: &str, hour: i64) -> anyhow::Result<Option<String>> {
+        let txn = self.db.begin_read()?;
+        let table = match txn.open_table(ETAGS) {
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            table => table?,
+        };
+        Ok(table.get((symbol, hour))?.map(|v| v.value().to_owned()))
+    }
+
     /// The book health of `symbol`'s newest hour with depth diffs.
     pub fn last_book(&self, symbol: &str) -> anyhow::Result<Option<(i64, BookHealth)>> {
         let txn = self.db.begin_read()?;
@@ -693,9 +725,10 @@ impl Batch {
         Ok(())
     }
 
-    /// Removes a partition, its findings and its provenance.
+    /// Removes a partition, its findings, its provenance and its ETag.
     pub fn remove_partition(&mut self, symbol: &str, hour: i64) -> anyhow::Result<()> {
         self.txn.open_table(PARTITIONS)?.remove((symbol, hour))?;
+        self.txn.open_table(ETAGS)?.remove((symbol, hour))?;
         self.txn.open_table(FINDINGS)?.remove((symbol, hour))?;
         self.txn.open_table(PROVENANCE)?.remove((symbol, hour))?;
         Ok(())
@@ -725,6 +758,17 @@ impl Batch {
         let mut table = self.txn.open_table(BOOKS)?;
         match health {
             Some(h) => table.insert((symbol, hour), postcard::to_stdvec(h)?.as_slice())?,
+            None => table.remove((symbol, hour))?,
+        };
+        Ok(())
+    }
+
+    /// Stores the ETag of a symbol-hour's object (`None`: no object, or a
+    /// lake on a local disk, and any earlier entry goes).
+    pub fn set_etag(&mut self, symbol: &str, hour: i64, etag: Option<&str>) -> anyhow::Result<()> {
+        let mut table = self.txn.open_table(ETAGS)?;
+        match etag {
+            Some(e) => table.insert((symbol, hour), e)?,
             None => table.remove((symbol, hour))?,
         };
         Ok(())

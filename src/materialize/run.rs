@@ -28,7 +28,7 @@ use super::hour::build_hour;
 use super::index;
 use crate::event::{Visibility, LIQUIDATION_STREAM_SUFFIX};
 use crate::eventlog::RecordReader;
-use crate::lake;
+use crate::lake::{self, Lake};
 use crate::ledger::{BookHealth, FedBy, Finding, Ledger, Partition, Provenance};
 use crate::progress::{Progress, Unit};
 use crate::schema::schema_hash;
@@ -43,8 +43,8 @@ pub struct Options {
     /// Re-derive the hours reached by records at this offset or later; `None`
     /// means from the checkpoint.
     pub from: Option<u64>,
-    /// The lake root.
-    pub lake_root: PathBuf,
+    /// The lake.
+    pub lake: Lake,
     /// Hours derived at once, each on its own thread (at least 1). Memory grows
     /// with it: one hour's facts per job.
     pub jobs: usize,
@@ -55,7 +55,7 @@ pub struct Options {
     /// found missing from the lake).
     pub rederive: BTreeSet<(String, i64)>,
     /// Time travel: derive the lake as the log stood when it ended at an
-    /// offset, into `lake_root`, with a ledger of its own; the data dir's
+    /// offset, into `lake`, with a ledger of its own; the data dir's
     /// ledger and state are not touched.
     pub as_of: Option<AsOf>,
 }
@@ -200,6 +200,9 @@ fn derive_all(
             batch.put_partition(symbol, hour, &derived.partition, &derived.findings)?;
             batch.set_book_health(symbol, hour, derived.book.as_ref())?;
             batch.set_provenance(symbol, hour, &derived.provenance)?;
+            if let Some(etag) = &derived.etag {
+                batch.set_etag(symbol, hour, etag.as_deref())?;
+            }
             done(symbol, hour, &derived);
             since_commit += 1;
             if since_commit == HOURS_PER_COMMIT {
@@ -250,7 +253,7 @@ pub fn run(data_dir: &Path, options: &Options, progress: &dyn Progress) -> anyho
         Some(n) => n,
         None => ledger.checkpoint()?,
     };
-    let lake_root = options.lake_root.display().to_string();
+    let lake_root = options.lake.location();
     let mut hours = hours_to_derive(&ledger, from, &lake_root)?;
     hours.extend(options.rederive.iter().cloned());
     let visibility = visibility(&ledger)?;
@@ -267,7 +270,7 @@ pub fn run(data_dir: &Path, options: &Options, progress: &dyn Progress) -> anyho
         data_dir,
         ledger: &ledger,
         visibility: &visibility,
-        lake_root: &options.lake_root,
+        lake: &options.lake,
         files: options.as_of.as_ref().is_none_or(|a| a.files),
     };
     derive_all(
@@ -292,10 +295,13 @@ pub fn run(data_dir: &Path, options: &Options, progress: &dyn Progress) -> anyho
     batch.set_checkpoint(head)?;
     batch.commit()?;
     if rebuilt.is_some() {
-        summary.orphans_removed = remove_orphans(&options.lake_root, &partitions)?;
+        summary.orphans_removed = remove_orphans(&options.lake, &partitions)?;
     }
     if options.as_of.is_none() {
-        super::state::save(data_dir, &super::state::read(data_dir, &ledger)?)?;
+        super::state::save(
+            data_dir,
+            &super::state::read(data_dir, &ledger, Some(&options.lake))?,
+        )?;
     }
     summary.rebuilt = rebuilt;
     summary.elapsed = started.elapsed();
@@ -330,10 +336,10 @@ fn open_bound_ledger(data_dir: &Path, rebuild: bool) -> anyhow::Result<(Ledger, 
     Ok((Ledger::open(data_dir)?, Some(reason)))
 }
 
-/// Removes the partition files under `lake_root` that no partition names (a
+/// Removes the partition files of `lake` that no partition names (a
 /// rebuilt ledger knows only what the log holds now). Returns how many.
 fn remove_orphans(
-    lake_root: &Path,
+    lake: &Lake,
     partitions: &BTreeMap<(String, i64), Partition>,
 ) -> anyhow::Result<u64> {
     let named: BTreeSet<&str> = partitions
@@ -341,12 +347,14 @@ fn remove_orphans(
         .filter_map(|p| p.path.as_deref())
         .collect();
     let mut removed = 0;
-    for rel in lake::files(lake_root)? {
-        let is_partition = rel.file_name().is_some_and(|n| n == "part.parquet");
-        if is_partition && !named.contains(rel.display().to_string().as_str()) {
-            let path = lake_root.join(&rel);
-            std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
-            tracing::warn!(path = %path.display(), "removed a partition the log no longer holds");
+    for found in lake.list()? {
+        if lake::is_partition(&found.key) && !named.contains(found.key.as_str()) {
+            lake.delete(&found.key)?;
+            tracing::warn!(
+                key = %found.key,
+                lake = %lake.location(),
+                "removed a partition the log no longer holds"
+            );
             removed += 1;
         }
     }
@@ -358,7 +366,7 @@ struct Context<'a> {
     data_dir: &'a Path,
     ledger: &'a Ledger,
     visibility: &'a Visibility,
-    lake_root: &'a Path,
+    lake: &'a Lake,
     /// Write the partition files (else only hash them: `AsOf::files`).
     files: bool,
 }
@@ -403,6 +411,9 @@ struct Derived {
     provenance: Provenance,
     book: Option<BookHealth>,
     file: File,
+    /// The object's ETag to record: `Some(None)` forgets any (no file, or a
+    /// local lake), `None` keeps what the ledger has (the file unchanged).
+    etag: Option<Option<String>>,
     records_read: u64,
     events_read: u64,
 }
@@ -482,9 +493,10 @@ impl Context<'_> {
         symbol: &str,
         hour: i64,
     ) -> anyhow::Result<Derived> {
-        let (ledger, lake_root) = (self.ledger, self.lake_root);
+        let (ledger, lake) = (self.ledger, self.lake);
+        let key = lake::partition_key(symbol, hour);
         if self.files {
-            lake::remove_stale_temporaries(lake_root, symbol, hour)?;
+            lake.remove_stale_temporaries(&key)?;
         }
         let offsets = ledger.index(symbol, hour)?;
         let (fed, events_read) =
@@ -519,60 +531,53 @@ impl Context<'_> {
             sources: sources.into_iter().collect(),
             findings: findings.len() as u32,
         };
-        let derived = |partition, findings, file| Derived {
+        let derived = |partition, findings, file, etag| Derived {
             partition,
             findings,
             provenance: resolution.provenance,
             book: out.book,
             file,
+            etag,
             records_read: offsets.len() as u64,
             events_read,
         };
         if out.rows.is_empty() {
             if self.files {
-                lake::remove_partition(lake_root, symbol, hour)?;
+                lake.delete(&key)?;
             }
-            return Ok(derived(partition, findings, File::None));
+            return Ok(derived(partition, findings, File::None, Some(None)));
         }
-        let (file, relative, content_hash) = self.write_partition(symbol, hour, &out.rows)?;
-        partition.path = Some(relative);
+        let (file, content_hash, etag) = self.write_partition(symbol, hour, &key, &out.rows)?;
+        partition.path = Some(key);
         partition.content_hash = Some(content_hash);
-        Ok(derived(partition, findings, file))
+        Ok(derived(partition, findings, file, etag))
     }
 
     /// Writes the hour's file unless it already holds exactly these bytes;
-    /// returns what was done, its path relative to the lake root, and the hash.
+    /// returns what was done, the hash, and the ETag to record.
     fn write_partition(
         &self,
         symbol: &str,
         hour: i64,
+        key: &str,
         rows: &[crate::schema::MinuteRow],
-    ) -> anyhow::Result<(File, String, [u8; 32])> {
-        let lake_root = self.lake_root;
+    ) -> anyhow::Result<(File, [u8; 32], Option<Option<String>>)> {
         let bytes = lake::encode(rows)?;
         let content_hash: [u8; 32] = sha2::Sha256::digest(&bytes).into();
-        let path = lake::partition_path(lake_root, symbol, hour);
-        let relative = path
-            .strip_prefix(lake_root)
-            .unwrap_or(&path)
-            .display()
-            .to_string();
         if !self.files {
-            return Ok((File::Written, relative, content_hash));
+            return Ok((File::Written, content_hash, Some(None)));
         }
         let previous = self.ledger.partition(symbol, hour)?;
         // Unchanged only if the ledger says so *and* the file holds exactly
         // these bytes: a file damaged in place (same size) is written again.
         let same = previous.as_ref().is_some_and(|p| {
-            p.content_hash == Some(content_hash) && p.path.as_deref() == Some(relative.as_str())
-        }) && std::fs::read(&path).is_ok_and(|on_disk| on_disk == bytes);
-        let file = if same {
-            File::Unchanged
-        } else {
-            lake::commit_partition(lake_root, symbol, hour, &bytes)?;
-            File::Written
-        };
-        Ok((file, relative, content_hash))
+            p.content_hash == Some(content_hash) && p.path.as_deref() == Some(key)
+        }) && self.lake.get(key)?.is_some_and(|stored| stored == bytes);
+        if same {
+            return Ok((File::Unchanged, content_hash, None));
+        }
+        let stored = self.lake.put(key, &bytes)?;
+        Ok((File::Written, content_hash, Some(stored.etag)))
     }
 }
 

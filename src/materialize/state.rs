@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::index;
 use crate::eventlog;
+use crate::lake::{Lake, Listed};
 use crate::ledger::Ledger;
 use crate::schema::schema_hash;
 use crate::time::HOUR_MS;
@@ -102,8 +103,11 @@ pub struct Books {
     pub resync_ms: i64,
 }
 
-/// Reads the state from `ledger` (open) and the log of `data_dir`.
-pub fn read(data_dir: &Path, ledger: &Ledger) -> anyhow::Result<State> {
+/// Reads the state from `ledger` (open) and the log of `data_dir`. The lake
+/// looked at is `lake` if the ledger's partitions were written there, else
+/// the one the ledger names (an object store reached through the standard
+/// AWS environment).
+pub fn read(data_dir: &Path, ledger: &Ledger, lake: Option<&Lake>) -> anyhow::Result<State> {
     let log_head = eventlog::head(data_dir)?;
     let lake_root = ledger.lake_root()?;
     let current = schema_hash();
@@ -146,17 +150,40 @@ pub fn read(data_dir: &Path, ledger: &Ledger) -> anyhow::Result<State> {
             sum.resync_ms += h.resync_ms;
         }
     }
-    for p in partitions.values() {
+    let opened;
+    let lake = match (lake, &lake_root) {
+        (Some(lake), Some(root)) if lake.location() == *root => Some(lake),
+        (_, Some(root)) => {
+            opened = Lake::open(root, None)?;
+            Some(&opened)
+        }
+        (_, None) => None,
+    };
+    // One listing of the lake, not a look per partition: in an object store
+    // that is a few paged LISTs instead of a request per hour.
+    let (found, etags) = match lake {
+        Some(lake) if partitions.values().any(|p| p.path.is_some()) => {
+            let found: BTreeMap<String, Listed> = lake
+                .list()?
+                .into_iter()
+                .map(|l| (l.key.clone(), l))
+                .collect();
+            (found, ledger.etags()?)
+        }
+        _ => Default::default(),
+    };
+    for ((symbol, hour), p) in &partitions {
         match (p.schema_hash == current, &p.path) {
             (false, _) => state.stale_partitions += 1,
             (true, Some(_)) => state.committed += 1,
             (true, None) => state.empty += 1,
         }
-        if let (Some(root), Some(rel)) = (&lake_root, &p.path) {
-            match ends_like_parquet(&Path::new(root).join(rel)) {
+        if let (Some(lake), Some(key)) = (lake, &p.path) {
+            let etag = etags.get(&(symbol.clone(), *hour)).map(String::as_str);
+            match found.get(key) {
                 None => state.missing_files += 1,
-                Some(false) => state.damaged_files += 1,
-                Some(true) => {}
+                Some(listed) if !lake.looks_whole(listed, etag) => state.damaged_files += 1,
+                Some(_) => {}
             }
         }
         state.rows += u64::from(p.rows);
@@ -215,16 +242,6 @@ fn recent_inputs(
         }
     }
     Ok(Some(inputs))
-}
-
-/// Whether the file at `path` ends the way every Parquet file does (the
-/// footer's `PAR1` magic); `None` if there is no such file.
-fn ends_like_parquet(path: &Path) -> Option<bool> {
-    use std::os::unix::fs::FileExt;
-    let file = std::fs::File::open(path).ok()?;
-    let len = file.metadata().ok()?.len();
-    let mut tail = [0u8; 4];
-    Some(len >= 12 && file.read_exact_at(&mut tail, len - 4).is_ok() && &tail == b"PAR1")
 }
 
 fn saved_path(data_dir: &Path) -> PathBuf {

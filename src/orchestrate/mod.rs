@@ -15,12 +15,13 @@ pub mod plan;
 use std::borrow::BorrowMut;
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::event::{Event, Record, Source, Unfillable};
 use crate::eventlog::{with_shared, EventLog};
+use crate::lake::Lake;
 use crate::ledger::{BookHealth, Ledger};
 use crate::materialize::run as materialize;
 use crate::progress::Progress;
@@ -70,8 +71,8 @@ pub struct Options {
     pub vision: Store,
     /// REST ranges fetched at once.
     pub concurrency: usize,
-    /// The lake root.
-    pub lake_root: PathBuf,
+    /// The lake.
+    pub lake: Lake,
     /// Hours materialized at once.
     pub jobs: usize,
     /// Where the bands meet.
@@ -446,13 +447,13 @@ impl<'a> Keeper<'a> {
         summary: &mut Summary,
         progress: &dyn Progress,
     ) -> anyhow::Result<()> {
-        let rederive = missing_partitions(self.data_dir, &self.options.lake_root, summary)?;
+        let rederive = missing_partitions(self.data_dir, &self.options.lake, summary)?;
         summary.partitions_missing = rederive.len();
         let materialized = materialize::run(
             self.data_dir,
             &materialize::Options {
                 from: None,
-                lake_root: self.options.lake_root.clone(),
+                lake: self.options.lake.clone(),
                 jobs: self.options.jobs,
                 rebuild_ledger: false,
                 rederive,
@@ -524,25 +525,36 @@ fn live_book_ticker(
 /// but whose file is gone from the lake: derived again.
 fn missing_partitions(
     data_dir: &Path,
-    lake_root: &Path,
+    lake: &Lake,
     summary: &Summary,
 ) -> anyhow::Result<BTreeSet<(String, i64)>> {
     let ledger = Ledger::open(data_dir)?;
     let first_hour = summary.range.start.div_euclid(HOUR_MS) * HOUR_MS;
-    let mut missing = BTreeSet::new();
+    let mut named = Vec::new();
     for symbol in &summary.symbols {
         for hour in (first_hour..summary.range.end).step_by(HOUR_MS as usize) {
-            let Some(partition) = ledger.partition(symbol, hour)? else {
-                continue;
-            };
-            if let Some(path) = &partition.path {
-                if !lake_root.join(path).exists() {
-                    missing.insert((symbol.clone(), hour));
-                }
+            if let Some(key) = ledger.partition(symbol, hour)?.and_then(|p| p.path) {
+                named.push((symbol.clone(), hour, key));
             }
         }
     }
-    Ok(missing)
+    if named.is_empty() {
+        return Ok(BTreeSet::new());
+    }
+    // One listing per symbol-day, not a look per hour.
+    let days: BTreeSet<&str> = named
+        .iter()
+        .filter_map(|(_, _, key)| key.rsplit_once("/hour=").map(|(day, _)| day))
+        .collect();
+    let mut found = BTreeSet::new();
+    for day in days {
+        found.extend(lake.list_under(day)?.into_iter().map(|l| l.key));
+    }
+    Ok(named
+        .into_iter()
+        .filter(|(_, _, key)| !found.contains(key))
+        .map(|(symbol, hour, _)| (symbol, hour))
+        .collect())
 }
 
 /// Gaps joined where one ends as the next of the same symbol, series and

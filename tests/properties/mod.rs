@@ -484,7 +484,7 @@ pub mod determinism {
         let lake = data.path().join("lake");
         let options = run::Options {
             from: None,
-            lake_root: lake.clone(),
+            lake: bml::lake::Lake::local(&lake),
             jobs: 2,
             rebuild_ledger: false,
             rederive: Default::default(),
@@ -528,7 +528,7 @@ pub mod determinism {
         run::run(data.path(), &options, &Silent).expect("materialize");
         // Whatever the arrangement, the lake it left proves against its log.
         let audit = bml::audit::Options {
-            lake_root: lake.clone(),
+            lake: bml::lake::Lake::local(&lake),
             symbols: Default::default(),
             hours: None,
             jobs: 2,
