@@ -8,6 +8,7 @@
 //!   index/vision-catalog.bin  what the log holds, cached (derived)
 //!   status.json            the state the last materialize saved (derived)
 //!   tmp/                   downloads in flight
+//!   instance-id            this bml instance's id in the lakes it writes
 //!   lake/                  the default lake root
 //! ```
 
@@ -41,6 +42,11 @@ pub fn saved_status(data_dir: &Path) -> PathBuf {
 /// Where downloads are written until verified.
 pub fn downloads(data_dir: &Path) -> PathBuf {
     data_dir.join("tmp")
+}
+
+/// The instance's id file: the name its claims on a lake's symbols carry.
+pub fn instance_id(data_dir: &Path) -> PathBuf {
+    data_dir.join("instance-id")
 }
 
 /// The lake root when none is given.

@@ -99,7 +99,7 @@ enum Faults {
     /// before it reaches the server, every 3rd+2 after (stored, answer lost)
     /// — each only on its first attempt, as a flaky network would.
     Flaky,
-    /// Every PUT gets a 503, forever.
+    /// Every PUT of a partition gets a 503, forever.
     Down,
 }
 
@@ -190,7 +190,7 @@ async fn forward(
     let is_put = parts.method == hyper::Method::PUT;
     let first_try = is_put && seen.lock().unwrap().insert(path.clone());
     let fault = match faults {
-        Faults::Down if is_put => Some(0),
+        Faults::Down if is_put && path.contains("/futures/") => Some(0),
         Faults::Flaky if first_try => Some(puts.fetch_add(1, Ordering::SeqCst) % 3),
         _ => None,
     };
@@ -269,15 +269,14 @@ fn ingested(hours: u32) -> (tempfile::TempDir, tempfile::TempDir) {
     (day, data)
 }
 
-/// Every object under `prefix` as pyarrow sees it beside the local lake.
-fn read_back(moto: &Moto, prefix: &str, local_lake: &Path) -> Value {
+/// `tests/readers/read_s3.py COMMAND` against the server, its JSON answer.
+fn pyarrow_s3(moto: &Moto, command: &str, args: &[&str]) -> Value {
     let out = support::python()
         .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
         .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/readers/read_s3.py"))
-        .arg(moto.endpoint())
-        .arg(format!("{BUCKET}/{prefix}"))
-        .arg(local_lake)
+        .args([command, &moto.endpoint()])
+        .args(args)
         .output()
         .expect("run read_s3.py");
     assert!(out.status.success(), "read_s3.py: {}", text(&out));
@@ -286,7 +285,13 @@ fn read_back(moto: &Moto, prefix: &str, local_lake: &Path) -> Value {
         .last()
         .unwrap_or_default()
         .to_owned();
-    serde_json::from_str(&last).unwrap_or_else(|e| panic!("{e}: {}", text(&out)))
+    serde_json::from_str(&last).unwrap_or(Value::Null)
+}
+
+/// Every object under `prefix` as pyarrow sees it beside the local lake.
+fn read_back(moto: &Moto, prefix: &str, local_lake: &Path) -> Value {
+    let root = format!("{BUCKET}/{prefix}");
+    pyarrow_s3(moto, "compare", &[&root, local_lake.to_str().unwrap()])
 }
 
 /// The objects of the bucket (`s3` of a read-back) equal the local lake's.
@@ -356,23 +361,7 @@ fn materialize_into_s3_reads_back_as_the_local_lake_and_status_and_audit_see_it(
     // An object replaced behind bml's back: status sees its ETag changed,
     // the audit names it and --repair puts the derived bytes back.
     let key = "futures/um/minute/symbol=BTCUSDT/year=2024/month=03/day=01/hour=01/part.parquet";
-    let replace = "import os, sys, pyarrow.fs as f\n\
-        s3 = f.S3FileSystem(access_key=os.environ['AWS_ACCESS_KEY_ID'], \
-        secret_key=os.environ['AWS_SECRET_ACCESS_KEY'], endpoint_override=sys.argv[1], \
-        scheme='http', region='us-east-1')\n\
-        with s3.open_output_stream(sys.argv[2]) as out: out.write(b'not parquet')\n";
-    let out = support::python()
-        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
-        .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
-        .args([
-            "-c",
-            replace,
-            &moto.endpoint(),
-            &format!("{BUCKET}/lake/{key}"),
-        ])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out));
+    pyarrow_s3(&moto, "overwrite", &[&format!("{BUCKET}/lake/{key}")]);
     let out = run(bml_s3(
         data.path(),
         &moto.endpoint(),
@@ -480,8 +469,8 @@ fn puts_answered_503_or_cut_are_retried_and_a_bucket_that_stays_down_fails_namin
     let out = support::bml(data.path(), &["materialize"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
 
-    // Every hour's first PUT is answered 503, cut before the server, or cut
-    // after it stored the object: the run succeeds, the bucket is whole.
+    // Every object's first PUT is answered 503, cut before the server, or
+    // cut after it stored the object: the run succeeds, the bucket is whole.
     let flaky = Proxy::start(moto.addr, Faults::Flaky);
     let url = lake_url("flaky");
     let out = run(bml_s3(
@@ -490,7 +479,11 @@ fn puts_answered_503_or_cut_are_retried_and_a_bucket_that_stays_down_fails_namin
         &["materialize", "--lake-url", &url],
     ));
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert_eq!(flaky.injected(), 3, "one fault per hour's first PUT");
+    assert_eq!(
+        flaky.injected(),
+        4,
+        "one fault per object's first PUT: the symbol's claim and 3 hours"
+    );
     assert_same_lake(&read_back(&moto, "flaky", &data.path().join("lake")), 3);
 
     // A bucket that answers every PUT with 503: the retries run out, the run
@@ -522,4 +515,113 @@ fn puts_answered_503_or_cut_are_retried_and_a_bucket_that_stays_down_fails_namin
             .all(|p| p.path.is_none()),
         "the ledger claims no partition"
     );
+}
+
+/// A generated day of `symbol` ingested into a new data dir.
+fn ingested_symbol(symbol: &str, hours: u32) -> (tempfile::TempDir, tempfile::TempDir) {
+    let day = tempfile::tempdir().unwrap();
+    let out = support::python()
+        .arg(support::generator())
+        .args([
+            "--symbol",
+            symbol,
+            "--date",
+            DATE,
+            "--hours",
+            &hours.to_string(),
+        ])
+        .args([
+            "--seed",
+            "11",
+            "--trades-per-sec",
+            "2",
+            "--book-per-sec",
+            "5",
+            "--out",
+        ])
+        .arg(day.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let data = tempfile::tempdir().unwrap();
+    let out = support::bml(
+        data.path(),
+        &[
+            "ingest",
+            "vision",
+            "--symbols",
+            symbol,
+            "--start",
+            DATE,
+            "--kinds",
+            KINDS,
+            "--from-dir",
+            day.path().to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    (day, data)
+}
+
+#[test]
+fn two_instances_with_disjoint_symbols_share_a_bucket_and_a_third_claiming_a_taken_symbol_is_refused(
+) {
+    let moto = Moto::start();
+    let (_btc_day, btc) = ingested(2);
+    let (_eth_day, eth) = ingested_symbol("ETHUSDT", 2);
+    let url = lake_url("fleet");
+    for data in [&btc, &eth] {
+        let out = run(bml_s3(
+            data.path(),
+            &moto.endpoint(),
+            &["materialize", "--lake-url", &url],
+        ));
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    }
+    // A reader needs nothing but the bucket: both symbols are in it.
+    let seen = pyarrow_s3(&moto, "symbols", &[&format!("{BUCKET}/fleet")]);
+    assert_eq!(
+        seen,
+        serde_json::json!({"symbols": ["BTCUSDT", "ETHUSDT"], "rows": 240})
+    );
+
+    // A third instance with BTCUSDT in its log is refused, the holder named,
+    // and writes nothing.
+    let (_third_day, third) = ingested(2);
+    let out = run(bml_s3(
+        third.path(),
+        &moto.endpoint(),
+        &["materialize", "--lake-url", &url],
+    ));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let holder = std::fs::read_to_string(btc.path().join("instance-id")).unwrap();
+    assert!(
+        stderr
+            .contains("BTCUSDT in the lake s3://minute-lake/fleet is kept by another bml instance")
+            && stderr.contains(holder.trim())
+            && stderr.contains("_bml/claims/BTCUSDT.json"),
+        "{stderr}"
+    );
+    let ledger = bml::ledger::Ledger::open(third.path()).unwrap();
+    assert!(ledger.partitions().unwrap().is_empty(), "nothing derived");
+
+    // An instance rebuilding its ledger removes its orphans, never the
+    // other instance's files; its audit calls none of them strays.
+    let out = run(bml_s3(
+        eth.path(),
+        &moto.endpoint(),
+        &["materialize", "--rebuild-ledger", "--lake-url", &url],
+    ));
+    assert!(
+        text(&out).contains("0 partition files the log no longer holds removed"),
+        "{}",
+        text(&out)
+    );
+    let out = run(bml_s3(
+        eth.path(),
+        &moto.endpoint(),
+        &["audit", "--lake-url", &url],
+    ));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
 }

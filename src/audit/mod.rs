@@ -209,10 +209,12 @@ pub fn run(data_dir: &Path, options: &Options, progress: &dyn Progress) -> anyho
     let mut repairs = Vec::new();
     {
         let fresh = Ledger::open_at(fresh_ledger.clone())?;
+        let me = crate::lake::claims::instance(data_dir)?;
         let compared = Compared {
             options,
             fresh: &fresh,
             ledger: &ledger,
+            others: crate::lake::claims::others(&options.lake, &me)?,
         };
         compared.partitions(&mut report, &mut repairs)?;
         compared.strays(&mut report)?;
@@ -317,6 +319,8 @@ struct Compared<'a> {
     options: &'a Options,
     fresh: &'a Ledger,
     ledger: &'a Ledger,
+    /// The symbols other instances keep in the lake: their files are theirs.
+    others: BTreeSet<String>,
 }
 
 impl Compared<'_> {
@@ -410,9 +414,11 @@ impl Compared<'_> {
             .filter_map(|p| p.path)
             .collect();
         let lake = &self.options.lake;
-        for found in lake.list()? {
+        for found in lake.list_under(crate::lake::DATASET)? {
             let rel = found.key;
-            if named.contains(&rel) || !self.wanted_path(&rel) {
+            let theirs =
+                crate::lake::claims::symbol_of(&rel).is_some_and(|s| self.others.contains(s));
+            if named.contains(&rel) || !self.wanted_path(&rel) || theirs {
                 continue;
             }
             let temporary = crate::lake::is_temporary(rel.rsplit('/').next().unwrap_or(""));

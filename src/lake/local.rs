@@ -21,6 +21,28 @@ pub(super) struct Local {
 impl Local {
     /// Temp file in the same directory → fsync → rename over → fsync the directory.
     pub fn put(&self, key: &str, bytes: &[u8]) -> anyhow::Result<()> {
+        let (path, tmp) = self.staged(key, bytes)?;
+        tmp.persist(&path)
+            .with_context(|| format!("renaming into {}", path.display()))?;
+        sync_dir(parent(&path))
+    }
+
+    /// As `put`, but a link that fails if `key` exists (false then).
+    pub fn create(&self, key: &str, bytes: &[u8]) -> anyhow::Result<bool> {
+        let (path, tmp) = self.staged(key, bytes)?;
+        match tmp.persist_noclobber(&path) {
+            Ok(_) => sync_dir(parent(&path)).map(|()| true),
+            Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(e.error).with_context(|| format!("creating {}", path.display())),
+        }
+    }
+
+    /// `bytes` in a synced temporary beside `key`'s path.
+    fn staged(
+        &self,
+        key: &str,
+        bytes: &[u8],
+    ) -> anyhow::Result<(PathBuf, tempfile::NamedTempFile)> {
         let path = self.root.join(key);
         let dir = parent(&path);
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -37,9 +59,7 @@ impl Local {
         tmp.as_file()
             .sync_all()
             .with_context(|| format!("syncing {}", tmp.path().display()))?;
-        tmp.persist(&path)
-            .with_context(|| format!("renaming into {}", path.display()))?;
-        sync_dir(dir)
+        Ok((path, tmp))
     }
 
     pub fn get(&self, key: &str) -> anyhow::Result<Option<Vec<u8>>> {

@@ -9,6 +9,7 @@
 //! the same. Each store makes a commit atomic its own way (`local`, `object`):
 //! a reader sees the old file or the new one, never half of either.
 
+pub mod claims;
 mod local;
 mod object;
 mod parquet;
@@ -113,6 +114,15 @@ impl Lake {
         })
     }
 
+    /// Creates `key` with `bytes` unless it exists; false if it did (of two
+    /// writers racing, exactly one creates it).
+    pub fn create(&self, key: &str, bytes: &[u8]) -> anyhow::Result<bool> {
+        match &self.0 {
+            Store::Local(l) => l.create(key, bytes),
+            Store::Object(o) => o.create(key, bytes),
+        }
+    }
+
     /// The bytes of `key`, if it exists.
     pub fn get(&self, key: &str) -> anyhow::Result<Option<Vec<u8>>> {
         match &self.0 {
@@ -129,14 +139,9 @@ impl Lake {
         }
     }
 
-    /// Every file under the root, sorted by key: partitions, and any
-    /// temporaries a killed writer left on a local disk.
-    pub fn list(&self) -> anyhow::Result<Vec<Listed>> {
-        self.list_under("")
-    }
-
     /// Every file whose key starts with the directory `dir` (a key prefix
-    /// ending at a `/`, without it; `""` for the whole lake), sorted by key.
+    /// ending at a `/`, without it), sorted by key: partitions, and any
+    /// temporaries a killed writer left on a local disk.
     pub fn list_under(&self, dir: &str) -> anyhow::Result<Vec<Listed>> {
         let mut listed = match &self.0 {
             Store::Local(l) => l.list(dir)?,
@@ -167,11 +172,14 @@ impl Lake {
     }
 }
 
+/// The dataset's directory under the lake root: what readers point at.
+pub const DATASET: &str = "futures/um/minute";
+
 /// The key of a symbol-hour's partition, relative to the lake root.
 pub fn partition_key(symbol: &str, hour_start: i64) -> String {
     let t = DateTime::from_timestamp_millis(hour_start).expect("hour start in range");
     format!(
-        "futures/um/minute/symbol={symbol}/year={:04}/month={:02}/day={:02}/hour={:02}/part.parquet",
+        "{DATASET}/symbol={symbol}/year={:04}/month={:02}/day={:02}/hour={:02}/part.parquet",
         t.year(),
         t.month(),
         t.day(),
@@ -207,11 +215,12 @@ pub fn write_partition(
         .with_context(|| format!("writing the {symbol} hour {hour_start}"))
 }
 
-/// Every file under the directory `root`, as paths relative to it, sorted
-/// (for checks and tests of a local lake).
+/// Every file of the dataset in a lake under the directory `root` (partitions
+/// and temporaries; not the claims beside it), as paths relative to the root,
+/// sorted (for checks and tests of a local lake).
 pub fn files(root: &Path) -> anyhow::Result<Vec<PathBuf>> {
     Ok(Lake::local(root)
-        .list()?
+        .list_under(DATASET)?
         .into_iter()
         .map(|l| PathBuf::from(l.key))
         .collect())

@@ -21,7 +21,9 @@ use anyhow::{bail, Context};
 use futures_util::TryStreamExt;
 use object_store::aws::AmazonS3Builder;
 use object_store::path::Path;
-use object_store::{BackoffConfig, ClientOptions, ObjectStore, PutPayload, RetryConfig};
+use object_store::{
+    BackoffConfig, ClientOptions, ObjectStore, PutMode, PutOptions, PutPayload, RetryConfig,
+};
 
 use super::Listed;
 
@@ -132,6 +134,24 @@ impl Object {
         Ok(put
             .with_context(|| format!("writing {}", self.url(key)))?
             .e_tag)
+    }
+
+    /// A PUT with `If-None-Match: *`: false if the object exists.
+    pub fn create(&self, key: &str, bytes: &[u8]) -> anyhow::Result<bool> {
+        let (store, path) = (self.store.clone(), self.path(key)?);
+        let payload = PutPayload::from(bytes.to_vec());
+        let created = self.run(async move {
+            let options = PutOptions::from(PutMode::Create);
+            match store.put_opts(&path, payload, options).await {
+                Ok(_) => Ok(true),
+                Err(
+                    object_store::Error::AlreadyExists { .. }
+                    | object_store::Error::Precondition { .. },
+                ) => Ok(false),
+                Err(e) => Err(e),
+            }
+        });
+        created.with_context(|| format!("creating {}", self.url(key)))
     }
 
     pub fn get(&self, key: &str) -> anyhow::Result<Option<Vec<u8>>> {

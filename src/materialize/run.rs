@@ -28,7 +28,7 @@ use super::hour::build_hour;
 use super::index;
 use crate::event::{Visibility, LIQUIDATION_STREAM_SUFFIX};
 use crate::eventlog::RecordReader;
-use crate::lake::{self, Lake};
+use crate::lake::{self, claims, Lake};
 use crate::ledger::{BookHealth, FedBy, Finding, Ledger, Partition, Provenance};
 use crate::progress::{Progress, Unit};
 use crate::schema::schema_hash;
@@ -256,6 +256,16 @@ pub fn run(data_dir: &Path, options: &Options, progress: &dyn Progress) -> anyho
     let lake_root = options.lake.location();
     let mut hours = hours_to_derive(&ledger, from, &lake_root)?;
     hours.extend(options.rederive.iter().cloned());
+    // A derivation of its own (`--as-of`, an audit's) writes a lake of its
+    // own; the lake itself is shared with other instances, by symbol.
+    let me = match options.as_of {
+        Some(_) => None,
+        None => {
+            let me = claims::instance(data_dir)?;
+            claims::claim(&options.lake, hours.iter().map(|(s, _)| s.as_str()), &me)?;
+            Some(me)
+        }
+    };
     let visibility = visibility(&ledger)?;
     let mut summary = Summary {
         from,
@@ -295,7 +305,11 @@ pub fn run(data_dir: &Path, options: &Options, progress: &dyn Progress) -> anyho
     batch.set_checkpoint(head)?;
     batch.commit()?;
     if rebuilt.is_some() {
-        summary.orphans_removed = remove_orphans(&options.lake, &partitions)?;
+        let others = match &me {
+            Some(me) => claims::others(&options.lake, me)?,
+            None => BTreeSet::new(),
+        };
+        summary.orphans_removed = remove_orphans(&options.lake, &partitions, &others)?;
     }
     if options.as_of.is_none() {
         super::state::save(
@@ -337,18 +351,21 @@ fn open_bound_ledger(data_dir: &Path, rebuild: bool) -> anyhow::Result<(Ledger, 
 }
 
 /// Removes the partition files of `lake` that no partition names (a
-/// rebuilt ledger knows only what the log holds now). Returns how many.
+/// rebuilt ledger knows only what the log holds now), except those of the
+/// symbols other instances keep there. Returns how many.
 fn remove_orphans(
     lake: &Lake,
     partitions: &BTreeMap<(String, i64), Partition>,
+    others: &BTreeSet<String>,
 ) -> anyhow::Result<u64> {
     let named: BTreeSet<&str> = partitions
         .values()
         .filter_map(|p| p.path.as_deref())
         .collect();
     let mut removed = 0;
-    for found in lake.list()? {
-        if lake::is_partition(&found.key) && !named.contains(found.key.as_str()) {
+    for found in lake.list_under(lake::DATASET)? {
+        let theirs = claims::symbol_of(&found.key).is_some_and(|s| others.contains(s));
+        if lake::is_partition(&found.key) && !named.contains(found.key.as_str()) && !theirs {
             lake.delete(&found.key)?;
             tracing::warn!(
                 key = %found.key,

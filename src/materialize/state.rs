@@ -164,7 +164,7 @@ pub fn read(data_dir: &Path, ledger: &Ledger, lake: Option<&Lake>) -> anyhow::Re
     let (found, etags) = match lake {
         Some(lake) if partitions.values().any(|p| p.path.is_some()) => {
             let found: BTreeMap<String, Listed> = lake
-                .list()?
+                .list_under(crate::lake::DATASET)?
                 .into_iter()
                 .map(|l| (l.key.clone(), l))
                 .collect();

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use crate::event::{Event, Record, Source, Unfillable};
 use crate::eventlog::{with_shared, EventLog};
-use crate::lake::Lake;
+use crate::lake::{claims, Lake};
 use crate::ledger::{BookHealth, Ledger};
 use crate::materialize::run as materialize;
 use crate::progress::Progress;
@@ -205,6 +205,10 @@ impl<'a> Keeper<'a> {
     pub fn new(data_dir: &'a Path, options: &'a Options) -> anyhow::Result<Keeper<'a>> {
         let (client, _) = Client::connect(&options.rest_base, Arc::new(Governor::default()))?;
         let wanted = wanted(&client, &options.symbols)?;
+        // Refused before anything is fetched if another instance keeps one
+        // of the symbols in this lake.
+        let me = claims::instance(data_dir)?;
+        claims::claim(&options.lake, wanted.iter().map(|w| w.symbol.as_str()), &me)?;
         Ok(Keeper {
             data_dir,
             options,

@@ -1,11 +1,14 @@
-"""The lake in an S3-compatible bucket read back as a user would, with pyarrow's
-S3 filesystem, beside the same lake on disk.
+"""The lake in an S3-compatible bucket as a user sees it, through pyarrow's S3
+filesystem (credentials from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY).
 
-    read_s3.py ENDPOINT BUCKET/PREFIX LOCAL_LAKE_DIR
-
-Prints one JSON line: each side's objects (key -> SHA-256 of its bytes), its
-rows and columns read as a hive-partitioned dataset, and whether the two
-tables are equal row for row (sorted the same way).
+    read_s3.py compare ENDPOINT BUCKET/PREFIX LOCAL_LAKE_DIR
+        One JSON line: each side's objects (key -> SHA-256 of its bytes), its
+        rows and columns read as a hive-partitioned dataset, and whether the
+        two tables are equal row for row (sorted the same way).
+    read_s3.py symbols ENDPOINT BUCKET/PREFIX
+        One JSON line: the symbols of the dataset and its rows.
+    read_s3.py overwrite ENDPOINT BUCKET/KEY
+        Replaces an object with bytes that are not Parquet (behind bml's back).
 """
 
 import hashlib
@@ -16,7 +19,7 @@ import sys
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 
-endpoint, root, local = sys.argv[1], sys.argv[2].rstrip("/"), sys.argv[3]
+command, endpoint = sys.argv[1], sys.argv[2]
 s3 = pafs.S3FileSystem(
     access_key=os.environ["AWS_ACCESS_KEY_ID"],
     secret_key=os.environ["AWS_SECRET_ACCESS_KEY"],
@@ -24,20 +27,20 @@ s3 = pafs.S3FileSystem(
     scheme="http",
     region="us-east-1",
 )
-disk = pafs.LocalFileSystem()
 
 
 def objects(fs, base):
-    """Every file under base: its key relative to base -> SHA-256."""
+    """Every file of the dataset under base: its key relative to base -> SHA-256."""
     out = {}
     for info in fs.get_file_info(pafs.FileSelector(base, recursive=True)):
-        if info.type == pafs.FileType.File:
+        if info.type == pafs.FileType.File and "/futures/" in info.path:
             with fs.open_input_stream(info.path) as f:
                 out[info.path[len(base) + 1 :]] = hashlib.sha256(f.read()).hexdigest()
     return out
 
 
 def table(fs, base):
+    """The lake under base as a hive-partitioned dataset (None if empty)."""
     if fs.get_file_info(base + "/futures/um/minute").type == pafs.FileType.NotFound:
         return None
     dataset = ds.dataset(
@@ -47,15 +50,26 @@ def table(fs, base):
     return t.sort_by([("symbol", "ascending"), (t.column_names[0], "ascending")])
 
 
-remote, here = table(s3, root), table(disk, local)
-print(
-    json.dumps(
-        {
-            "s3": objects(s3, root),
-            "local": objects(disk, local),
-            "rows": [t.num_rows if t else 0 for t in (remote, here)],
-            "columns": [t.num_columns if t else 0 for t in (remote, here)],
-            "equal": remote is not None and here is not None and remote.equals(here),
-        }
+if command == "compare":
+    root, local = sys.argv[3].rstrip("/"), sys.argv[4]
+    disk = pafs.LocalFileSystem()
+    remote, here = table(s3, root), table(disk, local)
+    print(
+        json.dumps(
+            {
+                "s3": objects(s3, root),
+                "local": objects(disk, local),
+                "rows": [t.num_rows if t else 0 for t in (remote, here)],
+                "columns": [t.num_columns if t else 0 for t in (remote, here)],
+                "equal": remote is not None and here is not None and remote.equals(here),
+            }
+        )
     )
-)
+elif command == "symbols":
+    t = table(s3, sys.argv[3].rstrip("/"))
+    print(json.dumps({"symbols": sorted(set(t.column("symbol").to_pylist())), "rows": t.num_rows}))
+elif command == "overwrite":
+    with s3.open_output_stream(sys.argv[3]) as out:
+        out.write(b"not parquet")
+else:
+    sys.exit(f"unknown command {command}")
