@@ -247,6 +247,8 @@ fn main() {
     let options = run::Options {
         from: None,
         lake: bml::lake::Lake::local(dir.path().join("lake")),
+        layout: None,
+        days_closed_before: 0,
         jobs: 2,
         rebuild_ledger: false,
         rederive: Default::default(),

@@ -390,6 +390,29 @@ fn materialize_into_s3_reads_back_as_the_local_lake_and_status_and_audit_see_it(
         text(&out)
     );
     assert_same_lake(&read_back(&moto, "lake", &local_lake), 3);
+
+    // The day layout in the bucket: the closed day is one object.
+    let url = lake_url("days");
+    let out = run(bml_s3(
+        data.path(),
+        &moto.endpoint(),
+        &[
+            "materialize",
+            "--lake-url",
+            &url,
+            "--layout",
+            "day",
+            "--day-settle-hours",
+            "0",
+        ],
+    ));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let seen = read_back(&moto, "days", &local_lake);
+    assert_eq!(
+        seen["s3"].as_object().unwrap().keys().collect::<Vec<_>>(),
+        ["futures/um/minute/symbol=BTCUSDT/year=2024/month=03/day=01/part.parquet"]
+    );
+    assert_eq!(seen["rows"], serde_json::json!([180, 180]), "{seen}");
 }
 
 /// A materialize into the bucket, silent.

@@ -10,10 +10,14 @@ use proptest::prelude::*;
 
 #[test]
 fn the_canonical_arrangement_gives_two_complete_hours() {
-    let (files, _) = determinism::play(&determinism::canonical());
+    let (files, _, days) = determinism::play(&determinism::canonical());
     let names: Vec<&String> = files.keys().collect();
     assert_eq!(names.len(), 2, "{names:?}");
     assert!(names[0].contains("hour=00") && names[1].contains("hour=01"));
+    // In the day layout, one file holds both hours.
+    let names: Vec<&String> = days.keys().collect();
+    assert_eq!(names.len(), 1, "{names:?}");
+    assert!(names[0].ends_with("day=01/part.parquet"), "{names:?}");
 }
 
 #[test]
@@ -60,7 +64,7 @@ fn column(bytes: &[u8], name: &str) -> Vec<arrow_array::ArrayRef> {
 #[test]
 fn liquidations_count_only_while_the_heartbeat_runs() {
     use arrow_array::{Array, Int64Array};
-    let (files, _) = determinism::play(&determinism::canonical());
+    let (files, _, _) = determinism::play(&determinism::canonical());
     let (name, bytes) = files.iter().next().unwrap();
     assert!(name.contains("hour=00"), "{name}");
     let mut counts = Vec::new();
@@ -85,7 +89,7 @@ fn liquidations_count_only_while_the_heartbeat_runs() {
 #[test]
 fn price_impact_follows_the_books_sync() {
     use arrow_array::{Array, Float64Array};
-    let (files, _) = determinism::play(&determinism::canonical());
+    let (files, _, _) = determinism::play(&determinism::canonical());
     let mut in_sync = Vec::new();
     for bytes in files.values() {
         for array in column(bytes, "price_impact_100k") {

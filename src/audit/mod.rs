@@ -25,7 +25,7 @@ use anyhow::Context as _;
 use serde::Serialize;
 use sha2::Digest as _;
 
-use crate::lake::Lake;
+use crate::lake::{Lake, Layout};
 use crate::ledger::{Ledger, Partition, Provenance};
 use crate::materialize::run as materialize;
 use crate::progress::Progress;
@@ -185,12 +185,20 @@ pub fn run(data_dir: &Path, options: &Options, progress: &dyn Progress) -> anyho
         .with_context(|| format!("a scratch dir in {}", data_dir.display()))?;
     let fresh_root = scratch.path().join("lake");
     let fresh_ledger = scratch.path().join("ledger.redb");
+    // Laid out as the run audited laid the lake out, closing the same days.
+    let layout = ledger
+        .lake_layout()?
+        .and_then(|name| Layout::from_name(&name))
+        .unwrap_or(Layout::Hour);
+    let days_closed_before = ledger.days_closed_before()?.unwrap_or(i64::MIN);
     let derive = |files: bool, rederive: BTreeSet<(String, i64)>| {
         materialize::run(
             data_dir,
             &materialize::Options {
                 from: files.then_some(as_of),
                 lake: Lake::local(&fresh_root),
+                layout: Some(layout),
+                days_closed_before,
                 jobs: options.jobs,
                 rebuild_ledger: false,
                 rederive,
@@ -224,13 +232,20 @@ pub fn run(data_dir: &Path, options: &Options, progress: &dyn Progress) -> anyho
         // The files to mend, and only those, derived again with their bytes.
         let hours = repairs.iter().map(|r| r.hour.clone()).collect();
         derive(true, hours).context("deriving the files to repair")?;
+        let partitions = ledger.partitions()?;
         for repair in &repairs {
-            let (symbol, hour) = &repair.hour;
             let bytes = std::fs::read(fresh_root.join(&repair.file))
                 .with_context(|| format!("reading the fresh derivation of {}", repair.file))?;
             let stored = options.lake.put(&repair.file, &bytes)?;
+            // Every hour the file holds (a day's file holds 24).
             let mut batch = ledger.batch()?;
-            batch.set_etag(symbol, *hour, stored.etag.as_deref())?;
+            for (symbol, hour) in partitions
+                .iter()
+                .filter(|(_, p)| p.path.as_deref() == Some(repair.file.as_str()))
+                .map(|(key, _)| key)
+            {
+                batch.set_etag(symbol, *hour, stored.etag.as_deref())?;
+            }
             batch.commit()?;
             report.lake.problems[repair.problem].repaired = true;
         }
@@ -332,6 +347,7 @@ impl Compared<'_> {
         let (fresh_provenance, held_provenance) =
             (self.fresh.provenances()?, self.ledger.provenances()?);
         let keys: BTreeSet<&(String, i64)> = fresh.keys().chain(held.keys()).collect();
+        let mut checked = BTreeSet::new();
         for (symbol, hour) in keys {
             if !self.options.wanted(symbol, *hour) {
                 continue;
@@ -363,7 +379,8 @@ impl Compared<'_> {
                 });
             }
             let file = want.and_then(|p| Some((p.path.as_deref()?, p.content_hash?)));
-            if let Some((rel, hash)) = file {
+            // A day's file is named by each of its hours: looked at once.
+            if let Some((rel, hash)) = file.filter(|(rel, _)| checked.insert(rel.to_string())) {
                 if self.file(report, rel, hash)? && self.options.repair {
                     repairs.push(Repair {
                         hour: (symbol.clone(), *hour),

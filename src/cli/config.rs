@@ -25,11 +25,13 @@ pub(super) const DEFAULT_FILE: &str = "bml.toml";
 /// The keys the file may set: the long options the commands that keep the
 /// lake share. Each is documented in docs/operations.md, and each has its
 /// `BML_<KEY>` variable.
-const KEYS: [&str; 19] = [
+const KEYS: [&str; 21] = [
     "data_dir",
     "lake_dir",
     "lake_url",
     "s3_endpoint",
+    "layout",
+    "day_settle_hours",
     "symbols",
     "rest_base",
     "vision_base",

@@ -63,6 +63,8 @@ pub(super) fn materialize(
     let options = run::Options {
         from: args.from,
         lake: lake.clone(),
+        layout: lake.layout(),
+        days_closed_before: lake.days_closed_before(chrono::Utc::now().timestamp_millis()),
         jobs: args.jobs.map_or_else(
             || std::thread::available_parallelism().map_or(1, usize::from),
             usize::from,

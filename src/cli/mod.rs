@@ -18,7 +18,8 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
-use crate::lake::Lake;
+use crate::lake::{Lake, Layout};
+use crate::time::HOUR_MS;
 
 /// Exit codes, documented in `docs/operations.md`.
 pub mod exit {
@@ -58,6 +59,24 @@ pub struct Cli {
     #[arg(long, global = true, env = "BML_LAKE_URL", value_name = "URL",
           value_parser = parse_lake_url, conflicts_with = "lake_dir", help_heading = GLOBAL)]
     lake_url: Option<String>,
+
+    /// How the lake's hours are laid out in files: `hour`, one file per
+    /// symbol-hour (`…/day=DD/hour=HH/part.parquet`); or `day`, one file per
+    /// closed symbol-day (`…/day=DD/part.parquet`, its hours as row groups),
+    /// the hours of a day not yet closed as `…/day=DD/part-HH.parquet`.
+    /// Default: the layout the lake was last written in (`hour` for a new
+    /// one). Changing it re-derives the lake in the new layout and removes
+    /// the old files.
+    #[arg(long, global = true, env = "BML_LAYOUT", value_parser = ["hour", "day"],
+          help_heading = GLOBAL)]
+    layout: Option<String>,
+
+    /// In the `day` layout, how long after its end a day is closed and gets
+    /// its one file (its hours are derived by then, late Vision archives
+    /// included).
+    #[arg(long, global = true, env = "BML_DAY_SETTLE_HOURS", default_value_t = 48,
+          value_name = "HOURS", help_heading = GLOBAL)]
+    day_settle_hours: u32,
 
     /// An S3-compatible server to use instead of AWS for an `s3://` lake
     /// (MinIO, Ceph, R2, …); default AWS_ENDPOINT_URL, else AWS itself. A
@@ -196,7 +215,15 @@ fn command() -> clap::Command {
     let hidden: Vec<clap::Arg> = cli
         .get_arguments()
         .filter(|a| {
-            ["data_dir", "lake_dir", "lake_url", "s3_endpoint"].contains(&a.get_id().as_str())
+            [
+                "data_dir",
+                "lake_dir",
+                "lake_url",
+                "s3_endpoint",
+                "layout",
+                "day_settle_hours",
+            ]
+            .contains(&a.get_id().as_str())
         })
         .map(|a| a.clone().hide(true))
         .collect();
@@ -290,14 +317,18 @@ pub fn main() -> ExitCode {
 /// made absolute, so that the ledger's lake root means the same lake from any
 /// working directory (`status`, the next run).
 fn lake(cli: &Cli) -> anyhow::Result<Lake> {
-    if let Some(url) = &cli.lake_url {
-        return Lake::open(url, cli.s3_endpoint.as_deref());
-    }
-    let lake = cli
-        .lake_dir
-        .clone()
-        .unwrap_or_else(|| crate::data_dir::default_lake(&cli.data_dir));
-    Ok(Lake::local(std::path::absolute(&lake).unwrap_or(lake)))
+    let lake = match &cli.lake_url {
+        Some(url) => Lake::open(url, cli.s3_endpoint.as_deref())?,
+        None => {
+            let dir = cli
+                .lake_dir
+                .clone()
+                .unwrap_or_else(|| crate::data_dir::default_lake(&cli.data_dir));
+            Lake::local(std::path::absolute(&dir).unwrap_or(dir))
+        }
+    };
+    let layout = cli.layout.as_deref().and_then(Layout::from_name);
+    Ok(lake.with_layout(layout, i64::from(cli.day_settle_hours) * HOUR_MS))
 }
 
 /// `--lake-url`: an `s3://bucket[/prefix]` or a `file:///dir` URL.

@@ -3,7 +3,8 @@
 //! Atomic: a partition is written to a temporary file in its own directory,
 //! synced, renamed over the old file, and the directory synced; a crash leaves
 //! the old file or the new one, never half of either. A killed writer may leave
-//! a temporary (`.part.*.tmp`), which the next commit of that hour removes.
+//! a temporary (`.part.*.tmp`, `.part-HH.parquet.*.tmp`), which the next commit
+//! of that file removes.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -49,7 +50,7 @@ impl Local {
         // 0666 before the umask, as any file a program creates: readers running as
         // another user must be able to open the lake (temp files default to 0600).
         let mut tmp = tempfile::Builder::new()
-            .prefix(".part.")
+            .prefix(&temporary_prefix(&path))
             .suffix(".tmp")
             .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
             .tempfile_in(dir)
@@ -74,7 +75,17 @@ impl Local {
     pub fn delete(&self, key: &str) -> anyhow::Result<bool> {
         let path = self.root.join(key);
         match std::fs::remove_file(&path) {
-            Ok(()) => sync_dir(parent(&path)).map(|()| true),
+            Ok(()) => {
+                let dir = parent(&path);
+                // An hour's directory emptied (a day closed, the layout
+                // changed) goes too; one that is not empty stays.
+                if std::fs::remove_dir(dir).is_ok() {
+                    sync_dir(parent(dir))?;
+                } else {
+                    sync_dir(dir)?;
+                }
+                Ok(true)
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
             Err(e) => Err(e).with_context(|| format!("removing {}", path.display())),
         }
@@ -110,10 +121,12 @@ impl Local {
         Ok(files)
     }
 
-    /// Removes the temporaries a killed writer left beside `key` (one
-    /// materializer runs at a time: the ledger's lock sees to it).
+    /// Removes the temporaries a killed writer left for `key` (one
+    /// materializer runs at a time: the ledger's lock sees to it; other
+    /// files' temporaries in the same directory are another worker's).
     pub fn remove_stale_temporaries(&self, key: &str) -> anyhow::Result<()> {
         let path = self.root.join(key);
+        let prefix = temporary_prefix(&path);
         let dir = parent(&path);
         let entries = match std::fs::read_dir(dir) {
             Ok(entries) => entries,
@@ -124,11 +137,8 @@ impl Local {
             let path = entry
                 .with_context(|| format!("listing {}", dir.display()))?
                 .path();
-            if path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(super::is_temporary)
-            {
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            if name.starts_with(&prefix) && super::is_temporary(name) {
                 std::fs::remove_file(&path)
                     .with_context(|| format!("removing the stale {}", path.display()))?;
             }
@@ -146,6 +156,16 @@ impl Local {
         let len = file.metadata().map_or(0, |m| m.len());
         let mut tail = [0u8; 4];
         len >= 12 && file.read_exact_at(&mut tail, len - 4).is_ok() && &tail == b"PAR1"
+    }
+}
+
+/// The start of the names of `path`'s temporaries: `.part-07.parquet.` for
+/// `part-07.parquet`; `.part.` for `part.parquet` (as bml wrote them before
+/// the day layout, so that a sweep also finds those).
+fn temporary_prefix(path: &Path) -> String {
+    match path.file_name().and_then(|n| n.to_str()) {
+        Some("part.parquet") | None => ".part.".into(),
+        Some(name) => format!(".{name}."),
     }
 }
 

@@ -20,11 +20,17 @@ use anyhow::{bail, Context};
 use chrono::{DateTime, Datelike, Timelike};
 use sha2::Digest;
 
-pub use parquet::{arrow_schema, encode};
+pub use parquet::{arrow_schema, encode, encode_groups};
 
-/// Where the lake is.
+/// Where the lake is, and how its hours are laid out in files.
 #[derive(Debug, Clone)]
-pub struct Lake(Store);
+pub struct Lake {
+    store: Store,
+    /// `None`: the layout the lake was last written in.
+    layout: Option<Layout>,
+    /// How long after its end a day is closed (day layout).
+    day_settle_ms: i64,
+}
 
 #[derive(Debug, Clone)]
 enum Store {
@@ -59,7 +65,36 @@ pub struct Listed {
 impl Lake {
     /// A lake under a local directory.
     pub fn local(root: impl Into<PathBuf>) -> Lake {
-        Lake(Store::Local(local::Local { root: root.into() }))
+        Lake::in_store(Store::Local(local::Local { root: root.into() }))
+    }
+
+    fn in_store(store: Store) -> Lake {
+        Lake {
+            store,
+            layout: None,
+            day_settle_ms: 0,
+        }
+    }
+
+    /// The same lake in `layout` (`None`: as it was last written), a day
+    /// closing `day_settle_ms` after its end.
+    #[must_use]
+    pub fn with_layout(self, layout: Option<Layout>, day_settle_ms: i64) -> Lake {
+        Lake {
+            layout,
+            day_settle_ms,
+            ..self
+        }
+    }
+
+    /// The layout asked for (`None`: as the lake was last written).
+    pub fn layout(&self) -> Option<Layout> {
+        self.layout
+    }
+
+    /// In the day layout, the time before which a day is closed, at `now_ms`.
+    pub fn days_closed_before(&self, now_ms: i64) -> i64 {
+        now_ms - self.day_settle_ms
     }
 
     /// The lake `location` names: `s3://bucket[/prefix]`, `file:///dir`, or a
@@ -67,9 +102,8 @@ impl Lake {
     /// `AWS_ENDPOINT_URL`, else AWS itself).
     pub fn open(location: &str, endpoint: Option<&str>) -> anyhow::Result<Lake> {
         if location.starts_with("s3://") {
-            return Ok(Lake(Store::Object(object::Object::open(
-                location, endpoint,
-            )?)));
+            let store = object::Object::open(location, endpoint)?;
+            return Ok(Lake::in_store(Store::Object(store)));
         }
         if let Some(path) = location.strip_prefix("file://") {
             if !path.starts_with('/') {
@@ -86,7 +120,7 @@ impl Lake {
     /// The root as the ledger records it and messages name it: the directory,
     /// or the `s3://` URL (never a credential).
     pub fn location(&self) -> String {
-        match &self.0 {
+        match &self.store {
             Store::Local(l) => l.root.display().to_string(),
             Store::Object(o) => o.location(),
         }
@@ -94,7 +128,7 @@ impl Lake {
 
     /// The directory, for a lake on a local disk.
     pub fn local_root(&self) -> Option<&Path> {
-        match &self.0 {
+        match &self.store {
             Store::Local(l) => Some(&l.root),
             Store::Object(_) => None,
         }
@@ -102,7 +136,7 @@ impl Lake {
 
     /// Commits `bytes` as the object `key`, atomically.
     pub fn put(&self, key: &str, bytes: &[u8]) -> anyhow::Result<Stored> {
-        let etag = match &self.0 {
+        let etag = match &self.store {
             Store::Local(l) => l.put(key, bytes).map(|()| None)?,
             Store::Object(o) => o.put(key, bytes)?,
         };
@@ -117,7 +151,7 @@ impl Lake {
     /// Creates `key` with `bytes` unless it exists; false if it did (of two
     /// writers racing, exactly one creates it).
     pub fn create(&self, key: &str, bytes: &[u8]) -> anyhow::Result<bool> {
-        match &self.0 {
+        match &self.store {
             Store::Local(l) => l.create(key, bytes),
             Store::Object(o) => o.create(key, bytes),
         }
@@ -125,7 +159,7 @@ impl Lake {
 
     /// The bytes of `key`, if it exists.
     pub fn get(&self, key: &str) -> anyhow::Result<Option<Vec<u8>>> {
-        match &self.0 {
+        match &self.store {
             Store::Local(l) => l.get(key),
             Store::Object(o) => o.get(key),
         }
@@ -133,7 +167,7 @@ impl Lake {
 
     /// Removes `key` if it exists.
     pub fn delete(&self, key: &str) -> anyhow::Result<()> {
-        match &self.0 {
+        match &self.store {
             Store::Local(l) => l.delete(key).map(drop),
             Store::Object(o) => o.delete(key),
         }
@@ -143,7 +177,7 @@ impl Lake {
     /// ending at a `/`, without it), sorted by key: partitions, and any
     /// temporaries a killed writer left on a local disk.
     pub fn list_under(&self, dir: &str) -> anyhow::Result<Vec<Listed>> {
-        let mut listed = match &self.0 {
+        let mut listed = match &self.store {
             Store::Local(l) => l.list(dir)?,
             Store::Object(o) => o.list(dir)?,
         };
@@ -154,7 +188,7 @@ impl Lake {
     /// Removes what a killed writer left beside `key` (temporaries exist on a
     /// local disk only: an object store's PUT stages nothing under a name).
     pub fn remove_stale_temporaries(&self, key: &str) -> anyhow::Result<()> {
-        match &self.0 {
+        match &self.store {
             Store::Local(l) => l.remove_stale_temporaries(key),
             Store::Object(_) => Ok(()),
         }
@@ -165,7 +199,7 @@ impl Lake {
     /// Parquet footer's magic at its end; in an object store, the ETag, as
     /// an object is replaced whole or not at all.
     pub fn looks_whole(&self, found: &Listed, recorded_etag: Option<&str>) -> bool {
-        match &self.0 {
+        match &self.store {
             Store::Local(l) => l.ends_like_parquet(&found.key),
             Store::Object(_) => recorded_etag.is_none_or(|e| found.etag.as_deref() == Some(e)),
         }
@@ -175,16 +209,73 @@ impl Lake {
 /// The dataset's directory under the lake root: what readers point at.
 pub const DATASET: &str = "futures/um/minute";
 
-/// The key of a symbol-hour's partition, relative to the lake root.
+/// How the hours of a lake are laid out in files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// One file per symbol-hour, `…/day=DD/hour=HH/part.parquet` (the
+    /// original project's contract).
+    Hour,
+    /// One file per closed symbol-day, `…/day=DD/part.parquet`, its hours as
+    /// row groups; the hours of a day not yet closed as
+    /// `…/day=DD/part-HH.parquet`. Every file sits at the same depth, so a
+    /// hive reader sees one set of keys (symbol, year, month, day).
+    Day,
+}
+
+impl Layout {
+    /// Its name, on the command line and in the ledger.
+    pub fn name(self) -> &'static str {
+        match self {
+            Layout::Hour => "hour",
+            Layout::Day => "day",
+        }
+    }
+
+    /// The layout `name` names.
+    pub fn from_name(name: &str) -> Option<Layout> {
+        [Layout::Hour, Layout::Day]
+            .into_iter()
+            .find(|l| l.name() == name)
+    }
+}
+
+/// The directory of a symbol-day, relative to the lake root.
+pub fn day_dir(symbol: &str, time: i64) -> String {
+    let t = DateTime::from_timestamp_millis(time).expect("time in range");
+    format!(
+        "{DATASET}/symbol={symbol}/year={:04}/month={:02}/day={:02}",
+        t.year(),
+        t.month(),
+        t.day()
+    )
+}
+
+/// The key of a symbol-hour's partition in the hour layout.
 pub fn partition_key(symbol: &str, hour_start: i64) -> String {
     let t = DateTime::from_timestamp_millis(hour_start).expect("hour start in range");
     format!(
-        "{DATASET}/symbol={symbol}/year={:04}/month={:02}/day={:02}/hour={:02}/part.parquet",
-        t.year(),
-        t.month(),
-        t.day(),
+        "{}/hour={:02}/part.parquet",
+        day_dir(symbol, hour_start),
         t.hour()
     )
+}
+
+/// The key of the file holding a symbol-hour: in the hour layout its own
+/// file; in the day layout its day's file once the day is `closed`, else a
+/// file of its own in the day's directory.
+pub fn file_key(layout: Layout, closed: bool, symbol: &str, hour_start: i64) -> String {
+    match (layout, closed) {
+        (Layout::Hour, _) => partition_key(symbol, hour_start),
+        (Layout::Day, true) => format!("{}/part.parquet", day_dir(symbol, hour_start)),
+        (Layout::Day, false) => {
+            let t = DateTime::from_timestamp_millis(hour_start).expect("hour start in range");
+            format!(
+                "{}/part-{:02}.parquet",
+                day_dir(symbol, hour_start),
+                t.hour()
+            )
+        }
+    }
 }
 
 /// The path of a symbol-hour's partition in a lake under the directory `root`.
@@ -194,12 +285,18 @@ pub fn partition_path(root: &Path, symbol: &str, hour_start: i64) -> PathBuf {
 
 /// Whether a file's name is a local writer's temporary.
 pub fn is_temporary(name: &str) -> bool {
-    name.starts_with(".part.") && name.ends_with(".tmp")
+    name.starts_with(".part") && name.ends_with(".tmp")
 }
 
-/// Whether the key is a partition's (rather than a temporary or a stray).
+/// Whether the key is a partition's file, in either layout (rather than a
+/// temporary or a stray).
 pub fn is_partition(key: &str) -> bool {
-    key.rsplit('/').next() == Some("part.parquet")
+    let name = key.rsplit('/').next().unwrap_or("");
+    name == "part.parquet"
+        || name
+            .strip_prefix("part-")
+            .and_then(|n| n.strip_suffix(".parquet"))
+            .is_some_and(|hh| hh.len() == 2 && hh.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// Writes a symbol-hour's partition in a lake under the directory `root` (for

@@ -34,10 +34,37 @@ pub fn arrow_schema() -> Schema {
     Schema::new(fields)
 }
 
-/// The Parquet bytes of `rows` (in the order given).
+/// The Parquet bytes of `rows` (in the order given): an hour's file.
 pub fn encode(rows: &[MinuteRow]) -> anyhow::Result<Vec<u8>> {
-    let cells: Vec<[Cell; 58]> = rows.iter().map(MinuteRow::cells).collect();
+    encode_groups(&[rows])
+}
+
+/// The Parquet bytes of `groups` of rows, one row group each (empty groups
+/// left out): a day's file holds its hours so, and a reader filtering on
+/// time skips the hours it does not want by their statistics.
+pub fn encode_groups(groups: &[&[MinuteRow]]) -> anyhow::Result<Vec<u8>> {
     let schema = Arc::new(arrow_schema());
+    let properties = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3)?))
+        .set_created_by("bml lake format 1".into())
+        .set_key_value_metadata(Some(vec![KeyValue::new(
+            "bml.schema_hash".into(),
+            hex::encode(schema_hash()),
+        )]))
+        .build();
+    let mut bytes = Vec::new();
+    let mut writer = ArrowWriter::try_new(&mut bytes, schema.clone(), Some(properties))?;
+    for rows in groups.iter().filter(|rows| !rows.is_empty()) {
+        writer.write(&batch(&schema, rows)?)?;
+        writer.flush()?;
+    }
+    writer.close()?;
+    Ok(bytes)
+}
+
+/// The rows as one record batch of the canonical schema.
+fn batch(schema: &Arc<Schema>, rows: &[MinuteRow]) -> anyhow::Result<RecordBatch> {
+    let cells: Vec<[Cell; 58]> = rows.iter().map(MinuteRow::cells).collect();
     let columns: Vec<ArrayRef> = COLUMNS
         .iter()
         .enumerate()
@@ -62,19 +89,5 @@ pub fn encode(rows: &[MinuteRow]) -> anyhow::Result<Vec<u8>> {
             }
         })
         .collect();
-    let batch =
-        RecordBatch::try_new(schema.clone(), columns).context("building the record batch")?;
-    let properties = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3)?))
-        .set_created_by("bml lake format 1".into())
-        .set_key_value_metadata(Some(vec![KeyValue::new(
-            "bml.schema_hash".into(),
-            hex::encode(schema_hash()),
-        )]))
-        .build();
-    let mut bytes = Vec::new();
-    let mut writer = ArrowWriter::try_new(&mut bytes, schema, Some(properties))?;
-    writer.write(&batch)?;
-    writer.close()?;
-    Ok(bytes)
+    RecordBatch::try_new(schema.clone(), columns).context("building the record batch")
 }

@@ -349,6 +349,32 @@ impl Ledger {
         Ok(value.map(|v| String::from_utf8_lossy(v.value()).into_owned()))
     }
 
+    /// The layout the partitions were written in (`lake::Layout::name`);
+    /// none before layouts existed: the hour layout.
+    pub fn lake_layout(&self) -> anyhow::Result<Option<String>> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(META)?;
+        let value = table.get("lake_layout")?;
+        Ok(value.map(|v| String::from_utf8_lossy(v.value()).into_owned()))
+    }
+
+    /// In the day layout, the time before which the last run held a day
+    /// closed (a day ending at or before it has one file).
+    pub fn days_closed_before(&self) -> anyhow::Result<Option<i64>> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(META)?;
+        let Some(value) = table.get("days_closed_before")? else {
+            return Ok(None);
+        };
+        let bytes: [u8; 8] = value.value().try_into().map_err(|_| {
+            anyhow::anyhow!(
+                "{}: meta key \"days_closed_before\" is not 8 bytes",
+                self.path.display()
+            )
+        })?;
+        Ok(Some(i64::from_le_bytes(bytes)))
+    }
+
     /// The log this ledger was derived from, as of its last index commit.
     pub fn log_binding(&self) -> anyhow::Result<Option<LogBinding>> {
         let txn = self.db.begin_read()?;
@@ -684,6 +710,23 @@ impl Batch {
     /// Records the lake root partitions are written under.
     pub fn set_lake_root(&mut self, root: &str) -> anyhow::Result<()> {
         self.set_meta("lake_root", root.as_bytes())
+    }
+
+    /// Records the layout the partitions are written in, and in the day
+    /// layout the time before which a day counts as closed.
+    pub fn set_lake_layout(
+        &mut self,
+        layout: &str,
+        closed_before: Option<i64>,
+    ) -> anyhow::Result<()> {
+        self.set_meta("lake_layout", layout.as_bytes())?;
+        match closed_before {
+            Some(t) => self.set_meta("days_closed_before", &t.to_le_bytes()),
+            None => {
+                self.txn.open_table(META)?.remove("days_closed_before")?;
+                Ok(())
+            }
+        }
     }
 
     fn set_meta(&mut self, key: &str, value: &[u8]) -> anyhow::Result<()> {

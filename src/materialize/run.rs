@@ -28,11 +28,11 @@ use super::hour::build_hour;
 use super::index;
 use crate::event::{Visibility, LIQUIDATION_STREAM_SUFFIX};
 use crate::eventlog::RecordReader;
-use crate::lake::{self, claims, Lake};
+use crate::lake::{self, claims, Lake, Layout};
 use crate::ledger::{BookHealth, FedBy, Finding, Ledger, Partition, Provenance};
 use crate::progress::{Progress, Unit};
 use crate::schema::schema_hash;
-use crate::time::{utc_minute, HOUR_MS, MINUTE_MS};
+use crate::time::{utc_minute, DAY_MS, HOUR_MS, MINUTE_MS};
 
 /// Commit the ledger (lazily) after this many hours.
 const HOURS_PER_COMMIT: usize = 64;
@@ -45,6 +45,14 @@ pub struct Options {
     pub from: Option<u64>,
     /// The lake.
     pub lake: Lake,
+    /// How its hours are laid out in files (`None`: as the ledger recorded
+    /// for this lake, else the hour layout).
+    pub layout: Option<Layout>,
+    /// In the day layout, the time before which a day counts as closed (a
+    /// day ending at or before it is one file): the caller's clock less the
+    /// settle time, or the time the ledger recorded (an audit must decide as
+    /// the run it checks did).
+    pub days_closed_before: i64,
     /// Hours derived at once, each on its own thread (at least 1). Memory grows
     /// with it: one hour's facts per job.
     pub jobs: usize,
@@ -132,24 +140,85 @@ pub enum MaterializeError {
 }
 
 /// The hours a run derives: those reached by records at or after `from`
-/// (every hour when the lake moved), and those written under another schema.
+/// (every hour when the lake moved or changed layout), those asked for, and
+/// those written under another schema. In the day layout, a closed day is derived whole
+/// (its file holds every hour), and so is a day closed since the last run.
 fn hours_to_derive(
     ledger: &Ledger,
     from: u64,
     lake_root: &str,
+    layout: &Days,
+    rederive: &BTreeSet<(String, i64)>,
 ) -> anyhow::Result<BTreeSet<(String, i64)>> {
-    let moved = ledger.lake_root()?.is_some_and(|r| r != lake_root);
+    let moved = ledger.lake_root()?.is_some_and(|r| r != lake_root) || relaid(ledger, layout)?;
     let mut hours: BTreeSet<(String, i64)> = ledger
         .hours_reached_since(if moved { 0 } else { from })?
         .into_iter()
         .collect();
+    hours.extend(rederive.iter().cloned());
     let current = schema_hash();
-    for ((symbol, hour), p) in ledger.partitions()? {
+    let was_closed = ledger.days_closed_before()?;
+    let mut days = BTreeSet::new();
+    let partitions = ledger.partitions()?;
+    for ((symbol, hour), p) in &partitions {
+        let (symbol, hour) = (symbol.clone(), *hour);
+        let newly_closed =
+            layout.closed(hour) && was_closed.is_none_or(|t| day_of(hour) + DAY_MS > t);
+        if newly_closed {
+            days.insert((symbol.clone(), day_of(hour)));
+        }
         if p.schema_hash != current {
             hours.insert((symbol, hour));
         }
     }
+    days.extend(
+        hours
+            .iter()
+            .filter(|(_, hour)| layout.closed(*hour))
+            .map(|(symbol, hour)| (symbol.clone(), day_of(*hour))),
+    );
+    // Every hour of those days the ledger holds: the day's file is made of
+    // them (an hour no record reached has no minute, and no place in it).
+    hours.extend(
+        partitions
+            .into_keys()
+            .filter(|(symbol, hour)| days.contains(&(symbol.clone(), day_of(*hour)))),
+    );
     Ok(hours)
+}
+
+/// Whether the ledger's partitions were written in another layout.
+fn relaid(ledger: &Ledger, layout: &Days) -> anyhow::Result<bool> {
+    let was = ledger
+        .lake_layout()?
+        .unwrap_or_else(|| Layout::Hour.name().into());
+    Ok(was != layout.layout.name())
+}
+
+fn day_of(time: i64) -> i64 {
+    time.div_euclid(DAY_MS) * DAY_MS
+}
+
+/// The layout of a run, with the time before which days are closed.
+#[derive(Debug, Clone, Copy)]
+struct Days {
+    layout: Layout,
+    closed_before: Option<i64>,
+}
+
+impl Days {
+    /// Whether the hour's day is one file.
+    fn closed(&self, hour: i64) -> bool {
+        self.layout == Layout::Day
+            && self
+                .closed_before
+                .is_some_and(|t| day_of(hour) + DAY_MS <= t)
+    }
+
+    /// The key of the file holding the symbol-hour.
+    fn key(&self, symbol: &str, hour: i64) -> String {
+        lake::file_key(self.layout, self.closed(hour), symbol, hour)
+    }
 }
 
 /// Which Vision rows count, from the markers and lost ranges in the ledger.
@@ -193,19 +262,42 @@ fn derive_all(
             });
         }
         drop(sender);
+        // The hours of each closed day still to arrive: its file is written
+        // once all have, and only then do they go in the ledger.
+        let mut waiting: BTreeMap<(&str, i64), usize> = BTreeMap::new();
+        for (symbol, hour) in hours {
+            if context.days.closed(*hour) {
+                *waiting.entry((symbol.as_str(), day_of(*hour))).or_default() += 1;
+            }
+        }
+        let mut arrived: BTreeMap<(&str, i64), Vec<(i64, Derived)>> = BTreeMap::new();
         let mut batch = context.ledger.batch()?;
         let mut since_commit = 0;
         for derived in receiver {
             let (symbol, hour, derived) = derived?;
-            batch.put_partition(symbol, hour, &derived.partition, &derived.findings)?;
-            batch.set_book_health(symbol, hour, derived.book.as_ref())?;
-            batch.set_provenance(symbol, hour, &derived.provenance)?;
-            if let Some(etag) = &derived.etag {
-                batch.set_etag(symbol, hour, etag.as_deref())?;
+            let ready = if derived.day_rows.is_some() {
+                let day = (symbol.as_str(), day_of(hour));
+                let have = arrived.entry(day).or_default();
+                have.push((hour, derived));
+                if have.len() < waiting[&day] {
+                    continue;
+                }
+                let have = arrived.remove(&day).unwrap_or_default();
+                context.commit_day(symbol, day.1, have)?
+            } else {
+                vec![(hour, derived)]
+            };
+            for (hour, derived) in ready {
+                batch.put_partition(symbol, hour, &derived.partition, &derived.findings)?;
+                batch.set_book_health(symbol, hour, derived.book.as_ref())?;
+                batch.set_provenance(symbol, hour, &derived.provenance)?;
+                if let Some(etag) = &derived.etag {
+                    batch.set_etag(symbol, hour, etag.as_deref())?;
+                }
+                done(symbol, hour, &derived);
+                since_commit += 1;
             }
-            done(symbol, hour, &derived);
-            since_commit += 1;
-            if since_commit == HOURS_PER_COMMIT {
+            if since_commit >= HOURS_PER_COMMIT {
                 // Committed before the next begins: redb waits forever for a
                 // second write transaction opened while its thread holds one.
                 batch.commit_lazily()?;
@@ -254,8 +346,24 @@ pub fn run(data_dir: &Path, options: &Options, progress: &dyn Progress) -> anyho
         None => ledger.checkpoint()?,
     };
     let lake_root = options.lake.location();
-    let mut hours = hours_to_derive(&ledger, from, &lake_root)?;
-    hours.extend(options.rederive.iter().cloned());
+    let same_lake = ledger.lake_root()?.is_none_or(|root| root == lake_root);
+    let recorded = ledger
+        .lake_layout()?
+        .and_then(|name| Layout::from_name(&name));
+    let layout = options
+        .layout
+        .or(recorded.filter(|_| same_lake))
+        .unwrap_or(Layout::Hour);
+    let mut days = Days {
+        layout,
+        closed_before: (layout == Layout::Day).then_some(options.days_closed_before),
+    };
+    let relaid = relaid(&ledger, &days)?;
+    if same_lake && !relaid && options.as_of.is_none() {
+        // A closed day stays closed (a longer settle time reopens none).
+        days.closed_before = days.closed_before.max(ledger.days_closed_before()?);
+    }
+    let hours = hours_to_derive(&ledger, from, &lake_root, &days, &options.rederive)?;
     // A derivation of its own (`--as-of`, an audit's) writes a lake of its
     // own; the lake itself is shared with other instances, by symbol.
     let me = match options.as_of {
@@ -281,6 +389,7 @@ pub fn run(data_dir: &Path, options: &Options, progress: &dyn Progress) -> anyho
         ledger: &ledger,
         visibility: &visibility,
         lake: &options.lake,
+        days,
         files: options.as_of.as_ref().is_none_or(|a| a.files),
     };
     derive_all(
@@ -302,9 +411,12 @@ pub fn run(data_dir: &Path, options: &Options, progress: &dyn Progress) -> anyho
         batch.set_watermark(symbol, watermark(&partitions, symbol))?;
     }
     batch.set_lake_root(&lake_root)?;
+    batch.set_lake_layout(days.layout.name(), days.closed_before)?;
     batch.set_checkpoint(head)?;
     batch.commit()?;
-    if rebuilt.is_some() {
+    // A rebuilt ledger knows only what the log holds now; a new layout
+    // names other files for the same hours.
+    if rebuilt.is_some() || relaid {
         let others = match &me {
             Some(me) => claims::others(&options.lake, me)?,
             None => BTreeSet::new(),
@@ -384,6 +496,7 @@ struct Context<'a> {
     ledger: &'a Ledger,
     visibility: &'a Visibility,
     lake: &'a Lake,
+    days: Days,
     /// Write the partition files (else only hash them: `AsOf::files`).
     files: bool,
 }
@@ -414,6 +527,7 @@ fn liquidation_coverage(
 }
 
 /// What happened to an hour's file.
+#[derive(Clone, Copy)]
 enum File {
     Written,
     Unchanged,
@@ -428,6 +542,9 @@ struct Derived {
     provenance: Provenance,
     book: Option<BookHealth>,
     file: File,
+    /// In the day layout, the rows of an hour of a closed day, for its day's
+    /// file (written when every hour of it has arrived).
+    day_rows: Option<Vec<crate::schema::MinuteRow>>,
     /// The object's ETag to record: `Some(None)` forgets any (no file, or a
     /// local lake), `None` keeps what the ledger has (the file unchanged).
     etag: Option<Option<String>>,
@@ -511,7 +628,7 @@ impl Context<'_> {
         hour: i64,
     ) -> anyhow::Result<Derived> {
         let (ledger, lake) = (self.ledger, self.lake);
-        let key = lake::partition_key(symbol, hour);
+        let key = self.days.key(symbol, hour);
         if self.files {
             lake.remove_stale_temporaries(&key)?;
         }
@@ -548,39 +665,102 @@ impl Context<'_> {
             sources: sources.into_iter().collect(),
             findings: findings.len() as u32,
         };
-        let derived = |partition, findings, file, etag| Derived {
+        let derived = |partition, findings, file, etag, day_rows| Derived {
             partition,
             findings,
             provenance: resolution.provenance,
             book: out.book,
             file,
             etag,
+            day_rows,
             records_read: offsets.len() as u64,
             events_read,
         };
+        if self.days.closed(hour) {
+            // Its day's file is written once every hour of it is derived.
+            partition.path = (!out.rows.is_empty()).then_some(key);
+            return Ok(derived(
+                partition,
+                findings,
+                File::None,
+                None,
+                Some(out.rows),
+            ));
+        }
         if out.rows.is_empty() {
             if self.files {
                 lake.delete(&key)?;
             }
-            return Ok(derived(partition, findings, File::None, Some(None)));
+            return Ok(derived(partition, findings, File::None, Some(None), None));
         }
-        let (file, content_hash, etag) = self.write_partition(symbol, hour, &key, &out.rows)?;
+        let bytes = lake::encode(&out.rows)?;
+        let (file, content_hash, etag) = self.write_file(symbol, hour, &key, &bytes)?;
         partition.path = Some(key);
         partition.content_hash = Some(content_hash);
-        Ok(derived(partition, findings, file, etag))
+        Ok(derived(partition, findings, file, etag, None))
     }
 
-    /// Writes the hour's file unless it already holds exactly these bytes;
+    /// Writes the file of a closed day from its hours (derived, in any
+    /// order), then removes the day's other files (its hours' own, from
+    /// before it closed or from the hour layout): the new file first, so
+    /// no minute is ever missing. Returns the hours with what was done.
+    fn commit_day(
+        &self,
+        symbol: &str,
+        day: i64,
+        mut hours: Vec<(i64, Derived)>,
+    ) -> anyhow::Result<Vec<(i64, Derived)>> {
+        hours.sort_by_key(|(hour, _)| *hour);
+        let key = lake::file_key(Layout::Day, true, symbol, day);
+        let with_rows = hours
+            .iter()
+            .find(|(_, d)| d.day_rows.as_ref().is_some_and(|rows| !rows.is_empty()));
+        let written = match with_rows {
+            Some((first, _)) => {
+                let groups: Vec<&[crate::schema::MinuteRow]> = hours
+                    .iter()
+                    .map(|(_, d)| d.day_rows.as_deref().unwrap_or_default())
+                    .collect();
+                let bytes = lake::encode_groups(&groups)?;
+                Some(self.write_file(symbol, *first, &key, &bytes)?)
+            }
+            None => None,
+        };
+        if self.files {
+            if written.is_none() {
+                self.lake.delete(&key)?;
+            }
+            for found in self.lake.list_under(&lake::day_dir(symbol, day))? {
+                if lake::is_partition(&found.key) && found.key != key {
+                    self.lake.delete(&found.key)?;
+                }
+            }
+        }
+        for (_, derived) in &mut hours {
+            let rows = derived.day_rows.take().unwrap_or_default();
+            match &written {
+                Some((file, hash, etag)) if !rows.is_empty() => {
+                    derived.partition.content_hash = Some(*hash);
+                    derived.file = *file;
+                    derived.etag.clone_from(etag);
+                }
+                _ => derived.etag = Some(None),
+            }
+        }
+        Ok(hours)
+    }
+
+    /// Writes a file (of an hour, or of a day: the ledger entry of `hour`
+    /// says what was there) unless it already holds exactly these bytes;
     /// returns what was done, the hash, and the ETag to record.
-    fn write_partition(
+    fn write_file(
         &self,
         symbol: &str,
         hour: i64,
         key: &str,
-        rows: &[crate::schema::MinuteRow],
+        bytes: &[u8],
     ) -> anyhow::Result<(File, [u8; 32], Option<Option<String>>)> {
-        let bytes = lake::encode(rows)?;
-        let content_hash: [u8; 32] = sha2::Sha256::digest(&bytes).into();
+        let content_hash: [u8; 32] = sha2::Sha256::digest(bytes).into();
         if !self.files {
             return Ok((File::Written, content_hash, Some(None)));
         }
@@ -593,7 +773,7 @@ impl Context<'_> {
         if same {
             return Ok((File::Unchanged, content_hash, None));
         }
-        let stored = self.lake.put(key, &bytes)?;
+        let stored = self.lake.put(key, bytes)?;
         Ok((File::Written, content_hash, Some(stored.etag)))
     }
 }

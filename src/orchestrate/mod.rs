@@ -458,6 +458,11 @@ impl<'a> Keeper<'a> {
             &materialize::Options {
                 from: None,
                 lake: self.options.lake.clone(),
+                layout: self.options.lake.layout(),
+                days_closed_before: self
+                    .options
+                    .lake
+                    .days_closed_before(chrono::Utc::now().timestamp_millis()),
                 jobs: self.options.jobs,
                 rebuild_ledger: false,
                 rederive,
@@ -546,13 +551,13 @@ fn missing_partitions(
         return Ok(BTreeSet::new());
     }
     // One listing per symbol-day, not a look per hour.
-    let days: BTreeSet<&str> = named
+    let days: BTreeSet<String> = named
         .iter()
-        .filter_map(|(_, _, key)| key.rsplit_once("/hour=").map(|(day, _)| day))
+        .map(|(symbol, hour, _)| crate::lake::day_dir(symbol, *hour))
         .collect();
     let mut found = BTreeSet::new();
     for day in days {
-        found.extend(lake.list_under(day)?.into_iter().map(|l| l.key));
+        found.extend(lake.list_under(&day)?.into_iter().map(|l| l.key));
     }
     Ok(named
         .into_iter()

@@ -169,7 +169,13 @@ pub mod determinism {
     }
 
     /// Lake files (relative path → bytes) and the ledger digest.
-    pub type Outcome = (BTreeMap<String, Vec<u8>>, [u8; 32]);
+    /// The hour layout's files, the ledger's digest, and the files of the
+    /// same log materialized in the day layout (every day closed).
+    pub type Outcome = (
+        BTreeMap<String, Vec<u8>>,
+        [u8; 32],
+        BTreeMap<String, Vec<u8>>,
+    );
 
     fn d(text: &str) -> Decimal {
         Decimal::from_str(text).expect("decimal")
@@ -485,47 +491,71 @@ pub mod determinism {
         let options = run::Options {
             from: None,
             lake: bml::lake::Lake::local(&lake),
+            layout: None,
+            days_closed_before: 0,
             jobs: 2,
             rebuild_ledger: false,
             rederive: Default::default(),
             as_of: None,
         };
-        let mut log = EventLog::open(data.path()).expect("log");
+        // The same log beside it, materialized in the day layout.
+        let day_data = tempfile::tempdir().expect("temp dir");
+        let day_lake = day_data.path().join("lake");
+        let day_options = run::Options {
+            lake: bml::lake::Lake::local(&day_lake),
+            layout: Some(bml::lake::Layout::Day),
+            days_closed_before: i64::MAX,
+            ..options.clone()
+        };
+        let mut logs = [data.path(), day_data.path()].map(|d| EventLog::open(d).expect("log"));
+        let push = |logs: &mut [EventLog; 2], record: &Record| {
+            for log in logs {
+                log.push(record).expect("push");
+            }
+        };
         for (position, &(index, batch)) in arrangement.blocks.iter().enumerate() {
             let block = &all[index];
-            let first_offset = log.next_offset();
+            let first_offset = logs[0].next_offset();
             for chunk in block.events.chunks(batch.min(block.events.len()).max(1)) {
-                log.push(&Record {
-                    symbol: "BTCUSDT".into(),
-                    source: block.source.clone(),
-                    received_ns: received(block) * 1_000_000,
-                    events: chunk.to_vec(),
-                })
-                .expect("push");
+                push(
+                    &mut logs,
+                    &Record {
+                        symbol: "BTCUSDT".into(),
+                        source: block.source.clone(),
+                        received_ns: received(block) * 1_000_000,
+                        events: chunk.to_vec(),
+                    },
+                );
             }
             if let (Source::Vision { file, sha256 }, true) = (&block.source, block.committed) {
-                log.push(&Record {
-                    symbol: "BTCUSDT".into(),
-                    source: block.source.clone(),
-                    received_ns: 0,
-                    events: vec![Event::VisionFileIngested(VisionFileIngested {
-                        kind: VisionKind::Klines,
-                        period: "2024-03-01".into(),
-                        file: file.clone(),
-                        sha256: *sha256,
-                        rows: block.events.len() as u64,
-                        first_offset,
-                        replaces: None,
-                    })],
-                })
-                .expect("push marker");
+                push(
+                    &mut logs,
+                    &Record {
+                        symbol: "BTCUSDT".into(),
+                        source: block.source.clone(),
+                        received_ns: 0,
+                        events: vec![Event::VisionFileIngested(VisionFileIngested {
+                            kind: VisionKind::Klines,
+                            period: "2024-03-01".into(),
+                            file: file.clone(),
+                            sha256: *sha256,
+                            rows: block.events.len() as u64,
+                            first_offset,
+                            replaces: None,
+                        })],
+                    },
+                );
             }
-            log.commit().expect("commit");
+            for log in &mut logs {
+                log.commit().expect("commit");
+            }
             if arrangement.runs_after.contains(&position) {
                 run::run(data.path(), &options, &Silent).expect("materialize");
+                run::run(day_data.path(), &day_options, &Silent).expect("materialize days");
             }
         }
         run::run(data.path(), &options, &Silent).expect("materialize");
+        run::run(day_data.path(), &day_options, &Silent).expect("materialize days");
         // Whatever the arrangement, the lake it left proves against its log.
         let audit = bml::audit::Options {
             lake: bml::lake::Lake::local(&lake),
@@ -540,7 +570,7 @@ pub mod determinism {
             .expect("ledger")
             .digest()
             .expect("digest");
-        (files(&lake), digest)
+        (files(&lake), digest, files(&day_lake))
     }
 
     /// A record's arrival: for live data, its own time (so the stream's span is
