@@ -101,33 +101,11 @@ fn day_layout_equals_hour_layout_in_24_times_fewer_files_and_switching_converges
     assert_same_rows(&compared(&hour, &day), [72, 3]);
     let again = materialize(data.path(), &day, &closed);
     assert!(again.contains("0 hours"), "nothing new: {again}");
-    let out = bml(
-        data.path(),
-        &[
-            "--lake-dir",
-            day.to_str().unwrap(),
-            "--layout",
-            "day",
-            "status",
-        ],
-    );
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    let out = bml(
-        data.path(),
-        &[
-            "--lake-dir",
-            day.to_str().unwrap(),
-            "--layout",
-            "day",
-            "audit",
-        ],
-    );
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "the audit knows the layout: {}",
-        text(&out)
-    );
+    // Status and the audit read the layout the ledger recorded.
+    for command in ["status", "audit"] {
+        let out = bml(data.path(), &["--lake-dir", day.to_str().unwrap(), command]);
+        assert_eq!(out.status.code(), Some(0), "{command}: {}", text(&out));
+    }
 
     // No day closed yet: an hour's file each, in its day's directory, every
     // file at the same depth (DuckDB refuses mixed hive keys).

@@ -214,17 +214,7 @@ fn command() -> clap::Command {
     // a hidden copy stands in for it (and its sub-subcommands inherit the copy).
     let hidden: Vec<clap::Arg> = cli
         .get_arguments()
-        .filter(|a| {
-            [
-                "data_dir",
-                "lake_dir",
-                "lake_url",
-                "s3_endpoint",
-                "layout",
-                "day_settle_hours",
-            ]
-            .contains(&a.get_id().as_str())
-        })
+        .filter(|a| a.is_global_set() && !["verbose", "quiet"].contains(&a.get_id().as_str()))
         .map(|a| a.clone().hide(true))
         .collect();
     let hide_dirs = |c: clap::Command| c.args(hidden.iter().cloned());
