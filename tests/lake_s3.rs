@@ -101,6 +101,9 @@ enum Faults {
     Flaky,
     /// Every PUT of a partition gets a 503, forever.
     Down,
+    /// Every DELETE of a partition is refused (403), as a bucket policy
+    /// without `s3:DeleteObject` would.
+    DeletesDenied,
 }
 
 /// An HTTP proxy in front of the S3 server that injects `Faults`.
@@ -194,6 +197,17 @@ async fn forward(
         Faults::Flaky if first_try => Some(puts.fetch_add(1, Ordering::SeqCst) % 3),
         _ => None,
     };
+    if matches!(faults, Faults::DeletesDenied)
+        && parts.method == hyper::Method::DELETE
+        && path.contains("/futures/")
+    {
+        injected.fetch_add(1, Ordering::SeqCst);
+        let xml = "<Error><Code>AccessDenied</Code><Message>injected</Message></Error>";
+        return Ok(Response::builder()
+            .status(403)
+            .body(Full::new(Bytes::from(xml)))
+            .unwrap());
+    }
     let unavailable = || {
         let xml = "<Error><Code>SlowDown</Code><Message>injected</Message></Error>";
         Response::builder()
@@ -413,6 +427,99 @@ fn materialize_into_s3_reads_back_as_the_local_lake_and_status_and_audit_see_it(
         ["futures/um/minute/symbol=BTCUSDT/year=2024/month=03/day=01/part.parquet"]
     );
     assert_eq!(seen["rows"], serde_json::json!([180, 180]), "{seen}");
+}
+
+/// The keys of the objects under `prefix` (beside a local lake).
+fn keys(seen: &Value) -> Vec<&str> {
+    seen["s3"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect()
+}
+
+#[test]
+fn a_day_closes_file_first_then_ledger_then_deletes_and_a_cut_sweep_is_finished_by_the_next_run() {
+    let moto = Moto::start();
+    let (_day, data) = ingested(3);
+    let local = tempfile::tempdir().unwrap();
+    let closing = ["--layout", "day", "--day-settle-hours", "0"];
+    let mut args = vec!["--lake-dir", local.path().to_str().unwrap(), "materialize"];
+    args.extend(closing);
+    let out = support::bml(data.path(), &args);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+
+    // The day still open in the bucket: an object per hour.
+    let url = lake_url("closing");
+    let out = run(bml_s3(
+        data.path(),
+        &moto.endpoint(),
+        &[
+            "materialize",
+            "--lake-url",
+            &url,
+            "--layout",
+            "day",
+            "--day-settle-hours",
+            "1000000",
+        ],
+    ));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let day_dir = "futures/um/minute/symbol=BTCUSDT/year=2024/month=03/day=01";
+    let hours: Vec<String> = (0..3)
+        .map(|h| format!("{day_dir}/part-0{h}.parquet"))
+        .collect();
+    assert_eq!(keys(&read_back(&moto, "closing", local.path())), hours);
+
+    // The day closes in a bucket that refuses deletes: its file is written
+    // and the ledger names it before any hour's object would go; the run
+    // fails naming the object it could not remove.
+    let denied = Proxy::start(moto.addr, Faults::DeletesDenied);
+    let mut args = vec!["materialize", "--lake-url", &url];
+    args.extend(closing);
+    let out = run(bml_s3(data.path(), &denied.endpoint(), &args));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!("removing {url}/{day_dir}/part-0")),
+        "{}",
+        text(&out)
+    );
+    let day_file = format!("{day_dir}/part.parquet");
+    let mut twice = hours.clone();
+    twice.push(day_file.clone());
+    twice.sort();
+    assert_eq!(
+        keys(&read_back(&moto, "closing", local.path())),
+        twice,
+        "no minute missing: the day's file and its hours' objects"
+    );
+    {
+        let ledger = bml::ledger::Ledger::open(data.path()).unwrap();
+        let paths: Vec<String> = ledger
+            .partitions()
+            .unwrap()
+            .into_values()
+            .filter_map(|p| p.path)
+            .collect();
+        assert_eq!(paths, vec![day_file.clone(); 3]);
+        let due = ledger.pending_sweeps().unwrap();
+        assert_eq!(due.len(), 1, "the day's sweep is left due: {due:?}");
+    }
+
+    // The next run finishes the sweep (and has nothing to write).
+    let out = run(bml_s3(data.path(), &moto.endpoint(), &args));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("0 written, 3 unchanged"),
+        "{}",
+        text(&out)
+    );
+    let seen = read_back(&moto, "closing", local.path());
+    assert_eq!(keys(&seen), [day_file.as_str()]);
+    assert_eq!(seen["s3"], seen["local"], "the local lake's bytes");
+    let ledger = bml::ledger::Ledger::open(data.path()).unwrap();
+    assert!(ledger.pending_sweeps().unwrap().is_empty());
 }
 
 /// A materialize into the bucket, silent.

@@ -47,13 +47,18 @@ const STREAMS: TableDefinition<(&str, &str, u64), &[u8]> = TableDefinition::new(
 const HEARTBEATS: TableDefinition<(&str, u64, i64), i64> = TableDefinition::new("heartbeats");
 /// (symbol, hour start) → [`BookHealth`], for hours with depth diffs.
 const BOOKS: TableDefinition<(&str, i64), &[u8]> = TableDefinition::new("books");
-/// Offsets `bml wal repair` declared lost: first offset → one past the last.
 /// (symbol, hour start) -> postcard `Provenance`: where its inputs came from.
 const PROVENANCE: TableDefinition<(&str, i64), &[u8]> = TableDefinition::new("provenance");
+/// Offsets `bml wal repair` declared lost: first offset → one past the last.
 const LOST: TableDefinition<u64, u64> = TableDefinition::new("lost");
 /// (symbol, hour start) → the object store's ETag of the partition's object,
 /// as its PUT returned it (lakes in object storage only).
 const ETAGS: TableDefinition<(&str, i64), &str> = TableDefinition::new("etags");
+/// (symbol, day start): closed days whose file the ledger names but whose
+/// hour files may still be in the lake. A day's hour files go only after the
+/// ledger durably names its file; a run killed in between leaves the day
+/// here, and the next run finishes the sweep.
+const SWEEPS: TableDefinition<(&str, i64), ()> = TableDefinition::new("day_sweeps");
 
 /// One symbol-hour as materialized.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -292,6 +297,7 @@ impl Ledger {
             txn.open_table(BOOKS)?;
             txn.open_table(PROVENANCE)?;
             txn.open_table(ETAGS)?;
+            txn.open_table(SWEEPS)?;
         }
         batch.commit()?;
         Ok(ledger)
@@ -605,6 +611,23 @@ impl Ledger {
         Ok(out)
     }
 
+    /// The closed days whose hour files may still be in the lake (see
+    /// `SWEEPS`), as (symbol, day start).
+    pub fn pending_sweeps(&self) -> anyhow::Result<Vec<(String, i64)>> {
+        let txn = self.db.begin_read()?;
+        let table = match txn.open_table(SWEEPS) {
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            table => table?,
+        };
+        let mut out = Vec::new();
+        for entry in table.iter()? {
+            let (key, _) = entry?;
+            let (symbol, day) = key.value();
+            out.push((symbol.to_owned(), day));
+        }
+        Ok(out)
+    }
+
     /// The ETag of one partition's object, if the ledger has it.
     pub fn etag(&self, symbol: &str, hour: i64) -> anyhow::Result<Option<String>> {
         let txn = self.db.begin_read()?;
@@ -814,6 +837,17 @@ impl Batch {
             Some(e) => table.insert((symbol, hour), e)?,
             None => table.remove((symbol, hour))?,
         };
+        Ok(())
+    }
+
+    /// Marks a closed day's sweep as due (`true`) or done (`false`).
+    pub fn set_sweep_due(&mut self, symbol: &str, day: i64, due: bool) -> anyhow::Result<()> {
+        let mut table = self.txn.open_table(SWEEPS)?;
+        if due {
+            table.insert((symbol, day), ())?;
+        } else {
+            table.remove((symbol, day))?;
+        }
         Ok(())
     }
 

@@ -29,7 +29,7 @@ use super::index;
 use crate::event::{Visibility, LIQUIDATION_STREAM_SUFFIX};
 use crate::eventlog::RecordReader;
 use crate::lake::{self, claims, Lake, Layout};
-use crate::ledger::{BookHealth, FedBy, Finding, Ledger, Partition, Provenance};
+use crate::ledger::{Batch, BookHealth, FedBy, Finding, Ledger, Partition, Provenance};
 use crate::progress::{Progress, Unit};
 use crate::schema::schema_hash;
 use crate::time::{utc_minute, DAY_MS, HOUR_MS, MINUTE_MS};
@@ -273,6 +273,8 @@ fn derive_all(
         let mut arrived: BTreeMap<(&str, i64), Vec<(i64, Derived)>> = BTreeMap::new();
         let mut batch = context.ledger.batch()?;
         let mut since_commit = 0;
+        // The closed days `batch` records, whose hour files go once it commits.
+        let mut to_sweep: Vec<(&str, i64)> = Vec::new();
         for derived in receiver {
             let (symbol, hour, derived) = derived?;
             let ready = if derived.day_rows.is_some() {
@@ -283,6 +285,10 @@ fn derive_all(
                     continue;
                 }
                 let have = arrived.remove(&day).unwrap_or_default();
+                if context.files {
+                    batch.set_sweep_due(day.0, day.1, true)?;
+                    to_sweep.push(day);
+                }
                 context.commit_day(symbol, day.1, have)?
             } else {
                 vec![(hour, derived)]
@@ -300,12 +306,11 @@ fn derive_all(
             if since_commit >= HOURS_PER_COMMIT {
                 // Committed before the next begins: redb waits forever for a
                 // second write transaction opened while its thread holds one.
-                batch.commit_lazily()?;
-                batch = context.ledger.batch()?;
+                batch = context.commit(batch, &mut to_sweep)?;
                 since_commit = 0;
             }
         }
-        batch.commit_lazily()
+        context.commit(batch, &mut to_sweep)?.commit_lazily()
     })
 }
 
@@ -374,6 +379,9 @@ pub fn run(data_dir: &Path, options: &Options, progress: &dyn Progress) -> anyho
             Some(me)
         }
     };
+    if options.as_of.is_none() {
+        finish_sweeps(&ledger, &options.lake, same_lake)?;
+    }
     let visibility = visibility(&ledger)?;
     let mut summary = Summary {
         from,
@@ -488,6 +496,43 @@ fn remove_orphans(
         }
     }
     Ok(removed)
+}
+
+/// Removes the files of a symbol-day's directory that the ledger names for
+/// none of its hours: its hours' own files once the day's file holds them,
+/// or the day's file once the day has no rows.
+fn sweep_day(ledger: &Ledger, lake: &Lake, symbol: &str, day: i64) -> anyhow::Result<()> {
+    let mut named = BTreeSet::new();
+    for hour in (day..day + DAY_MS).step_by(HOUR_MS as usize) {
+        if let Some(path) = ledger.partition(symbol, hour)?.and_then(|p| p.path) {
+            named.insert(path);
+        }
+    }
+    for found in lake.list_under(&lake::day_dir(symbol, day))? {
+        if lake::is_partition(&found.key) && !named.contains(&found.key) {
+            lake.delete(&found.key)?;
+        }
+    }
+    Ok(())
+}
+
+/// Finishes the sweeps a killed run left due (see [`Context::commit`]); in
+/// another lake than the ledger's there is nothing of its own to sweep.
+fn finish_sweeps(ledger: &Ledger, lake: &Lake, same_lake: bool) -> anyhow::Result<()> {
+    let due = ledger.pending_sweeps()?;
+    if due.is_empty() {
+        return Ok(());
+    }
+    let mut batch = ledger.batch()?;
+    for (symbol, day) in &due {
+        if same_lake {
+            sweep_day(ledger, lake, symbol, *day)?;
+        }
+        batch.set_sweep_due(symbol, *day, false)?;
+    }
+    batch.commit()?;
+    tracing::info!(days = due.len(), "finished the day sweeps a cut run left");
+    Ok(())
 }
 
 /// What deriving an hour needs, shared by the workers.
@@ -726,16 +771,6 @@ impl Context<'_> {
             }
             None => None,
         };
-        if self.files {
-            if written.is_none() {
-                self.lake.delete(&key)?;
-            }
-            for found in self.lake.list_under(&lake::day_dir(symbol, day))? {
-                if lake::is_partition(&found.key) && found.key != key {
-                    self.lake.delete(&found.key)?;
-                }
-            }
-        }
         for (_, derived) in &mut hours {
             let rows = derived.day_rows.take().unwrap_or_default();
             match &written {
@@ -748,6 +783,26 @@ impl Context<'_> {
             }
         }
         Ok(hours)
+    }
+
+    /// Commits `batch`, then sweeps the closed days it records (`to_sweep`):
+    /// durably first, so that the ledger names each day's file before its
+    /// hours' files leave the lake. Returns the next batch, which marks
+    /// those sweeps done.
+    fn commit(&self, batch: Batch, to_sweep: &mut Vec<(&str, i64)>) -> anyhow::Result<Batch> {
+        if to_sweep.is_empty() {
+            batch.commit_lazily()?;
+            return self.ledger.batch();
+        }
+        batch.commit()?;
+        for (symbol, day) in to_sweep.iter() {
+            sweep_day(self.ledger, self.lake, symbol, *day)?;
+        }
+        let mut next = self.ledger.batch()?;
+        for (symbol, day) in to_sweep.drain(..) {
+            next.set_sweep_due(symbol, day, false)?;
+        }
+        Ok(next)
     }
 
     /// Writes a file (of an hour, or of a day: the ledger entry of `hour`
