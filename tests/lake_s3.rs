@@ -12,12 +12,12 @@
 
 mod support;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use http_body_util::{BodyExt, Full};
@@ -95,6 +95,8 @@ fn free_addr() -> SocketAddr {
 /// What the proxy does to the PUTs it sees (by their count, from 0).
 #[derive(Clone, Copy)]
 enum Faults {
+    /// None: the proxy only watches who signs the requests.
+    None,
     /// Every 3rd PUT gets a 503, every 3rd+1 has its connection dropped
     /// before it reaches the server, every 3rd+2 after (stored, answer lost)
     /// — each only on its first attempt, as a flaky network would.
@@ -110,6 +112,8 @@ enum Faults {
 struct Proxy {
     addr: SocketAddr,
     faults: Arc<AtomicUsize>,
+    /// `ACCESS_KEY/REGION` of every request's signature.
+    signers: Arc<Mutex<BTreeSet<String>>>,
     _runtime: tokio::runtime::Runtime,
 }
 
@@ -126,20 +130,29 @@ impl Proxy {
         let addr = listener.local_addr().unwrap();
         let injected = Arc::new(AtomicUsize::new(0));
         let puts = Arc::new(AtomicUsize::new(0));
-        let seen = Arc::new(std::sync::Mutex::new(std::collections::HashSet::new()));
+        let seen = Arc::new(Mutex::new(std::collections::HashSet::new()));
+        let signers = Arc::new(Mutex::new(BTreeSet::new()));
         let client = reqwest::Client::new();
-        let counter = injected.clone();
+        let (counter, signed) = (injected.clone(), signers.clone());
         runtime.spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     return;
                 };
-                let (client, puts, seen, counter) =
-                    (client.clone(), puts.clone(), seen.clone(), counter.clone());
+                let (client, puts, seen, counter, signed) = (
+                    client.clone(),
+                    puts.clone(),
+                    seen.clone(),
+                    counter.clone(),
+                    signed.clone(),
+                );
                 tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |req| {
+                    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
                         let (client, puts, seen, counter) =
                             (client.clone(), puts.clone(), seen.clone(), counter.clone());
+                        if let Some(signer) = signer(&req) {
+                            signed.lock().unwrap().insert(signer);
+                        }
                         async move {
                             forward(req, upstream, faults, &client, &puts, &seen, &counter).await
                         }
@@ -153,6 +166,7 @@ impl Proxy {
         Proxy {
             addr,
             faults: injected,
+            signers,
             _runtime: runtime,
         }
     }
@@ -165,6 +179,29 @@ impl Proxy {
     fn injected(&self) -> usize {
         self.faults.load(Ordering::SeqCst)
     }
+
+    /// Who signed the requests so far, as `ACCESS_KEY/REGION`.
+    fn signers(&self) -> BTreeSet<String> {
+        self.signers.lock().unwrap().clone()
+    }
+}
+
+/// `ACCESS_KEY/REGION` of a request's AWS signature (version 4:
+/// `Credential=KEY/DATE/REGION/SERVICE/aws4_request`).
+fn signer(req: &Request<Incoming>) -> Option<String> {
+    let auth = req
+        .headers()
+        .get(hyper::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let scope: Vec<&str> = auth
+        .split("Credential=")
+        .nth(1)?
+        .split(',')
+        .next()?
+        .split('/')
+        .collect();
+    Some(format!("{}/{}", scope.first()?, scope.get(2)?))
 }
 
 /// One request: faulted if it is a PUT the faults pick, else passed to
@@ -176,7 +213,7 @@ async fn forward(
     faults: Faults,
     client: &reqwest::Client,
     puts: &AtomicUsize,
-    seen: &std::sync::Mutex<std::collections::HashSet<String>>,
+    seen: &Mutex<std::collections::HashSet<String>>,
     injected: &AtomicUsize,
 ) -> Result<Response<Full<Bytes>>, std::io::Error> {
     let (parts, body) = req.into_parts();
@@ -520,6 +557,108 @@ fn a_day_closes_file_first_then_ledger_then_deletes_and_a_cut_sweep_is_finished_
     assert_eq!(seen["s3"], seen["local"], "the local lake's bytes");
     let ledger = bml::ledger::Ledger::open(data.path()).unwrap();
     assert!(ledger.pending_sweeps().unwrap().is_empty());
+}
+
+/// `bml` with no AWS setting in its environment but `HOME` and `vars`.
+fn bml_profiled(data: &Path, home: &Path, vars: &[(&str, &str)], args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_bml"));
+    for (name, _) in std::env::vars() {
+        if name.starts_with("AWS_") || name.starts_with("BML_") {
+            command.env_remove(name);
+        }
+    }
+    command
+        .env("HOME", home)
+        .envs(vars.iter().copied())
+        .arg("--data-dir")
+        .arg(data)
+        .args(args);
+    command
+}
+
+#[test]
+fn credentials_region_and_endpoint_come_from_the_aws_profile_files_when_the_environment_has_none() {
+    let moto = Moto::start();
+    let (_day, data) = ingested(3);
+    let out = support::bml(data.path(), &["materialize"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let watch = Proxy::start(moto.addr, Faults::None);
+    let home = tempfile::tempdir().unwrap();
+    let aws = home.path().join(".aws");
+    std::fs::create_dir(&aws).unwrap();
+    std::fs::write(
+        aws.join("credentials"),
+        format!(
+            "[default]\naws_access_key_id = default-key\naws_secret_access_key = default-secret\n\n\
+             # the lake's own\n[lake]\naws_access_key_id = {ACCESS_KEY}\naws_secret_access_key = {SECRET_KEY}\n\n\
+             [roled]\nrole_arn = arn:aws:iam::123456789012:role/lake\nsource_profile = default\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        aws.join("config"),
+        format!(
+            "[default]\nregion = us-east-1\n\n[profile lake]\nregion = eu-west-1\ns3 =\n  endpoint_url = {}\n",
+            watch.endpoint()
+        ),
+    )
+    .unwrap();
+
+    // AWS_PROFILE names the profile: its keys sign every request, its
+    // region scopes them, its S3 endpoint is the server.
+    let url = lake_url("profiled");
+    let args = ["materialize", "--lake-url", url.as_str()];
+    let out = run(bml_profiled(
+        data.path(),
+        home.path(),
+        &[("AWS_PROFILE", "lake")],
+        &["-vv"].into_iter().chain(args).collect::<Vec<_>>(),
+    ));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(
+        watch.signers(),
+        BTreeSet::from([format!("{ACCESS_KEY}/eu-west-1")])
+    );
+    assert_same_lake(&read_back(&moto, "profiled", &data.path().join("lake")), 3);
+
+    // The environment's keys win over the profile's.
+    let out = run(bml_profiled(
+        data.path(),
+        home.path(),
+        &[
+            ("AWS_PROFILE", "lake"),
+            ("AWS_ACCESS_KEY_ID", "from-env"),
+            ("AWS_SECRET_ACCESS_KEY", SECRET_KEY),
+        ],
+        &["status", "--lake-url", &url],
+    ));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(watch.signers().contains("from-env/eu-west-1"));
+
+    // A profile that is not there, and one whose credentials come by a
+    // role: refused, each named, with the way around it.
+    for (profile, says) in [
+        (
+            "nobody",
+            format!(
+                "AWS_PROFILE=nobody: no such profile in {}",
+                aws.join("config").display()
+            ),
+        ),
+        (
+            "roled",
+            "eval \"$(aws configure export-credentials --profile roled --format env)\"".to_owned(),
+        ),
+    ] {
+        let out = run(bml_profiled(
+            data.path(),
+            home.path(),
+            &[("AWS_PROFILE", profile)],
+            &args,
+        ));
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+        assert!(text(&out).contains(&says), "{profile}: {}", text(&out));
+    }
 }
 
 /// A materialize into the bucket, silent.

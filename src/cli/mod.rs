@@ -53,8 +53,9 @@ pub struct Cli {
 
     /// The lake as a URL instead of --lake-dir: `s3://bucket/prefix` for
     /// S3-compatible object storage (credentials from the standard AWS
-    /// environment: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION,
-    /// instance or container roles), or `file:///dir`. The same hive keys as
+    /// environment: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION;
+    /// else the AWS_PROFILE profile of ~/.aws/credentials and ~/.aws/config;
+    /// else instance or container roles), or `file:///dir`. The same hive keys as
     /// on disk; each partition is one atomic PUT.
     #[arg(long, global = true, env = "BML_LAKE_URL", value_name = "URL",
           value_parser = parse_lake_url, conflicts_with = "lake_dir", help_heading = GLOBAL)]
@@ -79,8 +80,9 @@ pub struct Cli {
     day_settle_hours: u32,
 
     /// An S3-compatible server to use instead of AWS for an `s3://` lake
-    /// (MinIO, Ceph, R2, …); default AWS_ENDPOINT_URL, else AWS itself. A
-    /// plain `http://` endpoint is allowed because it is named here.
+    /// (MinIO, Ceph, R2, …); default AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL,
+    /// the AWS profile's endpoint_url, else AWS itself. A plain `http://`
+    /// endpoint is allowed because it is named here.
     #[arg(long, global = true, env = "BML_S3_ENDPOINT", value_name = "URL", help_heading = GLOBAL)]
     s3_endpoint: Option<String>,
 

@@ -13,6 +13,7 @@ pub mod claims;
 mod local;
 mod object;
 mod parquet;
+mod profile;
 
 use std::path::{Path, PathBuf};
 
@@ -99,7 +100,8 @@ impl Lake {
 
     /// The lake `location` names: `s3://bucket[/prefix]`, `file:///dir`, or a
     /// path. `endpoint` is an S3-compatible server's URL (else
-    /// `AWS_ENDPOINT_URL`, else AWS itself).
+    /// `AWS_ENDPOINT_URL_S3`, `AWS_ENDPOINT_URL`, the AWS profile's, else AWS
+    /// itself).
     pub fn open(location: &str, endpoint: Option<&str>) -> anyhow::Result<Lake> {
         if location.starts_with("s3://") {
             let store = object::Object::open(location, endpoint)?;

@@ -9,9 +9,10 @@
 //! landed is safe.
 //!
 //! Credentials come from the standard AWS environment (`AWS_ACCESS_KEY_ID`,
-//! `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_REGION`, instance or
-//! container credentials), never from the URL, and nothing here prints them:
-//! the store is shown as its URL only.
+//! `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_REGION`), else the
+//! profile of the shared AWS files (`profile`), else instance or container
+//! credentials; never from the URL, and nothing here prints them: the store
+//! is shown as its URL only.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -73,7 +74,8 @@ impl std::fmt::Debug for Object {
 
 impl Object {
     /// The store `url` (`s3://bucket[/prefix]`) names; `endpoint` (else
-    /// `AWS_ENDPOINT_URL`) points at an S3-compatible server instead of AWS.
+    /// `AWS_ENDPOINT_URL_S3`, `AWS_ENDPOINT_URL`, the AWS profile's) points at
+    /// an S3-compatible server instead of AWS.
     pub fn open(url: &str, endpoint: Option<&str>) -> anyhow::Result<Object> {
         let Some(rest) = url.strip_prefix("s3://") else {
             bail!("{url}: not an s3:// URL");
@@ -90,9 +92,31 @@ impl Object {
                     .with_connect_timeout(Duration::from_secs(10))
                     .with_timeout(Duration::from_secs(60)),
             );
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let profile = super::profile::read()?.unwrap_or_default();
+        // The environment's keys win over the profile's, as in AWS's tools.
+        if var("AWS_ACCESS_KEY_ID").is_none() {
+            if let (Some(id), Some(secret)) = (&profile.access_key_id, &profile.secret_access_key) {
+                builder = builder
+                    .with_access_key_id(id)
+                    .with_secret_access_key(secret);
+                if let Some(token) = &profile.session_token {
+                    builder = builder.with_token(token);
+                }
+            }
+        }
+        if let (None, None, Some(region)) = (
+            var("AWS_REGION"),
+            var("AWS_DEFAULT_REGION"),
+            &profile.region,
+        ) {
+            builder = builder.with_region(region);
+        }
         let endpoint = endpoint
             .map(str::to_owned)
-            .or_else(|| std::env::var("AWS_ENDPOINT_URL").ok());
+            .or_else(|| var("AWS_ENDPOINT_URL_S3"))
+            .or_else(|| var("AWS_ENDPOINT_URL"))
+            .or(profile.endpoint);
         if let Some(endpoint) = endpoint {
             // A plain-HTTP endpoint is one the user named: a server on their
             // own network (or 127.0.0.1 in the tests).
