@@ -277,7 +277,7 @@ struct Daemon {
 }
 
 impl Daemon {
-    fn start(data: &Path, sim: &Sim, poll: &str) -> Daemon {
+    fn start(data: &Path, sim: &Sim, poll: &str, extra: &[&str]) -> Daemon {
         use std::io::BufRead;
         let ws = sim.url().replace("http://", "ws://");
         let vision = sim.vision_url();
@@ -292,6 +292,7 @@ impl Daemon {
             .args(["--rest-base", sim.url(), "--vision-base", &vision])
             .args(["--ws-base", &ws, "--poll-seconds", poll])
             .args(["--metrics-addr", &port.to_string()])
+            .args(extra)
             .stdout(std::process::Stdio::piped())
             .spawn()
             .expect("start the daemon");
@@ -384,14 +385,48 @@ fn run_daemon_keeps_every_closed_minute_within_poll_and_15_s_through_kill_9_and_
             );
         }
     };
-    let daemon = Daemon::start(data.path(), &sim, &POLL_S.to_string());
-    lagging(&daemon.jobs(2));
+    // Looking for deleted partitions at every poll: one deleted by hand is
+    // back by the next job or the one after (the first may have been under
+    // way when it went).
+    let daemon = Daemon::start(
+        data.path(),
+        &sim,
+        &POLL_S.to_string(),
+        &["--lake-check-minutes", "0"],
+    );
+    let mut jobs = daemon.jobs(1);
+    let lake = data.path().join("lake");
+    let hole = deleted_partition(&lake, "BTCUSDT");
+    jobs.extend(daemon.jobs(1));
+    if !jobs[1].1.contains("(1 gone from the lake, derived again)") {
+        jobs.extend(daemon.jobs(1));
+        assert!(
+            jobs[2].1.contains("(1 gone from the lake, derived again)"),
+            "{jobs:?}"
+        );
+    }
+    assert!(lake.join(&hole).exists(), "{hole:?} is back");
+    lagging(&jobs);
     daemon.signal("-KILL");
     drop(daemon);
 
-    let daemon = Daemon::start(data.path(), &sim, &POLL_S.to_string());
-    let jobs = daemon.jobs(3);
+    // By default the lake is looked at once per 15 minutes (and at the
+    // catch-up): a file deleted after it stays gone for the jobs after.
+    let daemon = Daemon::start(data.path(), &sim, &POLL_S.to_string(), &[]);
+    let mut jobs = daemon.jobs(1);
+    let hole = deleted_partition(&lake, "ETHUSDT");
+    jobs.extend(daemon.jobs(2));
     lagging(&jobs);
+    assert!(
+        !jobs
+            .iter()
+            .any(|(_, line)| line.contains(" gone from the lake")),
+        "{jobs:?}"
+    );
+    assert!(
+        !lake.join(&hole).exists(),
+        "{hole:?} waits for the next look"
+    );
     let asked = std::time::Instant::now();
     daemon.signal("-TERM");
     let mut daemon = daemon;
@@ -406,6 +441,16 @@ fn run_daemon_keeps_every_closed_minute_within_poll_and_15_s_through_kill_9_and_
     // No minute missing from the listing to the watermark, kill -9 or not.
     let mark = no_minute_missing(data.path(), "BTCUSDT");
     assert!(mark >= complete_up_to(&jobs[2].1));
+}
+
+/// Deletes the oldest partition file of `symbol` from the lake; its path.
+fn deleted_partition(lake: &Path, symbol: &str) -> std::path::PathBuf {
+    let path = support::lake_files(lake)
+        .into_keys()
+        .find(|p| p.to_string_lossy().contains(&format!("symbol={symbol}/")))
+        .expect("a partition of the symbol");
+    std::fs::remove_file(lake.join(&path)).unwrap();
+    path
 }
 
 /// Every minute of `symbol` from its listing (three days before today) up to
@@ -438,7 +483,7 @@ fn run_daemon_survives_429s_5xx_and_cut_answers_without_losing_a_minute_and_its_
         "0.05",
     ]);
     let data = tempfile::tempdir().unwrap();
-    let daemon = Daemon::start(data.path(), &sim, "10");
+    let daemon = Daemon::start(data.path(), &sim, "10", &[]);
     let jobs = daemon.jobs(3);
     let (status, health) = daemon.get("/health");
     assert_eq!(status, 200, "{health}");

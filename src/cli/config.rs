@@ -25,7 +25,7 @@ pub(super) const DEFAULT_FILE: &str = "bml.toml";
 /// The keys the file may set: the long options the commands that keep the
 /// lake share. Each is documented in docs/operations.md, and each has its
 /// `BML_<KEY>` variable.
-const KEYS: [&str; 21] = [
+const KEYS: [&str; 22] = [
     "data_dir",
     "lake_dir",
     "lake_url",
@@ -40,6 +40,7 @@ const KEYS: [&str; 21] = [
     "jobs",
     "lookback_days",
     "poll_seconds",
+    "lake_check_minutes",
     "redundancy",
     "streams",
     "metrics_addr",

@@ -83,6 +83,12 @@ pub(super) struct RunDaemonArgs {
     /// the exchange's clock).
     #[arg(long, env = "BML_POLL_SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
     poll_seconds: u64,
+    /// Minutes between looks for partitions gone from the lake (a file
+    /// deleted by hand): each look lists the lake once per symbol-month of
+    /// the look-back, requests a bucket bills. 0: at every poll. The first
+    /// job always looks.
+    #[arg(long, env = "BML_LAKE_CHECK_MINUTES", default_value_t = 15, value_name = "MINUTES", value_parser = clap::value_parser!(u32).range(0..=1440))]
+    lake_check_minutes: u32,
     /// WebSocket host; the routed bases /public and /market are appended
     /// (point it at `bml sim serve`: ws://ADDR).
     #[arg(long, env = "BML_WS_BASE", default_value = "wss://fstream.binance.com")]
@@ -252,12 +258,14 @@ fn keep_options(
             statistics_settle_ms: i64::from(sources.statistics_settle_minutes) * MINUTE_MS,
             ..Bands::default()
         },
+        lake_check_every: Duration::ZERO,
     })
 }
 
 pub(super) fn run_daemon(args: &RunDaemonArgs, data_dir: &Path, lake: &Lake, ui: &Ui) -> Outcome {
     let window = Window::Last(i64::from(args.lookback_days) * DAY_MS);
-    let keep = keep_options(&args.sources, window, None, lake)?;
+    let mut keep = keep_options(&args.sources, window, None, lake)?;
+    keep.lake_check_every = Duration::from_secs(60 * u64::from(args.lake_check_minutes));
     let Symbols::List(symbols) = &keep.symbols else {
         return super::usage(
             "run-daemon needs --symbols listed (ALL is for run-once and backfills)",
@@ -327,12 +335,17 @@ fn job_line(s: &Summary, out: &mut dyn Write) -> std::io::Result<()> {
     let oldest = s.watermarks.values().min().copied().flatten();
     writeln!(
         out,
-        "{} job: {} REST ranges ({} rows), {} archives; {} partitions written; complete up to {}{}",
+        "{} job: {} REST ranges ({} rows), {} archives; {} partitions written{}; complete up to {}{}",
         utc_minute(s.range.end),
         s.rest_ranges.values().sum::<u64>(),
         s.rest_rows,
         s.archives.values().sum::<u64>(),
         written,
+        if s.partitions_missing > 0 {
+            format!(" ({} gone from the lake, derived again)", s.partitions_missing)
+        } else {
+            String::new()
+        },
         oldest.map_or_else(|| "nothing yet".to_string(), utc_minute),
         if s.failed.is_empty() {
             String::new()

@@ -241,15 +241,20 @@ impl Layout {
     }
 }
 
+/// The directory of a symbol-month, relative to the lake root.
+pub fn month_dir(symbol: &str, time: i64) -> String {
+    let t = DateTime::from_timestamp_millis(time).expect("time in range");
+    format!(
+        "{DATASET}/symbol={symbol}/year={:04}/month={:02}",
+        t.year(),
+        t.month()
+    )
+}
+
 /// The directory of a symbol-day, relative to the lake root.
 pub fn day_dir(symbol: &str, time: i64) -> String {
     let t = DateTime::from_timestamp_millis(time).expect("time in range");
-    format!(
-        "{DATASET}/symbol={symbol}/year={:04}/month={:02}/day={:02}",
-        t.year(),
-        t.month(),
-        t.day()
-    )
+    format!("{}/day={:02}", month_dir(symbol, time), t.day())
 }
 
 /// The key of a symbol-hour's partition in the hour layout.

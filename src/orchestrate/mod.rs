@@ -77,6 +77,10 @@ pub struct Options {
     pub jobs: usize,
     /// Where the bands meet.
     pub bands: plan::Bands,
+    /// How often a keeper called again (a daemon's polls) lists the lake
+    /// for partitions gone from it: each look is a LIST per symbol-month of
+    /// the window, requests a bucket bills. The first call always looks.
+    pub lake_check_every: std::time::Duration,
 }
 
 /// What a run did.
@@ -197,6 +201,8 @@ pub struct Keeper<'a> {
     /// What failed in this process, not asked for again by it.
     failed_archives: BTreeSet<String>,
     failed_ranges: Vec<Task>,
+    /// When this process last listed the lake for missing partitions.
+    lake_checked: Option<std::time::Instant>,
 }
 
 impl<'a> Keeper<'a> {
@@ -217,6 +223,7 @@ impl<'a> Keeper<'a> {
             catalog: Catalog::load(data_dir)?,
             failed_archives: BTreeSet::new(),
             failed_ranges: Vec::new(),
+            lake_checked: None,
         })
     }
 
@@ -445,13 +452,22 @@ impl<'a> Keeper<'a> {
     }
 
     /// Derives what the log gained (and the partitions of the summary's
-    /// range gone from the lake), then notes each symbol's watermark.
+    /// range gone from the lake: looked for on the first call, then every
+    /// `lake_check_every`), then notes each symbol's watermark.
     pub fn materialize(
-        &self,
+        &mut self,
         summary: &mut Summary,
         progress: &dyn Progress,
     ) -> anyhow::Result<()> {
-        let rederive = missing_partitions(self.data_dir, &self.options.lake, summary)?;
+        let rederive = if self
+            .lake_checked
+            .is_none_or(|t| t.elapsed() >= self.options.lake_check_every)
+        {
+            self.lake_checked = Some(std::time::Instant::now());
+            missing_partitions(self.data_dir, &self.options.lake, summary)?
+        } else {
+            BTreeSet::new()
+        };
         summary.partitions_missing = rederive.len();
         let materialized = materialize::run(
             self.data_dir,
@@ -550,14 +566,15 @@ fn missing_partitions(
     if named.is_empty() {
         return Ok(BTreeSet::new());
     }
-    // One listing per symbol-day, not a look per hour.
-    let days: BTreeSet<String> = named
+    // One listing per symbol-month (one page of a bucket's LIST: a month
+    // is at most 744 hour files), not a look per hour.
+    let months: BTreeSet<String> = named
         .iter()
-        .map(|(symbol, hour, _)| crate::lake::day_dir(symbol, *hour))
+        .map(|(symbol, hour, _)| crate::lake::month_dir(symbol, *hour))
         .collect();
     let mut found = BTreeSet::new();
-    for day in days {
-        found.extend(lake.list_under(&day)?.into_iter().map(|l| l.key));
+    for month in months {
+        found.extend(lake.list_under(&month)?.into_iter().map(|l| l.key));
     }
     Ok(named
         .into_iter()
