@@ -419,21 +419,35 @@ impl RecordReader {
         Ok(RecordReader { reader })
     }
 
+    /// The envelope of the record at `offset`, its events left undecoded;
+    /// `None` if it was compacted away or written before records had
+    /// envelopes (reading one of those means decoding it).
+    pub fn envelope(&mut self, offset: u64) -> anyhow::Result<Option<(RecordClass, Envelope)>> {
+        let Some(data) = self.raw(offset)? else {
+            return Ok(None);
+        };
+        crate::event::written_envelope(data).with_context(|| format!("record at offset {offset}"))
+    }
+
     /// The record at `offset`, `None` if it was compacted away; an error if
     /// the log is damaged there or shorter.
     pub fn read(&mut self, offset: u64) -> anyhow::Result<Option<Record>> {
+        let Some(data) = self.raw(offset)? else {
+            return Ok(None);
+        };
+        let record = Record::decode(data).with_context(|| format!("record at offset {offset}"))?;
+        Ok(Some(record))
+    }
+
+    /// The bytes of the record at `offset`, `None` if it was compacted away.
+    fn raw(&mut self, offset: u64) -> anyhow::Result<Option<&[u8]>> {
         self.reader.seek(offset).map_err(with_hint)?;
         let raw = self
             .reader
             .next()
             .map_err(with_hint)?
             .with_context(|| format!("the log has no record at offset {offset}"))?;
-        if is_compacted(raw.data) {
-            return Ok(None);
-        }
-        let record =
-            Record::decode(raw.data).with_context(|| format!("record at offset {offset}"))?;
-        Ok(Some(record))
+        Ok((!is_compacted(raw.data)).then_some(raw.data))
     }
 }
 

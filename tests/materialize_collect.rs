@@ -315,3 +315,112 @@ fn the_look_back_keeps_the_last_minute_with_book_updates_in_any_order() {
         assert_eq!(ids, vec![3, 5, 4, 10, 11, 12]);
     }
 }
+
+/// A record of nothing but book updates from before the last minute with
+/// any before the hour is not decoded for the hour (its envelope says so):
+/// the hour's facts read from the log are those of every record, and its
+/// sources still name it.
+#[test]
+fn records_of_earlier_book_updates_are_skipped_undecoded_without_changing_the_hour() {
+    use bml::materialize::run::hour_facts;
+    let facts = support::generated_hour(DAY, HOUR);
+    let template = facts.book_tickers[0].clone();
+    let mut rng = fastrand::Rng::with_seed(83);
+    for round in 0..6 {
+        let sources = [
+            Source::WebSocket {
+                stream: "btcusdt@bookTicker".into(),
+                connection: 1,
+            },
+            Source::WebSocket {
+                stream: "btcusdt@bookTicker".into(),
+                connection: 2,
+            },
+            Source::Rest {
+                endpoint: "/fapi/v1/ticker/bookTicker".into(),
+            },
+        ];
+        // Updates from 70 minutes before the hour to 10 into it, some
+        // repeated, in records of random sizes and sources.
+        let mut updates: Vec<Event> = (0..400u64)
+            .map(|id| {
+                let mut b = template.clone();
+                b.update_id = id;
+                b.transaction_time = HOUR - 70 * MINUTE_MS + rng.i64(0..80 * MINUTE_MS);
+                Event::BookTicker(b)
+            })
+            .collect();
+        updates.sort_by_key(|e| match e {
+            Event::BookTicker(b) => b.transaction_time,
+            _ => 0,
+        });
+        let mut records = Vec::new();
+        while !updates.is_empty() {
+            let take = rng.usize(1..60).min(updates.len());
+            records.push(Record {
+                symbol: "BTCUSDT".into(),
+                source: sources[rng.usize(..sources.len())].clone(),
+                received_ns: rng.i64(1..4) * 1_000_000_000,
+                events: updates.drain(..take).collect(),
+            });
+        }
+        rng.shuffle(&mut records);
+        let data = tempfile::tempdir().unwrap();
+        let mut log = bml::eventlog::EventLog::open(data.path()).unwrap();
+        for record in &records {
+            log.push(record).unwrap();
+        }
+        log.commit().unwrap();
+        drop(log);
+        let out = support::bml(data.path(), &["materialize"]);
+        assert_eq!(out.status.code(), Some(0), "{}", support::text(&out));
+
+        let ledger = bml::ledger::Ledger::open(data.path()).unwrap();
+        let from_log = hour_facts(data.path(), &ledger, "BTCUSDT", HOUR).unwrap();
+        let (every_record, _) = collect_hour(HOUR, &records);
+        let updates = |facts: &HourFacts| -> Vec<(u64, i64)> {
+            facts
+                .book_tickers
+                .iter()
+                .map(|b| (b.update_id, b.transaction_time))
+                .collect()
+        };
+        assert_eq!(updates(&from_log), updates(&every_record), "round {round}");
+        let named: std::collections::BTreeSet<String> =
+            records.iter().map(|r| r.source.to_string()).collect();
+        let partition = ledger.partition("BTCUSDT", HOUR).unwrap().unwrap();
+        assert_eq!(
+            partition
+                .sources
+                .iter()
+                .cloned()
+                .collect::<std::collections::BTreeSet<_>>(),
+            named,
+            "round {round}"
+        );
+        // Some record was skipped: fewer events decoded than the records
+        // reaching the two hours hold.
+        let reaching: usize = records
+            .iter()
+            .map(|r| {
+                r.events.len()
+                    * if r.events.iter().all(|e| e.time() < Some(HOUR - 3_600_000)) {
+                        1
+                    } else {
+                        2
+                    }
+            })
+            .sum();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let decoded: usize = stdout
+            .split(" events;")
+            .next()
+            .and_then(|s| s.rsplit('(').next())
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("{stdout}"));
+        assert!(
+            decoded < reaching,
+            "round {round}: {decoded} of {reaching}: {stdout}"
+        );
+    }
+}

@@ -506,12 +506,22 @@ impl Record {
 /// are not decoded (nor checked: [`Record::decode`] does that); an older
 /// record is decoded whole.
 pub fn decode_envelope(bytes: &[u8]) -> Result<(RecordClass, Envelope), DecodeError> {
+    match written_envelope(bytes)? {
+        Some(found) => Ok(found),
+        None => Ok((peek_class(bytes)?, Record::decode(bytes)?.envelope())),
+    }
+}
+
+/// The class and envelope of an encoded record if it was written with one
+/// (version 3 on), without decoding its events; `None` for an older record,
+/// whose envelope only decoding it whole gives.
+pub fn written_envelope(bytes: &[u8]) -> Result<Option<(RecordClass, Envelope)>, DecodeError> {
     let class = peek_class(bytes)?;
     if bytes[0] < 3 {
-        return Ok((class, Record::decode(bytes)?.envelope()));
+        return Ok(None);
     }
     let (envelope, _events): (Envelope, &[u8]) = postcard::take_from_bytes(&bytes[2..])?;
-    Ok((class, envelope))
+    Ok(Some((class, envelope)))
 }
 
 /// Whether the bytes of a log record are those of a record `bml wal compact`

@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::ops::Range;
 
-use super::{Event, Record, Sha256, Source};
+use super::{Event, Record, RecordClass, Sha256, Source};
 
 /// The committed ranges of Vision rows, built from the markers in the log.
 #[derive(Debug, Default, Clone)]
@@ -76,8 +76,14 @@ impl Visibility {
     /// for REST/WebSocket data; for Vision rows, inside a committed range that no
     /// later marker replaced.
     pub fn admits(&self, offset: u64, record: &Record) -> bool {
-        match &record.source {
-            Source::Vision { file, sha256 } if record.events.iter().all(|e| !e.is_coverage()) => {
+        self.admits_class(offset, record.class(), &record.source)
+    }
+
+    /// [`Visibility::admits`] from what a record's envelope says: its class
+    /// and its source.
+    pub fn admits_class(&self, offset: u64, class: RecordClass, source: &Source) -> bool {
+        match source {
+            Source::Vision { file, sha256 } if class == RecordClass::Data => {
                 let key = (file.clone(), *sha256);
                 let replaced_after = |end: u64| {
                     self.replaced

@@ -647,22 +647,7 @@ impl Collector {
             }
             return;
         }
-        let next = self.origins.len() as u32;
-        let origin = *self
-            .origin_ids
-            .entry((record.received_ms(), record.source.clone()))
-            .or_insert(next);
-        if origin == next {
-            self.origins.push(Origin {
-                rank: match record.source {
-                    Source::Vision { .. } => 0,
-                    Source::Rest { .. } => 1,
-                    Source::WebSocket { .. } | Source::Planner => 2,
-                },
-                received_ms: record.received_ms(),
-                source: record.source.clone(),
-            });
-        }
+        let origin = self.add_origin(record.received_ms(), &record.source);
         let hour = &self.hour.clone();
         for event in &record.events {
             match event {
@@ -687,6 +672,30 @@ impl Collector {
                 _ => {}
             }
         }
+    }
+
+    /// Takes in where a record came from, without its facts: for a record
+    /// none of whose facts can matter to the hour, so that the hour's
+    /// sources are the same as if it had been taken in whole. Returns the
+    /// origin's number.
+    pub fn add_origin(&mut self, received_ms: i64, source: &Source) -> u32 {
+        let next = self.origins.len() as u32;
+        let origin = *self
+            .origin_ids
+            .entry((received_ms, source.clone()))
+            .or_insert(next);
+        if origin == next {
+            self.origins.push(Origin {
+                rank: match source {
+                    Source::Vision { .. } => 0,
+                    Source::Rest { .. } => 1,
+                    Source::WebSocket { .. } | Source::Planner => 2,
+                },
+                received_ms,
+                source: source.clone(),
+            });
+        }
+        origin
     }
 
     /// Keeps a book update from before the hour if it is in the last minute

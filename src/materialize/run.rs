@@ -26,7 +26,9 @@ use sha2::Digest;
 use super::collect::Collector;
 use super::hour::build_hour;
 use super::index;
-use crate::event::{Visibility, LIQUIDATION_STREAM_SUFFIX};
+use crate::event::{
+    Envelope, FactKind, RecordClass, Source, Visibility, LIQUIDATION_STREAM_SUFFIX,
+};
 use crate::eventlog::RecordReader;
 use crate::lake::{self, claims, Lake, Layout};
 use crate::ledger::{Batch, BookHealth, FedBy, Finding, Ledger, Partition, Provenance};
@@ -105,8 +107,9 @@ pub struct Summary {
     pub rows: u64,
     /// Findings recorded for the hours derived.
     pub findings: u64,
-    /// Records read to derive them: a record reaching several hours (a REST
-    /// page of 1 000 klines, say) is read once for each.
+    /// Records decoded to derive them: a record reaching several hours (a
+    /// REST page of 1 000 klines, say) is decoded once for each, unless its
+    /// envelope shows it cannot matter to one (earlier book updates).
     pub records_read: u64,
     /// Events in those records.
     pub events_read: u64,
@@ -620,21 +623,74 @@ fn collect_records(
     offsets: &[u64],
     symbol: &str,
     hour: i64,
-) -> anyhow::Result<(Vec<u64>, u64)> {
+) -> anyhow::Result<(Vec<u64>, u64, u64)> {
     collector.start(hour);
+    let envelopes = offsets
+        .iter()
+        .map(|&offset| reader.envelope(offset))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let admitted = |offset: u64, class, envelope: &Envelope| {
+        envelope.symbol == symbol && visibility.admits_class(offset, class, &envelope.source)
+    };
+    let tail = book_tail_floor(
+        offsets
+            .iter()
+            .zip(&envelopes)
+            .filter_map(|(&offset, e)| e.as_ref().filter(|(c, e)| admitted(offset, *c, e)))
+            .map(|(_, e)| e),
+        hour,
+    );
     let mut fed = Vec::with_capacity(offsets.len());
-    let mut events_read = 0;
-    for &offset in offsets {
+    let (mut records_read, mut events_read) = (0, 0);
+    for (&offset, envelope) in offsets.iter().zip(&envelopes) {
+        if let Some((class, envelope)) = envelope {
+            if *class == RecordClass::Data && only_book_updates_before(envelope, tail) {
+                if admitted(offset, *class, envelope) {
+                    fed.push(offset);
+                    collector.add_origin(envelope.received_ms(), &envelope.source);
+                }
+                continue;
+            }
+        }
         let Some(record) = reader.read(offset)? else {
             continue;
         };
+        records_read += 1;
         events_read += record.events.len() as u64;
         if record.symbol == symbol && visibility.admits(offset, &record) {
             fed.push(offset);
             collector.add(&record);
         }
     }
-    Ok((fed, events_read))
+    Ok((fed, records_read, events_read))
+}
+
+/// The start of the latest minute before `hour` that the book updates of
+/// `envelopes` (those wholly before it) reach: the book's forward fill
+/// carries only the updates of the last minute before the hour that has any
+/// (`Collector`'s book tail), and that minute is this one or later. `None`
+/// if none is before the hour.
+fn book_tail_floor<'a>(envelopes: impl Iterator<Item = &'a Envelope>, hour: i64) -> Option<i64> {
+    envelopes
+        .flat_map(|e| &e.runs)
+        .filter(|run| run.kind == FactKind::BookTicker && run.last < hour)
+        .map(|run| run.last.div_euclid(MINUTE_MS) * MINUTE_MS)
+        .max()
+}
+
+/// Whether a record holds nothing but book updates from before the minute
+/// `tail` starts: none of them can matter to the hour (its envelope says so,
+/// so it is not decoded). About half of the events a day's derivation would
+/// otherwise decode are such updates, read again for the next hour.
+fn only_book_updates_before(envelope: &Envelope, tail: Option<i64>) -> bool {
+    tail.is_some_and(|tail| {
+        envelope.source != Source::Planner
+            && !envelope.runs.is_empty()
+            && envelope
+                .runs
+                .iter()
+                .all(|run| run.kind == FactKind::BookTicker && run.last < tail)
+    })
 }
 
 /// The facts of one symbol-hour as the last materialize indexed the log: what
@@ -678,7 +734,7 @@ impl Context<'_> {
             lake.remove_stale_temporaries(&key)?;
         }
         let offsets = ledger.index(symbol, hour)?;
-        let (fed, events_read) =
+        let (fed, records_read, events_read) =
             collect_records(reader, collector, self.visibility, &offsets, symbol, hour)?;
         let sources = collector.sources();
         let mut unfillable: Vec<crate::event::Unfillable> =
@@ -718,7 +774,7 @@ impl Context<'_> {
             file,
             etag,
             day_rows,
-            records_read: offsets.len() as u64,
+            records_read,
             events_read,
         };
         if self.days.closed(hour) {
