@@ -444,19 +444,7 @@ fn materialize_into_s3_reads_back_as_the_local_lake_and_status_and_audit_see_it(
 
     // The day layout in the bucket: the closed day is one object.
     let url = lake_url("days");
-    let out = run(bml_s3(
-        data.path(),
-        &moto.endpoint(),
-        &[
-            "materialize",
-            "--lake-url",
-            &url,
-            "--layout",
-            "day",
-            "--day-settle-hours",
-            "0",
-        ],
-    ));
+    let out = materialize_days(data.path(), &moto.endpoint(), &url, "0");
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let seen = read_back(&moto, "days", &local_lake);
     assert_eq!(
@@ -464,6 +452,24 @@ fn materialize_into_s3_reads_back_as_the_local_lake_and_status_and_audit_see_it(
         ["futures/um/minute/symbol=BTCUSDT/year=2024/month=03/day=01/part.parquet"]
     );
     assert_eq!(seen["rows"], serde_json::json!([180, 180]), "{seen}");
+}
+
+/// `bml materialize` into `url` in the day layout, closing days `settle`
+/// hours after their end.
+fn materialize_days(data: &Path, endpoint: &str, url: &str, settle: &str) -> Output {
+    run(bml_s3(
+        data,
+        endpoint,
+        &[
+            "materialize",
+            "--lake-url",
+            url,
+            "--layout",
+            "day",
+            "--day-settle-hours",
+            settle,
+        ],
+    ))
 }
 
 /// The keys of the objects under `prefix` (beside a local lake).
@@ -489,19 +495,7 @@ fn a_day_closes_file_first_then_ledger_then_deletes_and_a_cut_sweep_is_finished_
 
     // The day still open in the bucket: an object per hour.
     let url = lake_url("closing");
-    let out = run(bml_s3(
-        data.path(),
-        &moto.endpoint(),
-        &[
-            "materialize",
-            "--lake-url",
-            &url,
-            "--layout",
-            "day",
-            "--day-settle-hours",
-            "1000000",
-        ],
-    ));
+    let out = materialize_days(data.path(), &moto.endpoint(), &url, "1000000");
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let day_dir = "futures/um/minute/symbol=BTCUSDT/year=2024/month=03/day=01";
     let hours: Vec<String> = (0..3)
@@ -513,9 +507,7 @@ fn a_day_closes_file_first_then_ledger_then_deletes_and_a_cut_sweep_is_finished_
     // and the ledger names it before any hour's object would go; the run
     // fails naming the object it could not remove.
     let denied = Proxy::start(moto.addr, Faults::DeletesDenied);
-    let mut args = vec!["materialize", "--lake-url", &url];
-    args.extend(closing);
-    let out = run(bml_s3(data.path(), &denied.endpoint(), &args));
+    let out = materialize_days(data.path(), &denied.endpoint(), &url, "0");
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(
         text(&out).contains(&format!("removing {url}/{day_dir}/part-0")),
@@ -545,7 +537,7 @@ fn a_day_closes_file_first_then_ledger_then_deletes_and_a_cut_sweep_is_finished_
     }
 
     // The next run finishes the sweep (and has nothing to write).
-    let out = run(bml_s3(data.path(), &moto.endpoint(), &args));
+    let out = materialize_days(data.path(), &moto.endpoint(), &url, "0");
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("0 written, 3 unchanged"),

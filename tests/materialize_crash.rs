@@ -44,6 +44,18 @@ fn materialize(data: &Path) -> std::process::Child {
         .unwrap()
 }
 
+/// Sends SIGKILL to `child` `after` its start (no destructor, no flush, no
+/// cleanup runs); whether it was still running then.
+fn killed_after(mut child: std::process::Child, after: std::time::Duration) -> bool {
+    std::thread::sleep(after);
+    let finished = child.try_wait().unwrap().is_some();
+    let _ = Command::new("kill")
+        .args(["-9", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+    !finished
+}
+
 #[test]
 #[ignore = "heavy tier: run by CI (cargo test --workspace -- --include-ignored)"]
 fn kill_9_at_random_instants_leaves_whole_partitions_and_a_rerun_converges() {
@@ -72,16 +84,8 @@ fn kill_9_at_random_instants_leaves_whole_partitions_and_a_rerun_converges() {
                 let _ = std::fs::remove_file(data.path().join("lake").join(path));
             }
         }
-        let mut child = materialize(data.path());
         let after = full_run.mul_f64(rng.f64());
-        std::thread::sleep(after);
-        let finished = child.try_wait().unwrap().is_some();
-        // SIGKILL: no destructor, no flush, no cleanup runs.
-        let _ = Command::new("kill")
-            .args(["-9", &child.id().to_string()])
-            .status();
-        let _ = child.wait();
-        if !finished {
+        if killed_after(materialize(data.path()), after) {
             interrupted += 1;
         }
         for (path, bytes) in lake(&data.path().join("lake")) {
@@ -197,15 +201,8 @@ fn kill_9_while_days_close_leaves_no_minute_missing_and_a_rerun_converges() {
     for kill in 0..CLOSING_KILLS {
         let data = tempfile::tempdir().unwrap();
         copy(open_state.path(), data.path());
-        let mut child = close_days(data.path());
         let after = full_run.mul_f64(rng.f64());
-        std::thread::sleep(after);
-        let finished = child.try_wait().unwrap().is_some();
-        let _ = Command::new("kill")
-            .args(["-9", &child.id().to_string()])
-            .status();
-        let _ = child.wait();
-        if !finished {
+        if killed_after(close_days(data.path()), after) {
             interrupted += 1;
         }
         let now = lake(&data.path().join("lake"));
