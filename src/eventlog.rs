@@ -408,6 +408,7 @@ fn with_hint(e: bml_wal::Error) -> anyhow::Error {
 /// Reads records by offset, in any order (the materializer gathering an hour).
 pub struct RecordReader {
     reader: bml_wal::Reader,
+    buffers: crate::event::Buffers,
 }
 
 impl RecordReader {
@@ -416,39 +417,48 @@ impl RecordReader {
         let dir = crate::data_dir::wal(data_dir);
         let reader = bml_wal::Reader::open(&dir, 0)
             .with_context(|| format!("opening the log at {}", dir.display()))?;
-        Ok(RecordReader { reader })
+        Ok(RecordReader {
+            reader,
+            buffers: crate::event::Buffers::default(),
+        })
     }
 
     /// The envelope of the record at `offset`, its events left undecoded;
     /// `None` if it was compacted away or written before records had
     /// envelopes (reading one of those means decoding it).
     pub fn envelope(&mut self, offset: u64) -> anyhow::Result<Option<(RecordClass, Envelope)>> {
-        let Some(data) = self.raw(offset)? else {
+        let Some(data) = raw(&mut self.reader, offset)? else {
             return Ok(None);
         };
         crate::event::written_envelope(data).with_context(|| format!("record at offset {offset}"))
     }
 
     /// The record at `offset`, `None` if it was compacted away; an error if
-    /// the log is damaged there or shorter.
+    /// the log is damaged there or shorter. Give it back with
+    /// [`RecordReader::recycle`] once read, for the next one's memory.
     pub fn read(&mut self, offset: u64) -> anyhow::Result<Option<Record>> {
-        let Some(data) = self.raw(offset)? else {
+        let Some(data) = raw(&mut self.reader, offset)? else {
             return Ok(None);
         };
-        let record = Record::decode(data).with_context(|| format!("record at offset {offset}"))?;
+        let record = Record::decode_with(data, &mut self.buffers)
+            .with_context(|| format!("record at offset {offset}"))?;
         Ok(Some(record))
     }
 
-    /// The bytes of the record at `offset`, `None` if it was compacted away.
-    fn raw(&mut self, offset: u64) -> anyhow::Result<Option<&[u8]>> {
-        self.reader.seek(offset).map_err(with_hint)?;
-        let raw = self
-            .reader
-            .next()
-            .map_err(with_hint)?
-            .with_context(|| format!("the log has no record at offset {offset}"))?;
-        Ok((!is_compacted(raw.data)).then_some(raw.data))
+    /// Takes back a record [`RecordReader::read`] returned.
+    pub fn recycle(&mut self, record: Record) {
+        self.buffers.recycle(record.events);
     }
+}
+
+/// The bytes of the record at `offset`, `None` if it was compacted away.
+fn raw(reader: &mut bml_wal::Reader, offset: u64) -> anyhow::Result<Option<&[u8]>> {
+    reader.seek(offset).map_err(with_hint)?;
+    let raw = reader
+        .next()
+        .map_err(with_hint)?
+        .with_context(|| format!("the log has no record at offset {offset}"))?;
+    Ok((!is_compacted(raw.data)).then_some(raw.data))
 }
 
 /// Empties the records of the log of `data_dir` that no reader can ever see

@@ -22,6 +22,7 @@
 //! its events do not.
 
 mod columns;
+pub use columns::Buffers;
 mod coverage;
 mod decimal;
 mod market;
@@ -447,6 +448,12 @@ impl Record {
     /// Decodes a record of any version this build reads, checking class
     /// (and, from version 3, the envelope).
     pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
+        Record::decode_with(bytes, &mut Buffers::default())
+    }
+
+    /// [`Record::decode`], reusing `buffers` (give the record's events back
+    /// with [`Buffers::recycle`] once read).
+    pub fn decode_with(bytes: &[u8], buffers: &mut Buffers) -> Result<Record, DecodeError> {
         let class = peek_class(bytes)?;
         let payload = &bytes[2..];
         let (record, rest) = match bytes[0] {
@@ -474,7 +481,9 @@ impl Record {
                 let (envelope, rest): (Envelope, &[u8]) = postcard::take_from_bytes(payload)?;
                 let (events, rest): (Vec<Event>, &[u8]) = match rest {
                     [EVENTS_POSTCARD, events @ ..] => postcard::take_from_bytes(events)?,
-                    [EVENTS_COLUMNS, columns @ ..] => (columns::decode(columns)?, &[][..]),
+                    [EVENTS_COLUMNS, columns @ ..] => {
+                        (columns::decode_with(columns, buffers)?, &[][..])
+                    }
                     [other, ..] => return Err(DecodeError::Encoding(*other)),
                     [] => return Err(DecodeError::Short(bytes.len())),
                 };

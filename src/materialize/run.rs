@@ -661,6 +661,7 @@ fn collect_records(
             fed.push(offset);
             collector.add(&record);
         }
+        reader.recycle(record);
     }
     Ok((fed, records_read, events_read))
 }
