@@ -404,6 +404,7 @@ mod tests {
     fn columns_give_back_the_events() {
         let mut rng = fastrand::Rng::with_seed(11);
         let mut tally = [0; 2];
+        let mut buffers = Buffers::default();
         for _ in 0..400 {
             let events = chunk(&mut rng);
             let mut columns = Vec::new();
@@ -432,6 +433,12 @@ mod tests {
             let postcard = postcard::to_allocvec(&events).unwrap();
             let oracle: Vec<Event> = postcard::from_bytes(&postcard).unwrap();
             assert_eq!(decode(&columns).unwrap(), oracle);
+            // Buffers that decoded every chunk before (and failed on a cut
+            // one) give the same events.
+            let reused = decode_with(&columns, &mut buffers).unwrap();
+            assert_eq!(reused, oracle);
+            buffers.recycle(reused);
+            assert!(decode_with(&columns[..columns.len() / 2], &mut buffers).is_err());
             let record = Record {
                 symbol: "BTCUSDT".into(),
                 source: crate::event::Source::Planner,
