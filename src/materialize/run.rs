@@ -143,17 +143,16 @@ pub enum MaterializeError {
 }
 
 /// The hours a run derives: those reached by records at or after `from`
-/// (every hour when the lake moved or changed layout), those asked for, and
+/// (every hour when the lake `moved` or changed layout), those asked for, and
 /// those written under another schema. In the day layout, a closed day is derived whole
 /// (its file holds every hour), and so is a day closed since the last run.
 fn hours_to_derive(
     ledger: &Ledger,
     from: u64,
-    lake_root: &str,
+    moved: bool,
     layout: &Days,
     rederive: &BTreeSet<(String, i64)>,
 ) -> anyhow::Result<BTreeSet<(String, i64)>> {
-    let moved = ledger.lake_root()?.is_some_and(|r| r != lake_root) || relaid(ledger, layout)?;
     let mut hours: BTreeSet<(String, i64)> = ledger
         .hours_reached_since(if moved { 0 } else { from })?
         .into_iter()
@@ -371,7 +370,8 @@ pub fn run(data_dir: &Path, options: &Options, progress: &dyn Progress) -> anyho
         // A closed day stays closed (a longer settle time reopens none).
         days.closed_before = days.closed_before.max(ledger.days_closed_before()?);
     }
-    let hours = hours_to_derive(&ledger, from, &lake_root, &days, &options.rederive)?;
+    let moved = !same_lake || relaid;
+    let hours = hours_to_derive(&ledger, from, moved, &days, &options.rederive)?;
     // A derivation of its own (`--as-of`, an audit's) writes a lake of its
     // own; the lake itself is shared with other instances, by symbol.
     let me = match options.as_of {
