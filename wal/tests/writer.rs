@@ -38,7 +38,19 @@ fn a_second_writer_gets_a_clear_error_naming_the_directory_and_holder() {
         "{message}"
     );
     drop(first);
-    Wal::open(dir.path(), Options::default()).expect("lock released with the writer");
+    // A child another test of this binary is spawning holds a copy of every
+    // descriptor between its fork and its exec (where the close-on-exec lock
+    // file closes), and with it the lock: give that window a moment to pass.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match Wal::open(dir.path(), Options::default()) {
+            Ok(_) => break,
+            Err(Error::Locked { .. }) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => panic!("lock not released with the writer: {e}"),
+        }
+    }
 }
 
 #[test]
