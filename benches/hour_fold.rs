@@ -11,7 +11,7 @@ use std::time::Instant;
 use bml::event::{Event, Record, Sha256, Source, VisionKind};
 use bml::materialize::collect::Collector;
 use bml::materialize::hour::build_hour;
-use bml::sources::vision::{rows, split::Lines};
+use bml::sources::vision::{rows, split::RawLines};
 use bml::time::HOUR_MS;
 
 fn main() {
@@ -62,11 +62,11 @@ fn main() {
         let mut csv = Vec::new();
         zip.by_index(0).unwrap().read_to_end(&mut csv).unwrap();
         let mut hours: BTreeMap<i64, Vec<Event>> = BTreeMap::new();
-        for line in Lines::new(&csv, 1) {
+        for line in RawLines::new(&csv, 1) {
             if rows::is_header(&line) {
                 continue;
             }
-            let event = rows::parse_row(kind, &line).unwrap();
+            let event = rows::parse(kind, &line).unwrap();
             hours
                 .entry(event.time().unwrap_or_default().div_euclid(HOUR_MS) * HOUR_MS)
                 .or_default()

@@ -491,7 +491,7 @@ pub fn generated_hour(date: &str, hour_start: i64) -> bml::materialize::hour::Ho
     FACTS
         .get_or_init(|| {
             use bml::event::VisionKind;
-            use bml::sources::vision::{rows, split::Lines};
+            use bml::sources::vision::{rows, split::RawLines};
             let day = vision_day(date, 1, 5);
             let mut facts = bml::materialize::hour::HourFacts {
                 hour_start,
@@ -507,11 +507,11 @@ pub fn generated_hour(date: &str, hour_start: i64) -> bml::materialize::hour::Ho
                 (VisionKind::Metrics, "metrics"),
             ] {
                 let csv = csv_of(&archive_path(day.path(), name, date));
-                for line in Lines::new(csv.as_bytes(), 1) {
+                for line in RawLines::new(csv.as_bytes(), 1) {
                     if rows::is_header(&line) {
                         continue;
                     }
-                    match rows::parse_row(kind, &line).unwrap() {
+                    match rows::parse(kind, &line).unwrap() {
                         Event::Kline(k) => facts.klines.push(k),
                         Event::AggTrade(t) => facts.agg_trades.push(t),
                         Event::BookTicker(b) => facts.book_tickers.push(b),

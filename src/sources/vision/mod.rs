@@ -29,7 +29,7 @@ use crate::eventlog::EventLog;
 use crate::progress::{CountingRead, Progress, Unit};
 use crate::time::HOUR_MS;
 use archive::{Archive, Lookup};
-use split::{Chunk, ChunkError, Chunker, Line};
+use split::{Chunk, ChunkError, Chunker, RawLine};
 
 /// Rows per record at most; records also never span an hour.
 const ROWS_PER_RECORD: usize = 4096;
@@ -491,7 +491,7 @@ impl Parser<'_> {
                 if std::mem::take(&mut first) && rows::is_header(&line) {
                     continue;
                 }
-                let event = match rows::parse_row(self.spec.kind, &line) {
+                let event = match rows::parse(self.spec.kind, &line) {
                     Ok(event) => event,
                     Err(e) => {
                         let at = (self.at)(line.number());
@@ -539,7 +539,7 @@ impl Parser<'_> {
     }
 
     /// A row outside the archive's period: the file is not what its name says.
-    fn outside(&self, line: &Line, time: i64) -> anyhow::Error {
+    fn outside(&self, line: &RawLine, time: i64) -> anyhow::Error {
         anyhow!(
             "{}: a row of another period than the archive's {} ({:?}, time {time})",
             (self.at)(line.number()),

@@ -14,29 +14,29 @@
 /// Vision's widest kind has 12.
 const KEPT_FIELDS: usize = 16;
 
-/// The non-empty lines of a buffer of whole lines.
+/// The non-empty lines of a buffer of whole lines, not yet split into fields.
 #[derive(Debug, Clone)]
-pub struct Lines<'a> {
+pub struct RawLines<'a> {
     rest: &'a [u8],
     line: u64,
 }
 
-impl<'a> Lines<'a> {
+impl<'a> RawLines<'a> {
     /// The lines of `text`, the first of which is line `first_line` (1-based:
     /// a line's number is one more than the `\n` bytes before it; the csv
     /// crate's positions did not count blank lines before a record).
-    pub fn new(text: &'a [u8], first_line: u64) -> Lines<'a> {
-        Lines {
+    pub fn new(text: &'a [u8], first_line: u64) -> RawLines<'a> {
+        RawLines {
             rest: text,
             line: first_line,
         }
     }
 }
 
-impl<'a> Iterator for Lines<'a> {
-    type Item = Line<'a>;
+impl<'a> Iterator for RawLines<'a> {
+    type Item = RawLine<'a>;
 
-    fn next(&mut self) -> Option<Line<'a>> {
+    fn next(&mut self) -> Option<RawLine<'a>> {
         loop {
             match self.rest.split_first() {
                 None => return None,
@@ -49,16 +49,65 @@ impl<'a> Iterator for Lines<'a> {
             }
         }
         let end = memchr::memchr2(b'\n', b'\r', self.rest).unwrap_or(self.rest.len());
-        let mut commas = [0; KEPT_FIELDS + 2];
-        let count = find_commas(&self.rest[..end], &mut commas);
         let (text, rest) = self.rest.split_at(end);
         self.rest = rest;
-        Some(Line {
+        Some(RawLine {
             text,
             number: self.line,
+        })
+    }
+}
+
+/// One line, its fields not found yet: the ingest's row parsers read the
+/// commonest rows straight from the text (`rows::parse`) and split only the
+/// others.
+#[derive(Debug, Clone, Copy)]
+pub struct RawLine<'a> {
+    text: &'a [u8],
+    number: u64,
+}
+
+impl<'a> RawLine<'a> {
+    /// The line's bytes, without its line end.
+    pub fn text(&self) -> &'a [u8] {
+        self.text
+    }
+
+    /// Its 1-based line number in the file.
+    pub fn number(&self) -> u64 {
+        self.number
+    }
+
+    /// The line split at its commas.
+    pub fn split(&self) -> Line<'a> {
+        let mut commas = [0; KEPT_FIELDS + 2];
+        let count = find_commas(self.text, &mut commas);
+        Line {
+            text: self.text,
+            number: self.number,
             commas,
             len: count + 1,
-        })
+        }
+    }
+}
+
+/// The non-empty lines of a buffer of whole lines, split into fields.
+#[derive(Debug, Clone)]
+pub struct Lines<'a>(RawLines<'a>);
+
+impl<'a> Lines<'a> {
+    /// The lines of `text`, the first of which is line `first_line` (see
+    /// [`RawLines::new`]).
+    pub fn new(text: &'a [u8], first_line: u64) -> Lines<'a> {
+        Lines(RawLines::new(text, first_line))
+    }
+}
+
+impl<'a> Iterator for Lines<'a> {
+    type Item = Line<'a>;
+
+    fn next(&mut self) -> Option<Line<'a>> {
+        self.0.next().map(|raw| raw.split())
     }
 }
 
@@ -190,9 +239,9 @@ impl Chunk {
         &self.buf[..self.len]
     }
 
-    /// Its lines.
-    pub fn lines(&self) -> Lines<'_> {
-        Lines::new(self.bytes(), self.first_line)
+    /// Its lines, not yet split into fields.
+    pub fn lines(&self) -> RawLines<'_> {
+        RawLines::new(self.bytes(), self.first_line)
     }
 }
 
