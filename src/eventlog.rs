@@ -8,7 +8,8 @@ use anyhow::Context;
 use bml_wal::{Options, SyncPolicy, Wal};
 
 use crate::event::{
-    decode_envelope, is_compacted, peek_class, Envelope, Record, RecordClass, Source, Visibility,
+    decode_envelope, is_compacted, peek_class, Buffers, Envelope, Record, RecordClass, Source,
+    Visibility,
 };
 
 /// Append a batch once this many encoded bytes are waiting: one frame, one write.
@@ -134,6 +135,8 @@ pub struct EventLog {
     first_pending: u64,
     /// Size of the last encoded record: the next one is usually alike.
     last_len: usize,
+    /// The encoder's zstd context and memory, reused record after record.
+    buffers: Buffers,
 }
 
 /// Runs `append` on a log that several appenders of one process share (the
@@ -179,6 +182,7 @@ impl EventLog {
             pending_bytes: 0,
             first_pending: next,
             last_len: 256,
+            buffers: Buffers::default(),
         })
     }
 
@@ -192,7 +196,7 @@ impl EventLog {
     pub fn push(&mut self, record: &Record) -> anyhow::Result<u64> {
         let offset = self.next_offset();
         let mut bytes = Vec::with_capacity(self.last_len);
-        record.encode_into(&mut bytes);
+        record.encode_with(&mut self.buffers, &mut bytes);
         self.last_len = bytes.len();
         self.pending_bytes += bytes.len();
         self.pending.push(bytes);

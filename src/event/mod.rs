@@ -417,6 +417,12 @@ impl Record {
 
     /// Appends the encoding of this record to `out`.
     pub fn encode_into(&self, out: &mut Vec<u8>) {
+        self.encode_with(&mut Buffers::default(), out);
+    }
+
+    /// [`Record::encode_into`], reusing `buffers` (an appender's, from one
+    /// record to the next).
+    pub fn encode_with(&self, buffers: &mut Buffers, out: &mut Vec<u8>) {
         out.push(FORMAT_VERSION);
         out.push(self.class() as u8);
         let runs = time_runs(&self.events);
@@ -430,7 +436,7 @@ impl Record {
         let mut buf =
             postcard::to_extend(&envelope, buf).expect("serializing into a Vec cannot fail");
         buf.push(EVENTS_COLUMNS);
-        if columns::encode(&self.events, &mut buf) {
+        if columns::encode_with(&self.events, buffers, &mut buf) {
             *out = buf;
             return;
         }
