@@ -139,6 +139,40 @@ fn a_day_over_http_lands_in_the_log_exactly_once() {
     assert_eq!(markers[1].replaces, Some(markers[0].sha256));
 }
 
+/// The next archive is fetched while one is appended: the server is asked for
+/// the metrics archive (the kind after bookTicker) before the bookTicker
+/// archive is in the log, as the run's own log lines time it.
+#[test]
+fn the_next_archive_is_fetched_while_one_is_appended() {
+    let day = support::vision_day(DAY, 1, 3);
+    let server = VisionServer::start(day.path());
+    let data = tempfile::tempdir().unwrap();
+    let base_url = server.base_url();
+    let args = vision_ingest_args(DAY, &base_url, &["--kinds", "bookTicker,metrics"]);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_bml"))
+        .arg("--data-dir")
+        .arg(data.path())
+        .args(&args)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let appended_at = stderr
+        .lines()
+        .find(|l| l.contains("ingested file=daily/bookTicker/"))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .unwrap_or_else(|| panic!("no timed line for the bookTicker archive: {stderr}"));
+    let asked_at = server
+        .asked_at("BTCUSDT-metrics-2024-03-01.zip")
+        .expect("the metrics archive was asked for");
+    let asked_at = chrono::DateTime::<chrono::Utc>::from(asked_at);
+    assert!(
+        asked_at < appended_at,
+        "the metrics archive was asked for at {asked_at}, after the bookTicker archive was in the log at {appended_at}"
+    );
+}
+
 #[test]
 #[ignore = "heavy tier: run by CI (cargo test --workspace -- --include-ignored)"]
 fn server_errors_are_retried_and_bad_archives_are_refused_whole() {

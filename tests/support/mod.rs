@@ -352,9 +352,12 @@ pub fn write_checksum(path: &Path) {
 pub struct VisionServer {
     pub addr: SocketAddr,
     fail_next: Arc<AtomicUsize>,
-    requests: Arc<std::sync::Mutex<Vec<String>>>,
+    requests: Requests,
     _runtime: tokio::runtime::Runtime,
 }
+
+/// The paths a [`VisionServer`] was asked for, each with when it was asked.
+type Requests = Arc<std::sync::Mutex<Vec<(String, std::time::SystemTime)>>>;
 
 impl VisionServer {
     pub fn start(root: &Path) -> VisionServer {
@@ -397,21 +400,30 @@ impl VisionServer {
 
     /// The paths asked for so far, in order.
     pub fn paths(&self) -> Vec<String> {
-        self.requests.lock().unwrap().clone()
+        let requests = self.requests.lock().unwrap();
+        requests.iter().map(|(path, _)| path.clone()).collect()
+    }
+
+    /// When a path ending in `suffix` was first asked for.
+    pub fn asked_at(&self, suffix: &str) -> Option<std::time::SystemTime> {
+        let requests = self.requests.lock().unwrap();
+        requests
+            .iter()
+            .find(|(path, _)| path.ends_with(suffix))
+            .map(|(_, at)| *at)
     }
 }
 
-type ServerState = (
-    PathBuf,
-    Arc<AtomicUsize>,
-    Arc<std::sync::Mutex<Vec<String>>>,
-);
+type ServerState = (PathBuf, Arc<AtomicUsize>, Requests);
 
 async fn serve(
     axum::extract::State((root, fail_next, requests)): axum::extract::State<ServerState>,
     uri: axum::http::Uri,
 ) -> (axum::http::StatusCode, Vec<u8>) {
-    requests.lock().unwrap().push(uri.path().to_string());
+    requests
+        .lock()
+        .unwrap()
+        .push((uri.path().to_string(), std::time::SystemTime::now()));
     if fail_next
         .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
         .is_ok()
