@@ -4,8 +4,9 @@
 //! `lake::encode`. Reports events/s of the fold. Run:
 //! `cargo bench --bench hour_fold`.
 
+mod support;
+
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::time::Instant;
 
 use bml::event::{Event, Record, Sha256, Source, VisionKind};
@@ -15,14 +16,9 @@ use bml::sources::vision::{rows, split::RawLines};
 use bml::time::HOUR_MS;
 
 fn main() {
-    let day = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/target/bench/vision-day/data/futures/um/daily"
-    );
-    if !std::path::Path::new(day).exists() {
-        eprintln!("no generated day at {day}: run scripts/bench-vision-ingest once");
+    let Some(day) = support::generated_day() else {
         return;
-    }
+    };
     let kinds = [
         (
             VisionKind::Klines,
@@ -30,15 +26,15 @@ fn main() {
         ),
         (
             VisionKind::MarkPriceKlines,
-            "markPriceKlines/BTCUSDT/1m/BTCUSDT-markPriceKlines-1m-2024-03-01.zip",
+            "markPriceKlines/BTCUSDT/1m/BTCUSDT-1m-2024-03-01.zip",
         ),
         (
             VisionKind::IndexPriceKlines,
-            "indexPriceKlines/BTCUSDT/1m/BTCUSDT-indexPriceKlines-1m-2024-03-01.zip",
+            "indexPriceKlines/BTCUSDT/1m/BTCUSDT-1m-2024-03-01.zip",
         ),
         (
             VisionKind::PremiumIndexKlines,
-            "premiumIndexKlines/BTCUSDT/1m/BTCUSDT-premiumIndexKlines-1m-2024-03-01.zip",
+            "premiumIndexKlines/BTCUSDT/1m/BTCUSDT-1m-2024-03-01.zip",
         ),
         (
             VisionKind::AggTrades,
@@ -57,10 +53,7 @@ fn main() {
     let mut by_hour: BTreeMap<i64, Vec<Record>> = BTreeMap::new();
     let mut events_total = 0usize;
     for (kind, rel) in kinds {
-        let mut zip =
-            zip::ZipArchive::new(std::fs::File::open(format!("{day}/{rel}")).unwrap()).unwrap();
-        let mut csv = Vec::new();
-        zip.by_index(0).unwrap().read_to_end(&mut csv).unwrap();
+        let csv = support::inflate(&format!("{day}/{rel}"));
         let mut hours: BTreeMap<i64, Vec<Event>> = BTreeMap::new();
         for line in RawLines::new(&csv, 1) {
             if rows::is_header(&line) {

@@ -7,7 +7,8 @@
 //! Best of five passes, in ns per row. Run: `cargo bench --bench vision_rows`
 //! (after `scripts/bench-vision-ingest` generated the day).
 
-use std::io::Read;
+mod support;
+
 use std::time::{Duration, Instant};
 
 use bml::event::{Record, Sha256, Source, VisionKind};
@@ -15,14 +16,9 @@ use bml::sources::vision::rows;
 use bml::sources::vision::split::{Lines, RawLines};
 
 fn main() {
-    let day = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/target/bench/vision-day/data/futures/um/daily"
-    );
-    if !std::path::Path::new(day).exists() {
-        eprintln!("no generated day at {day}: run scripts/bench-vision-ingest once");
+    let Some(day) = support::generated_day() else {
         return;
-    }
+    };
     for (kind, rel) in [
         (
             VisionKind::AggTrades,
@@ -33,7 +29,7 @@ fn main() {
             "bookTicker/BTCUSDT/BTCUSDT-bookTicker-2024-03-01.zip",
         ),
     ] {
-        let csv = inflate(&format!("{day}/{rel}"));
+        let csv = support::inflate(&format!("{day}/{rel}"));
         let rows = RawLines::new(&csv, 1).skip(1).count();
         let lines = best(|| {
             RawLines::new(&csv, 1)
@@ -84,18 +80,6 @@ fn main() {
             per_row(encode)
         );
     }
-}
-
-/// The single CSV entry of a Vision zip, inflated.
-fn inflate(path: &str) -> Vec<u8> {
-    let file = std::fs::File::open(path).expect("the generated day's archive opens");
-    let mut zip = zip::ZipArchive::new(file).expect("a zip");
-    let mut csv = Vec::new();
-    zip.by_index(0)
-        .expect("one entry")
-        .read_to_end(&mut csv)
-        .expect("inflates");
-    csv
 }
 
 /// The fastest of five runs of `work`.
