@@ -462,6 +462,11 @@ mod tests {
             let reused = decode_with(&columns, &mut buffers).unwrap();
             assert_eq!(reused, oracle);
             buffers.recycle(reused);
+            // And right after that decode, which left its columns and slots
+            // in them.
+            let mut again = Vec::new();
+            assert!(encode_with(&events, &mut buffers, &mut again));
+            assert_eq!(again, columns);
             assert!(decode_with(&columns[..columns.len() / 2], &mut buffers).is_err());
             let record = Record {
                 symbol: "BTCUSDT".into(),
