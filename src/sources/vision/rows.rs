@@ -144,12 +144,12 @@ impl<'a> Scan<'a> {
         (self.text.get(self.at) == Some(&b',')).then(|| self.at += 1)
     }
 
-    /// 1 to 19 digits: always a u64.
+    /// 1 to 19 digits (always a u64), not the last field.
     #[inline(always)]
-    fn uint(&mut self, last: bool) -> Option<u64> {
+    fn uint(&mut self) -> Option<u64> {
         let (value, len) = self.digits(0);
         ((1..=19).contains(&len)).then_some(())?;
-        self.end(last)?;
+        self.end(false)?;
         Some(value)
     }
 
@@ -185,11 +185,11 @@ impl<'a> Scan<'a> {
 
     fn agg_trade(mut self) -> Option<Event> {
         Some(Event::AggTrade(AggTrade {
-            agg_trade_id: self.uint(false)?,
+            agg_trade_id: self.uint()?,
             price: self.decimal()?,
             quantity: self.decimal()?,
-            first_trade_id: self.uint(false)?,
-            last_trade_id: self.uint(false)?,
+            first_trade_id: self.uint()?,
+            last_trade_id: self.uint()?,
             transact_time: self.time(false)?,
             is_buyer_maker: match &self.text[self.at..] {
                 b"true" => true,
@@ -201,7 +201,7 @@ impl<'a> Scan<'a> {
 
     fn book_ticker(mut self) -> Option<Event> {
         Some(Event::BookTicker(BookTicker {
-            update_id: self.uint(false)?,
+            update_id: self.uint()?,
             bid_price: self.decimal()?,
             bid_qty: self.decimal()?,
             ask_price: self.decimal()?,
