@@ -30,9 +30,11 @@ s3 = pafs.S3FileSystem(
 
 
 def objects(fs, base):
-    """Every file of the dataset under base: its key relative to base -> SHA-256."""
+    """Every file of the dataset under base: its key relative to base -> SHA-256
+    (none if nothing was ever written there: a run killed before its first PUT)."""
     out = {}
-    for info in fs.get_file_info(pafs.FileSelector(base, recursive=True)):
+    selector = pafs.FileSelector(base, recursive=True, allow_not_found=True)
+    for info in fs.get_file_info(selector):
         if info.type == pafs.FileType.File and "/futures/" in info.path:
             with fs.open_input_stream(info.path) as f:
                 out[info.path[len(base) + 1 :]] = hashlib.sha256(f.read()).hexdigest()
